@@ -36,6 +36,16 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
+def load_error_reason(exc: BaseException) -> str:
+    """The informative line of a torch.load failure (its first line is boilerplate)."""
+    text = str(exc).strip() or type(exc).__name__
+    for line in text.splitlines():
+        if "WeightsUnpickler error:" in line:
+            return "it holds objects other than tensors and plain data: " + line.split(
+                "WeightsUnpickler error:", 1)[1].strip().split(" was not")[0]
+    return text.splitlines()[0]
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write atomically: a temporary file in the same folder, fsync, then rename."""
     path = Path(path)
@@ -60,7 +70,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated zips, pickles, random bytes...
-        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        reason = load_error_reason(exc)
         raise AcolError(
             f"{path} is not a readable acol-eval checkpoint (truncated or another format): "
             f"{reason}"

@@ -107,9 +107,9 @@ def lr_factor(schedule: str, epochs: int, steps: Sequence[int], gamma: float) ->
 def library_versions() -> dict[str, str]:
     return {
         "acol_eval": __version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": np.__version__,
+        "torch": str(torch.__version__),  # TorchVersion would not load with weights_only
+        "torchvision": str(torchvision.__version__),
+        "numpy": str(np.__version__),
         "python": platform.python_version(),
     }
 
@@ -359,6 +359,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
             "rng": {"torch": torch.get_rng_state(), "seed": config.seed},
+            "world_size": self.dist.world,
         }
 
     def _write_metrics(self, rows: list[dict[str, float]]) -> None:

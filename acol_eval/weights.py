@@ -16,6 +16,7 @@ import torchvision
 from torch import Tensor
 
 from .backbones import get_spec
+from .checkpoint import load_error_reason
 from .errors import AcolError
 
 OFFLINE_ENV = "ACOL_EVAL_OFFLINE"
@@ -63,7 +64,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one clear message
-        raise AcolError(f"cannot read weights from {path}: {_first_line(exc)}") from None
+        raise AcolError(f"cannot read weights from {path}: {load_error_reason(exc)}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
