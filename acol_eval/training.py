@@ -34,17 +34,16 @@ from .checkpoint import load_checkpoint, plain, save_checkpoint
 from .data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    VALIDATION_SPLITS,
     LabelledImages,
     collate_skipping,
     eval_transform,
     labelled_items,
-    read_source,
     train_transform,
 )
 from .errors import AcolError
 from .losses import acol_loss
 from .model import ACoL, build_model, check_recipe, expand_deltas
+from .readers import VALIDATION_SPLITS, read_source
 from .weights import resolve_weights
 
 SCHEDULES = ("cosine", "step", "constant")

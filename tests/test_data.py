@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from acol_eval.data import decode_image, read_cub, read_folder, read_source
+from acol_eval.data import decode_image
 from acol_eval.errors import AcolError
+from acol_eval.readers import read_cub, read_folder, read_source
 from conftest import shared_data
 
 

@@ -3,7 +3,7 @@ import hashlib
 import numpy as np
 from PIL import Image
 
-from acol_eval.data import read_source
+from acol_eval.readers import read_source
 from acol_eval.synth import SynthConfig, write_synth
 
 SMALL = SynthConfig(classes=3, train_per_class=3, val_per_class=2, size=64)
