@@ -1,0 +1,41 @@
+"""Maps into boxes: the native protocol by hand, the wsoleval protocol against the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from acol_eval.boxes import native_boxes
+
+
+def test_native_boxes_largest_and_all_in_raster_order():
+    heat = np.zeros((6, 8))
+    heat[1:3, 1:3] = 1.0   # 4 pixels: the largest
+    heat[4, 5:8] = 0.9     # 3 pixels
+    heat[0, 7] = 0.8       # 1 pixel, first in raster order
+    assert native_boxes(heat, 0.5).tolist() == [[1, 1, 3, 3]]
+    assert native_boxes(heat, 0.5, all_boxes=True).tolist() == [
+        [7, 0, 8, 1], [1, 1, 3, 3], [5, 4, 8, 5]]
+    # threshold 0.85 of the range [0, 1] drops the 0.8 pixel only
+    assert native_boxes(heat, 0.85, all_boxes=True).tolist() == [[1, 1, 3, 3], [5, 4, 8, 5]]
+
+
+def test_native_boxes_ties_go_to_the_first_in_raster_order_and_diagonals_connect():
+    heat = np.zeros((4, 6))
+    heat[0, 4:6] = 1.0
+    heat[2, 0:2] = 1.0
+    assert native_boxes(heat, 0.5).tolist() == [[4, 0, 6, 1]]
+    heat[1, 3] = 1.0  # touches (0, 4) diagonally: one 3-pixel component
+    assert native_boxes(heat, 0.5).tolist() == [[3, 0, 6, 2]]
+
+
+def test_native_boxes_threshold_is_inclusive_of_the_range_fraction():
+    heat = np.array([[0.0, 2.0, 4.0, 10.0]])
+    # min + 0.4 * range = 4.0: pixels >= 4 are kept
+    assert native_boxes(heat, 0.4).tolist() == [[2, 0, 4, 1]]
+
+
+def test_native_boxes_constant_or_nan_map_gives_no_box():
+    assert native_boxes(np.ones((5, 5)), 0.2).shape == (0, 4)
+    heat = np.arange(9, dtype=float).reshape(3, 3)
+    heat[1, 1] = np.nan
+    assert native_boxes(heat, 0.2).shape == (0, 4)
