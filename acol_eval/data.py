@@ -14,6 +14,13 @@ from .readers import Annotations
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Scans and panoramas far above camera sizes are legitimate inputs; keep Pillow's
+# decompression-bomb guard, but at 20k x 20k pixels instead of ~90 megapixels.
+Image.MAX_IMAGE_PIXELS = 20_000 * 20_000
+# JPEGs this many times larger than the model's input are decoded at a reduced DCT
+# scale (Pillow's draft mode): much faster, and the result is resized down anyway.
+DRAFT_FACTOR = 4
+EXIF_ORIENTATION = 0x0112
 
 
 # --------------------------------------------------------------------------- images
@@ -40,6 +47,23 @@ def decode_image(path: str | Path) -> Image.Image:
     with Image.open(path) as image:
         image.load()
         return to_rgb(ImageOps.exif_transpose(image))
+
+
+def decode_for_model(path: str | Path, input_size: int) -> tuple[Image.Image, int, int]:
+    """RGB image for the model and the original (EXIF-oriented) width and height.
+
+    Very large JPEGs are decoded at a reduced scale that still leaves every side
+    at least `DRAFT_FACTOR * input_size`; the returned size is the full one.
+    """
+    with Image.open(path) as image:
+        width, height = image.size
+        if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+            width, height = height, width
+        if image.format == "JPEG" and min(image.size) > DRAFT_FACTOR * input_size:
+            side = DRAFT_FACTOR * input_size
+            image.draft("RGB", (side, side))
+        image.load()
+        return to_rgb(ImageOps.exif_transpose(image)), width, height
 
 
 # --------------------------------------------------------------------------- data sets
@@ -103,3 +127,37 @@ def labelled_items(annotations: Annotations, split: str, classes: list[str]):
     index = {name: i for i, name in enumerate(classes)}
     table = annotations.images[annotations.images["split"] == split]
     return [(image, index[label]) for image, label in zip(table["image"], table["label"])]
+
+
+class ImagesForModel(Dataset):
+    """(position, tensor, width, height, error) per image; an undecodable file gives its reason."""
+
+    def __init__(self, paths: list[Path], input_size: int, mean=IMAGENET_MEAN,
+                 std=IMAGENET_STD) -> None:
+        self.paths = paths
+        self.input_size = input_size
+        self.transform = eval_transform(input_size, mean, std)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, position: int):
+        try:
+            image, width, height = decode_for_model(self.paths[position], self.input_size)
+            return position, self.transform(image), width, height, ""
+        except Exception as exc:  # noqa: BLE001 - reported in errors.csv, the run goes on
+            reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            return position, None, 0, 0, f"{type(exc).__name__}: {reason}"
+
+
+def collate_positions(batch):
+    """Decoded samples stacked; failures kept aside as (position, reason)."""
+    good = [sample for sample in batch if sample[1] is not None]
+    failed = [(sample[0], sample[4]) for sample in batch if sample[1] is None]
+    images = torch.stack([sample[1] for sample in good]) if good else None
+    return (
+        [sample[0] for sample in good],
+        images,
+        [(sample[2], sample[3]) for sample in good],
+        failed,
+    )

@@ -1,0 +1,44 @@
+"""Pure functions on class activation maps: upsampling and overlays (arrays in, arrays out)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+BOX_COLOUR = (0, 255, 0)  # RGB: green stands out on the JET heatmap's blues and reds
+
+
+def upsample_map(low_res: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bilinear upsampling of a (h, w) map to (height, width), float32."""
+    return cv2.resize(np.asarray(low_res, np.float32), (int(width), int(height)),
+                      interpolation=cv2.INTER_LINEAR)
+
+
+def box_line_width(width: int, height: int) -> int:
+    return max(2, round(min(width, height) / 150))
+
+
+def overlay(
+    image: np.ndarray,
+    cam: np.ndarray,
+    boxes: np.ndarray,
+    alpha: float = 0.5,
+    colour: tuple[int, int, int] = BOX_COLOUR,
+) -> np.ndarray:
+    """Heatmap of `cam` (H, W, any range) blended over an RGB uint8 image, boxes drawn.
+
+    Boxes are (n, 4) x0, y0, x1, y1 with x1/y1 exclusive; the line lies inside them.
+    """
+    cam = np.nan_to_num(np.asarray(cam, np.float32))
+    low, high = float(cam.min()), float(cam.max())
+    scaled = (cam - low) / (high - low) if high > low else np.zeros_like(cam)
+    heat = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
+    blended = cv2.addWeighted(image, 1 - alpha, heat, alpha, 0)
+    thickness = box_line_width(image.shape[1], image.shape[0])
+    for x0, y0, x1, y1 in np.asarray(boxes, int).reshape(-1, 4):
+        # cv2 draws a centred line; inset it so the whole line is inside the box
+        inset = thickness // 2
+        cv2.rectangle(blended, (int(x0) + inset, int(y0) + inset),
+                      (int(x1) - 1 - inset, int(y1) - 1 - inset), colour, thickness)
+    return blended

@@ -1,0 +1,64 @@
+"""The map store of a localize run: low-resolution fused CAMs, float16, numpy-readable.
+
+Layout (RUN/):
+    maps.json        {"format": "acol-eval-maps", "version": 1, "dtype": "float16",
+                      "height": h, "width": w, "count": N, "classes": [...]}
+    maps.f16         N maps of h x w, raw little-endian float16, back to back
+    maps_index.csv   row,image,class_id,class_name,pred_rank,is_label (one line per map)
+
+Reading one map needs numpy alone:
+    meta = json.load(open(RUN / "maps.json"))
+    maps = np.memmap(RUN / "maps.f16", dtype="<f2", mode="r",
+                     shape=(meta["count"], meta["height"], meta["width"]))
+    cam = maps[row]   # row from maps_index.csv
+The raw file is appendable (a run streams maps into it) and memory-mappable.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import AcolError
+
+MAPS_FORMAT = "acol-eval-maps"
+MAPS_VERSION = 1
+MAP_DTYPE = np.dtype("<f2")
+INDEX_COLUMNS = ["row", "image", "class_id", "class_name", "pred_rank", "is_label"]
+
+
+@dataclass
+class MapStore:
+    maps: np.ndarray  # (N, h, w) float16 memmap
+    index: pd.DataFrame
+    classes: list[str]
+
+
+def maps_meta(height: int, width: int, count: int, classes: list[str]) -> dict:
+    return {"format": MAPS_FORMAT, "version": MAPS_VERSION, "dtype": "float16",
+            "height": int(height), "width": int(width), "count": int(count),
+            "classes": list(classes)}
+
+
+def open_maps(run: str | Path) -> MapStore:
+    """Memory-map the maps of a finished localize run."""
+    run = Path(run)
+    try:
+        meta = json.loads((run / "maps.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise AcolError(f"{run} has no readable maps.json: {exc}") from None
+    if meta.get("format") != MAPS_FORMAT:
+        raise AcolError(f"{run / 'maps.json'} is not an acol-eval map store")
+    shape = (int(meta["count"]), int(meta["height"]), int(meta["width"]))
+    expected = shape[0] * shape[1] * shape[2] * MAP_DTYPE.itemsize
+    size = (run / "maps.f16").stat().st_size if (run / "maps.f16").exists() else -1
+    if size != expected:
+        raise AcolError(f"{run / 'maps.f16'} holds {size} bytes, maps.json says {expected}")
+    maps = (np.memmap(run / "maps.f16", dtype=MAP_DTYPE, mode="r", shape=shape)
+            if shape[0] else np.zeros(shape, MAP_DTYPE))
+    index = pd.read_csv(run / "maps_index.csv", keep_default_na=False)
+    return MapStore(maps, index, list(meta["classes"]))
