@@ -158,7 +158,53 @@ def _not_yet(name: str, issue: int, summary: str) -> None:
         sys.exit(2)
 
 
-_not_yet("localize", 3, "Sweep images through the fused-CAM generator into boxes")
+@main.command()
+@click.argument("images")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Run folder: predictions.csv, the map store, run.json, errors.csv.")
+@click.option("--checkpoint", default=None, help="An acol-eval checkpoint (from train).")
+@click.option("--arch", default=None,
+              help="Or a plain torchvision classifier as a CAM model, e.g. resnet50.")
+@click.option("--weights", default="imagenet", show_default=True,
+              help="With --arch: imagenet, none, or a torchvision state-dict file.")
+@click.option("--feature-stride", type=int, default=32, show_default=True,
+              help="With --arch: 32, 16 or 8 (dilated late stages, same weights).")
+@click.option("--labels", default=None,
+              help="Annotation source giving the labels of a folder's images (FORMAT:PATH).")
+@click.option("--split", default=None, help="Split of an annotation source (train, val, test).")
+@click.option("--top-k", type=int, default=5, show_default=True,
+              help="Predicted classes (and their maps) per image.")
+@click.option("--cam-threshold", type=float, default=0.2, show_default=True,
+              help="Box threshold as a fraction of the map's range.")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True,
+              help="Data-loading (decoding) worker processes.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--overlays", default=None, type=click.Path(file_okay=False),
+              help="Folder for JPEG heatmap overlays with the box drawn.")
+@click.option("--all-boxes", is_flag=True,
+              help="Write every connected component's box to boxes.csv, not only the largest.")
+@_one_line_errors
+def localize(**options) -> None:
+    """Sweep IMAGES through the fused-CAM generator into classes, maps and boxes.
+
+    IMAGES is a folder (searched recursively), a text file listing image paths,
+    or an annotation source such as cub:PATH (labels known, so the label's map
+    is stored too). Rerunning the same command after a kill continues the run.
+    """
+    from acol_eval.localization import LocalizeConfig
+    from acol_eval.localization import localize as run_localize
+
+    summary = run_localize(LocalizeConfig(**options))
+    if summary.images or summary.failed:
+        rate = summary.images / max(summary.seconds, 1e-9)
+        click.echo(
+            f"localised {summary.images} images ({rate:.1f} img/s), {summary.maps} maps "
+            f"-> {summary.out}" + (f"; {summary.failed} could not be decoded (see "
+                                   f"{summary.out}/errors.csv)" if summary.failed else "")
+        )
+    if summary.failed:
+        sys.exit(1)
 _not_yet("score", 4, "Score maps against box and mask annotations into CSV reports")
 
 
