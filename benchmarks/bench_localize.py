@@ -1,0 +1,139 @@
+"""Localize throughput against the bare forward pass, and peak memory against image count.
+
+    .venv/bin/python benchmarks/bench_localize.py            # both parts
+    .venv/bin/python benchmarks/bench_localize.py --part speed --images 128
+
+Speed: the same resnet50 (random weights: speed does not depend on them), the
+same batch size and torch threads. "Bare" is torchvision's forward pass on
+tensors already in memory; "localize" is the whole `localize()` call over JPEG
+files on disk (decode, resize, forward, fused maps, boxes, writing the run).
+Memory: peak RSS of `acol-eval localize` processes over 1,000 and 10,000 small
+images (a small model at a small input, so that 10,000 images run in minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torchvision
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from acol_eval.checkpoint import save_checkpoint  # noqa: E402
+from acol_eval.data import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from acol_eval.localization import LocalizeConfig, localize  # noqa: E402
+from acol_eval.model import build_model  # noqa: E402
+
+
+def write_images(folder: Path, count: int, width: int, height: int, ext: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (height, width, 3), np.uint8), (0, 0), 3)
+    for i in range(count):
+        cv2.imwrite(str(folder / f"img_{i:05d}{ext}"), np.roll(base, i, axis=1))
+
+
+def bare_forward(batch: int, count: int, threads: int) -> float:
+    torch.set_num_threads(threads)
+    model = torchvision.models.resnet50(weights=None).eval()
+    tensors = torch.randn(batch, 3, 224, 224)
+    with torch.inference_mode():
+        model(tensors)  # warm-up
+        began = time.perf_counter()
+        done = 0
+        while done < count:
+            model(tensors)
+            done += batch
+    return done / (time.perf_counter() - began)
+
+
+def localize_speed(folder: Path, out: Path, batch: int, workers: int, threads: int) -> float:
+    torch.set_num_threads(threads)
+    config = LocalizeConfig(images=str(folder), out=str(out), arch="resnet50", weights="none",
+                            batch_size=batch, workers=workers, device="cpu")
+    began = time.perf_counter()
+    summary = localize(config, log=lambda m: None)
+    return summary.images / (time.perf_counter() - began)
+
+
+def speed(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "images"
+        write_images(folder, args.images, 500, 375, ".jpg")
+        bare = bare_forward(args.batch, args.images, args.threads)
+        rows = []
+        for workers in args.workers:
+            rate = localize_speed(folder, Path(tmp) / f"run{workers}", args.batch, workers,
+                                  args.threads)
+            rows.append((workers, rate))
+        print(f"resnet50 at 224, batch {args.batch}, {args.threads} torch threads, "
+              f"{args.images} JPEG images of 500x375")
+        print(f"  bare forward on tensors in memory: {bare:.2f} img/s")
+        for workers, rate in rows:
+            print(f"  localize, {workers} decode worker(s): {rate:.2f} img/s "
+                  f"= {rate / bare:.3f} of bare")
+
+
+def peak_rss_mb(command: list[str]) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss of children is the maximum over all waited-for children: run the
+    # smaller case first so that a larger second value is the second run's own.
+    return max(after, before) / 1024
+
+
+def memory(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        torch.manual_seed(0)
+        model = build_model("resnet18", 10, "pp", [0.6], "linear", 32)
+        save_checkpoint(tmp / "small.pt", {
+            "arch": "resnet18", "recipe": "pp", "deltas": [0.6], "head": "linear",
+            "feature_stride": 32, "classes": [f"c{i}" for i in range(10)], "input_size": 64,
+            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+            "state_dict": model.state_dict(), "epoch": 0})
+        results = []
+        for count in args.counts:
+            folder = tmp / f"images{count}"
+            write_images(folder, count, 48, 40, ".png")
+            began = time.perf_counter()
+            peak = peak_rss_mb([sys.executable, str(ROOT / "cli.py"), "localize", str(folder),
+                                "--out", str(tmp / f"run{count}"), "--checkpoint",
+                                str(tmp / "small.pt"), "--batch-size", "64",
+                                "--workers", "1"])
+            results.append((count, peak, time.perf_counter() - began))
+        print("peak RSS of acol-eval localize (resnet18 recipe pp at 64x64, top-5 maps):")
+        for count, peak, seconds in results:
+            print(f"  {count:6d} images: {peak:8.1f} MB ({seconds:.0f} s)")
+        if len(results) > 1:
+            print(f"  difference: {results[-1][1] - results[0][1]:.1f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["speed", "memory", "all"], default="all")
+    parser.add_argument("--images", type=int, default=96)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--counts", type=int, nargs="+", default=[1000, 10000])
+    args = parser.parse_args()
+    if args.part in ("speed", "all"):
+        speed(args)
+    if args.part in ("memory", "all"):
+        memory(args)
+
+
+if __name__ == "__main__":
+    main()
