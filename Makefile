@@ -28,8 +28,17 @@ test: install lint
 	@if [ -d "$(SHARED_DATA)" ]; then export ACOL_EVAL_SHARED_DATA="$(SHARED_DATA)"; fi; \
 	ACOL_EVAL_OFFLINE=1 $(BIN)/python -m pytest -q tests
 
+# The main job end to end on the embedded data: synth -> train -> localize (-> score).
+ACOL := ACOL_EVAL_OFFLINE=1 $(BIN)/acol-eval
 demo: install
-	ACOL_EVAL_OFFLINE=1 $(BIN)/python benchmarks/demo.py --out $(DEMO_OUT)
+	rm -rf $(DEMO_OUT)
+	$(ACOL) synth $(DEMO_OUT)/data
+	$(ACOL) train --data $(DEMO_OUT)/data/images --out $(DEMO_OUT)/train \
+		--arch mobilenet_v2 --weights imagenet --recipe pp --feature-stride 16 \
+		--epochs 4 --lr 0.01
+	$(ACOL) localize cub:$(DEMO_OUT)/data --split test --out $(DEMO_OUT)/localize \
+		--checkpoint $(DEMO_OUT)/train/best.pt --overlays $(DEMO_OUT)/overlays
+	@echo "demo: checkpoint $(DEMO_OUT)/train/best.pt, predictions and maps in $(DEMO_OUT)/localize, overlays in $(DEMO_OUT)/overlays"
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) *.egg-info
