@@ -50,3 +50,70 @@ def native_boxes(map_2d: np.ndarray, threshold: float, all_boxes: bool = False) 
     x1 = x0 + stats[order, cv2.CC_STAT_WIDTH]
     y1 = y0 + stats[order, cv2.CC_STAT_HEIGHT]
     return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- map preparation
+
+WSOLEVAL_SIZE = 224
+
+
+def upsample_map(map_2d: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bicubic upsampling of a low-resolution map to (height, width), in float64."""
+    values = np.asarray(map_2d, dtype=np.float64)
+    if values.shape == (height, width):
+        return values.copy()
+    return cv2.resize(values, (int(width), int(height)), interpolation=cv2.INTER_CUBIC)
+
+
+def normalise_map(values: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1] the way wsolevaluation does it; a constant or NaN map gives zeros."""
+    values = np.array(values, dtype=np.float64)
+    if np.isnan(values).any() or values.min() == values.max():
+        return np.zeros_like(values)
+    values -= values.min()
+    values /= values.max()
+    return values
+
+
+def wsoleval_uint8(map_2d: np.ndarray) -> np.ndarray:
+    """The 224x224 uint8 map the wsoleval protocol thresholds (bicubic, min-max, x255, truncated)."""
+    scaled = normalise_map(upsample_map(map_2d, WSOLEVAL_SIZE, WSOLEVAL_SIZE)) * 255
+    return scaled.astype(np.uint8)
+
+
+def wsoleval_levels(thresholds: np.ndarray, map_max: int) -> np.ndarray:
+    """The integer level each CAM threshold becomes: int(t * max of the uint8 map)."""
+    return (np.asarray(thresholds, dtype=np.float64) * float(map_max)).astype(np.int64)
+
+
+def native_level_image(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Per pixel, how many thresholds keep it: pixel in at threshold i iff level > i.
+
+    A pixel is kept at t when value >= min + t * (max - min), as in :func:`native_boxes`.
+    A constant or non-finite map keeps nothing.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).all() or values.max() <= values.min():
+        return np.zeros(values.shape, dtype=np.int32)
+    low, high = values.min(), values.max()
+    cuts = low + np.asarray(thresholds, dtype=np.float64) * (high - low)
+    return np.searchsorted(cuts, values, side="right").astype(np.int32)
+
+
+def wsoleval_contour_boxes(u8: np.ndarray, level: int, all_boxes: bool) -> np.ndarray:
+    """The reference's boxes at one level (OpenCV contours), x1/y1 inclusive, clipped.
+
+    Used where exactness needs OpenCV's own contour areas (the largest contour of
+    MaxBoxAcc V1 when several components exist) and for the per-image report.
+    """
+    height, width = u8.shape
+    binary = (u8 > level).astype(np.uint8) * 255
+    contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+    if len(contours) == 0:
+        return np.zeros((1, 4), dtype=np.int64)
+    if not all_boxes:
+        contours = [max(contours, key=cv2.contourArea)]
+    rects = np.array([cv2.boundingRect(c) for c in contours], dtype=np.int64).reshape(-1, 4)
+    x1 = np.minimum(rects[:, 0] + rects[:, 2], width - 1)
+    y1 = np.minimum(rects[:, 1] + rects[:, 3], height - 1)
+    return np.stack([rects[:, 0], rects[:, 1], x1, y1], axis=1)

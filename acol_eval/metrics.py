@@ -1,0 +1,104 @@
+"""WSOL metrics: pure functions over numpy arrays, no I/O (SPEC 7).
+
+Per image, a protocol turns a map and the ground-truth boxes into the best IoU at
+every CAM threshold (:func:`wsoleval_image_ious`, :func:`native_image_ious`);
+images are summed into correct-counts per threshold; the max over thresholds is
+MaxBoxAcc. Boxes are int arrays (n, 4) x0 y0 x1 y1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .boxes import (
+    WSOLEVAL_SIZE,
+    native_level_image,
+    wsoleval_contour_boxes,
+    wsoleval_levels,
+)
+from .sweep import sweep_components, sweep_holes
+
+ERROR_TYPES = ("correct", "wrong_class", "multiple_instances", "part", "too_large", "mislocated")
+
+
+# --------------------------------------------------------------------------- IoU
+
+
+def iou_inclusive(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """wsoleval IoU (n, g): pixels counted inclusively (width x1 - x0 + 1); union <= 0 gives 0."""
+    a = np.asarray(boxes, dtype=np.int64).reshape(-1, 1, 4)
+    b = np.asarray(gt, dtype=np.int64).reshape(1, -1, 4)
+    inter = (np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
+             * np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1))
+    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
+    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
+    union = area_a + area_b - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def iou_exclusive(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Native IoU (n, g): x1/y1 exclusive, intersection area / union area; empty union gives 0."""
+    a = np.asarray(boxes, dtype=np.float64).reshape(-1, 1, 4)
+    b = np.asarray(gt, dtype=np.float64).reshape(1, -1, 4)
+    inter = (np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]))
+             * np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])))
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    union = area_a + area_b - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def scale_boxes_wsoleval(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Ground-truth boxes to the 224x224 frame with int() truncation, as wsolevaluation does."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    # x * new / old in that order, as the reference computes it (float rounding matters)
+    scaled = b * float(WSOLEVAL_SIZE) / np.array([width, height, width, height], dtype=np.float64)
+    return np.trunc(scaled).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- per image
+
+
+def wsoleval_image_ious(u8: np.ndarray, gt224: np.ndarray, thresholds: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Best IoU at every CAM threshold under the wsoleval protocol.
+
+    u8: the 224x224 uint8 map (:func:`boxes.wsoleval_uint8`); gt224: its ground-truth
+    boxes (g, 4) in that frame. Returns (all boxes, largest contour) IoU arrays of
+    len(thresholds): the first for MaxBoxAccV2, the second for MaxBoxAcc.
+    """
+    gt = np.asarray(gt224, dtype=np.int64).reshape(-1, 4)
+    if len(gt) == 0:
+        zeros = np.zeros(len(thresholds))
+        return zeros, zeros.copy()
+    levels = wsoleval_levels(thresholds, int(u8.max()))
+    best_outer, _, best_contour, contour_sure, n_components = sweep_components(
+        u8.astype(np.int32), 256, gt, True)
+    best_hole = sweep_holes(u8, gt)
+    no_box = float(iou_inclusive(np.zeros((1, 4)), gt).max())
+    all_boxes = np.where(n_components > 0, np.maximum(best_outer, best_hole), no_box)
+    largest = np.where(n_components > 0, best_contour, no_box)
+    # Where the sweep cannot be sure which contour OpenCV finds largest (its own polygon
+    # area, close between components), ask OpenCV, once per such level the grid uses.
+    unsure = (n_components > 1) & ~contour_sure
+    for level in np.unique(levels[unsure[levels]]):
+        box = wsoleval_contour_boxes(u8, int(level), all_boxes=False)
+        largest[level] = iou_inclusive(box, gt).max()
+    return all_boxes[levels], largest[levels]
+
+
+def native_image_ious(values: np.ndarray, gt: np.ndarray, thresholds: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Best IoU at every CAM threshold under the native protocol.
+
+    values: the map at image size (float); gt: boxes (g, 4) in image pixels, exclusive.
+    Returns (all components, largest component) IoU arrays of len(thresholds);
+    a threshold with no component gives IoU 0.
+    """
+    gt = np.asarray(gt, dtype=np.int64).reshape(-1, 4)
+    if len(gt) == 0:
+        zeros = np.zeros(len(thresholds))
+        return zeros, zeros.copy()
+    levels = native_level_image(values, thresholds)
+    best_all, best_largest, _, _, _ = sweep_components(levels, len(thresholds), gt, False)
+    return np.maximum(best_all, 0.0), np.maximum(best_largest, 0.0)
