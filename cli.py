@@ -205,7 +205,50 @@ def localize(**options) -> None:
         )
     if summary.failed:
         sys.exit(1)
-_not_yet("score", 4, "Score maps against box and mask annotations into CSV reports")
+@main.command()
+@click.argument("run", type=click.Path())
+@click.option("--annotations", required=True,
+              help="Annotation source: FORMAT:PATH (cub, wsol, voc, coco, labelme, csv, masks, "
+                   "folder) or a bare PATH whose format is detected.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Report folder: summary.csv, per_class.csv, per_image.csv, curve.csv, "
+                   "curve.png.")
+@click.option("--split", default=None, help="Score only this split of the annotations.")
+@click.option("--protocol", type=click.Choice(["wsoleval", "native"]), default="wsoleval",
+              show_default=True, help="wsoleval = clovaai/wsolevaluation's 224x224 box "
+                                      "evaluator; native = original pixels.")
+@click.option("--iou", default="30,50,70", show_default=True,
+              help="IoU thresholds (percent) of MaxBoxAccV2.")
+@click.option("--cam-curve-interval", type=float, default=0.001, show_default=True,
+              help="Step of the CAM threshold grid arange(0, 1, step).")
+@click.option("--threshold", type=float, default=None,
+              help="Fixed CAM threshold of gt_known_loc/top1_loc/top5_loc (default 0.2).")
+@click.option("--threshold-from", type=click.Path(), default=None,
+              help="Another report (folder or summary.csv): use its thresholds, not the best.")
+@click.option("--bootstrap", type=int, default=0, show_default=True,
+              help="Bootstrap rounds for 95%% intervals over images (0: none).")
+@click.option("--workers", type=int, default=0, help="Processes (default: all cores).")
+@_one_line_errors
+def score(run: str, **options) -> None:
+    """Score maps against box and mask annotations into CSV reports.
+
+    RUN is a localize run folder or a folder of .npy score maps named by image id.
+    """
+    from acol_eval.reports import terminal_table
+    from acol_eval.scoring import ScoreConfig
+    from acol_eval.scoring import score as run_score
+
+    config = ScoreConfig(
+        run=run, annotations=options["annotations"], out=options["out"],
+        split=options["split"], protocol=options["protocol"], iou=_ints(options["iou"]),
+        interval=options["cam_curve_interval"], threshold=options["threshold"],
+        threshold_from=options["threshold_from"], bootstrap=options["bootstrap"],
+        workers=options["workers"])
+    result = run_score(config)
+    click.echo(terminal_table(result["summary"]))
+    if result["failed"]:
+        click.echo(f"acol-eval: {result['failed']} maps could not be read", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ def normalise_map(values: np.ndarray) -> np.ndarray:
 
 
 def wsoleval_uint8(map_2d: np.ndarray) -> np.ndarray:
-    """The 224x224 uint8 map the wsoleval protocol thresholds (bicubic, min-max, x255, truncated)."""
+    """The 224x224 uint8 map wsoleval thresholds: bicubic, min-max, x255, truncated."""
     scaled = normalise_map(upsample_map(map_2d, WSOLEVAL_SIZE, WSOLEVAL_SIZE)) * 255
     return scaled.astype(np.uint8)
 

@@ -28,8 +28,9 @@ def iou_inclusive(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """wsoleval IoU (n, g): pixels counted inclusively (width x1 - x0 + 1); union <= 0 gives 0."""
     a = np.asarray(boxes, dtype=np.int64).reshape(-1, 1, 4)
     b = np.asarray(gt, dtype=np.int64).reshape(1, -1, 4)
-    inter = (np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
-             * np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1))
+    inter_w = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1
+    inter_h = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1
+    inter = np.maximum(0, inter_w) * np.maximum(0, inter_h)
     area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
     area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
     union = area_a + area_b - inter
@@ -102,3 +103,70 @@ def native_image_ious(values: np.ndarray, gt: np.ndarray, thresholds: np.ndarray
     levels = native_level_image(values, thresholds)
     best_all, best_largest, _, _, _ = sweep_components(levels, len(thresholds), gt, False)
     return np.maximum(best_all, 0.0), np.maximum(best_largest, 0.0)
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def pxap_from_histograms(true_hist: np.ndarray, false_hist: np.ndarray) -> float:
+    """PxAP (percent): area under the pixel precision-recall curve, the wsolevaluation way.
+
+    true_hist / false_hist: counts of foreground / background pixel scores in the bins
+    [t0, t1), ..., [t_last, 1), [1, 2), [2, 3); a pixel is predicted positive at t_i when
+    its score >= t_i. Ignored pixels are simply not in either histogram.
+    """
+    tp = np.asarray(true_hist, dtype=np.float64)[::-1].cumsum()
+    fp = np.asarray(false_hist, dtype=np.float64)[::-1].cumsum()
+    positives = tp[-1] if len(tp) else 0.0
+    if positives <= 0 or (tp + fp).max() <= 0:
+        return float("nan")
+    nonzero = (tp + fp) != 0
+    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=nonzero)
+    recall = tp / positives
+    return float((precision[1:] * np.diff(recall))[nonzero[1:]].sum() * 100)
+
+
+def bootstrap_interval(correct: np.ndarray, rounds: int, seed: int = 0
+                       ) -> tuple[float, float]:
+    """95% percentile interval (percent) of the accuracy of per-image 0/1 outcomes."""
+    values = np.asarray(correct, dtype=np.float64)
+    if rounds <= 0 or values.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = np.empty(rounds)
+    for start in range(0, rounds, 256):  # batches keep memory at 256 x n
+        stop = min(rounds, start + 256)
+        picks = rng.integers(0, values.size, size=(stop - start, values.size))
+        means[start:stop] = values[picks].mean(axis=1)
+    low, high = np.percentile(means * 100, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def error_type(box: np.ndarray | None, gt: np.ndarray, best_iou: float, top1: bool | None,
+               inclusive: bool) -> str:
+    """Why a localisation is wrong (or 'correct'), after the usual WSOL error analysis.
+
+    correct: IoU >= 0.5 and the top-1 class right (or no predictions); wrong_class: the box
+    is right, the class is not; multiple_instances: the box covers at least half of each
+    of two or more ground-truth boxes; part: at least 80% of the box lies in one
+    ground-truth box (the box is a part of the object); too_large: at least 80% of the
+    best ground-truth box lies in the box; mislocated: anything else.
+    """
+    if best_iou >= 0.5:
+        return "wrong_class" if top1 is False else "correct"
+    if box is None or not len(gt):
+        return "mislocated"
+    extra = 1 if inclusive else 0
+    b = np.asarray(box, dtype=np.float64)
+    g = np.asarray(gt, dtype=np.float64).reshape(-1, 4)
+    inter = (np.maximum(0, np.minimum(b[2], g[:, 2]) - np.maximum(b[0], g[:, 0]) + extra)
+             * np.maximum(0, np.minimum(b[3], g[:, 3]) - np.maximum(b[1], g[:, 1]) + extra))
+    box_area = max((b[2] - b[0] + extra) * (b[3] - b[1] + extra), 1e-9)
+    gt_area = np.maximum((g[:, 2] - g[:, 0] + extra) * (g[:, 3] - g[:, 1] + extra), 1e-9)
+    if (inter / gt_area >= 0.5).sum() >= 2:
+        return "multiple_instances"
+    if (inter / box_area).max() >= 0.8:
+        return "part"
+    if (inter / gt_area).max() >= 0.8:
+        return "too_large"
+    return "mislocated"
