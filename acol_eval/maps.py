@@ -42,3 +42,15 @@ def overlay(
         cv2.rectangle(blended, (int(x0) + inset, int(y0) + inset),
                       (int(x1) - 1 - inset, int(y1) - 1 - inset), colour, thickness)
     return blended
+
+
+def centre_gaussian_map(height: int, width: int, sigma: float = 0.25) -> np.ndarray:
+    """The centre baseline: a Gaussian at the image centre, std `sigma` of each side, max 1.
+
+    Any localisation result should be read against it: it is what a method that
+    knows nothing about the image but the photographer's bias would score.
+    """
+    # offsets from the centre in fractions of the side, exactly symmetric
+    ys = (np.arange(height) - (height - 1) / 2) / height
+    xs = (np.arange(width) - (width - 1) / 2) / width
+    return np.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sigma**2)).astype(np.float32)

@@ -306,3 +306,14 @@ def test_imagenet_mobilenet_over_real_photos(folder, tmp_path):
             assert (width, height) == image.size or (height, width) == image.size
         x0, y0, x1, y1 = (int(row[k]) for k in ("x0", "y0", "x1", "y1"))
         assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+
+
+def test_centre_gaussian_baseline():
+    from acol_eval.maps import centre_gaussian_map
+
+    cam = centre_gaussian_map(4, 6)
+    assert cam.shape == (4, 6) and np.allclose(cam, cam[::-1, ::-1])  # symmetric
+    assert cam[1, 2] == cam.max() and cam[0, 0] == cam.min()
+    # one side away from the centre in x: exp(-(0.5^2)/(2*0.25^2)) = exp(-2)
+    wide = centre_gaussian_map(1, 1000)
+    assert abs(wide[0, 0] / wide.max() - np.exp(-2)) < 0.01
