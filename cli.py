@@ -100,8 +100,8 @@ def main() -> None:
               help="Crop size for training, resize size for validation.")
 @click.option("--resize-size", type=int, default=None,
               help="Square resize before the random crop [default: input-size * 256/224].")
-@click.option("--workers", type=int, default=2, show_default=True,
-              help="Data-loading worker processes.")
+@click.option("--workers", type=int, default=None,
+              help="Data-loading worker processes [default: cores - 1, at most 8].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--amp/--no-amp", default=True, show_default=True,
@@ -177,8 +177,8 @@ def _not_yet(name: str, issue: int, summary: str) -> None:
 @click.option("--cam-threshold", type=float, default=0.2, show_default=True,
               help="Box threshold as a fraction of the map's range.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--workers", type=int, default=2, show_default=True,
-              help="Data-loading (decoding) worker processes.")
+@click.option("--workers", type=int, default=None,
+              help="Decoding worker processes [default: cores - 1, at most 8].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--overlays", default=None, type=click.Path(file_okay=False),
               help="Folder for JPEG heatmap overlays with the box drawn.")

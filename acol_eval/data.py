@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,12 @@ def decode_for_model(path: str | Path, input_size: int) -> tuple[Image.Image, in
 
 
 # --------------------------------------------------------------------------- data sets
+
+
+def default_workers() -> int:
+    """Decoding processes when not given: one core is left to the model's own threads
+    (on 2 cores, a second worker made localize 3x slower by stealing them), at most 8."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
 def train_transform(

@@ -32,7 +32,14 @@ from tqdm import tqdm
 from .backbones import imagenet_categories
 from .boxes import native_boxes
 from .checkpoint import load_checkpoint, model_from_checkpoint
-from .data import IMAGENET_MEAN, IMAGENET_STD, ImagesForModel, collate_positions, decode_image
+from .data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImagesForModel,
+    collate_positions,
+    decode_image,
+    default_workers,
+)
 from .errors import AcolError
 from .maps import overlay, upsample_map
 from .mapstore import INDEX_COLUMNS, MAP_DTYPE, maps_meta
@@ -58,7 +65,7 @@ class LocalizeConfig:
     top_k: int = 5
     cam_threshold: float = 0.2
     batch_size: int = 32
-    workers: int = 2
+    workers: int | None = None  # None: data.default_workers()
     device: str = "auto"
     overlays: str | None = None
     all_boxes: bool = False
@@ -277,6 +284,8 @@ class Localizer:
     def __init__(self, config: LocalizeConfig, log: Callable[[str], None]) -> None:
         if not 0.0 <= config.cam_threshold <= 1.0:
             raise AcolError(f"--cam-threshold {config.cam_threshold} is outside [0, 1]")
+        if config.workers is None:
+            config.workers = default_workers()
         if config.top_k < 1 or config.batch_size < 1 or config.workers < 0:
             raise AcolError("--top-k and --batch-size must be at least 1, --workers at least 0")
         self.config = config

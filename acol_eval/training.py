@@ -36,6 +36,7 @@ from .data import (
     IMAGENET_STD,
     LabelledImages,
     collate_skipping,
+    default_workers,
     eval_transform,
     labelled_items,
     train_transform,
@@ -71,7 +72,7 @@ class TrainConfig:
     loss_weights: list[float] | None = None
     input_size: int = 224
     resize_size: int | None = None
-    workers: int = 2
+    workers: int | None = None  # None: data.default_workers()
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -186,6 +187,7 @@ class Trainer:
         self.dist = Distributed(config.device)
         self.device = self.dist.device
         self.resize_size = config.resize_size or round(config.input_size * 256 / 224)
+        self.workers = default_workers() if config.workers is None else config.workers
 
     # ----------------------------------------------------------------- setup
 
@@ -286,7 +288,7 @@ class Trainer:
             batch_size=self.config.batch_size,
             shuffle=train and sampler is None,
             sampler=sampler,
-            num_workers=self.config.workers,
+            num_workers=self.workers,
             collate_fn=collate_skipping,
             generator=generator,
             pin_memory=self.device.type == "cuda",
