@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/demo.py --out demo-out
 
-synth -> train (ACoL `pp` on the offline ImageNet MobileNetV2) -> localize the
+synth -> train (ACoL `pn` on the offline ImageNet MobileNetV2) -> localize the
 validation split -> score it (wsoleval protocol) and the centre baseline ->
 print the headline table and where everything is.
 """
@@ -20,7 +20,8 @@ from pipeline import acol, headline
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo-out")
-    parser.add_argument("--recipe", default="pp")
+    # pn localised best on the synthetic set: MaxBoxAccV2 59.3 vs p 56.0 and pp 42.3
+    parser.add_argument("--recipe", default="pn")
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
     out = Path(args.out)
