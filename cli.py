@@ -148,16 +148,6 @@ def synth(out: str, **options) -> None:
     )
 
 
-def _not_yet(name: str, issue: int, summary: str) -> None:
-    """A placeholder command until its issue lands: says so, exit status 2."""
-
-    @main.command(name=name, help=f"{summary} (not available yet: issue #{issue}).",
-                  context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-    def command() -> None:
-        click.echo(f"acol-eval: error: '{name}' is not available yet (issue #{issue})", err=True)
-        sys.exit(2)
-
-
 @main.command()
 @click.argument("images")
 @click.option("--out", required=True, type=click.Path(file_okay=False),

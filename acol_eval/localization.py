@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .backbones import imagenet_categories
-from .boxes import native_boxes
+from .boxes import native_boxes, upsample_map
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import (
     IMAGENET_MEAN,
@@ -41,7 +41,7 @@ from .data import (
     default_workers,
 )
 from .errors import AcolError
-from .maps import overlay, upsample_map
+from .maps import overlay
 from .mapstore import INDEX_COLUMNS, MAP_DTYPE, maps_meta
 from .model import ACoL, plain_cam_model
 from .readers import READERS, detect_format, is_image_file, read_source
@@ -421,6 +421,7 @@ class Localizer:
                 stored.append(fused[b, top_k])
                 index_rows.append([g, writer.map_rows + len(stored) - 1, image, label,
                                    classes[label], 0, 1])
+            # the same upsampling as `score --protocol native`, so its boxes agree
             cam = upsample_map(fused[b, 0], width, height)
             boxes = native_boxes(cam, config.cam_threshold, all_boxes=config.all_boxes)
             box = [int(v) for v in boxes[0]] if len(boxes) else ["", "", "", ""]

@@ -8,12 +8,6 @@ import numpy as np
 BOX_COLOUR = (0, 255, 0)  # RGB: green stands out on the JET heatmap's blues and reds
 
 
-def upsample_map(low_res: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Bilinear upsampling of a (h, w) map to (height, width), float32."""
-    return cv2.resize(np.asarray(low_res, np.float32), (int(width), int(height)),
-                      interpolation=cv2.INTER_LINEAR)
-
-
 def box_line_width(width: int, height: int) -> int:
     return max(2, round(min(width, height) / 150))
 

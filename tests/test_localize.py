@@ -15,10 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from acol_eval.boxes import native_boxes
+from acol_eval.boxes import native_boxes, upsample_map
 from acol_eval.checkpoint import save_checkpoint
 from acol_eval.data import IMAGENET_MEAN, IMAGENET_STD, decode_image, eval_transform
-from acol_eval.maps import upsample_map
 from acol_eval.mapstore import open_maps
 from acol_eval.model import build_model
 from conftest import ROOT, run_cli, shared_data, write_texture_folder
