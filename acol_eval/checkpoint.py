@@ -62,19 +62,28 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         raise
 
 
+def read_torch_file(path: str | Path, kind: str, failure: str) -> Any:
+    """`torch.load(weights_only=True)` of an untrusted file; failures are one-line AcolErrors.
+
+    `kind` names the file in the "does not exist" message; `failure` starts the
+    message when the file cannot be read (the reason follows it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AcolError(f"{kind} {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated zips, pickles, random bytes...
+        raise AcolError(f"{failure}: {load_error_reason(exc)}") from None
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and check a checkpoint; every failure is a one-line AcolError."""
     path = Path(path)
-    if not path.is_file():
-        raise AcolError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - truncated zips, pickles, random bytes...
-        reason = load_error_reason(exc)
-        raise AcolError(
-            f"{path} is not a readable acol-eval checkpoint (truncated or another format): "
-            f"{reason}"
-        ) from None
+    payload = read_torch_file(
+        path, "checkpoint",
+        f"{path} is not a readable acol-eval checkpoint (truncated or another format)",
+    )
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise AcolError(f"{path} is not an acol-eval checkpoint (no '{FORMAT}' format tag)")
     if int(payload.get("version", 0)) > VERSION:

@@ -16,7 +16,7 @@ import torchvision
 from torch import Tensor
 
 from .backbones import get_spec
-from .checkpoint import load_error_reason
+from .checkpoint import read_torch_file
 from .errors import AcolError
 
 OFFLINE_ENV = "ACOL_EVAL_OFFLINE"
@@ -59,12 +59,7 @@ def find_imagenet_file(arch: str) -> Path | None:
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """A torchvision-format state dict from a file (loaded with weights_only=True)."""
     path = Path(path)
-    if not path.is_file():
-        raise AcolError(f"weights file {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is one clear message
-        raise AcolError(f"cannot read weights from {path}: {load_error_reason(exc)}") from None
+    state = read_torch_file(path, "weights file", f"cannot read weights from {path}")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
