@@ -218,6 +218,11 @@ def localize(**options) -> None:
 @click.option("--bootstrap", type=int, default=0, show_default=True,
               help="Bootstrap rounds for 95%% intervals over images (0: none).")
 @click.option("--workers", type=int, default=0, help="Processes (default: all cores).")
+@click.option("--baseline", type=click.Choice(["centre"]), default=None,
+              help="Score a centred Gaussian map (sigma 0.25 of each side, at RUN's map "
+                   "resolution) for every image of RUN instead of RUN's maps; "
+                   "classification still comes from RUN's predictions. Rows say "
+                   "'PROTOCOL (baseline: centre)'.")
 @_one_line_errors
 def score(run: str, **options) -> None:
     """Score maps against box and mask annotations into CSV reports.
@@ -233,8 +238,11 @@ def score(run: str, **options) -> None:
         split=options["split"], protocol=options["protocol"], iou=_ints(options["iou"]),
         interval=options["cam_curve_interval"], threshold=options["threshold"],
         threshold_from=options["threshold_from"], bootstrap=options["bootstrap"],
-        workers=options["workers"])
+        workers=options["workers"], baseline=options["baseline"])
     result = run_score(config)
+    if config.baseline:
+        click.echo(f"baseline: {config.baseline} (a centred Gaussian map for every image, "
+                   f"not RUN's maps)")
     click.echo(terminal_table(result["summary"]))
     if result["failed"]:
         click.echo(f"acol-eval: {result['failed']} maps could not be read", err=True)

@@ -14,19 +14,27 @@ SUMMARY_COLUMNS = ["metric", "value", "threshold", "iou", "protocol", "count", "
                    "ci_high"]
 
 
+def protocol_label(config) -> str:
+    """The protocol field of every row: the protocol, plus `(baseline: centre)` when the
+    maps were the centre baseline's and not the run's."""
+    baseline = getattr(config, "baseline", None)
+    return f"{config.protocol} (baseline: {baseline})" if baseline else config.protocol
+
+
 def summary_table(curves: dict, config, has_predictions: bool, best_gt: int, fixed: int,
                   v2_index: dict[int, int], hist: np.ndarray | None, per_image: pd.DataFrame,
                   issues: dict[str, int], failed: int) -> pd.DataFrame:
     """summary.csv rows: every metric with its threshold, IoU, protocol, count and CI."""
     thresholds = curves["thresholds"]
     count = max(curves["count"], 1)
+    protocol = protocol_label(config)
     rows = []
 
     def add(metric, value, threshold, iou, n, outcomes=None):
         low = high = np.nan
         if config.bootstrap and outcomes is not None:
             low, high = bootstrap_interval(outcomes, config.bootstrap, config.seed)
-        rows.append([metric, value, threshold, iou, config.protocol, n, low, high])
+        rows.append([metric, value, threshold, iou, protocol, n, low, high])
 
     def pct(curve, index):
         return float(curve[index] * 100.0 / count)
@@ -64,7 +72,7 @@ def summary_table(curves: dict, config, has_predictions: bool, best_gt: int, fix
             int(per_image.shape[0]))
     for name, amount in sorted({**issues, **({"unreadable_map": failed} if failed else {})}
                                .items()):
-        rows.append([f"issue:{name}", amount, np.nan, np.nan, config.protocol, amount,
+        rows.append([f"issue:{name}", amount, np.nan, np.nan, protocol, amount,
                      np.nan, np.nan])
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
@@ -93,7 +101,7 @@ def write_reports(out: Path, summary: pd.DataFrame, per_image: pd.DataFrame, cur
     for j, k in enumerate(config.iou):
         curve[f"box_acc_v2@{k}"] = curves["v2"][j] * 100.0 / count
     curve.to_csv(out / "curve.csv", index=False, float_format="%.6g")
-    _plot(out / "curve.png", curve, config.protocol)
+    _plot(out / "curve.png", curve, protocol_label(config))
 
 
 def _plot(path: Path, curve: pd.DataFrame, protocol: str) -> None:

@@ -29,6 +29,7 @@ from .boxes import (
     wsoleval_uint8,
 )
 from .errors import AcolError
+from .maps import centre_gaussian_map
 from .metrics import (
     error_type,
     iou_exclusive,
@@ -56,6 +57,7 @@ class ScoreConfig:
     bootstrap: int = 0
     workers: int = 0
     seed: int = 0
+    baseline: str | None = None  # "centre": a centred Gaussian map instead of RUN's maps
 
 
 # --------------------------------------------------------------------------- inputs
@@ -65,11 +67,14 @@ class ScoreConfig:
 class MapSource:
     """Where each image's map comes from: a localize map store or a folder of .npy files."""
 
-    kind: str  # "store" or "npy"
+    kind: str  # "store", "npy" or "centre" (the baseline: the same map for every image)
     path: str
     shape: tuple[int, int, int] = (0, 0, 0)
 
     def load(self, key) -> np.ndarray:
+        if self.kind == "centre":
+            return centre_gaussian_map(self.shape[1], self.shape[2], sigma=0.25).astype(
+                np.float64)
         if self.kind == "store":
             store = np.memmap(Path(self.path) / "maps.f16", dtype="<f2", mode="r", shape=self.shape)
             return np.asarray(store[int(key)], dtype=np.float64)
@@ -295,7 +300,13 @@ def score(config: ScoreConfig) -> dict:
                             f"(splits: {', '.join(annotations.splits)})")
         annotations = annotations.split(config.split)
     issues = dict(annotations.issues)
+    if config.baseline not in (None, "centre"):
+        raise AcolError(f"unknown baseline {config.baseline!r}; use centre")
     source, table, kind = _load_inputs(Path(config.run), annotations, issues)
+    if config.baseline == "centre":
+        # RUN's images, predictions and map resolution; a centred Gaussian as every map
+        side = (source.shape[1], source.shape[2]) if kind == "store" else (28, 28)
+        source = MapSource("centre", source.path, (0, *side))
     images = annotations.images.set_index("image")
     missing_map = ~images.index.isin(table["image"])
     if missing_map.any():
