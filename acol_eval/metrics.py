@@ -16,7 +16,7 @@ from .boxes import (
     wsoleval_contour_boxes,
     wsoleval_levels,
 )
-from .sweep import sweep_components, sweep_holes
+from .sweep import sweep_components, wsoleval_sweep
 
 ERROR_TYPES = ("correct", "wrong_class", "multiple_instances", "part", "too_large", "mislocated")
 
@@ -73,11 +73,10 @@ def wsoleval_image_ious(u8: np.ndarray, gt224: np.ndarray, thresholds: np.ndarra
         zeros = np.zeros(len(thresholds))
         return zeros, zeros.copy()
     levels = wsoleval_levels(thresholds, int(u8.max()))
-    best_outer, _, best_contour, contour_sure, n_components = sweep_components(
-        u8.astype(np.int32), 256, gt, True)
-    best_hole = sweep_holes(u8, gt)
+    best, best_contour, _, contour_sure, n_components, _ = wsoleval_sweep(
+        np.ascontiguousarray(u8, dtype=np.uint8), gt)
     no_box = float(iou_inclusive(np.zeros((1, 4)), gt).max())
-    all_boxes = np.where(n_components > 0, np.maximum(best_outer, best_hole), no_box)
+    all_boxes = np.where(n_components > 0, best, no_box)
     largest = np.where(n_components > 0, best_contour, no_box)
     # Where the sweep cannot be sure which contour OpenCV finds largest (its own polygon
     # area, close between components), ask OpenCV, once per such level the grid uses.

@@ -278,3 +278,289 @@ def sweep_holes(u8, gt):
         n_roots = kept
         best_hole[level] = best
     return best_hole
+
+
+# --------------------------------------------------------------------------- wsoleval, fast
+#
+# The wsoleval sweep below does the work of sweep_components + sweep_holes on a uint8
+# map in one call, faster: the map is padded by one pixel (no bounds checks; the pad of
+# the hole pass belongs to the outside), all arrays are int32, and a component's IoU is
+# recomputed only at levels where it changed.
+
+WSOLEVAL_LEVELS = 256
+
+
+@njit(cache=True, nogil=True)
+def _u8_buckets(u8, padded_width):
+    """Padded pixel indices sorted by value (counting sort): (order, start of each value)."""
+    height, width = u8.shape
+    counts = np.zeros(WSOLEVAL_LEVELS + 1, np.int32)
+    for y in range(height):
+        for x in range(width):
+            counts[u8[y, x] + 1] += 1
+    starts = np.cumsum(counts).astype(np.int32)
+    fill = starts[:-1].copy()
+    order = np.empty(height * width, np.int32)
+    for y in range(height):
+        row = (y + 1) * padded_width + 1
+        for x in range(width):
+            value = u8[y, x]
+            order[fill[value]] = row + x
+            fill[value] += 1
+    return order, starts
+
+
+@njit(cache=True, nogil=True)
+def _find(parent, p):
+    while parent[p] != p:
+        parent[p] = parent[parent[p]]
+        p = parent[p]
+    return p
+
+
+def _neighbourhood_tables():
+    """Per 8-bit neighbourhood code (bit j: ring neighbour j is in), when a pixel joins:
+    the change of 4 x the Euler number of the 8-connected foreground (Gray's bit-quads:
+    the four 2x2 quads that hold the pixel), and which neighbours start a run of
+    neighbours in (one union per run: consecutive ring neighbours touch each other;
+    a full ring counts as one run at 0)."""
+    def quad(bits):  # 4 x Euler contribution of a quad: a b / c d as bits 1 2 4 8
+        n = bin(bits).count("1")
+        return {1: 1, 3: -1}.get(n, -2 if bits in (6, 9) else 0)
+
+    euler = np.zeros(256, np.int32)
+    runs = np.zeros(256, np.int32)
+    for code in range(256):
+        nw, n, ne, e, se, s, sw, w = ((code >> j) & 1 for j in range(8))
+        tl = nw * 1 + n * 2 + w * 4    # p at the bottom right
+        tr = n * 1 + ne * 2 + e * 8    # p at the bottom left
+        bl = w * 1 + sw * 4 + s * 8    # p at the top right
+        br = e * 2 + s * 4 + se * 8    # p at the top left
+        euler[code] = (quad(tl + 8) - quad(tl) + quad(tr + 4) - quad(tr)
+                       + quad(bl + 2) - quad(bl) + quad(br + 1) - quad(br))
+        starts = [j for j in range(8) if (code >> j) & 1 and not (code >> ((j + 7) % 8)) & 1]
+        if code == 255:
+            starts = [0]
+        runs[code] = sum(1 << j for j in starts)
+    return euler, runs
+
+
+EULER_DELTA, RUN_STARTS = _neighbourhood_tables()
+
+
+@njit(cache=True, nogil=True)
+def wsoleval_sweep_into(u8, gt, work, cached, dirty, euler_delta, run_starts):
+    """Per level L in [0, 256) of a uint8 map (pixels kept: u8 > L), as OpenCV's
+    findContours(RETR_TREE) would give them under the wsoleval protocol:
+
+    - best IoU over the boxes of all contours, outer and hole (-1: no contour);
+    - IoU and box of the component whose contour area is surely the largest, and
+      whether that is sure (else ask OpenCV); x1/y1 inclusive, clipped to W-1/H-1;
+    - the number of 8-connected components;
+    - the number of holes (4-connected background components off the edge).
+
+    gt: int64 (g, 4) boxes in the map's frame, inclusive.
+    The hole pass runs only up to the highest level that has a hole: the outer pass
+    counts holes for free as components minus the Euler number, which changes by a
+    local amount (four 2x2 quads) with each pixel.
+    """
+    height, width = u8.shape
+    pw = width + 2
+    size = pw * (height + 2)
+    order, starts = _u8_buckets(u8, pw)
+    # the 8 neighbours in ring order: consecutive ones touch each other
+    ring = np.array([-pw - 1, -pw, -pw + 1, 1, pw + 1, pw, pw - 1, -1], np.int32)
+    parent = work[0]
+    bx0 = work[1]
+    by0 = work[2]
+    bx1 = work[3]
+    by1 = work[4]
+    count = work[5]
+    interior = work[6]
+    roots = work[7]
+    nin = work[8]
+    parent[:size + 1] = -1
+    nin[:size + 1] = 0
+    interior[:size + 1] = 0
+    n_roots = 0
+    euler4 = 0
+    best_all = np.full(WSOLEVAL_LEVELS, -1.0)
+    best_contour = np.full(WSOLEVAL_LEVELS, -1.0)
+    contour_box = np.zeros((WSOLEVAL_LEVELS, 4), np.int64)
+    contour_sure = np.zeros(WSOLEVAL_LEVELS, np.bool_)
+    n_components = np.zeros(WSOLEVAL_LEVELS, np.int64)
+    n_holes = np.zeros(WSOLEVAL_LEVELS, np.int64)
+    # ---- outer contours: 8-connected components of u8 > L, L going down
+    for level in range(WSOLEVAL_LEVELS - 2, -1, -1):
+        for k in range(starts[level + 1], starts[level + 2]):
+            p = order[k]
+            y = p // pw - 1
+            x = p - (y + 1) * pw - 1
+            code = 0
+            for j in range(8):
+                if parent[p + ring[j]] >= 0:
+                    code |= 1 << j
+            euler4 += euler_delta[code]
+            parent[p] = p
+            bx0[p] = x
+            bx1[p] = x
+            by0[p] = y
+            by1[p] = y
+            count[p] = 1
+            roots[n_roots] = p
+            n_roots += 1
+            root = p
+            gained = 0
+            for j in range(1, 8, 2):  # the four edge neighbours: interior pixels
+                if code & (1 << j):
+                    q = p + ring[j]
+                    nin[p] += 1
+                    nin[q] += 1
+                    if nin[q] == 4:
+                        gained += 1
+            if nin[p] == 4:
+                gained += 1
+            starts_here = run_starts[code]
+            j = 0
+            while starts_here:
+                if starts_here & 1:
+                    other = _find(parent, p + ring[j])
+                    if other != root:
+                        if count[root] < count[other]:
+                            root, other = other, root
+                        parent[other] = root
+                        count[root] += count[other]
+                        interior[root] += interior[other]
+                        if bx0[other] < bx0[root]:
+                            bx0[root] = bx0[other]
+                        if by0[other] < by0[root]:
+                            by0[root] = by0[other]
+                        if bx1[other] > bx1[root]:
+                            bx1[root] = bx1[other]
+                        if by1[other] > by1[root]:
+                            by1[root] = by1[other]
+                starts_here >>= 1
+                j += 1
+            interior[root] += gained
+            dirty[root] = True
+        kept = 0
+        best = -1.0
+        sure = -1
+        for k in range(n_roots):
+            r = roots[k]
+            if parent[r] != r:
+                continue
+            roots[kept] = r
+            kept += 1
+            if dirty[r]:
+                cached[r] = _best_iou(bx0[r], by0[r], min(bx1[r] + 1, width - 1),
+                                      min(by1[r] + 1, height - 1), gt, True)
+                dirty[r] = False
+            if cached[r] > best:
+                best = cached[r]
+            if sure < 0 or interior[r] > interior[sure]:
+                sure = r
+        n_roots = kept
+        n_components[level] = kept
+        n_holes[level] = kept - euler4 // 4
+        if kept:
+            best_all[level] = best
+            best_contour[level] = cached[sure]
+            contour_box[level, 0] = bx0[sure]
+            contour_box[level, 1] = by0[sure]
+            contour_box[level, 2] = min(bx1[sure] + 1, width - 1)
+            contour_box[level, 3] = min(by1[sure] + 1, height - 1)
+            ceiling = -1
+            for k in range(kept):
+                r = roots[k]
+                if r != sure:
+                    ceiling = max(ceiling, (bx1[r] - bx0[r]) * (by1[r] - by0[r]))
+            contour_sure[level] = interior[sure] > ceiling
+    top = -1
+    for level in range(WSOLEVAL_LEVELS):
+        if n_holes[level] > 0:
+            top = level
+    # ---- hole contours: 4-connected components of u8 <= L off the edge, L going up
+    outside = size
+    parent[:] = -1
+    for y in range(height + 2):  # the pad is the outside
+        parent[y * pw] = outside
+        parent[y * pw + pw - 1] = outside
+    for x in range(pw):
+        parent[x] = outside
+        parent[size - pw + x] = outside
+    parent[outside] = outside
+    count[outside] = size + 1
+    n_roots = 0
+    for level in range(top + 1):
+        for k in range(starts[level], starts[level + 1]):
+            p = order[k]
+            y = p // pw - 1
+            x = p - (y + 1) * pw - 1
+            parent[p] = p
+            bx0[p] = x
+            bx1[p] = x
+            by0[p] = y
+            by1[p] = y
+            count[p] = 1
+            root = p
+            for j in range(1, 8, 2):
+                q = p + ring[j]
+                if parent[q] < 0 or parent[q] == root:
+                    continue
+                other = _find(parent, q)
+                if other != root:
+                    if count[root] < count[other]:
+                        root, other = other, root
+                    parent[other] = root
+                    count[root] += count[other]
+                    if bx0[other] < bx0[root]:
+                        bx0[root] = bx0[other]
+                    if by0[other] < by0[root]:
+                        by0[root] = by0[other]
+                    if bx1[other] > bx1[root]:
+                        bx1[root] = bx1[other]
+                    if by1[other] > by1[root]:
+                        by1[root] = by1[other]
+            if root == p:  # a new hole (so far)
+                roots[n_roots] = p
+                n_roots += 1
+            dirty[root] = True
+        if n_holes[level] == 0:
+            continue
+        kept = 0
+        best = -1.0
+        for k in range(n_roots):
+            r = roots[k]
+            if parent[r] != r:
+                continue
+            roots[kept] = r
+            kept += 1
+            if dirty[r]:
+                cached[r] = _best_iou(bx0[r] - 1, by0[r] - 1, min(bx1[r] + 2, width - 1),
+                                      min(by1[r] + 2, height - 1), gt, True)
+                dirty[r] = False
+            if cached[r] > best:
+                best = cached[r]
+        n_roots = kept
+        if best > best_all[level]:
+            best_all[level] = best
+    return best_all, best_contour, contour_box, contour_sure, n_components, n_holes
+
+
+_WORK: dict = {}
+
+
+def wsoleval_sweep(u8: np.ndarray, gt: np.ndarray):
+    """:func:`wsoleval_sweep_into` with work arrays kept per process and map size (fresh
+    arrays per map cost more than the sweep's first pass: page faults)."""
+    u8 = np.ascontiguousarray(u8, dtype=np.uint8)
+    gt = np.ascontiguousarray(gt, dtype=np.int64).reshape(-1, 4)
+    size = (u8.shape[0] + 2) * (u8.shape[1] + 2) + 1
+    if u8.shape not in _WORK:
+        _WORK.clear()
+        _WORK[u8.shape] = (np.empty((9, size), np.int32), np.empty(size, np.float64),
+                           np.zeros(size, np.bool_))
+    work, cached, dirty = _WORK[u8.shape]
+    # the tables go in as arguments: a numba default argument costs 0.6 ms a call
+    return wsoleval_sweep_into(u8, gt, work, cached, dirty, EULER_DELTA, RUN_STARTS)
