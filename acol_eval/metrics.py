@@ -60,6 +60,27 @@ def scale_boxes_wsoleval(boxes: np.ndarray, width: float, height: float) -> np.n
 # --------------------------------------------------------------------------- per image
 
 
+def wsoleval_level_results(u8: np.ndarray, gt224: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per uint8 level L in [0, 256) (pixels > L kept), under the wsoleval protocol:
+    best IoU over all contour boxes, IoU of the largest contour's box (cv2.contourArea),
+    and that box (256, 4), x1/y1 inclusive; no contour gives the box (0, 0, 0, 0).
+
+    u8: the 224x224 uint8 map (:func:`boxes.wsoleval_uint8`); gt224: its ground-truth
+    boxes (g, 4) in that frame (none: IoUs 0). Only levels where the sweep cannot tell
+    which contour OpenCV finds largest (close areas) ask OpenCV.
+    """
+    gt = np.asarray(gt224, dtype=np.int64).reshape(-1, 4)
+    best, best_contour, box, contour_sure, n_components, _ = wsoleval_sweep(u8, gt)
+    no_box = float(iou_inclusive(np.zeros((1, 4)), gt).max()) if len(gt) else 0.0
+    all_boxes = np.where(n_components > 0, np.maximum(best, 0.0), no_box)
+    largest = np.where(n_components > 0, np.maximum(best_contour, 0.0), no_box)
+    for level in np.flatnonzero((n_components > 1) & ~contour_sure):
+        box[level] = wsoleval_contour_boxes(u8, int(level), all_boxes=False)[0]
+        largest[level] = iou_inclusive(box[level], gt).max() if len(gt) else 0.0
+    return all_boxes, largest, box
+
+
 def wsoleval_image_ious(u8: np.ndarray, gt224: np.ndarray, thresholds: np.ndarray
                         ) -> tuple[np.ndarray, np.ndarray]:
     """Best IoU at every CAM threshold under the wsoleval protocol.
@@ -73,17 +94,7 @@ def wsoleval_image_ious(u8: np.ndarray, gt224: np.ndarray, thresholds: np.ndarra
         zeros = np.zeros(len(thresholds))
         return zeros, zeros.copy()
     levels = wsoleval_levels(thresholds, int(u8.max()))
-    best, best_contour, _, contour_sure, n_components, _ = wsoleval_sweep(
-        np.ascontiguousarray(u8, dtype=np.uint8), gt)
-    no_box = float(iou_inclusive(np.zeros((1, 4)), gt).max())
-    all_boxes = np.where(n_components > 0, best, no_box)
-    largest = np.where(n_components > 0, best_contour, no_box)
-    # Where the sweep cannot be sure which contour OpenCV finds largest (its own polygon
-    # area, close between components), ask OpenCV, once per such level the grid uses.
-    unsure = (n_components > 1) & ~contour_sure
-    for level in np.unique(levels[unsure[levels]]):
-        box = wsoleval_contour_boxes(u8, int(level), all_boxes=False)
-        largest[level] = iou_inclusive(box, gt).max()
+    all_boxes, largest, _ = wsoleval_level_results(u8, gt)
     return all_boxes[levels], largest[levels]
 
 

@@ -79,9 +79,10 @@ def summary_table(curves: dict, config, has_predictions: bool, best_gt: int, fix
 
 def write_reports(out: Path, summary: pd.DataFrame, per_image: pd.DataFrame, curves: dict,
                   config) -> None:
+    """summary.csv, per_class.csv, curve.csv, curve.png; per_image.csv is streamed by the
+    scoring job itself (per_image here holds only the outcome columns: label, iou,
+    correct, top1_correct, ...)."""
     summary.to_csv(out / "summary.csv", index=False, float_format="%.6g")
-    public = per_image[[c for c in per_image.columns if not c.startswith("_")]]
-    public.to_csv(out / "per_image.csv", index=False)
     if len(per_image):
         per_class = per_image.groupby("label").agg(
             count=("correct", "size"), gt_known_loc=("correct", "mean"),

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -24,7 +26,6 @@ from .boxes import (
     native_boxes,
     normalise_map,
     upsample_map,
-    wsoleval_contour_boxes,
     wsoleval_levels,
     wsoleval_uint8,
 )
@@ -36,9 +37,10 @@ from .metrics import (
     iou_inclusive,
     native_image_ious,
     scale_boxes_wsoleval,
-    wsoleval_image_ious,
+    wsoleval_level_results,
 )
 from .readers import Annotations, read_source
+from .sweep import wsoleval_sweep
 
 CHUNK = 64
 
@@ -58,6 +60,8 @@ class ScoreConfig:
     workers: int = 0
     seed: int = 0
     baseline: str | None = None  # "centre": a centred Gaussian map instead of RUN's maps
+    label_rule: str | None = None  # coco: which category labels an image
+    mask_root: str | None = None  # where mask paths of the annotations resolve
 
 
 # --------------------------------------------------------------------------- inputs
@@ -140,14 +144,6 @@ def _load_inputs(run: Path, annotations: Annotations, issues: dict[str, int]
 # --------------------------------------------------------------------------- workers
 
 
-def _image_curves(values: np.ndarray, gt: np.ndarray, width: float, height: float,
-                  protocol: str, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if protocol == "wsoleval":
-        return wsoleval_image_ious(wsoleval_uint8(values), scale_boxes_wsoleval(gt, width, height),
-                                   thresholds)
-    return native_image_ious(upsample_map(values, int(width), int(height)), gt, thresholds)
-
-
 def _pxap_hist(values: np.ndarray, mask: np.ndarray, edges: np.ndarray, protocol: str,
                width: float, height: float) -> np.ndarray:
     """(2, bins) histograms of map scores on foreground (1) and background (0) mask pixels."""
@@ -173,9 +169,31 @@ def _load_mask(files: list[str], ignore: str) -> np.ndarray | None:
     return mask
 
 
+def _record_dtype(protocol: str, n_thresholds: int) -> np.dtype:
+    """One image's first-pass results, kept on disk between the passes: per slot (uint8
+    level for wsoleval, threshold index for native) the best IoU of all boxes and of the
+    largest box, and (wsoleval) that box; the map's uint8 max turns thresholds into levels."""
+    slots = 256 if protocol == "wsoleval" else n_thresholds
+    fields = [("ok", np.int8), ("map_max", np.int32), ("all", np.float64, (slots,)),
+              ("largest", np.float64, (slots,))]
+    if protocol == "wsoleval":
+        fields.append(("box", np.int16, (slots, 4)))
+    return np.dtype(fields)
+
+
+def _slots(record, thresholds: np.ndarray, protocol: str) -> np.ndarray:
+    """Where each CAM threshold reads an image's record."""
+    if protocol == "wsoleval":
+        return wsoleval_levels(thresholds, int(record["map_max"]))
+    return np.arange(len(thresholds))
+
+
 def _first_pass(task: dict) -> dict:
+    """Sweep a chunk of maps once: per-threshold counts of the chunk, and one record per
+    image (as bytes) for the second pass, which then needs no map (wsoleval)."""
     thresholds = task["thresholds"]
     ious = task["iou"]
+    protocol = task["protocol"]
     n = len(thresholds)
     v2 = np.zeros((len(ious), n), np.int64)
     v1 = np.zeros(n, np.int64)
@@ -183,21 +201,32 @@ def _first_pass(task: dict) -> dict:
     top5 = np.zeros(n, np.int64)
     hist = np.zeros((2, n + 2))
     failed = 0
-    for item in task["items"]:
+    records = np.zeros(len(task["items"]), task["dtype"])
+    for record, item in zip(records, task["items"]):
         try:
             values = task["source"].load(item["key"])
         except Exception:
             failed += 1
             continue
+        record["ok"] = 1
         if item["masks"]:
             mask = _load_mask(item["masks"], item["ignore"])
             if mask is not None:
-                hist += _pxap_hist(values, mask, task["edges"], task["protocol"],
+                hist += _pxap_hist(values, mask, task["edges"], protocol,
                                    item["width"], item["height"])
-        if not len(item["gt"]):
+        gt = item["gt"]
+        if protocol == "wsoleval":
+            u8 = wsoleval_uint8(values)
+            record["map_max"] = int(u8.max())
+            frame = scale_boxes_wsoleval(gt, item["width"], item["height"])
+            record["all"], record["largest"], record["box"] = wsoleval_level_results(u8, frame)
+        elif len(gt):
+            record["all"], record["largest"] = native_image_ious(
+                upsample_map(values, int(item["width"]), int(item["height"])), gt, thresholds)
+        if not len(gt):
             continue
-        all_ious, largest = _image_curves(values, item["gt"], item["width"], item["height"],
-                                          task["protocol"], thresholds)
+        slots = _slots(record, thresholds, protocol)
+        all_ious, largest = record["all"][slots], record["largest"][slots]
         for k, iou in enumerate(ious):
             v2[k] += all_ious >= iou / 100
         correct = largest >= 0.5
@@ -206,67 +235,61 @@ def _first_pass(task: dict) -> dict:
             top1 += correct
         if item["top5"] is True:
             top5 += correct
-    return {"v2": v2, "v1": v1, "top1": top1, "top5": top5, "hist": hist, "failed": failed}
+    return {"v2": v2, "v1": v1, "top1": top1, "top5": top5, "hist": hist, "failed": failed,
+            "records": records.tobytes()}
 
 
-def _second_pass(task: dict) -> list[dict]:
+def _image_row(item: dict, record, task: dict) -> dict:
     """Per image at the chosen thresholds: box, IoU, correctness, error type."""
-    rows = []
-    for item in task["items"]:
-        try:
-            values = task["source"].load(item["key"])
-        except Exception:
-            continue
-        width, height, gt = item["width"], item["height"], item["gt"]
-        row = {"image": item["image"], "label": item["label"]}
-        if task["protocol"] == "wsoleval":
-            u8 = wsoleval_uint8(values)
-            gt_frame = scale_boxes_wsoleval(gt, width, height)
-
-            def boxes_at(t: float, all_boxes: bool, u8=u8) -> np.ndarray:
-                level = int(wsoleval_levels(np.array([t]), int(u8.max()))[0])
-                return wsoleval_contour_boxes(u8, level, all_boxes)
-
-            iou = iou_inclusive
-        else:
-            upsampled = upsample_map(values, int(width), int(height))
-            gt_frame = gt
-
-            def boxes_at(t: float, all_boxes: bool, upsampled=upsampled) -> np.ndarray:
-                return native_boxes(upsampled, t, all_boxes)
-
-            iou = iou_exclusive
-        box = boxes_at(task["best"], False)
-        ious = iou(box, gt_frame) if len(box) and len(gt_frame) else np.zeros((1, 1))
-        best = float(ious.max()) if ious.size else 0.0
-        correct = best >= 0.5
-        row.update({"threshold": task["best"], "iou": round(best, 6),
-                    "x0": box[0, 0] if len(box) else "", "y0": box[0, 1] if len(box) else "",
-                    "x1": box[0, 2] if len(box) else "", "y1": box[0, 3] if len(box) else "",
-                    "correct": int(correct), "top1_correct": item["top1"],
-                    "top5_correct": item["top5"],
-                    "error": error_type(box[0] if len(box) else None, gt_frame, best,
-                                        item["top1"], task["protocol"] == "wsoleval")})
-        for name, t in task["fixed"].items():
-            b = boxes_at(t, False)
-            row[f"_gt_{name}"] = bool(len(b) and len(gt_frame) and iou(b, gt_frame).max() >= 0.5)
-        for k, t in task["v2_thresholds"].items():
-            b = boxes_at(t, True)
-            row[f"_v2_{k}"] = bool(len(b) and len(gt_frame) and iou(b, gt_frame).max() >= k / 100)
-        rows.append(row)
-    return rows
+    width, height, gt = item["width"], item["height"], item["gt"]
+    thresholds = task["thresholds"]
+    slots = _slots(record, thresholds, task["protocol"])
+    best_index = task["best_index"]
+    if task["protocol"] == "wsoleval":
+        gt_frame = scale_boxes_wsoleval(gt, width, height)
+        box = record["box"][slots[best_index]].astype(np.int64)[None]
+        inclusive = True
+    else:
+        gt_frame = gt
+        box = native_boxes(upsample_map(task["source"].load(item["key"]), int(width),
+                                        int(height)), float(thresholds[best_index]), False)
+        inclusive = False
+    iou = iou_inclusive if inclusive else iou_exclusive
+    ious = iou(box, gt_frame) if len(box) and len(gt_frame) else np.zeros((1, 1))
+    best = float(ious.max()) if ious.size else 0.0
+    row = {"image": item["image"], "label": item["label"],
+           "threshold": float(thresholds[best_index]), "iou": round(best, 6),
+           "x0": box[0, 0] if len(box) else "", "y0": box[0, 1] if len(box) else "",
+           "x1": box[0, 2] if len(box) else "", "y1": box[0, 3] if len(box) else "",
+           "correct": int(best >= 0.5), "top1_correct": item["top1"],
+           "top5_correct": item["top5"],
+           "error": error_type(box[0] if len(box) else None, gt_frame, best, item["top1"],
+                               inclusive)}
+    has_gt = len(gt_frame) > 0
+    for name, index in task["fixed"].items():
+        row[f"_gt_{name}"] = bool(has_gt and record["largest"][slots[index]] >= 0.5)
+    for k, index in task["v2_index"].items():
+        row[f"_v2_{k}"] = bool(has_gt and record["all"][slots[index]] >= k / 100)
+    return row
 
 
 # --------------------------------------------------------------------------- the job
 
 
-def _map(function, tasks: list[dict], workers: int):
-    """Run tasks on all cores (fork: the compiled sweep is inherited), in order."""
-    if workers <= 1 or len(tasks) <= 1:
+def _map(function, tasks, workers: int, window: int):
+    """Run tasks on all cores (fork: the compiled sweep is inherited), in order, with at
+    most `window` tasks in flight: memory stays flat however many images there are."""
+    if workers <= 1:
         yield from map(function, tasks)
         return
+    pending: deque = deque()
     with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-        yield from pool.map(function, tasks, chunksize=1)
+        for task in tasks:
+            pending.append(pool.submit(function, task))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _threshold_index(thresholds: np.ndarray, value: float) -> int:
@@ -339,34 +362,40 @@ def score(config: ScoreConfig) -> dict:
 
     thresholds = np.arange(0, 1, config.interval)
     edges = np.append(thresholds, [1.0, 2.0, 3.0])
-    boxes_by_image = {k: g[["x0", "y0", "x1", "y1"]].to_numpy(dtype=np.float64)
-                      for k, g in annotations.boxes.groupby("image")}
-    mask_root = Path(annotations.mask_root or annotations.root)
+    boxes_by_image = _boxes_by_image(annotations.boxes)
+    mask_root = Path(config.mask_root or annotations.mask_root or annotations.root)
     masks_by_image = {k: g for k, g in annotations.masks.groupby("image")}
+    no_boxes = np.zeros((0, 4))
+    widths = table["image"].map(images["width"]).to_numpy(dtype=np.float64)
+    heights = table["image"].map(images["height"]).to_numpy(dtype=np.float64)
+    labels = table["image"].map(images["label"]).to_numpy()
 
-    def item(row) -> dict:
-        gt = boxes_by_image.get(row.image, np.zeros((0, 4)))
-        mask_rows = masks_by_image.get(row.image)
-        mask_files = [str(mask_root / m) for m in mask_rows["mask"]] if mask_rows is not None \
-            else []
-        ignore = next((str(mask_root / i) for i in (mask_rows["ignore"] if mask_rows is not None
-                                                     else []) if isinstance(i, str) and i), "")
-        return {"image": row.image, "key": row.key, "gt": gt,
-                "width": float(images.at[row.image, "width"]),
-                "height": float(images.at[row.image, "height"]),
-                "label": images.at[row.image, "label"],
-                "top1": None if pd.isna(row.top1) else bool(row.top1),
-                "top5": None if pd.isna(row.top5) else bool(row.top5),
-                "masks": mask_files, "ignore": ignore}
+    def items(chunk: pd.DataFrame, start: int) -> list[dict]:
+        found = []
+        for i, row in enumerate(chunk.itertuples(), start):
+            mask_rows = masks_by_image.get(row.image)
+            mask_files, ignore = [], ""
+            if mask_rows is not None:
+                mask_files = [str(mask_root / m) for m in mask_rows["mask"]]
+                ignore = next((str(mask_root / v) for v in mask_rows["ignore"]
+                               if isinstance(v, str) and v), "")
+            found.append({"image": row.image, "key": row.key,
+                          "gt": boxes_by_image.get(row.image, no_boxes),
+                          "width": widths[i], "height": heights[i], "label": labels[i],
+                          "top1": None if pd.isna(row.top1) else bool(row.top1),
+                          "top5": None if pd.isna(row.top5) else bool(row.top5),
+                          "masks": mask_files, "ignore": ignore})
+        return found
+
+    def chunks():
+        for start in range(0, len(table), CHUNK):
+            yield start, table.iloc[start:start + CHUNK]
 
     workers = config.workers or os.cpu_count() or 1
-    chunks = [table.iloc[i:i + CHUNK] for i in range(0, len(table), CHUNK)]
+    dtype = _record_dtype(config.protocol, len(thresholds))
     base = {"source": source, "thresholds": thresholds, "iou": list(config.iou),
-            "protocol": config.protocol, "edges": edges}
-
-    def tasks(extra: dict):
-        for chunk in chunks:
-            yield {**base, **extra, "items": [item(r) for r in chunk.itertuples()]}
+            "protocol": config.protocol, "edges": edges, "dtype": dtype}
+    _warm_up()  # compile or load the sweep once, before the workers fork
 
     v2 = np.zeros((len(config.iou), len(thresholds)), np.int64)
     v1 = np.zeros(len(thresholds), np.int64)
@@ -374,13 +403,16 @@ def score(config: ScoreConfig) -> dict:
     top5 = np.zeros_like(v1)
     hist = np.zeros((2, len(thresholds) + 2))
     failed = 0
-    for part in _map(_first_pass, list(tasks({})), workers):
+    records = tempfile.TemporaryFile()
+    tasks = ({**base, "items": items(chunk, start)} for start, chunk in chunks())
+    for part in _map(_first_pass, tasks, workers, window=2 * workers + 1):
         v2 += part["v2"]
         v1 += part["v1"]
         top1 += part["top1"]
         top5 += part["top5"]
         hist += part["hist"]
         failed += part["failed"]
+        records.write(part["records"])
     boxed = int(sum(len(boxes_by_image.get(i, ())) > 0 for i in table["image"]))
     has_predictions = table["top1"].notna().any()
     curves = {"thresholds": thresholds, "gt_known": v1, "top1": top1, "top5": top5, "v2": v2,
@@ -397,18 +429,51 @@ def score(config: ScoreConfig) -> dict:
         fixed = other.get("gt_known_loc", 0.2)
     fixed_index = _threshold_index(thresholds, fixed)
     v2_index = {k: pick(f"max_box_acc_v2@{k}", v2[j]) for j, k in enumerate(config.iou)}
-    rows = list(_map(_second_pass, list(tasks({
-        "best": float(thresholds[best_gt]),
-        "fixed": {"fixed": float(thresholds[fixed_index]), "best": float(thresholds[best_gt])},
-        "v2_thresholds": {k: float(thresholds[i]) for k, i in v2_index.items()},
-    })), workers))
-    per_image = pd.DataFrame([r for part in rows for r in part])
+
+    # second pass: per image rows from the records (no maps but the native box), streamed
+    # to per_image.csv; only the per-image outcomes the summary needs stay in memory
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    task = {**base, "best_index": best_gt, "fixed": {"fixed": fixed_index, "best": best_gt},
+            "v2_index": v2_index}
+    records.seek(0)
+    outcomes = []
+    with open(out / "per_image.csv", "w", newline="") as handle:
+        for start, chunk in chunks():
+            chunk_records = np.fromfile(records, dtype=dtype, count=len(chunk))
+            rows = [_image_row(item, record, task)
+                    for item, record in zip(items(chunk, start), chunk_records)
+                    if record["ok"]]
+            frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else PER_IMAGE_COLUMNS)
+            frame[[c for c in frame.columns if not c.startswith("_")]].to_csv(
+                handle, index=False, header=start == 0)
+            outcomes.append(frame.drop(columns=["image", "threshold", "x0", "y0", "x1", "y1",
+                                                "error"], errors="ignore"))
+    records.close()
+    per_image = pd.concat(outcomes, ignore_index=True)
     summary = reports.summary_table(curves, config, has_predictions, best_gt, fixed_index,
                                     v2_index, hist if hist[0].sum() > 0 else None,
                                     per_image, issues, failed)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     reports.write_reports(out, summary, per_image, curves, config)
     if failed:
         issues["unreadable_map"] = failed
     return {"summary": summary, "issues": issues, "failed": failed}
+
+
+PER_IMAGE_COLUMNS = ["image", "label", "threshold", "iou", "x0", "y0", "x1", "y1", "correct",
+                     "top1_correct", "top5_correct", "error"]
+
+
+def _boxes_by_image(boxes: pd.DataFrame) -> dict[str, np.ndarray]:
+    """image -> (g, 4) float64 boxes; one sort, no per-group pandas (that took seconds)."""
+    if not len(boxes):
+        return {}
+    codes, names = pd.factorize(boxes["image"])
+    order = np.argsort(codes, kind="stable")
+    coords = boxes[["x0", "y0", "x1", "y1"]].to_numpy(dtype=np.float64)[order]
+    cuts = np.flatnonzero(np.diff(codes[order])) + 1
+    return dict(zip(names, np.split(coords, cuts)))
+
+
+def _warm_up() -> None:
+    wsoleval_sweep(np.zeros((4, 4), np.uint8), np.zeros((1, 4), np.int64))

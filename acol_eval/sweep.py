@@ -349,7 +349,7 @@ EULER_DELTA, RUN_STARTS = _neighbourhood_tables()
 
 
 @njit(cache=True, nogil=True)
-def wsoleval_sweep_into(u8, gt, work, cached, dirty, euler_delta, run_starts):
+def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, run_starts):
     """Per level L in [0, 256) of a uint8 map (pixels kept: u8 > L), as OpenCV's
     findContours(RETR_TREE) would give them under the wsoleval protocol:
 
@@ -371,14 +371,13 @@ def wsoleval_sweep_into(u8, gt, work, cached, dirty, euler_delta, run_starts):
     # the 8 neighbours in ring order: consecutive ones touch each other
     ring = np.array([-pw - 1, -pw, -pw + 1, 1, pw + 1, pw, pw - 1, -1], np.int32)
     parent = work[0]
-    bx0 = work[1]
-    by0 = work[2]
-    bx1 = work[3]
-    by1 = work[4]
-    count = work[5]
-    interior = work[6]
-    roots = work[7]
-    nin = work[8]
+    count = work[1]
+    interior = work[2]
+    roots = work[3]
+    bx0 = boxes[0]
+    by0 = boxes[1]
+    bx1 = boxes[2]
+    by1 = boxes[3]
     parent[:size + 1] = -1
     nin[:size + 1] = 0
     interior[:size + 1] = 0
@@ -559,8 +558,10 @@ def wsoleval_sweep(u8: np.ndarray, gt: np.ndarray):
     size = (u8.shape[0] + 2) * (u8.shape[1] + 2) + 1
     if u8.shape not in _WORK:
         _WORK.clear()
-        _WORK[u8.shape] = (np.empty((9, size), np.int32), np.empty(size, np.float64),
+        _WORK[u8.shape] = (np.empty((4, size), np.int32), np.empty((4, size), np.int16),
+                           np.zeros(size, np.int8), np.empty(size, np.float64),
                            np.zeros(size, np.bool_))
-    work, cached, dirty = _WORK[u8.shape]
+    work, boxes, nin, cached, dirty = _WORK[u8.shape]
     # the tables go in as arguments: a numba default argument costs 0.6 ms a call
-    return wsoleval_sweep_into(u8, gt, work, cached, dirty, EULER_DELTA, RUN_STARTS)
+    return wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, EULER_DELTA,
+                               RUN_STARTS)
