@@ -316,3 +316,25 @@ def test_centre_gaussian_baseline():
     # one side away from the centre in x: exp(-(0.5^2)/(2*0.25^2)) = exp(-2)
     wide = centre_gaussian_map(1, 1000)
     assert abs(wide[0, 0] / wide.max() - np.exp(-2)) < 0.01
+
+
+def test_labels_for_a_plain_folder_come_from_another_source(tmp_path):
+    from acol_eval.synth import SynthConfig, write_synth
+
+    write_synth(tmp_path / "s", SynthConfig(classes=3, train_per_class=1, val_per_class=1,
+                                            size=64))
+    torch.manual_seed(0)
+    names = ["disc_stripes", "square_checker", "triangle_dots"]
+    model = build_model("resnet18", 3, "p", [], "linear", 32)
+    save_checkpoint(tmp_path / "m.pt", {
+        "arch": "resnet18", "recipe": "p", "deltas": [], "head": "linear",
+        "feature_stride": 32, "classes": names, "input_size": 64, "mean": [0.5] * 3,
+        "std": [0.25] * 3, "state_dict": model.state_dict(), "epoch": 0})
+    run = tmp_path / "run"
+    result = run_cli("localize", str(tmp_path / "s" / "images"), "--labels",
+                     f"csv:{tmp_path / 's' / 'annotations.csv'}", "--out", str(run),
+                     "--checkpoint", str(tmp_path / "m.pt"), "--top-k", "1", "--workers", "0")
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(run / "predictions.csv")
+    assert [r["label"] for r in rows] == [r["image"].split("/")[1] for r in rows]
+    assert open_maps(run).index["is_label"].sum() == 6
