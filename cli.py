@@ -223,6 +223,12 @@ def localize(**options) -> None:
                    "resolution) for every image of RUN instead of RUN's maps; "
                    "classification still comes from RUN's predictions. Rows say "
                    "'PROTOCOL (baseline: centre)'.")
+@click.option("--label-rule", type=click.Choice(["largest-area", "most-boxes"]), default=None,
+              help="coco: an image's label is the category with the largest total box "
+                   "area (default) or with the most boxes.")
+@click.option("--mask-root", type=click.Path(file_okay=False), default=None,
+              help="Folder where the annotations' mask paths resolve (wsol/OpenImages "
+                   "localization.txt mask,ignore columns) [default: the annotation folder].")
 @_one_line_errors
 def score(run: str, **options) -> None:
     """Score maps against box and mask annotations into CSV reports.
@@ -238,7 +244,8 @@ def score(run: str, **options) -> None:
         split=options["split"], protocol=options["protocol"], iou=_ints(options["iou"]),
         interval=options["cam_curve_interval"], threshold=options["threshold"],
         threshold_from=options["threshold_from"], bootstrap=options["bootstrap"],
-        workers=options["workers"], baseline=options["baseline"])
+        workers=options["workers"], baseline=options["baseline"],
+        label_rule=options["label_rule"], mask_root=options["mask_root"])
     result = run_score(config)
     if config.baseline:
         click.echo(f"baseline: {config.baseline} (a centred Gaussian map for every image, "

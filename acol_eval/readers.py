@@ -547,16 +547,28 @@ def detect_format(path: Path) -> str:
     raise AcolError(f"cannot tell the annotation format of {path}; name it as FORMAT:PATH")
 
 
-def read_source(source: str) -> Annotations:
-    """Read `FORMAT:PATH` or a bare PATH whose format is detected."""
+COCO_LABEL_RULES = ("largest-area", "most-boxes")
+
+
+def read_source(source: str, label_rule: str | None = None) -> Annotations:
+    """Read `FORMAT:PATH` or a bare PATH whose format is detected. `label_rule` picks a
+    coco image's label (largest-area, the default, or most-boxes); other formats ignore it."""
+    if label_rule is not None and label_rule not in COCO_LABEL_RULES:
+        raise AcolError(f"unknown label rule {label_rule!r}; use {' or '.join(COCO_LABEL_RULES)}")
     fmt, sep, rest = source.partition(":")
     if sep and fmt in READERS:
         if not Path(rest).exists():
             raise AcolError(f"annotation source {rest} does not exist")
-        return READERS[fmt](rest)
+        return _read(fmt, rest, label_rule)
     if sep and len(fmt) > 1 and not Path(source).exists():
         raise AcolError(f"unknown annotation format {fmt!r}; known: {', '.join(READERS)}")
     path = Path(source)
     if not path.exists():
         raise AcolError(f"data source {source} does not exist")
-    return READERS[detect_format(path)](str(path))
+    return _read(detect_format(path), str(path), label_rule)
+
+
+def _read(fmt: str, path: str, label_rule: str | None) -> Annotations:
+    if fmt == "coco" and label_rule is not None:
+        return READERS[fmt](path, label_rule=label_rule)
+    return READERS[fmt](path)

@@ -316,7 +316,9 @@ def score(config: ScoreConfig) -> dict:
         raise AcolError("--cam-curve-interval must be between 0 and 1")
     if not config.iou or any(not 0 < k <= 100 for k in config.iou):
         raise AcolError("--iou takes percentages in (0, 100], e.g. 30,50,70")
-    annotations = read_source(config.annotations)
+    annotations = read_source(config.annotations, label_rule=config.label_rule)
+    if config.mask_root and not Path(config.mask_root).is_dir():
+        raise AcolError(f"--mask-root {config.mask_root} is not a folder")
     if config.split:
         if config.split not in annotations.splits:
             raise AcolError(f"split {config.split!r} not in the annotations "
