@@ -45,7 +45,27 @@ def _ints(text: str | None) -> list[int]:
     return [int(v) for v in _floats(text) or []]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class OneLineUsageErrors(click.Group):
+    """Usage errors (a bad choice, a missing option) as one line, like every other error."""
+
+    def main(self, *args, **kwargs):
+        kwargs.pop("standalone_mode", None)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help(), err=True)  # bare `acol-eval`: the help, as usual
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            where = f" {exc.ctx.info_name}" if getattr(exc, "ctx", None) and exc.ctx.parent else ""
+            click.echo(f"acol-eval{where}: error: {exc.format_message()} (see --help)", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("acol-eval: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=OneLineUsageErrors,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="acol-eval")
 def main() -> None:
     """Weakly supervised object localisation with ACoL.

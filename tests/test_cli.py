@@ -36,3 +36,12 @@ def test_synth_refuses_too_many_classes(tmp_path):
     result = CliRunner().invoke(main, ["synth", str(tmp_path / "s"), "--classes", "9"])
     assert result.exit_code == 2
     assert "2 to 6 classes" in result.output
+
+
+def test_usage_errors_are_one_line():
+    from conftest import assert_one_line_error, run_cli
+
+    assert_one_line_error(run_cli("score", "x", "--annotations", "y", "--out", "z",
+                                  "--protocol", "q"), 2, "'q' is not one of")
+    assert_one_line_error(run_cli("train"), 2, "Missing option '--data'")
+    assert_one_line_error(run_cli("nope"), 2, "No such command 'nope'")
