@@ -105,22 +105,57 @@ def write_reports(out: Path, summary: pd.DataFrame, per_image: pd.DataFrame, cur
     _plot(out / "curve.png", curve, protocol_label(config))
 
 
+COLOURS = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148),
+           (75, 86, 140), (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23)]
+
+
 def _plot(path: Path, curve: pd.DataFrame, protocol: str) -> None:
-    import matplotlib
+    """Accuracy against threshold, drawn with OpenCV (matplotlib cost 0.6 s a run)."""
+    import cv2
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    width, height = 640, 420
+    left, right, top, bottom = 62, 20, 36, 52
+    image = np.full((height, width, 3), 255, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    plot_w, plot_h = width - left - right, height - top - bottom
 
-    figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
-    for column in curve.columns[1:]:
-        axes.plot(curve["threshold"], curve[column], label=column)
-    axes.set_xlabel("CAM threshold")
-    axes.set_ylabel("accuracy (%)")
-    axes.set_title(f"Localisation accuracy against threshold ({protocol})")
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    def to_px(x, y):
+        return (left + x * plot_w, top + (1 - y / 100.0) * plot_h)
+
+    for tick in range(0, 101, 20):  # grid and axis labels
+        _, y = to_px(0, tick)
+        cv2.line(image, (left, int(round(y))), (width - right, int(round(y))), (225, 225, 225), 1)
+        cv2.putText(image, f"{tick}", (left - 32, int(round(y)) + 5), font, 0.4, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    for tick in np.arange(0, 1.01, 0.2):
+        x, _ = to_px(tick, 0)
+        cv2.line(image, (int(round(x)), top), (int(round(x)), height - bottom), (225, 225, 225),
+                 1)
+        cv2.putText(image, f"{tick:.1f}", (int(round(x)) - 10, height - bottom + 18), font, 0.4,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.rectangle(image, (left, top), (width - right, height - bottom), (0, 0, 0), 1)
+    thresholds = curve["threshold"].to_numpy(dtype=np.float64)
+    for k, column in enumerate(curve.columns[1:]):
+        values = np.nan_to_num(curve[column].to_numpy(dtype=np.float64))
+        xs, ys = to_px(thresholds, values)
+        points = np.round(np.stack([xs, ys], axis=1) * 16).astype(np.int32)
+        colour = COLOURS[k % len(COLOURS)]
+        cv2.polylines(image, [points.reshape(-1, 1, 2)], False, colour, 2, cv2.LINE_AA, shift=4)
+        legend_y = top + 16 + 16 * k
+        cv2.line(image, (width - right - 150, legend_y - 4), (width - right - 130, legend_y - 4),
+                 colour, 2)
+        cv2.putText(image, str(column), (width - right - 125, legend_y), font, 0.38, (0, 0, 0),
+                    1, cv2.LINE_AA)
+    cv2.putText(image, "CAM threshold", (left + plot_w // 2 - 50, height - 12), font, 0.45,
+                (0, 0, 0), 1, cv2.LINE_AA)
+    label = np.full((20, 120, 3), 255, np.uint8)
+    cv2.putText(label, "accuracy (%)", (4, 14), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    rotated = cv2.rotate(label, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    y0 = top + plot_h // 2 - 60
+    image[y0:y0 + 120, 4:24] = rotated
+    cv2.putText(image, f"Localisation accuracy against threshold ({protocol})", (left, 22), font,
+                0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), image)
 
 
 def terminal_table(summary: pd.DataFrame) -> str:
