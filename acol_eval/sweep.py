@@ -400,15 +400,6 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                 if parent[p + ring[j]] >= 0:
                     code |= 1 << j
             euler4 += euler_delta[code]
-            parent[p] = p
-            bx0[p] = x
-            bx1[p] = x
-            by0[p] = y
-            by1[p] = y
-            count[p] = 1
-            roots[n_roots] = p
-            n_roots += 1
-            root = p
             gained = 0
             for j in range(1, 8, 2):  # the four edge neighbours: interior pixels
                 if code & (1 << j):
@@ -420,11 +411,29 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
             if nin[p] == 4:
                 gained += 1
             starts_here = run_starts[code]
+            if starts_here == 0:  # a new component
+                parent[p] = p
+                bx0[p] = x
+                bx1[p] = x
+                by0[p] = y
+                by1[p] = y
+                count[p] = 1
+                interior[p] = gained
+                roots[n_roots] = p
+                n_roots += 1
+                dirty[p] = True
+                continue
+            # p joins the component of its first run of neighbours, which then merges
+            # with the components of the other runs
+            root = -1
             j = 0
             while starts_here:
                 if starts_here & 1:
                     other = _find(parent, p + ring[j])
-                    if other != root:
+                    if root < 0:
+                        root = other
+                        parent[p] = root
+                    elif other != root:
                         if count[root] < count[other]:
                             root, other = other, root
                         parent[other] = root
@@ -440,7 +449,16 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                             by1[root] = by1[other]
                 starts_here >>= 1
                 j += 1
+            count[root] += 1
             interior[root] += gained
+            if x < bx0[root]:
+                bx0[root] = x
+            if x > bx1[root]:
+                bx1[root] = x
+            if y < by0[root]:
+                by0[root] = y
+            if y > by1[root]:
+                by1[root] = y
             dirty[root] = True
         kept = 0
         best = -1.0
@@ -496,19 +514,15 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
             p = order[k]
             y = p // pw - 1
             x = p - (y + 1) * pw - 1
-            parent[p] = p
-            bx0[p] = x
-            bx1[p] = x
-            by0[p] = y
-            by1[p] = y
-            count[p] = 1
-            root = p
+            root = -1
             for j in range(1, 8, 2):
                 q = p + ring[j]
-                if parent[q] < 0 or parent[q] == root:
+                if parent[q] < 0:
                     continue
                 other = _find(parent, q)
-                if other != root:
+                if root < 0:
+                    root = other
+                elif other != root:
                     if count[root] < count[other]:
                         root, other = other, root
                     parent[other] = root
@@ -521,10 +535,29 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                         bx1[root] = bx1[other]
                     if by1[other] > by1[root]:
                         by1[root] = by1[other]
-            if root == p:  # a new hole (so far)
+            if root < 0:  # a new hole (so far)
+                parent[p] = p
+                bx0[p] = x
+                bx1[p] = x
+                by0[p] = y
+                by1[p] = y
+                count[p] = 1
                 roots[n_roots] = p
                 n_roots += 1
-            dirty[root] = True
+                dirty[p] = True
+                continue
+            parent[p] = root
+            count[root] += 1
+            if root != outside:
+                if x < bx0[root]:
+                    bx0[root] = x
+                if x > bx1[root]:
+                    bx1[root] = x
+                if y < by0[root]:
+                    by0[root] = y
+                if y > by1[root]:
+                    by1[root] = y
+                dirty[root] = True
         if n_holes[level] == 0:
             continue
         kept = 0
