@@ -487,12 +487,20 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
             contour_box[level, 1] = by0[sure]
             contour_box[level, 2] = min(bx1[sure] + 1, width - 1)
             contour_box[level, 3] = min(by1[sure] + 1, height - 1)
+            # twice the contour area of another component is at most twice the area of
+            # its box of pixel centres and, when no component has a hole, count +
+            # interior - 2 (Pick's theorem: its 4-interior pixels lie inside the contour,
+            # its other pixels on it, and nothing else does; spurs only take area away)
+            no_holes = n_holes[level] == 0
             ceiling = -1
             for k in range(kept):
                 r = roots[k]
                 if r != sure:
-                    ceiling = max(ceiling, (bx1[r] - bx0[r]) * (by1[r] - by0[r]))
-            contour_sure[level] = interior[sure] > ceiling
+                    bound = 2 * (bx1[r] - bx0[r]) * (by1[r] - by0[r])
+                    if no_holes:
+                        bound = min(bound, max(count[r] + interior[r] - 2, 0))
+                    ceiling = max(ceiling, bound)
+            contour_sure[level] = 2 * interior[sure] > ceiling
     top = -1
     for level in range(WSOLEVAL_LEVELS):
         if n_holes[level] > 0:
