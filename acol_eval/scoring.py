@@ -40,7 +40,7 @@ from .metrics import (
     wsoleval_level_results,
 )
 from .readers import Annotations, read_source
-from .sweep import wsoleval_sweep
+from .sweep import load_compiled
 
 CHUNK = 64
 
@@ -478,4 +478,4 @@ def _boxes_by_image(boxes: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def _warm_up() -> None:
-    wsoleval_sweep(np.zeros((4, 4), np.uint8), np.zeros((1, 4), np.int64))
+    load_compiled()

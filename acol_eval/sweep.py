@@ -19,6 +19,8 @@ the same code runs as plain Python, correct but slow.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 try:
@@ -606,3 +608,21 @@ def wsoleval_sweep(u8: np.ndarray, gt: np.ndarray):
     # the tables go in as arguments: a numba default argument costs 0.6 ms a call
     return wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, EULER_DELTA,
                                RUN_STARTS)
+
+
+def load_compiled() -> None:
+    """Load (or compile) the wsoleval sweep in this process, before worker processes fork.
+
+    numba's first use imports numba.np.arraymath, which imports scipy.linalg only to see
+    whether np.dot could use BLAS: 0.2 s of every run. The sweep uses no linear algebra,
+    so that check is made to fail here (numba then leaves BLAS out in this process:
+    np.dot in other jitted code would not compile); scipy stays importable afterwards."""
+    check = "scipy.linalg.cython_blas"
+    blocked = check not in sys.modules and "numba.np.arraymath" not in sys.modules
+    if blocked:
+        sys.modules[check] = None
+    try:
+        wsoleval_sweep(np.zeros((4, 4), np.uint8), np.zeros((1, 4), np.int64))
+    finally:
+        if blocked and sys.modules.get(check, 0) is None:
+            del sys.modules[check]
