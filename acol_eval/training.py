@@ -9,6 +9,7 @@ uninterrupted run would be.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
@@ -307,7 +308,11 @@ class Trainer:
         label = f"epoch {epoch + 1}/{self.config.epochs} {'train' if train else 'val'}"
         bar = tqdm(loader, desc=label, unit="batch", disable=not show_bar, leave=False)
         grad = torch.enable_grad() if train else torch.no_grad()
-        with grad:
+        # A rank whose batch was wholly undecodable skips it and so runs fewer steps
+        # than the others; DDP's join() shadows the missing collectives instead of hanging.
+        uneven = (self.net.join() if isinstance(self.net, nn.parallel.DistributedDataParallel)
+                  else contextlib.nullcontext())
+        with grad, uneven:
             for images, labels, skipped in bar:
                 stats.skipped += skipped
                 if images is None:

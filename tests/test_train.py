@@ -167,3 +167,22 @@ def test_weights_file_that_is_not_a_checkpoint(finished_run, tmp_path):
     result = run_cli("train", "--data", str(data), "--out", str(tmp_path / "r"), *FAST,
                      "--weights", str(junk))
     assert_one_line_error(result, 2, "cannot read weights")
+
+
+def test_ddp_survives_a_rank_with_only_unreadable_images_in_a_batch(tmp_path):
+    data = write_texture_folder(tmp_path / "data", train_per_class=3, val_per_class=1)
+    # with seed 0 the sampler gives rank 0 one broken image and rank 1 two, so the
+    # ranks run 4 and 3 steps: uneven (checked by hand against DistributedSampler)
+    for i in range(3):
+        (data / "train" / "checker" / f"broken{i}.png").write_bytes(b"not a png")
+    run = tmp_path / "ddp"
+    env = {**os.environ, "ACOL_EVAL_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    args = [a if a != "16" else "1" for a in FAST]  # batch size 1: a broken image is a batch
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(ROOT / "cli.py"), "train", "--data", str(data), "--out", str(run),
+         "--epochs", "1", "--device", "cpu", *args],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert float(read_metrics(run)[0]["skipped_images"]) == 3
