@@ -25,16 +25,16 @@ from conftest import ROOT, run_cli, shared_data, write_texture_folder
 CLASSES = ["checker", "stripes", "third"]
 
 
-def make_checkpoint(path, recipe="pp", zero_heads=False, seed=0):
+def make_checkpoint(path, recipe="pp", zero_heads=False, seed=0, classes=CLASSES):
     torch.manual_seed(seed)
-    model = build_model("resnet18", len(CLASSES), recipe, [0.5], "linear", 16)
+    model = build_model("resnet18", len(classes), recipe, [0.5], "linear", 16)
     if zero_heads:
         for head in model.heads:
             torch.nn.init.zeros_(head.classifier.weight)
             torch.nn.init.zeros_(head.classifier.bias)
     save_checkpoint(path, {
         "arch": "resnet18", "recipe": recipe, "deltas": [0.5], "head": "linear",
-        "feature_stride": 16, "classes": CLASSES, "input_size": 64,
+        "feature_stride": 16, "classes": classes, "input_size": 64,
         "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
         "state_dict": model.state_dict(), "epoch": 0,
     })
@@ -269,13 +269,8 @@ def test_label_maps_are_stored_for_annotation_sources(tmp_path):
 
     write_synth(tmp_path / "s", SynthConfig(classes=3, train_per_class=2, val_per_class=2,
                                             size=64))
-    torch.manual_seed(0)
     names = ["disc_stripes", "square_checker", "triangle_dots"]
-    model = build_model("resnet18", 3, "p", [], "linear", 32)
-    save_checkpoint(tmp_path / "m.pt", {
-        "arch": "resnet18", "recipe": "p", "deltas": [], "head": "linear",
-        "feature_stride": 32, "classes": names, "input_size": 64, "mean": [0.5] * 3,
-        "std": [0.25] * 3, "state_dict": model.state_dict(), "epoch": 0})
+    make_checkpoint(tmp_path / "m.pt", recipe="p", classes=names)
     run = tmp_path / "run"
     result = run_cli("localize", f"cub:{tmp_path / 's'}", "--split", "test", "--out", str(run),
                      "--checkpoint", str(tmp_path / "m.pt"), "--top-k", "1", "--workers", "0")
@@ -323,13 +318,8 @@ def test_labels_for_a_plain_folder_come_from_another_source(tmp_path):
 
     write_synth(tmp_path / "s", SynthConfig(classes=3, train_per_class=1, val_per_class=1,
                                             size=64))
-    torch.manual_seed(0)
     names = ["disc_stripes", "square_checker", "triangle_dots"]
-    model = build_model("resnet18", 3, "p", [], "linear", 32)
-    save_checkpoint(tmp_path / "m.pt", {
-        "arch": "resnet18", "recipe": "p", "deltas": [], "head": "linear",
-        "feature_stride": 32, "classes": names, "input_size": 64, "mean": [0.5] * 3,
-        "std": [0.25] * 3, "state_dict": model.state_dict(), "epoch": 0})
+    make_checkpoint(tmp_path / "m.pt", recipe="p", classes=names)
     run = tmp_path / "run"
     result = run_cli("localize", str(tmp_path / "s" / "images"), "--labels",
                      f"csv:{tmp_path / 's' / 'annotations.csv'}", "--out", str(run),
