@@ -86,6 +86,8 @@ def main() -> None:
                    "or FORMAT:PATH such as cub:PATH or folder:PATH.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Run folder: last.pt, best.pt, metrics.csv.")
+@click.option("--images", default=None, type=click.Path(file_okay=False),
+              help="Image root for sources that hold only metadata (wsol:PATH).")
 @click.option("--arch", "--model", "arch", default="resnet50", show_default=True,
               help="torchvision backbone (resnet18/34/50/101/152, resnext50_32x4d, "
                    "wide_resnet50_2, vgg16, vgg16_bn, mobilenet_v2, densenet121, "
@@ -182,6 +184,8 @@ def synth(out: str, **options) -> None:
 @click.option("--labels", default=None,
               help="Annotation source giving the labels of a folder's images (FORMAT:PATH).")
 @click.option("--split", default=None, help="Split of an annotation source (train, val, test).")
+@click.option("--image-root", default=None, type=click.Path(file_okay=False),
+              help="Where an annotation source's images are, when not beside it (wsol:PATH).")
 @click.option("--top-k", type=int, default=5, show_default=True,
               help="Predicted classes (and their maps) per image.")
 @click.option("--cam-threshold", type=float, default=0.2, show_default=True,

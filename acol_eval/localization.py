@@ -69,6 +69,7 @@ class LocalizeConfig:
     device: str = "auto"
     overlays: str | None = None
     all_boxes: bool = False
+    image_root: str | None = None  # where an annotation source's images are (wsol:)
 
 
 @dataclass
@@ -152,8 +153,10 @@ def _read_list_file(path: Path) -> list[str]:
     return sorted({line for line in lines if line and not line.startswith("#")})
 
 
-def _from_annotations(source: str, split: str | None) -> ImageList:
+def _from_annotations(source: str, split: str | None, image_root: str | None) -> ImageList:
     annotations = read_source(source)
+    if image_root:
+        annotations.root = Path(image_root)
     if split is not None:
         if split not in annotations.splits:
             raise AcolError(
@@ -170,11 +173,11 @@ def list_images(config: LocalizeConfig) -> ImageList:
     fmt, sep, _ = source.partition(":")
     path = Path(source)
     if sep and fmt in READERS and not path.exists():
-        return _from_annotations(source, config.split)
+        return _from_annotations(source, config.split, config.image_root)
     if not path.exists():
         raise AcolError(f"{source} does not exist")
     if path.is_dir() and detect_format(path) != "folder":
-        return _from_annotations(source, config.split)
+        return _from_annotations(source, config.split, config.image_root)
     if path.is_file():
         names = _read_list_file(path)
         root = path.parent

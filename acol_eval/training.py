@@ -55,6 +55,7 @@ SCHEDULES = ("cosine", "step", "constant")
 class TrainConfig:
     data: str
     out: str
+    images: str | None = None  # image root for sources that hold metadata only (wsol:)
     arch: str = "resnet50"
     recipe: str = "pp"
     delta: list[float] = field(default_factory=lambda: [0.6])
@@ -194,6 +195,8 @@ class Trainer:
 
     def _data(self) -> None:
         annotations = read_source(self.config.data)
+        if self.config.images:
+            annotations.root = Path(self.config.images)
         splits = annotations.splits
         train_split = "train" if "train" in splits else None
         if train_split is None:

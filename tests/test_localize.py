@@ -328,3 +328,34 @@ def test_labels_for_a_plain_folder_come_from_another_source(tmp_path):
     rows = read_rows(run / "predictions.csv")
     assert [r["label"] for r in rows] == [r["image"].split("/")[1] for r in rows]
     assert open_maps(run).index["is_label"].sum() == 6
+
+
+def test_wsol_metadata_with_images_elsewhere_trains_and_localises(tmp_path):
+    from acol_eval.synth import SynthConfig, write_synth
+
+    write_synth(tmp_path / "s", SynthConfig(classes=2, train_per_class=3, val_per_class=1,
+                                            size=64))
+    meta = tmp_path / "meta" / "train"
+    meta.mkdir(parents=True)
+    rows = read_rows(tmp_path / "s" / "annotations.csv")
+    names = sorted({r["label"] for r in rows})
+    train = [r for r in rows if r["split"] == "train"]
+    (meta / "image_ids.txt").write_text("".join(f"{r['image']}\n" for r in train))
+    (meta / "class_labels.txt").write_text(
+        "".join(f"{r['image']},{names.index(r['label'])}\n" for r in train))
+    (meta / "image_sizes.txt").write_text("".join(f"{r['image']},64,64\n" for r in train))
+    (meta / "localization.txt").write_text(
+        "".join(f"{r['image']},{r['x0']},{r['y0']},{r['x1']},{r['y1']}\n" for r in train))
+    images = tmp_path / "s" / "images"
+    result = run_cli("train", "--data", f"wsol:{meta}", "--images", str(images), "--out",
+                     str(tmp_path / "train"), "--arch", "resnet18", "--weights", "none",
+                     "--epochs", "1", "--input-size", "64", "--batch-size", "4",
+                     "--workers", "0")
+    assert result.returncode == 0, result.stderr
+    result = run_cli("localize", f"wsol:{meta}", "--image-root", str(images), "--out",
+                     str(tmp_path / "run"), "--checkpoint", str(tmp_path / "train" / "last.pt"),
+                     "--top-k", "1", "--workers", "0")
+    assert result.returncode == 0, result.stderr
+    predictions = read_rows(tmp_path / "run" / "predictions.csv")
+    assert len(predictions) == 6 and {p["label"] for p in predictions} == {"0", "1"}
+    assert open_maps(tmp_path / "run").index["is_label"].sum() == 6
