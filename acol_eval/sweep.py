@@ -348,10 +348,15 @@ def _neighbourhood_tables():
 
 
 EULER_DELTA, RUN_STARTS = _neighbourhood_tables()
+# per code, the runs of neighbours as a count and a list of their first ring positions
+RUN_COUNT = np.array([bin(int(c)).count("1") for c in RUN_STARTS], np.int32)
+RUN_LIST = np.array([[j for j in range(8) if (int(c) >> j) & 1] + [0] * (4 - bin(int(c)).count(
+    "1")) for c in RUN_STARTS], np.int32)
 
 
 @njit(cache=True, nogil=True)
-def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, run_starts):
+def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, run_starts,
+                        run_count, run_list):
     """Per level L in [0, 256) of a uint8 map (pixels kept: u8 > L), as OpenCV's
     findContours(RETR_TREE) would give them under the wsoleval protocol:
 
@@ -426,31 +431,27 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                 dirty[p] = True
                 continue
             # p joins the component of its first run of neighbours, which then merges
-            # with the components of the other runs
+            # with the components of the other runs (run_list: where each run starts)
             root = -1
-            j = 0
-            while starts_here:
-                if starts_here & 1:
-                    other = _find(parent, p + ring[j])
-                    if root < 0:
-                        root = other
-                        parent[p] = root
-                    elif other != root:
-                        if count[root] < count[other]:
-                            root, other = other, root
-                        parent[other] = root
-                        count[root] += count[other]
-                        interior[root] += interior[other]
-                        if bx0[other] < bx0[root]:
-                            bx0[root] = bx0[other]
-                        if by0[other] < by0[root]:
-                            by0[root] = by0[other]
-                        if bx1[other] > bx1[root]:
-                            bx1[root] = bx1[other]
-                        if by1[other] > by1[root]:
-                            by1[root] = by1[other]
-                starts_here >>= 1
-                j += 1
+            for t in range(run_count[code]):
+                other = _find(parent, p + ring[run_list[code, t]])
+                if root < 0:
+                    root = other
+                    parent[p] = root
+                elif other != root:
+                    if count[root] < count[other]:
+                        root, other = other, root
+                    parent[other] = root
+                    count[root] += count[other]
+                    interior[root] += interior[other]
+                    if bx0[other] < bx0[root]:
+                        bx0[root] = bx0[other]
+                    if by0[other] < by0[root]:
+                        by0[root] = by0[other]
+                    if bx1[other] > bx1[root]:
+                        bx1[root] = bx1[other]
+                    if by1[other] > by1[root]:
+                        by1[root] = by1[other]
             count[root] += 1
             interior[root] += gained
             if x < bx0[root]:
@@ -527,7 +528,7 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
             root = -1
             for j in range(1, 8, 2):
                 q = p + ring[j]
-                if parent[q] < 0:
+                if parent[q] < 0 or parent[q] == root:
                     continue
                 other = _find(parent, q)
                 if root < 0:
@@ -607,7 +608,7 @@ def wsoleval_sweep(u8: np.ndarray, gt: np.ndarray):
     work, boxes, nin, cached, dirty = _WORK[u8.shape]
     # the tables go in as arguments: a numba default argument costs 0.6 ms a call
     return wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, EULER_DELTA,
-                               RUN_STARTS)
+                               RUN_STARTS, RUN_COUNT, RUN_LIST)
 
 
 def load_compiled() -> None:
