@@ -8,6 +8,7 @@ MaxBoxAcc. Boxes are int arrays (n, 4) x0 y0 x1 y1.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .boxes import (
@@ -71,14 +72,39 @@ def wsoleval_level_results(u8: np.ndarray, gt224: np.ndarray
     which contour OpenCV finds largest (close areas) ask OpenCV.
     """
     gt = np.asarray(gt224, dtype=np.int64).reshape(-1, 4)
-    best, best_contour, box, contour_sure, n_components, _ = wsoleval_sweep(u8, gt)
+    best, best_contour, box, contour_sure, n_components, _, candidates = wsoleval_sweep(u8, gt)
     no_box = float(iou_inclusive(np.zeros((1, 4)), gt).max()) if len(gt) else 0.0
     all_boxes = np.where(n_components > 0, np.maximum(best, 0.0), no_box)
     largest = np.where(n_components > 0, np.maximum(best_contour, 0.0), no_box)
     for level in np.flatnonzero((n_components > 1) & ~contour_sure):
-        box[level] = wsoleval_contour_boxes(u8, int(level), all_boxes=False)[0]
+        found = _largest_contour_box_in(u8, int(level), candidates[level])
+        if found is None:
+            found = wsoleval_contour_boxes(u8, int(level), all_boxes=False)[0]
+        box[level] = found
         largest[level] = iou_inclusive(box[level], gt).max() if len(gt) else 0.0
     return all_boxes, largest, box
+
+
+def _largest_contour_box_in(u8: np.ndarray, level: int, crop: np.ndarray) -> np.ndarray | None:
+    """The box of the contour of largest cv2.contourArea at `level`, found in the crop of
+    the components that may have it (pixel box `crop`, grown by one pixel); None where
+    two contours tie for the largest area (then OpenCV's contour order decides: ask it
+    on the whole map). Components cut by the crop are not candidates: a cut piece has
+    at most the area of its whole component, which is below the winner's."""
+    height, width = u8.shape
+    x0, y0 = max(int(crop[0]) - 1, 0), max(int(crop[1]) - 1, 0)
+    x1, y1 = min(int(crop[2]) + 1, width - 1), min(int(crop[3]) + 1, height - 1)
+    binary = (u8[y0:y1 + 1, x0:x1 + 1] > level).astype(np.uint8)
+    contours = cv2.findContours(binary, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)[-2]
+    if not len(contours):
+        return None
+    areas = [cv2.contourArea(c) for c in contours]
+    top = max(areas)
+    if areas.count(top) > 1:
+        return None
+    x, y, w, h = cv2.boundingRect(contours[areas.index(top)])
+    return np.array([x + x0, y + y0, min(x + x0 + w, width - 1), min(y + y0 + h, height - 1)],
+                    np.int64)
 
 
 def wsoleval_image_ious(u8: np.ndarray, gt224: np.ndarray, thresholds: np.ndarray

@@ -363,6 +363,8 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
     - best IoU over the boxes of all contours, outer and hole (-1: no contour);
     - IoU and box of the component whose contour area is surely the largest, and
       whether that is sure (else ask OpenCV); x1/y1 inclusive, clipped to W-1/H-1;
+      where it is not sure, the pixel box (inclusive) of the components that may have
+      the largest contour (the last output);
     - the number of 8-connected components;
     - the number of holes (4-connected background components off the edge).
 
@@ -396,6 +398,7 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
     contour_sure = np.zeros(WSOLEVAL_LEVELS, np.bool_)
     n_components = np.zeros(WSOLEVAL_LEVELS, np.int64)
     n_holes = np.zeros(WSOLEVAL_LEVELS, np.int64)
+    candidates = np.zeros((WSOLEVAL_LEVELS, 4), np.int64)
     # ---- outer contours: 8-connected components of u8 > L, L going down
     for level in range(WSOLEVAL_LEVELS - 2, -1, -1):
         for k in range(starts[level + 1], starts[level + 2]):
@@ -504,6 +507,21 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                         bound = min(bound, max(count[r] + interior[r] - 2, 0))
                     ceiling = max(ceiling, bound)
             contour_sure[level] = 2 * interior[sure] > ceiling
+            if not contour_sure[level]:  # the pixel box of the components that may win
+                candidates[level, 0] = bx0[sure]
+                candidates[level, 1] = by0[sure]
+                candidates[level, 2] = bx1[sure]
+                candidates[level, 3] = by1[sure]
+                for k in range(kept):
+                    r = roots[k]
+                    bound = 2 * (bx1[r] - bx0[r]) * (by1[r] - by0[r])
+                    if no_holes:
+                        bound = min(bound, max(count[r] + interior[r] - 2, 0))
+                    if bound >= 2 * interior[sure]:
+                        candidates[level, 0] = min(candidates[level, 0], bx0[r])
+                        candidates[level, 1] = min(candidates[level, 1], by0[r])
+                        candidates[level, 2] = max(candidates[level, 2], bx1[r])
+                        candidates[level, 3] = max(candidates[level, 3], by1[r])
     top = -1
     for level in range(WSOLEVAL_LEVELS):
         if n_holes[level] > 0:
@@ -588,7 +606,8 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
         n_roots = kept
         if best > best_all[level]:
             best_all[level] = best
-    return best_all, best_contour, contour_box, contour_sure, n_components, n_holes
+    return (best_all, best_contour, contour_box, contour_sure, n_components, n_holes,
+            candidates)
 
 
 _WORK: dict = {}
