@@ -218,3 +218,24 @@ def test_scoring_does_not_import_torch():
     code = ("import sys, acol_eval.scoring, acol_eval.reports, acol_eval.metrics; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_largest_contour_from_the_candidates_crop_equals_the_whole_map():
+    from acol_eval.boxes import wsoleval_contour_boxes
+    from acol_eval.metrics import _largest_contour_box_in
+    from acol_eval.sweep import wsoleval_sweep
+
+    rng = np.random.default_rng(7)
+    checked = 0
+    for side in (7, 14, 28, 56):
+        for _ in range(5):
+            u8 = wsoleval_uint8(rng.random((side, side)) ** 3)
+            result = wsoleval_sweep(u8, np.array([[50, 50, 150, 150]]))
+            contour_sure, n_components, candidates = result[3], result[4], result[6]
+            for level in np.flatnonzero((n_components > 1) & ~contour_sure):
+                crop = _largest_contour_box_in(u8, int(level), candidates[level])
+                if crop is not None:
+                    whole = wsoleval_contour_boxes(u8, int(level), all_boxes=False)[0]
+                    assert crop.tolist() == whole.tolist()
+                    checked += 1
+    assert checked > 50
