@@ -85,3 +85,14 @@ def test_each_error_type():
     assert error_type(np.array([50, 50, 60, 60]), gt, 0.0, True, False) == "mislocated"
     two = np.array([[0, 0, 10, 10], [20, 0, 30, 10]])
     assert error_type(np.array([0, 0, 30, 10]), two, 0.33, True, False) == "multiple_instances"
+
+
+def test_best_iou_inclusive_scalar_equals_the_array_iou():
+    from acol_eval.metrics import _best_iou_inclusive, iou_inclusive
+
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        box = rng.integers(-3, 230, 4)
+        gt = rng.integers(-3, 230, (int(rng.integers(1, 4)), 4))
+        assert _best_iou_inclusive(box, gt.tolist()) == iou_inclusive(box, gt).max()
+    assert _best_iou_inclusive([0, 0, 0, 0], []) == 0.0
