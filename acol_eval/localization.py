@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import heapq
+import io
 import json
 import os
 import shutil
@@ -243,14 +244,10 @@ class ShardWriter:
             return {"done": 0, "map_rows": 0, "sizes": {}}
 
     def rows(self, name: str, rows: list[list[Any]]) -> None:
-        if not rows:
-            return
-        lines = []
-        for row in rows:
-            buffer = _CsvLine()
-            csv.writer(buffer, lineterminator="\n").writerow(row)
-            lines.append(buffer.text)
-        self.handles[name].write("".join(lines).encode())
+        if rows:
+            buffer = io.StringIO()
+            csv.writer(buffer, lineterminator="\n").writerows(rows)
+            self.handles[name].write(buffer.getvalue().encode())
 
     def maps(self, maps: np.ndarray) -> None:
         self.handles["maps.f16"].write(np.ascontiguousarray(maps, MAP_DTYPE).tobytes())
@@ -270,14 +267,6 @@ class ShardWriter:
     def close(self) -> None:
         for handle in self.handles.values():
             handle.close()
-
-
-class _CsvLine:
-    def __init__(self) -> None:
-        self.text = ""
-
-    def write(self, text: str) -> None:
-        self.text += text
 
 
 # --------------------------------------------------------------------------- the sweep
