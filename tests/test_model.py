@@ -190,3 +190,13 @@ def test_bad_model_arguments_are_clear_errors(kwargs, phrase):
 def test_vgg_is_no_plain_cam_model():
     with pytest.raises(AcolError, match="no linear classifier"):
         plain_cam_model("vgg16", None)
+
+
+@pytest.mark.parametrize("head", ["linear", "conv"])
+def test_logits_equal_the_pooled_class_maps(head):
+    torch.manual_seed(2)
+    model = ACoL(nn.Identity(), 6, 5, "pp", [0.5], head).eval()
+    features = torch.rand(3, 6, 4, 5)
+    with torch.no_grad():
+        expected = model.heads[0](features).mean((2, 3))
+        assert torch.allclose(model.logits(features), expected, atol=1e-5)
