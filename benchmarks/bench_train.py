@@ -1,0 +1,83 @@
+"""Training-step throughput of `acol-eval train` against the bare forward-backward pass.
+
+    .venv/bin/python benchmarks/bench_train.py [--arch resnet18] [--images 128] [--batch 16]
+
+Bare: the torchvision model, cross-entropy, backward and an SGD step on tensors
+already in memory. acol-eval: `train` (recipe p, same model, batch and torch
+threads) over JPEG files on disk, decoding and augmenting in workers; its
+images/s is read from metrics.csv for the second epoch (the first warms up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torchvision
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from acol_eval.training import TrainConfig, train  # noqa: E402
+
+
+def write_folder(root: Path, count: int) -> None:
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (256, 256, 3), np.uint8), (0, 0), 3)
+    for i in range(count):
+        folder = root / "train" / f"class{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{i:04d}.jpg"), np.roll(base, i, axis=0))
+
+
+def bare(arch: str, batch: int, steps: int, classes: int) -> float:
+    model = torchvision.models.get_model(arch, weights=None, num_classes=classes).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    images = torch.randn(batch, 3, 224, 224)
+    labels = torch.arange(batch) % classes
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+
+    step()  # warm-up
+    began = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - began)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="resnet18")
+    parser.add_argument("--images", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        write_folder(data, args.images)
+        bare_rate = bare(args.arch, args.batch, args.images // args.batch, 2)
+        train(TrainConfig(data=str(data), out=str(Path(tmp) / "run"), arch=args.arch,
+                          recipe="p", weights="none", epochs=2, batch_size=args.batch,
+                          workers=args.workers, schedule="constant"),
+              log=lambda message: None)
+        with open(Path(tmp) / "run" / "metrics.csv", newline="") as handle:
+            ours = float(list(csv.DictReader(handle))[-1]["images_per_s"])
+    print(f"{args.arch} at 224, batch {args.batch}, {torch.get_num_threads()} torch threads, "
+          f"{args.images} JPEG images of 256x256")
+    print(f"  bare forward-backward-step on tensors in memory: {bare_rate:.2f} img/s")
+    print(f"  acol-eval train (recipe p), epoch 2:              {ours:.2f} img/s "
+          f"= {ours / bare_rate:.3f} of bare")
+
+
+if __name__ == "__main__":
+    main()
