@@ -13,8 +13,9 @@ the same kind of pass going up (background only grows). A hole contour runs
 through the foreground pixels around the hole, so its box is the hole's box grown
 by one pixel.
 
-Compiled with numba when it is installed (about 1 ms per 224x224 map); without it
-the same code runs as plain Python, correct but slow.
+Compiled with numba when it is installed (wsoleval_sweep: about 1.8 ms per 224x224
+bench map, ~1.1 ms of it the outer pass, ~0.6 ms the hole pass); without it the same
+code runs as plain Python, correct but slow.
 """
 
 from __future__ import annotations
