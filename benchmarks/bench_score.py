@@ -144,6 +144,9 @@ def speed(metadata, meta_dir: Path, count: int, interval: float, skip_reference:
         print(f"{len(ids)} maps of {meta_dir.parent.name} test, "
               f"{len(np.arange(0, 1, interval))} thresholds, all boxes; load average "
               f"{load_average()}")
+        # an untimed run first: after an edit of sweep.py numba compiles it once (seconds),
+        # which would land in the small run and make the steady state nonsense
+        run_score(small_folder, meta_dir, Path(tmp) / "warm-up-report", interval)
         small_time, _ = run_score(small_folder, meta_dir, Path(tmp) / "small-report", interval)
         fast_time, peak = run_score(folder, meta_dir, Path(tmp) / "report", interval)
         summary = pd.read_csv(Path(tmp) / "report" / "summary.csv").set_index("metric")
