@@ -57,31 +57,44 @@ def bare_forward(batch: int, count: int, threads: int) -> float:
     return done / (time.perf_counter() - began)
 
 
-def localize_speed(folder: Path, out: Path, batch: int, workers: int, threads: int) -> float:
+def localize_speed(folder: Path, out: Path, batch: int, workers: int, threads: int) -> None:
     torch.set_num_threads(threads)
     config = LocalizeConfig(images=str(folder), out=str(out), arch="resnet50", weights="none",
                             batch_size=batch, workers=workers, device="cpu")
-    began = time.perf_counter()
-    summary = localize(config, log=lambda m: None)
-    return summary.images / (time.perf_counter() - began)
+    localize(config, log=lambda m: None)
 
 
 def speed(args: argparse.Namespace) -> None:
+    """Whole-command and steady-state throughput against the bare forward pass.
+
+    Steady state: (time for N images - time for N/4) / (3N/4): the fixed costs of
+    a run (building the model, starting the decode worker, merging the files)
+    cancel out, leaving the per-image cost of the sweep itself.
+    """
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "images"
+        folder, quarter = Path(tmp) / "images", Path(tmp) / "quarter"
         write_images(folder, args.images, 500, 375, ".jpg")
+        write_images(quarter, args.images // 4, 500, 375, ".jpg")
         bare = bare_forward(args.batch, args.images, args.threads)
         rows = []
         for workers in args.workers:
-            rate = localize_speed(folder, Path(tmp) / f"run{workers}", args.batch, workers,
-                                  args.threads)
-            rows.append((workers, rate))
+            began = time.perf_counter()
+            localize_speed(quarter, Path(tmp) / f"q{workers}", args.batch, workers, args.threads)
+            small = time.perf_counter() - began
+            began = time.perf_counter()
+            localize_speed(folder, Path(tmp) / f"run{workers}", args.batch, workers,
+                           args.threads)
+            full = time.perf_counter() - began
+            steady = (args.images - args.images // 4) / (full - small)
+            rows.append((workers, args.images / full, steady))
         print(f"resnet50 at 224, batch {args.batch}, {args.threads} torch threads, "
-              f"{args.images} JPEG images of 500x375")
+              f"{args.images} JPEG images of 500x375 (and {args.images // 4} for the "
+              "steady state)")
         print(f"  bare forward on tensors in memory: {bare:.2f} img/s")
-        for workers, rate in rows:
-            print(f"  localize, {workers} decode worker(s): {rate:.2f} img/s "
-                  f"= {rate / bare:.3f} of bare")
+        for workers, whole, steady in rows:
+            print(f"  localize, {workers} decode worker(s): whole command {whole:.2f} img/s "
+                  f"= {whole / bare:.3f} of bare; steady state {steady:.2f} img/s "
+                  f"= {steady / bare:.3f} of bare")
 
 
 def peak_rss_mb(command: list[str]) -> float:
