@@ -191,102 +191,10 @@ def sweep_components(levels, n_levels, gt, wsoleval):
     return best_all, best_largest, best_contour, contour_sure, n_components
 
 
-@njit(cache=True, nogil=True)
-def sweep_holes(u8, gt):
-    """Per level L in [0, 256): best IoU of the hole-contour boxes of `u8 > L` (-1: none).
-
-    Holes are 4-connected components of `u8 <= L` that do not touch the image edge;
-    a hole's contour box is its own box grown by one pixel, as wsoleval boxes
-    (x1 = min(xmax + 2, W - 1), inclusive).
-    """
-    height, width = u8.shape
-    flat = u8.ravel().astype(np.int64)
-    size = flat.size
-    order, starts = _buckets(flat, 256)
-    outside = size
-    parent = np.full(size + 1, -1, np.int64)
-    parent[outside] = outside
-    bx0 = np.empty(size + 1, np.int32)
-    by0 = np.empty(size + 1, np.int32)
-    bx1 = np.empty(size + 1, np.int32)
-    by1 = np.empty(size + 1, np.int32)
-    first = np.zeros(size + 1, np.int32)
-    count = np.zeros(size + 1, np.int32)
-    count[outside] = size + 1  # the outside always stays a root
-    roots = np.empty(size, np.int32)
-    n_roots = 0
-    best_hole = np.full(256, -1.0)
-    for level in range(256):
-        for k in range(starts[level], starts[level + 1]):
-            p = order[k]
-            y = p // width
-            x = p - y * width
-            parent[p] = p
-            bx0[p] = x
-            bx1[p] = x
-            by0[p] = y
-            by1[p] = y
-            count[p] = 1
-            roots[n_roots] = p
-            n_roots += 1
-            root = p
-            if x == 0 or y == 0 or x == width - 1 or y == height - 1:
-                other = outside
-                while parent[other] != other:  # path halving, inline: calls cost
-                    parent[other] = parent[parent[other]]
-                    other = parent[other]
-                if other != root:
-                    if count[root] < count[other]:
-                        root, other = other, root
-                    parent[other] = root
-                    count[root] += count[other]
-                    bx0[root] = min(bx0[root], bx0[other])
-                    by0[root] = min(by0[root], by0[other])
-                    bx1[root] = max(bx1[root], bx1[other])
-                    by1[root] = max(by1[root], by1[other])
-                    first[root] = min(first[root], first[other])
-            for j in range(4):
-                ny = y + (-1 if j == 0 else (1 if j == 1 else 0))
-                nx = x + (-1 if j == 2 else (1 if j == 3 else 0))
-                if ny < 0 or ny >= height or nx < 0 or nx >= width:
-                    continue
-                q = ny * width + nx
-                if parent[q] >= 0:
-                    other = q
-                    while parent[other] != other:  # path halving, inline: calls cost
-                        parent[other] = parent[parent[other]]
-                        other = parent[other]
-                    if other != root:
-                        if count[root] < count[other]:
-                            root, other = other, root
-                        parent[other] = root
-                        count[root] += count[other]
-                        bx0[root] = min(bx0[root], bx0[other])
-                        by0[root] = min(by0[root], by0[other])
-                        bx1[root] = max(bx1[root], bx1[other])
-                        by1[root] = max(by1[root], by1[other])
-                        first[root] = min(first[root], first[other])
-        kept = 0
-        best = -1.0
-        for k in range(n_roots):
-            r = roots[k]
-            if parent[r] != r:
-                continue
-            roots[kept] = r
-            kept += 1
-            iou = _best_iou(bx0[r] - 1, by0[r] - 1, min(bx1[r] + 2, width - 1),
-                            min(by1[r] + 2, height - 1), gt, True)
-            if iou > best:
-                best = iou
-        n_roots = kept
-        best_hole[level] = best
-    return best_hole
-
-
 # --------------------------------------------------------------------------- wsoleval, fast
 #
-# The wsoleval sweep below does the work of sweep_components + sweep_holes on a uint8
-# map in one call, faster: the map is padded by one pixel (no bounds checks; the pad of
+# The wsoleval sweep below does the outer pass of sweep_components and the hole pass on
+# a uint8 map in one call: the map is padded by one pixel (no bounds checks; the pad of
 # the hole pass belongs to the outside), all arrays are int32, and a component's IoU is
 # recomputed only at levels where it changed.
 
