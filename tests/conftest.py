@@ -69,3 +69,16 @@ def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *phras
     assert "Traceback" not in result.stderr
     for phrase in phrases:
         assert phrase in lines[0], lines[0]
+
+
+def write_wsol_metadata(folder: Path, images: list[tuple[str, str, int, int]],
+                        localization: list[str]) -> Path:
+    """A wsolevaluation metadata folder: `images` as (path, class id, width, height),
+    `localization` as the lines of localization.txt (boxes or OpenImages mask lines)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "image_ids.txt").write_text("".join(f"{p}\n" for p, _, _, _ in images))
+    (folder / "class_labels.txt").write_text("".join(f"{p},{c}\n" for p, c, _, _ in images))
+    (folder / "image_sizes.txt").write_text(
+        "".join(f"{p},{w},{h}\n" for p, _, w, h in images))
+    (folder / "localization.txt").write_text("".join(f"{line}\n" for line in localization))
+    return folder

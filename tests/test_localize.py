@@ -20,7 +20,7 @@ from acol_eval.checkpoint import save_checkpoint
 from acol_eval.data import IMAGENET_MEAN, IMAGENET_STD, decode_image, eval_transform
 from acol_eval.mapstore import open_maps
 from acol_eval.model import build_model
-from conftest import ROOT, run_cli, shared_data, write_texture_folder
+from conftest import ROOT, run_cli, shared_data, write_texture_folder, write_wsol_metadata
 
 CLASSES = ["checker", "stripes", "third"]
 
@@ -39,6 +39,17 @@ def make_checkpoint(path, recipe="pp", zero_heads=False, seed=0, classes=CLASSES
         "state_dict": model.state_dict(), "epoch": 0,
     })
     return model.eval()
+
+
+def synth_with_checkpoint(tmp_path, train_per_class, val_per_class):
+    """A small synth set under tmp_path/s and a recipe-p checkpoint over its classes."""
+    from acol_eval.synth import SynthConfig, class_names, write_synth
+
+    write_synth(tmp_path / "s", SynthConfig(classes=3, train_per_class=train_per_class,
+                                            val_per_class=val_per_class, size=64))
+    names = class_names(3)
+    make_checkpoint(tmp_path / "m.pt", recipe="p", classes=names)
+    return tmp_path / "s", names
 
 
 def read_rows(path):
@@ -265,12 +276,7 @@ def test_overlay_has_the_image_size_and_the_box_colour(tmp_path):
 
 
 def test_label_maps_are_stored_for_annotation_sources(tmp_path):
-    from acol_eval.synth import SynthConfig, write_synth
-
-    write_synth(tmp_path / "s", SynthConfig(classes=3, train_per_class=2, val_per_class=2,
-                                            size=64))
-    names = ["disc_stripes", "square_checker", "triangle_dots"]
-    make_checkpoint(tmp_path / "m.pt", recipe="p", classes=names)
+    _, names = synth_with_checkpoint(tmp_path, 2, 2)
     run = tmp_path / "run"
     result = run_cli("localize", f"cub:{tmp_path / 's'}", "--split", "test", "--out", str(run),
                      "--checkpoint", str(tmp_path / "m.pt"), "--top-k", "1", "--workers", "0")
@@ -314,12 +320,7 @@ def test_centre_gaussian_baseline():
 
 
 def test_labels_for_a_plain_folder_come_from_another_source(tmp_path):
-    from acol_eval.synth import SynthConfig, write_synth
-
-    write_synth(tmp_path / "s", SynthConfig(classes=3, train_per_class=1, val_per_class=1,
-                                            size=64))
-    names = ["disc_stripes", "square_checker", "triangle_dots"]
-    make_checkpoint(tmp_path / "m.pt", recipe="p", classes=names)
+    _, names = synth_with_checkpoint(tmp_path, 1, 1)
     run = tmp_path / "run"
     result = run_cli("localize", str(tmp_path / "s" / "images"), "--labels",
                      f"csv:{tmp_path / 's' / 'annotations.csv'}", "--out", str(run),
@@ -335,17 +336,13 @@ def test_wsol_metadata_with_images_elsewhere_trains_and_localises(tmp_path):
 
     write_synth(tmp_path / "s", SynthConfig(classes=2, train_per_class=3, val_per_class=1,
                                             size=64))
-    meta = tmp_path / "meta" / "train"
-    meta.mkdir(parents=True)
     rows = read_rows(tmp_path / "s" / "annotations.csv")
     names = sorted({r["label"] for r in rows})
     train = [r for r in rows if r["split"] == "train"]
-    (meta / "image_ids.txt").write_text("".join(f"{r['image']}\n" for r in train))
-    (meta / "class_labels.txt").write_text(
-        "".join(f"{r['image']},{names.index(r['label'])}\n" for r in train))
-    (meta / "image_sizes.txt").write_text("".join(f"{r['image']},64,64\n" for r in train))
-    (meta / "localization.txt").write_text(
-        "".join(f"{r['image']},{r['x0']},{r['y0']},{r['x1']},{r['y1']}\n" for r in train))
+    meta = write_wsol_metadata(
+        tmp_path / "meta" / "train",
+        [(r["image"], names.index(r["label"]), 64, 64) for r in train],
+        [f"{r['image']},{r['x0']},{r['y0']},{r['x1']},{r['y1']}" for r in train])
     images = tmp_path / "s" / "images"
     result = run_cli("train", "--data", f"wsol:{meta}", "--images", str(images), "--out",
                      str(tmp_path / "train"), "--arch", "resnet18", "--weights", "none",

@@ -14,7 +14,7 @@ import pytest
 from acol_eval.boxes import wsoleval_uint8
 from acol_eval.metrics import iou_inclusive, scale_boxes_wsoleval, wsoleval_image_ious
 from acol_eval.readers import read_wsol
-from tests.conftest import ROOT, assert_one_line_error, run_cli, shared_data
+from conftest import ROOT, assert_one_line_error, run_cli, shared_data, write_wsol_metadata
 
 THRESHOLDS = np.arange(0, 1, 0.001)
 
@@ -191,12 +191,10 @@ def test_npy_folder_maps_have_no_classification_and_missing_sides_are_counted(tm
     heat[20:120, 30:130] = 1
     np.save(maps / "a.npy", heat)
     np.save(maps / "stray.npy", heat)          # a map with no annotation
-    meta = tmp_path / "meta"
-    meta.mkdir()
-    (meta / "image_ids.txt").write_text("001.cls/a.jpg\n001.cls/b.jpg\n")
-    (meta / "class_labels.txt").write_text("001.cls/a.jpg,0\n001.cls/b.jpg,0\n")
-    (meta / "image_sizes.txt").write_text("001.cls/a.jpg,224,224\n001.cls/b.jpg,224,224\n")
-    (meta / "localization.txt").write_text("001.cls/a.jpg,30,20,130,120\n001.cls/b.jpg,1,1,5,5\n")
+    meta = write_wsol_metadata(
+        tmp_path / "meta",
+        [("001.cls/a.jpg", "0", 224, 224), ("001.cls/b.jpg", "0", 224, 224)],
+        ["001.cls/a.jpg,30,20,130,120", "001.cls/b.jpg,1,1,5,5"])
     result = run_cli("score", str(tmp_path / "maps"), "--annotations", f"wsol:{meta}",
                      "--out", str(tmp_path / "rep"))
     assert result.returncode == 0, result.stderr

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
+from conftest import run_cli, write_wsol_metadata
 from tests.test_score import square_maps, write_run
 
 
@@ -48,12 +48,9 @@ def test_centre_baseline_on_a_npy_folder_uses_28x28_maps(tmp_path):
     heat[0, 0] = 1.0                              # the run's map points at the corner
     for name in ("a", "b"):
         np.save(maps / f"{name}.npy", heat)
-    meta = tmp_path / "meta"
-    meta.mkdir()
-    (meta / "image_ids.txt").write_text("a.jpg\nb.jpg\n")
-    (meta / "class_labels.txt").write_text("a.jpg,0\nb.jpg,0\n")
-    (meta / "image_sizes.txt").write_text("a.jpg,200,200\nb.jpg,200,200\n")
-    (meta / "localization.txt").write_text("a.jpg,50,50,150,150\nb.jpg,0,0,40,40\n")
+    meta = write_wsol_metadata(tmp_path / "meta",
+                               [("a.jpg", "0", 200, 200), ("b.jpg", "0", 200, 200)],
+                               ["a.jpg,50,50,150,150", "b.jpg,0,0,40,40"])
     result = run_cli("score", str(maps), "--annotations", f"wsol:{meta}", "--out",
                      str(tmp_path / "rep"), "--baseline", "centre")
     assert result.returncode == 0, result.stderr

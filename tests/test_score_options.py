@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from acol_eval.readers import read_source
-from tests.conftest import run_cli
+from conftest import run_cli, write_wsol_metadata
 
 
 def write_coco(folder):
@@ -43,12 +43,8 @@ def test_label_rule_picks_the_coco_label(tmp_path):
 
 
 def test_mask_root_resolves_openimages_mask_paths(tmp_path):
-    meta = tmp_path / "meta"
-    meta.mkdir()
-    (meta / "image_ids.txt").write_text("cls/a.jpg\n")
-    (meta / "class_labels.txt").write_text("cls/a.jpg,0\n")
-    (meta / "image_sizes.txt").write_text("cls/a.jpg,32,32\n")
-    (meta / "localization.txt").write_text("cls/a.jpg,cls/a_mask.png,\n")
+    meta = write_wsol_metadata(tmp_path / "meta", [("cls/a.jpg", "0", 32, 32)],
+                               ["cls/a.jpg,cls/a_mask.png,"])
     masks = tmp_path / "elsewhere"
     (masks / "cls").mkdir(parents=True)
     mask = np.zeros((32, 32), np.uint8)
