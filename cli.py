@@ -4,30 +4,11 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable
-from functools import wraps
 
 import click
 
 from acol_eval import __version__
 from acol_eval.errors import AcolError
-
-
-def _one_line_errors(command: Callable) -> Callable:
-    """Turn library errors into one line on stderr and SPEC 9's exit status."""
-
-    @wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except AcolError as exc:
-            click.echo(f"acol-eval: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("acol-eval: interrupted", err=True)
-            sys.exit(130)
-
-    return wrapper
 
 
 def _floats(text: str | None) -> list[float] | None:
@@ -45,13 +26,17 @@ def _ints(text: str | None) -> list[int]:
     return [int(v) for v in _floats(text) or []]
 
 
-class OneLineUsageErrors(click.Group):
-    """Usage errors (a bad choice, a missing option) as one line, like every other error."""
+class OneLineErrors(click.Group):
+    """Every error as one line on stderr with SPEC 9's exit status: the library's
+    AcolError (bad input, 2) and click's usage errors (a bad choice, a missing option, 2)."""
 
     def main(self, *args, **kwargs):
         kwargs.pop("standalone_mode", None)
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
+        except AcolError as exc:
+            click.echo(f"acol-eval: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
         except click.exceptions.NoArgsIsHelpError as exc:
             click.echo(exc.ctx.get_help(), err=True)  # bare `acol-eval`: the help, as usual
             sys.exit(exc.exit_code)
@@ -64,7 +49,7 @@ class OneLineUsageErrors(click.Group):
             sys.exit(130)
 
 
-@click.group(cls=OneLineUsageErrors,
+@click.group(cls=OneLineErrors,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="acol-eval")
 def main() -> None:
@@ -132,7 +117,6 @@ def main() -> None:
               help="channels_last memory format on CUDA (ignored on CPU).")
 @click.option("--resume", is_flag=True,
               help="Continue from OUT/last.pt exactly where it stopped.")
-@_one_line_errors
 def train(**options) -> None:
     """Train or fine-tune an ACoL model on image-level labels.
 
@@ -155,7 +139,6 @@ def train(**options) -> None:
 @click.option("--val-per-class", type=int, default=25, show_default=True)
 @click.option("--size", type=int, default=160, show_default=True, help="Image side in pixels.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@_one_line_errors
 def synth(out: str, **options) -> None:
     """Write the embedded default data set to OUT (deterministic from --seed)."""
     from acol_eval.synth import SynthConfig, write_synth
@@ -198,7 +181,6 @@ def synth(out: str, **options) -> None:
               help="Folder for JPEG heatmap overlays with the box drawn.")
 @click.option("--all-boxes", is_flag=True,
               help="Write every connected component's box to boxes.csv, not only the largest.")
-@_one_line_errors
 def localize(**options) -> None:
     """Sweep IMAGES through the fused-CAM generator into classes, maps and boxes.
 
@@ -253,7 +235,6 @@ def localize(**options) -> None:
 @click.option("--mask-root", type=click.Path(file_okay=False), default=None,
               help="Folder where the annotations' mask paths resolve (wsol/OpenImages "
                    "localization.txt mask,ignore columns) [default: the annotation folder].")
-@_one_line_errors
 def score(run: str, **options) -> None:
     """Score maps against box and mask annotations into CSV reports.
 
