@@ -45,22 +45,24 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def decode_image(path: str | Path) -> Image.Image:
     """Decode by content (not extension), honour EXIF orientation, return RGB."""
-    with Image.open(path) as image:
-        image.load()
-        return to_rgb(ImageOps.exif_transpose(image))
+    return decode_for_model(path, None)[0]
 
 
-def decode_for_model(path: str | Path, input_size: int) -> tuple[Image.Image, int, int]:
+def decode_for_model(
+    path: str | Path, input_size: int | None
+) -> tuple[Image.Image, int, int]:
     """RGB image for the model and the original (EXIF-oriented) width and height.
 
     Very large JPEGs are decoded at a reduced scale that still leaves every side
-    at least `DRAFT_FACTOR * input_size`; the returned size is the full one.
+    at least `DRAFT_FACTOR * input_size` (full size when `input_size` is None); the
+    returned size is the full one.
     """
     with Image.open(path) as image:
         width, height = image.size
         if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
             width, height = height, width
-        if image.format == "JPEG" and min(image.size) > DRAFT_FACTOR * input_size:
+        if (input_size is not None and image.format == "JPEG"
+                and min(image.size) > DRAFT_FACTOR * input_size):
             side = DRAFT_FACTOR * input_size
             image.draft("RGB", (side, side))
         image.load()
