@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -70,12 +69,6 @@ def decode_for_model(
 
 
 # --------------------------------------------------------------------------- data sets
-
-
-def default_workers() -> int:
-    """Decoding processes when not given: one core is left to the model's own threads
-    (on 2 cores, a second worker made localize 3x slower by stealing them), at most 8."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
 def train_transform(

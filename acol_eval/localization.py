@@ -39,14 +39,13 @@ from .data import (
     ImagesForModel,
     collate_positions,
     decode_image,
-    default_workers,
 )
 from .errors import AcolError
 from .maps import overlay
 from .mapstore import INDEX_COLUMNS, MAP_DTYPE, maps_meta
 from .model import ACoL, plain_cam_model
 from .readers import READERS, detect_format, is_image_file, read_source
-from .training import Distributed, library_versions
+from .runtime import Distributed, default_workers, library_versions
 from .weights import find_imagenet_file, resolve_weights
 
 PARTIAL = ".partial"

@@ -13,7 +13,6 @@ import contextlib
 import csv
 import math
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -21,15 +20,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.distributed as dist
-import torchvision
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from . import __version__
 from .backbones import check_stride
 from .checkpoint import load_checkpoint, plain, save_checkpoint
 from .data import (
@@ -37,7 +32,6 @@ from .data import (
     IMAGENET_STD,
     LabelledImages,
     collate_skipping,
-    default_workers,
     eval_transform,
     labelled_items,
     train_transform,
@@ -46,6 +40,7 @@ from .errors import AcolError
 from .losses import acol_loss
 from .model import ACoL, build_model, check_recipe, expand_deltas
 from .readers import VALIDATION_SPLITS, read_source
+from .runtime import Distributed, default_workers, library_versions
 from .weights import resolve_weights
 
 SCHEDULES = ("cosine", "step", "constant")
@@ -86,16 +81,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 100_003 + epoch * 7_919 + 1) % (2**63 - 1)
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AcolError("--device cuda was asked for but CUDA is not available here")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise AcolError(f"unknown device {name!r}; use auto, cpu or cuda")
-    return torch.device(name)
-
-
 def lr_factor(schedule: str, epochs: int, steps: Sequence[int], gamma: float) -> Callable:
     if schedule == "cosine":
         return lambda e: 0.5 * (1 + math.cos(math.pi * e / max(epochs, 1)))
@@ -104,50 +89,6 @@ def lr_factor(schedule: str, epochs: int, steps: Sequence[int], gamma: float) ->
     if schedule == "constant":
         return lambda e: 1.0
     raise AcolError(f"unknown schedule {schedule!r}; use {', '.join(SCHEDULES)}")
-
-
-def library_versions() -> dict[str, str]:
-    return {
-        "acol_eval": __version__,
-        "torch": str(torch.__version__),  # TorchVersion would not load with weights_only
-        "torchvision": str(torchvision.__version__),
-        "numpy": str(np.__version__),
-        "python": platform.python_version(),
-    }
-
-
-class Distributed:
-    """World size, rank and helpers; a single process is a world of one."""
-
-    def __init__(self, device_name: str) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.active = self.world > 1
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if self.active and not dist.is_initialized():
-            use_cuda = device_name != "cpu" and torch.cuda.is_available()
-            if use_cuda:
-                torch.cuda.set_device(local_rank)
-            dist.init_process_group("nccl" if use_cuda else "gloo")
-        self.rank = dist.get_rank() if self.active else 0
-        device = pick_device(device_name)
-        if device.type == "cuda" and self.active:
-            device = torch.device("cuda", local_rank)
-        self.device = device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def sum(self, values: list[float]) -> list[float]:
-        if not self.active:
-            return values
-        tensor = torch.tensor(values, dtype=torch.float64)
-        dist.all_reduce(tensor)
-        return tensor.tolist()
-
-    def close(self) -> None:
-        if self.active and dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def _log_default(message: str) -> None:
