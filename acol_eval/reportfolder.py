@@ -1,0 +1,132 @@
+"""The report folder of `score` (SPEC 7, 11): what is in it, written and read here only.
+
+REPORT/
+    summary.csv, per_class.csv, per_image.csv, curve.csv, curve.png   (SPEC 7)
+    report.json     ReportMeta: what was scored, how, from where (this module)
+    outcomes.npz    Outcomes: per image and CAM threshold, correct or not (this module)
+    report.html     the page people look at
+
+`score` writes it, `compare`, `boxes`, `localize --threshold-from` and
+`score --threshold-from` read it. outcomes.npz is what lets `compare` re-pick each
+method's best threshold inside every bootstrap resample without maps or images:
+per image, per curve, one bit per threshold (numpy.packbits along the threshold
+axis, compressed), a few MB for 50,000 images.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AcolError
+from .safeio import atomic_write_bytes, atomic_write_text
+
+REPORT_FORMAT = "acol-eval-report"
+REPORT_VERSION = 1
+META_FILE = "report.json"
+OUTCOMES_FILE = "outcomes.npz"
+
+
+@dataclass(frozen=True)
+class ReportMeta:
+    """report.json: enough to tell whether two reports may be compared, and where the
+    maps and images of a report are (for galleries and re-boxing).
+
+    protocol: the protocol's name ('wsoleval', 'native'); baseline: 'centre' or None.
+    annotations: the source as given (FORMAT:PATH); annotations_digest: sha256 of the
+    scored images' names, labels and boxes (two reports are of the same annotations
+    only when their digests are equal). run: the scored run folder (absolute);
+    images_root: where the run's images are, when known. map_choice: 'label', 'top1' or
+    'auto'. thresholds: the CAM threshold grid's step (interval) and count.
+    threshold_source: 'oracle', 'fixed' or 'from:PATH'.
+    """
+
+    protocol: str
+    annotations: str
+    annotations_digest: str
+    run: str
+    split: str | None = None
+    baseline: str | None = None
+    images_root: str | None = None
+    map_choice: str = "auto"
+    interval: float = 0.001
+    n_thresholds: int = 1000
+    iou: list[int] = field(default_factory=lambda: [30, 50, 70])
+    threshold_source: str = "oracle"
+    images: int = 0
+    version_info: dict[str, str] = field(default_factory=dict)
+
+    def write(self, folder: str | Path) -> None:
+        record = {"format": REPORT_FORMAT, "version": REPORT_VERSION, **asdict(self)}
+        atomic_write_text(Path(folder) / META_FILE, json.dumps(record, indent=1) + "\n")
+
+    @classmethod
+    def read(cls, folder: str | Path) -> ReportMeta:
+        path = Path(folder) / META_FILE
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise AcolError(f"{folder} is not an acol-eval report ({META_FILE}: "
+                            f"{getattr(exc, 'strerror', None) or exc})") from None
+        if not isinstance(record, dict) or record.get("format") != REPORT_FORMAT:
+            raise AcolError(f"{path} is not an acol-eval report.json")
+        if int(record.get("version", 0)) > REPORT_VERSION:
+            raise AcolError(f"{path} has report version {record['version']}; this acol-eval "
+                            f"reads up to {REPORT_VERSION}: upgrade acol-eval")
+        known = set(cls.__dataclass_fields__)
+        try:
+            return cls(**{k: v for k, v in record.items() if k in known})
+        except TypeError as exc:
+            raise AcolError(f"{path} lacks fields: {exc}") from None
+
+
+@dataclass
+class Outcomes:
+    """Per image (in per_image.csv's row order) and per CAM threshold: correct or not.
+
+    images: (N,) image names. thresholds: (T,) float64 grid. iou: (J,) IoU percents
+    of MaxBoxAccV2. v2: (J, N, T) bool, any box of the map reaches iou[j] against any
+    ground-truth box. v1: (N, T) bool, the largest box reaches IoU 0.5 (GT-known Loc,
+    MaxBoxAcc). top1 / top5: (N,) int8, 1 right, 0 wrong, -1 unknown (no predictions).
+    has_gt: (N,) bool, the image has ground-truth boxes (counted in the box metrics).
+    """
+
+    images: np.ndarray
+    thresholds: np.ndarray
+    iou: np.ndarray
+    v2: np.ndarray
+    v1: np.ndarray
+    top1: np.ndarray
+    top5: np.ndarray
+    has_gt: np.ndarray
+
+    def write(self, folder: str | Path) -> None:
+        buffer = io.BytesIO()
+        np.savez_compressed(
+            buffer, images=np.asarray(self.images, dtype=str),
+            thresholds=np.asarray(self.thresholds, np.float64),
+            iou=np.asarray(self.iou, np.int64),
+            v2=np.packbits(np.asarray(self.v2, bool), axis=-1),
+            v1=np.packbits(np.asarray(self.v1, bool), axis=-1),
+            top1=np.asarray(self.top1, np.int8), top5=np.asarray(self.top5, np.int8),
+            has_gt=np.asarray(self.has_gt, bool))
+        atomic_write_bytes(Path(folder) / OUTCOMES_FILE, buffer.getvalue())
+
+    @classmethod
+    def read(cls, folder: str | Path) -> Outcomes:
+        path = Path(folder) / OUTCOMES_FILE
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                thresholds = data["thresholds"]
+                count = len(thresholds)
+                return cls(images=data["images"], thresholds=thresholds, iou=data["iou"],
+                           v2=np.unpackbits(data["v2"], axis=-1, count=count).astype(bool),
+                           v1=np.unpackbits(data["v1"], axis=-1, count=count).astype(bool),
+                           top1=data["top1"], top5=data["top5"], has_gt=data["has_gt"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise AcolError(f"{path} is missing or not an acol-eval outcomes file "
+                            f"({exc}); score the run again with this acol-eval") from None
