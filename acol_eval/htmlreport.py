@@ -348,33 +348,43 @@ def headline_section(report: Report) -> str:
                    + table_html(metrics[shown]) + issue_html)
 
 
-def curve_lines(curve: pd.DataFrame, report: Report, style0: int = 0, prefix: str = ""
-                ) -> tuple[list[Line], list[Marker]]:
-    """Every accuracy column of curve.csv as a line, each marked at its chosen threshold
-    (summary.csv's max_box_acc_v2@k for box_acc_v2@k, best_gt_known_loc for
-    gt_known_loc); the fixed threshold (gt_known_loc's) marked once."""
-    lines, markers = [], []
+def marked_line(report: Report, column: str, style: int, label: str
+                ) -> tuple[Line, Marker | None]:
+    """curve.csv's `column` as a line, and its mark at the threshold summary.csv chose
+    for it (max_box_acc_v2@k for box_acc_v2@k, best_gt_known_loc for gt_known_loc; the
+    other columns share best_gt_known_loc's and are not marked again)."""
+    xs = report.curve["threshold"].to_numpy(np.float64)
+    ys = pd.to_numeric(report.curve[column], errors="coerce").to_numpy(np.float64)
+    line = Line(label, xs, ys, style)
+    metric = CURVE_MARKS.get(column, column.replace("box_acc_v2@", "max_box_acc_v2@"))
+    row = report.metric(metric) if metric != column else None
+    if row is None or pd.isna(row.get("threshold", np.nan)):
+        return line, None
+    x = float(row["threshold"])
+    y = float(np.interp(x, xs, np.nan_to_num(ys)))
+    return line, Marker(f"chosen {x:.3f} ({y:.1f}%, {row_source(row, report.meta)})", x,
+                        style, metric, y)
+
+
+def curve_columns(curve: pd.DataFrame) -> list[str]:
     if "threshold" not in curve:
-        return lines, markers
-    xs = curve["threshold"].to_numpy(np.float64)
-    columns = [c for c in curve.columns if c != "threshold"
-               and pd.api.types.is_numeric_dtype(curve[c])]
-    for k, column in enumerate(columns):
-        style = style0 + k
-        ys = curve[column].to_numpy(np.float64)
-        lines.append(Line(prefix + column, xs, ys, style))
-        metric = CURVE_MARKS.get(column, column.replace("box_acc_v2@", "max_box_acc_v2@"))
-        row = report.metric(metric) if metric != column or column.startswith("max_") else None
-        if row is not None and pd.notna(row.get("threshold", np.nan)):
-            x = float(row["threshold"])
-            y = float(np.interp(x, xs, np.nan_to_num(ys)))
-            markers.append(Marker(f"chosen {x:.3f} ({y:.1f}%, {row_source(row, report.meta)})",
-                                  x, style, metric, y))
+        return []
+    return [c for c in curve.columns if c != "threshold"
+            and pd.api.types.is_numeric_dtype(curve[c])]
+
+
+def curve_lines(report: Report) -> tuple[list[Line], list[Marker]]:
+    """Every accuracy column of the report's curve.csv, each marked where chosen."""
+    lines, markers = [], []
+    for style, column in enumerate(curve_columns(report.curve)):
+        line, marker = marked_line(report, column, style, column)
+        lines.append(line)
+        markers += [marker] if marker else []
     return lines, markers
 
 
 def curves_section(report: Report) -> str:
-    lines, markers = curve_lines(report.curve, report)
+    lines, markers = curve_lines(report)
     if not lines:
         return section("curves", "Accuracy against CAM threshold",
                        '<p class="note">No curve.csv in this report.</p>')
@@ -710,7 +720,8 @@ color:var(--ink);background:var(--bg)}
 header{background:#1d2430;color:#fff;padding:18px 28px}
 header h1{margin:0 0 4px;font-size:21px}
 header .meta{color:#c9d1dc;font-size:13px}
-header .meta span{margin-right:18px;white-space:nowrap}
+header .meta{display:flex;flex-wrap:wrap;gap:2px 18px}
+header .meta span{overflow-wrap:anywhere}
 nav{padding:8px 28px;background:#fff;border-bottom:1px solid var(--line);position:sticky;top:0}
 nav a{margin-right:16px;color:#0b5cad;text-decoration:none}
 main{max-width:1240px;margin:0 auto;padding:8px 28px 40px}
@@ -731,10 +742,12 @@ th,td{padding:4px 10px;border-bottom:1px solid var(--line);white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums;position:relative}
 .bar{position:absolute;left:0;top:3px;bottom:3px;background:#cfe3f5;z-index:0}
 .barv{position:relative;z-index:1}
-.chart{max-width:100%;height:auto;font-size:11px}
+.chart{width:100%;max-width:860px;height:auto;font-size:11px}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:8px 24px}
 .chart .grid{stroke:#e8ebf0}.chart .frame{fill:none;stroke:#8a93a0}
 .chart .tick,.bars .tick{fill:#3a4250;font-size:11px}.chart .axis{fill:#1d2430;font-size:12px}
-.legend{list-style:none;padding:0;margin:6px 0;columns:2;font-size:13px}
+.legend{list-style:none;padding:0;margin:6px 0;font-size:13px;display:flex;flex-wrap:wrap;
+gap:2px 22px}
 .legend svg{vertical-align:middle}
 .row{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
 .row .scroll{min-width:280px;flex:1}
@@ -788,5 +801,91 @@ def write_score_html(report_dir: str | Path) -> Path:
                 ("gallery", "Gallery", gallery_section(report))]
     text = page(f"acol-eval report: {report.name}", report_facts(report), sections)
     path = report.folder / PAGE_FILE
+    atomic_write_text(path, text)
+    return path
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def method_names(reports: list[Report]) -> list[str]:
+    """Report folder names, made unique with their parent folder's name, then a number."""
+    names = [r.name for r in reports]
+    for i, report in enumerate(reports):
+        if names.count(report.name) > 1:
+            names[i] = f"{report.folder.resolve().parent.name}/{report.name}"
+    return [n if names.count(n) == 1 else f"{n} ({i + 1})" for i, n in enumerate(names)]
+
+
+def compare_curves_section(reports: list[Report], names: list[str]) -> str:
+    """One chart per curve (gt_known_loc, box_acc_v2@k, ...), every method on it, each
+    marked at its own chosen threshold."""
+    columns: list[str] = []
+    for report in reports:
+        columns += [c for c in curve_columns(report.curve) if c not in columns]
+    charts = []
+    for column in columns:
+        lines, markers = [], []
+        for style, (report, name) in enumerate(zip(reports, names)):
+            if column in report.curve:
+                line, marker = marked_line(report, column, style, name)
+                lines.append(line)
+                markers += [marker] if marker else []
+        charts.append(f"<div><h3>{esc(column)}</h3>" + line_chart(
+            lines, markers, "CAM threshold (fraction of the map's range)", "accuracy (%)")
+            + "</div>")
+    if not charts:
+        charts.append('<p class="note">No report holds a curve.csv.</p>')
+    return section("curves", "Accuracy against CAM threshold",
+                   f'<div class="charts">{"".join(charts)}</div>')
+
+
+def disagreement_section(reports: list[Report], names: list[str], limit: int = 8,
+                         max_methods: int = 8) -> str:
+    """The images whose IoU differs most between methods, each method's map and box side
+    by side (at most `limit` images and the first `max_methods` methods)."""
+    chosen = [(r, n) for r, n in zip(reports, names)
+              if {"image", "iou"} <= set(r.per_image.columns)][:max_methods]
+    if len(chosen) < 2:
+        return section("gallery", "Where the methods disagree", '<p class="note">Fewer '
+                       "than two reports have per_image.csv.</p>")
+    ious = pd.DataFrame({n: r.per_image.drop_duplicates("image").set_index("image")["iou"]
+                         for r, n in chosen})
+    images = gallery.pick_disagreements(ious, limit)
+    rows = []
+    for report, name in chosen:
+        table = report.per_image.drop_duplicates("image").set_index("image", drop=False)
+        source = gallery_source(report, set(images))
+        maps = load_maps(source, images)
+        rows.append((name, table, source, maps, report.protocol))
+    blocks = []
+    for image in images:
+        cards = [card(table.loc[image], source, maps, protocol, name)
+                 for name, table, source, maps, protocol in rows]
+        blocks.append(f'<h3>{esc(image)}</h3><div class="versus">{"".join(cards)}</div>')
+    if not blocks:
+        blocks.append('<p class="note">The reports share no scored image.</p>')
+    return section("gallery", f"Where the methods disagree ({len(images)} images)",
+                   BOX_KEY + "".join(blocks))
+
+
+def write_compare_html(out_dir: str | Path, reports: list, leaderboard: pd.DataFrame,
+                       pairs: pd.DataFrame) -> Path:
+    """OUT/report.html for `compare`: the leaderboard, the pairs table, every method's
+    curves on one chart per curve, and the images where the methods disagree most."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = [read_report(r) for r in reports]
+    names = method_names(loaded)
+    sections = [
+        ("leaderboard", "Leaderboard", section("leaderboard", "Leaderboard",
+                                               table_html(leaderboard))),
+        ("pairs", "Pairs", section("pairs", "Each method against the reference",
+                                   table_html(pairs))),
+        ("curves", "Curves", compare_curves_section(loaded, names)),
+        ("gallery", "Disagreements", disagreement_section(loaded, names))]
+    facts = [("methods", str(len(loaded))), ("protocol", loaded[0].protocol if loaded else "")]
+    text = page(f"acol-eval compare: {', '.join(names)}"[:200], facts, sections)
+    path = out / PAGE_FILE
     atomic_write_text(path, text)
     return path
