@@ -43,7 +43,7 @@ MAX_TABLE_ROWS = 2000  # per-class tables longer than this are cut (a note says 
 MAX_MAP_VALUES = 4096 * 4096  # a .npy map larger than this is not read for the gallery
 HEADLINE = ["max_box_acc_v2", "max_box_acc", "best_top1_loc", "top1_loc", "best_gt_known_loc",
             "gt_known_loc", "cls_top1", "pxap"]
-CURVE_MARKS = {"gt_known_loc": "best_gt_known_loc"}  # curve column -> summary metric
+MAX_IMAGE_PIXELS = 64_000_000  # larger non-JPEG images (no reduced decoding) are not shown
 
 
 # --------------------------------------------------------------------------- reading
@@ -360,14 +360,33 @@ def marked_line(report: Report, column: str, style: int, label: str
     xs = report.curve["threshold"].to_numpy(np.float64)
     ys = pd.to_numeric(report.curve[column], errors="coerce").to_numpy(np.float64)
     line = Line(label, xs, ys, style)
-    metric = CURVE_MARKS.get(column, column.replace("box_acc_v2@", "max_box_acc_v2@"))
-    row = report.metric(metric) if metric != column else None
+    row = chosen_row(report, column)
     if row is None or pd.isna(row.get("threshold", np.nan)):
         return line, None
     x = float(row["threshold"])
     y = float(np.interp(x, xs, np.nan_to_num(ys)))
     return line, Marker(f"chosen {x:.3f} ({y:.1f}%, {row_source(row, report.meta)})", x,
-                        style, metric, y)
+                        style, str(row["metric"]), y)
+
+
+def chosen_row(report: Report, column: str) -> pd.Series | None:
+    """The summary.csv row whose threshold was chosen on curve.csv's `column`:
+    max_box_acc_v2@k for box_acc_v2@k, best_gt_known_loc for gt_known_loc (or a row
+    that ends so: a calibrated run may prefix its names); None for the other columns."""
+    if column == "gt_known_loc":
+        wanted = "best_gt_known_loc"
+    elif column.startswith("box_acc_v2@"):
+        wanted = "max_" + column
+    else:
+        return None
+    row = report.metric(wanted)
+    if row is not None or "metric" not in report.summary:
+        return row
+    names = report.summary["metric"].astype(str)
+    suffix = wanted.removeprefix("best_")
+    rows = report.summary[names.str.endswith(suffix) & (names != "gt_known_loc")
+                          & ~names.str.startswith("issue:")]
+    return rows.iloc[0] if len(rows) else None
 
 
 def curve_columns(curve: pd.DataFrame) -> list[str]:
@@ -466,6 +485,7 @@ class GallerySource:
 
     run: Path | None
     map_choice: str
+    baseline: str | None
     roots: list[Path]
     gt: dict[str, np.ndarray]
     sizes: dict[str, tuple[float, float]]
@@ -547,6 +567,7 @@ def gallery_source(report: Report, images: set[str],
     run_record = _run_json(run)
     root, gt, sizes = _annotations(meta, images, annotations)
     return GallerySource(run, meta.map_choice if meta else "auto",
+                         meta.baseline if meta else None,
                          _image_roots(meta, root, run_record), gt, sizes,
                          _predictions(run, images))
 
@@ -554,7 +575,12 @@ def gallery_source(report: Report, images: set[str],
 def load_maps(source: GallerySource, images: list[str]) -> dict[str, np.ndarray]:
     """The scored map of each image that has one: from the map store (the label's map,
     or the top-1 map under map_choice 'top1' or where the label has none), or from
-    RUN/<image>.npy or RUN/<image without extension>.npy. Reads those maps only."""
+    RUN/<image>.npy or RUN/<image without extension>.npy. Reads those maps only. A
+    centre-baseline report shows the centred Gaussian it scored."""
+    if source.baseline == "centre":
+        from .maps import centre_gaussian_map
+
+        return dict.fromkeys(images, centre_gaussian_map(28, 28))
     run = source.run
     if run is None:
         return {}
@@ -608,6 +634,8 @@ def load_image(roots: list[Path], name: str, side: int
         try:
             with Image.open(path) as image:
                 width, height = image.size
+                if image.format != "JPEG" and width * height > MAX_IMAGE_PIXELS:
+                    return None
                 if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation
                     width, height = height, width
                 if image.format == "JPEG":

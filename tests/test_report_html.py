@@ -21,7 +21,17 @@ import pandas as pd
 import pytest
 
 from acol_eval import gallery
-from acol_eval.htmlreport import predicted_box, write_compare_html, write_score_html
+from acol_eval.htmlreport import (
+    GallerySource,
+    gallery_source,
+    load_image,
+    load_maps,
+    predicted_box,
+    read_report,
+    write_compare_html,
+    write_score_html,
+)
+from acol_eval.mapstore import maps_meta
 from acol_eval.readers import read_source
 from acol_eval.reportfolder import ReportMeta
 from acol_eval.scoring import ScoreConfig, score
@@ -207,6 +217,81 @@ def test_missing_files_and_new_columns_still_give_a_page(tmp_path, raccoon_repor
     assert "Shown without maps" in text
     assert len(parse(folder / "report.html").gallery_images) == len(
         gallery.pick_gallery(per_image))
+
+
+def write_store(run: Path, images: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A localize map store with two maps an image: top-1 (rank 1, not the label) and
+    the label's (rank 2); returns both stacks."""
+    run.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    top1, label = rng.random((2, len(images), 7, 7)).astype(np.float16)
+    maps = np.stack([top1, label], axis=1).reshape(-1, 7, 7)
+    maps.astype("<f2").tofile(run / "maps.f16")
+    (run / "maps.json").write_text(json.dumps(maps_meta(7, 7, len(maps), ["a", "b"])))
+    index = pd.DataFrame({"row": np.arange(len(maps)), "image": np.repeat(images, 2),
+                          "class_id": np.tile([0, 1], len(images)),
+                          "class_name": np.tile(["a", "b"], len(images)),
+                          "pred_rank": np.tile([1, 2], len(images)),
+                          "is_label": np.tile([0, 1], len(images))})
+    index.to_csv(run / "maps_index.csv", index=False)
+    return top1, label
+
+
+def test_store_maps_follow_the_map_choice_and_read_only_the_gallerys(tmp_path):
+    names = [f"d/{k}.jpg" for k in range(5)]
+    top1, label = write_store(tmp_path / "run", names)
+    source = GallerySource(tmp_path / "run", "auto", None, [], {}, {}, {})
+    found = load_maps(source, names[1:3])
+    assert sorted(found) == names[1:3]
+    assert np.array_equal(found["d/2.jpg"], label[2].astype(np.float32))
+    top = load_maps(GallerySource(tmp_path / "run", "top1", None, [], {}, {}, {}), names)
+    assert np.array_equal(top["d/4.jpg"], top1[4].astype(np.float32))
+    centre = load_maps(GallerySource(tmp_path / "run", "auto", "centre", [], {}, {}, {}),
+                       names[:1])
+    assert centre["d/0.jpg"].shape == (28, 28) and centre["d/0.jpg"][14, 14] > 0.9
+
+
+def test_images_are_found_through_run_json_and_never_outside_their_root(tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "d").mkdir(parents=True)
+    cv2.imwrite(str(photos / "d" / "0.jpg"), np.full((30, 60, 3), 200, np.uint8))
+    cv2.imwrite(str(tmp_path / "secret.png"), np.zeros((5, 5, 3), np.uint8))
+    run = tmp_path / "run"
+    write_store(run, ["d/0.jpg"])
+    (run / "run.json").write_text(json.dumps({"arguments": {"images": f"folder:{photos}"}}))
+    report = tmp_path / "report"
+    report.mkdir()
+    ReportMeta(protocol="native", annotations="", annotations_digest="-", run=str(run)
+               ).write(report)
+    source = gallery_source(read_report(report), {"d/0.jpg"})
+    assert source.roots == [photos]
+    image, frame = load_image(source.roots, "d/0.jpg", 200)
+    assert frame == (60.0, 30.0) and image.shape == (30, 60, 3)
+    assert load_image(source.roots, "../secret.png", 200) is None
+
+
+def test_pxap_precision_recall_curve_is_drawn_when_the_report_holds_it(raccoon_report,
+                                                                        tmp_path):
+    folder = tmp_path / "masks"
+    shutil.copytree(raccoon_report, folder)
+    with open(folder / "summary.csv", "a") as handle:
+        handle.write("pxap,61.5,,,wsoleval,16,,\n")
+    text = write_score_html(folder).read_text()
+    assert "PxAP 61.50" in text and "no pxap_curve.csv" in text
+    pd.DataFrame({"threshold": [0.0, 0.5, 1.0], "precision": [0.2, 0.6, 1.0],
+                  "recall": [1.0, 0.5, 0.0]}).to_csv(folder / "pxap_curve.csv", index=False)
+    text = write_score_html(folder).read_text()
+    assert "precision against recall" in text and "no pxap_curve.csv" not in text
+
+
+def test_renamed_calibrated_rows_are_still_marked(raccoon_report, tmp_path):
+    folder = tmp_path / "renamed"
+    shutil.copytree(raccoon_report, folder)
+    summary = pd.read_csv(folder / "summary.csv")
+    summary["metric"] = summary["metric"].str.replace("best_", "calibrated_")
+    summary.to_csv(folder / "summary.csv", index=False)
+    marks = dict(parse(write_score_html(folder)).marks)
+    assert "calibrated_gt_known_loc" in marks and "max_box_acc_v2@50" in marks
 
 
 # --------------------------------------------------------------------------- compare
