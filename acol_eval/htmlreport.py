@@ -681,7 +681,7 @@ def predicted_box(row: pd.Series, protocol: str, frame: tuple[float, float]) -> 
 def _caption(row: pd.Series, source: GallerySource, reason: str | None) -> str:
     name = str(row["image"])
     lines = [f'<div class="why">{esc(reason)}</div>'] if reason else []
-    lines.append(f'<div class="name" title="{esc(name)}">{esc(name[-48:])}</div>')
+    lines.append(f'<div class="name" title="{esc(name)}">{esc(name.rsplit("/", 1)[-1])}</div>')
     label = row.get("label", "")
     predicted = source.predictions.get(name)
     said = [f"class {esc(label)}"] if isinstance(label, str) and label else []
@@ -795,6 +795,8 @@ gap:2px 22px}
 .thumb figcaption{font-size:12px;margin-top:4px}
 .thumb .why{color:#8a3b00;font-weight:600}
 .thumb .name{color:var(--mute);overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.blocks{display:flex;flex-wrap:wrap;gap:4px 32px}
+.block{max-width:100%}
 .versus{display:flex;gap:8px;overflow-x:auto;margin-bottom:14px}
 .versus .thumb{min-width:212px}
 """
@@ -852,10 +854,9 @@ def write_score_html(report_dir: str | Path, annotations: Annotations | None = N
 
 def method_names(reports: list[Report]) -> list[str]:
     """Report folder names, made unique with their parent folder's name, then a number."""
-    names = [r.name for r in reports]
-    for i, report in enumerate(reports):
-        if names.count(report.name) > 1:
-            names[i] = f"{report.folder.resolve().parent.name}/{report.name}"
+    plain = [r.name for r in reports]
+    names = [f"{r.folder.resolve().parent.name}/{r.name}" if plain.count(r.name) > 1
+             else r.name for r in reports]
     return [n if names.count(n) == 1 else f"{n} ({i + 1})" for i, n in enumerate(names)]
 
 
@@ -904,11 +905,12 @@ def disagreement_section(reports: list[Report], names: list[str], limit: int = 8
     for image in images:
         cards = [card(table.loc[image], source, maps, protocol, name)
                  for name, table, source, maps, protocol in rows]
-        blocks.append(f'<h3>{esc(image)}</h3><div class="versus">{"".join(cards)}</div>')
+        blocks.append(f'<div class="block"><h3>{esc(image)}</h3>'
+                      f'<div class="versus">{"".join(cards)}</div></div>')
     if not blocks:
         blocks.append('<p class="note">The reports share no scored image.</p>')
     return section("gallery", f"Where the methods disagree ({len(images)} images)",
-                   BOX_KEY + "".join(blocks))
+                   BOX_KEY + f'<div class="blocks">{"".join(blocks)}</div>')
 
 
 def write_compare_html(out_dir: str | Path, reports: list, leaderboard: pd.DataFrame,

@@ -98,9 +98,11 @@ def write_report(report: Path, run: Path, meta_dir: Path, images: pd.DataFrame,
     pd.DataFrame([(m, v, t, k, "wsoleval", count, v - 1, v + 1) for m, v, t, k in rows],
                  columns=["metric", "value", "threshold", "iou", "protocol", "count",
                           "ci_low", "ci_high"]).to_csv(report / "summary.csv", index=False)
-    per_image.groupby("label").agg(count=("correct", "size"), gt_known_loc=("correct", "mean"),
-                                   mean_iou=("iou", "mean")).reset_index().rename(
-        columns={"label": "class"}).to_csv(report / "per_class.csv", index=False)
+    per_class = per_image.groupby("label").agg(
+        count=("correct", "size"), gt_known_loc=("correct", "mean"),
+        mean_iou=("iou", "mean")).reset_index().rename(columns={"label": "class"})
+    per_class["gt_known_loc"] *= 100
+    per_class.to_csv(report / "per_class.csv", index=False)
     ReportMeta(protocol="wsoleval", annotations=f"wsol:{meta_dir}", annotations_digest="-",
                run=str(run), images_root=str(report.parent / "images"), images=count
                ).write(report)
