@@ -713,8 +713,16 @@ def picture(row: pd.Series, source: GallerySource, maps: dict[str, np.ndarray],
 
 def card(row: pd.Series, source: GallerySource, maps: dict[str, np.ndarray], protocol: str,
          reason: str | None) -> str:
-    uri, _ = picture(row, source, maps, protocol)
-    return (f'<figure class="thumb"><img src="{uri}" alt="{esc(row["image"])}">'
+    """A gallery figure; a picture that cannot be drawn (an odd map or image) leaves a
+    line saying so instead of stopping the page: the report's numbers are written."""
+    import cv2
+
+    try:
+        uri, _ = picture(row, source, maps, protocol)
+        shown = f'<img src="{uri}" alt="{esc(row["image"])}">'
+    except (cv2.error, OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+        shown = f'<p class="note">no picture: {esc(str(exc).splitlines()[0][:100])}</p>'
+    return (f'<figure class="thumb">{shown}'
             f"<figcaption>{_caption(row, source, reason)}</figcaption></figure>")
 
 

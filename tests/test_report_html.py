@@ -294,6 +294,30 @@ def test_renamed_calibrated_rows_are_still_marked(raccoon_report, tmp_path):
     assert "calibrated_gt_known_loc" in marks and "max_box_acc_v2@50" in marks
 
 
+def test_broken_maps_and_images_leave_the_picture_without_them(raccoon_report, tmp_path):
+    maps, photos, folder = tmp_path / "maps", tmp_path / "photos", tmp_path / "report"
+    shutil.copytree(ReportMeta.read(raccoon_report).run, maps)
+    shutil.copytree(ReportMeta.read(raccoon_report).images_root, photos)
+    shutil.copytree(raccoon_report, folder)
+    picked = gallery.pick_gallery(pd.read_csv(folder / "per_image.csv", dtype={"image": str}))
+    first, second = picked["image"].iloc[0], picked["image"].iloc[1]
+    (maps / f"{Path(first).stem}.npy").write_bytes(b"not a numpy file")
+    np.save(maps / f"{Path(second).stem}.npy", np.zeros((3, 4, 5)))
+    (photos / second).write_bytes(b"\xff\xd8 truncated jpeg")
+    meta = ReportMeta.read(folder)
+    ReportMeta(**{**meta.__dict__, "run": str(maps), "images_root": str(photos)}).write(folder)
+    images = {i["alt"]: decode_data_uri(i["src"])
+              for i in parse(write_score_html(folder)).gallery_images}
+    assert len(images) == len(picked)
+    before = {i["alt"]: decode_data_uri(i["src"])
+              for i in parse(raccoon_report / "report.html").gallery_images}
+    # an unreadable map: the photo alone (no heatmap over it), its boxes still drawn
+    assert np.abs(images[first].astype(int) - before[first]).mean() > 20
+    assert colour_pixels(images[first], gallery.GT_COLOUR) > 40
+    assert colour_pixels(images[second], gallery.GT_COLOUR) > 40
+    assert (images[second] == 128).all(axis=2).mean() > 0.5  # neither map nor photo: grey
+
+
 # --------------------------------------------------------------------------- compare
 
 
