@@ -43,6 +43,9 @@ MAX_TABLE_ROWS = 2000  # per-class tables longer than this are cut (a note says 
 MAX_MAP_VALUES = 4096 * 4096  # a .npy map larger than this is not read for the gallery
 HEADLINE = ["max_box_acc_v2", "max_box_acc", "best_top1_loc", "top1_loc", "best_gt_known_loc",
             "gt_known_loc", "cls_top1", "pxap"]
+CARD_NOTES = {"max_box_acc_v2": "<small>mean over IoU 30, 50, 70, each at its own "
+                                "threshold</small>",
+              "pxap": "<small>area under the pixel precision-recall curve</small>"}
 MAX_IMAGE_PIXELS = 64_000_000  # larger non-JPEG images (no reduced decoding) are not shown
 
 
@@ -335,7 +338,7 @@ def headline_section(report: Report) -> str:
         ci = (f"<small>95% CI {fmt_number(row['ci_low'])} &ndash; {fmt_number(row['ci_high'])}"
               f"</small>" if "ci_low" in row and pd.notna(row["ci_low"]) else "")
         at = (f"<small>at CAM threshold {fmt_number(row['threshold'], 3)}</small>"
-              if pd.notna(row.get("threshold", np.nan)) else "")
+              if pd.notna(row.get("threshold", np.nan)) else CARD_NOTES.get(name, ""))
         cards.append(f'<div class="card"><div class="k">{esc(name)}</div>'
                      f'<div class="v">{fmt_number(row["value"])}</div>{at}{ci}</div>')
     metrics = summary[~summary["metric"].astype(str).str.startswith("issue:")].copy()

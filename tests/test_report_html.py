@@ -178,6 +178,52 @@ def test_gallery_shows_each_picked_image_with_both_box_colours(raccoon_report):
     assert (raccoon_report / "report.html").stat().st_size < 2_000_000
 
 
+class TableParser(HTMLParser):
+    """The cells of every table row of the #metrics section."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.section = None
+        self.cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "section":
+            self.section = dict(attrs).get("id")
+        if self.section == "metrics" and tag == "tr":
+            self.rows.append([])
+        if self.section == "metrics" and tag == "td":
+            self.cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self.cell is not None:
+            self.rows[-1].append("".join(self.cell).strip())
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def test_metrics_table_holds_every_summary_row_with_threshold_and_interval(raccoon_report):
+    parser = TableParser()
+    parser.feed((raccoon_report / "report.html").read_text())
+    rows = {r[0]: r for r in parser.rows if r}
+    summary = pd.read_csv(raccoon_report / "summary.csv")
+    for row in summary.itertuples():
+        if row.metric.startswith("issue:"):
+            continue
+        metric, value, low, high, threshold, iou, count, source = rows[row.metric]
+        assert value == f"{row.value:.2f}"
+        assert (low, high) == ((f"{row.ci_low:.2f}", f"{row.ci_high:.2f}")
+                               if pd.notna(row.ci_low) else ("", ""))
+        assert threshold == ("" if pd.isna(row.threshold) else f"{row.threshold:.3f}")
+        assert count == str(row.count) and iou == ("" if pd.isna(row.iou) else f"{row.iou:.0f}")
+        assert source == ("" if pd.isna(row.threshold) else
+                          "fixed" if row.metric == "gt_known_loc" else
+                          "oracle: the best on this split")
+
+
 def test_page_says_where_thresholds_came_from(raccoon_report, tmp_path):
     text = (raccoon_report / "report.html").read_text()
     assert "oracle: the best on this split" in text and ">fixed<" in text
