@@ -5,10 +5,12 @@ import base64
 import json
 import os
 import re
+import select
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from html.parser import HTMLParser
@@ -506,12 +508,13 @@ def start_chromium(profile: Path) -> tuple[subprocess.Popen, str]:
          "--hide-scrollbars", "--remote-debugging-port=0", f"--user-data-dir={profile}",
          "about:blank"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     deadline = time.time() + 60
-    for line in process.stderr:
-        found = re.search(r"DevTools listening on (ws://[^\s]+)", line)
-        if found:
+    while time.time() < deadline and process.poll() is None:
+        ready, _, _ = select.select([process.stderr], [], [], 1.0)
+        found = re.search(r"DevTools listening on (ws://[^\s]+)",
+                          process.stderr.readline() if ready else "")
+        if found:  # keep reading its log so that a full pipe never stalls it
+            threading.Thread(target=process.stderr.read, daemon=True).start()
             return process, found.group(1)
-        if time.time() > deadline:
-            break
     process.kill()
     pytest.fail("chromium did not start its DevTools server")
 
