@@ -1,0 +1,946 @@
+"""report.html of `score` and `compare` (SPEC 7, 11): one self-contained page that opens
+offline from disk. Inline CSS, curves as inline SVG, thumbnails as JPEG data URIs; no
+script, no network, no file outside the page.
+
+Built from a report folder's own files (summary.csv, curve.csv, per_class.csv,
+per_image.csv, report.json; each optional, extra columns ignored, missing ones left
+out). The gallery reads only the maps and images of the few dozen images it shows, so
+the page costs little next to scoring however many images were scored.
+
+One renderer: sections are functions returning HTML strings; `write_score_html` and
+`write_compare_html` pick and order them.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from . import gallery
+from .errors import AcolError
+from .reportfolder import ReportMeta
+from .safeio import atomic_write_text, is_inside
+
+if TYPE_CHECKING:
+    from .readers import Annotations
+
+PAGE_FILE = "report.html"
+# Okabe-Ito: told apart by colour-blind readers too; each line also gets its own dash
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
+           "#999933"]
+DASHES = ["", "8 4", "2 3", "10 3 2 3", "5 2 1 2 1 2", "14 4"]
+INTEGER_COLUMNS = {"iou", "count", "images", "n"}  # floats only because of empty cells
+MAX_TABLE_ROWS = 2000  # per-class tables longer than this are cut (a note says so)
+MAX_MAP_VALUES = 4096 * 4096  # a .npy map larger than this is not read for the gallery
+HEADLINE = ["max_box_acc_v2", "max_box_acc", "best_top1_loc", "top1_loc", "best_gt_known_loc",
+            "gt_known_loc", "cls_top1", "pxap"]
+CARD_NOTES = {"max_box_acc_v2": "<small>mean over IoU 30, 50, 70, each at its own "
+                                "threshold</small>",
+              "pxap": "<small>area under the pixel precision-recall curve</small>"}
+MAX_IMAGE_PIXELS = 64_000_000  # larger non-JPEG images (no reduced decoding) are not shown
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Report:
+    """What one report folder holds, every table possibly empty; notes: what was odd."""
+
+    folder: Path
+    name: str
+    summary: pd.DataFrame
+    curve: pd.DataFrame
+    per_class: pd.DataFrame
+    per_image: pd.DataFrame
+    meta: ReportMeta | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def protocol(self) -> str:
+        if self.meta is not None:
+            return self.meta.protocol
+        if "protocol" in self.summary and len(self.summary):
+            return str(self.summary["protocol"].iloc[0]).split(" ")[0]
+        return ""
+
+    def metric(self, name: str) -> pd.Series | None:
+        if "metric" not in self.summary:
+            return None
+        rows = self.summary[self.summary["metric"] == name]
+        return rows.iloc[0] if len(rows) else None
+
+
+def _read_csv(path: Path, notes: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path, dtype={"image": str, "label": str, "class": str,
+                                        "metric": str, "error": str})
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        notes.append(f"{path.name} could not be read ({str(exc).splitlines()[0][:120]})")
+        return pd.DataFrame()
+
+
+def read_report(folder: str | Path) -> Report:
+    """A report folder's tables and report.json; a missing file gives an empty table."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AcolError(f"{folder} is not a report folder")
+    notes: list[str] = []
+    tables = {name: _read_csv(folder / f"{name}.csv", notes)
+              for name in ("summary", "curve", "per_class", "per_image")}
+    try:
+        meta = ReportMeta.read(folder)
+    except AcolError:
+        meta = None
+    return Report(folder, folder.resolve().name, meta=meta, notes=notes, **tables)
+
+
+# --------------------------------------------------------------------------- small pieces
+
+
+def esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def fmt_number(value, digits: int = 2) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return esc(value)
+    if not math.isfinite(number):
+        return ""
+    return f"{number:.{digits}f}"
+
+
+def _digits(column: str) -> int:
+    name = column.lower()
+    return 3 if "threshold" in name or name.startswith("p_") or name == "p" else 2
+
+
+def table_html(frame: pd.DataFrame, limit: int = MAX_TABLE_ROWS, bars: str | None = None
+               ) -> str:
+    """An HTML table of a DataFrame; floats rounded (thresholds and p-values to 3 places);
+    `bars`: a 0-100 column drawn as an inline bar behind its number."""
+    head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
+    rows = []
+    for record in frame.head(limit).itertuples(index=False):
+        cells = []
+        for column, value in zip(frame.columns, record):
+            if isinstance(value, (float, np.floating)):
+                text = fmt_number(value, 0 if column in INTEGER_COLUMNS else
+                                  _digits(str(column)))
+            else:
+                text = esc("" if value is None else value)
+            if column == bars and text:
+                width = min(max(float(value), 0.0), 100.0)
+                cells.append(f'<td class="num"><span class="bar" style="width:{width:.1f}%">'
+                             f'</span><span class="barv">{text}</span></td>')
+            else:
+                numeric = isinstance(value, (int, float, np.integer, np.floating))
+                cells.append(f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    more = (f'<p class="note">{len(frame) - limit} more rows are in the CSV file.</p>'
+            if len(frame) > limit else "")
+    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>'
+            f'{"".join(rows)}</tbody></table></div>{more}')
+
+
+def section(anchor: str, title: str, body: str) -> str:
+    return f'<section id="{esc(anchor)}"><h2>{esc(title)}</h2>{body}</section>'
+
+
+def jpeg_data_uri(array: np.ndarray, quality: int = 86) -> str:
+    """RGB uint8 -> a data: URI of a JPEG (4:4:4, so the 2-pixel box lines keep their
+    colour)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array, np.uint8)).save(
+        buffer, "JPEG", quality=quality, subsampling=0)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# --------------------------------------------------------------------------- charts
+
+
+@dataclass(frozen=True)
+class Line:
+    """One curve: xs in [0, 1] (CAM threshold or recall), ys in percent."""
+
+    label: str
+    xs: np.ndarray
+    ys: np.ndarray
+    style: int  # index into PALETTE and DASHES
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A threshold marked on a chart: vertical line at x; `metric` names the summary.csv
+    row it stands for (written as data-metric, data-threshold for checks)."""
+
+    label: str
+    x: float
+    style: int | None  # None: the fixed threshold (grey, dotted, full height)
+    metric: str
+    y: float | None = None
+
+
+def _style(style: int) -> tuple[str, str]:
+    colour = PALETTE[style % len(PALETTE)]
+    dash = DASHES[(style // len(PALETTE) + style) % len(DASHES)]
+    return colour, (f' stroke-dasharray="{dash}"' if dash else "")
+
+
+def _points(xs: np.ndarray, ys: np.ndarray, to_px) -> str:
+    xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+    keep = np.isfinite(xs) & np.isfinite(ys)
+    px, py = to_px(xs[keep], ys[keep])
+    return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(px, py))
+
+
+def line_chart(lines: list[Line], markers: list[Marker], x_label: str, y_label: str,
+               y_max: float = 100.0, width: int = 720, height: int = 380) -> str:
+    """An inline SVG line chart (x in [0, 1], y in [0, y_max]) with marked thresholds,
+    and an HTML legend that says what each line and mark is."""
+    left, right, top, bottom = 52, 16, 14, 44
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def to_px(x, y):
+        return left + np.asarray(x) * plot_w, top + (1 - np.asarray(y) / y_max) * plot_h
+
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" '
+             f'height="{height}" role="img" xmlns="http://www.w3.org/2000/svg">']
+    for i in range(6):
+        y = top + plot_h * i / 5
+        x = left + plot_w * i / 5
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" '
+                     f'class="grid"/><text x="{left - 6}" y="{y + 4:.1f}" class="tick" '
+                     f'text-anchor="end">{y_max * (5 - i) / 5:g}</text>')
+        parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}" '
+                     f'class="grid"/><text x="{x:.1f}" y="{top + plot_h + 16}" class="tick" '
+                     f'text-anchor="middle">{i / 5:.1f}</text>')
+    parts.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" '
+                 f'class="frame"/>')
+    for line in lines:
+        colour, dash = _style(line.style)
+        parts.append(f'<polyline class="curve" fill="none" stroke="{colour}" stroke-width="2"'
+                     f'{dash} points="{_points(line.xs, line.ys, to_px)}">'
+                     f'<title>{esc(line.label)}</title></polyline>')
+    for marker in markers:
+        parts.append(_marker_svg(marker, to_px, top, plot_h))
+    parts.append(f'<text x="{left + plot_w / 2:.0f}" y="{height - 6}" class="axis" '
+                 f'text-anchor="middle">{esc(x_label)}</text>'
+                 f'<text transform="translate(14 {top + plot_h / 2:.0f}) rotate(-90)" '
+                 f'class="axis" text-anchor="middle">{esc(y_label)}</text></svg>')
+    return "".join(parts) + _legend(lines, markers)
+
+
+def _marker_svg(marker: Marker, to_px, top: int, plot_h: int) -> str:
+    x, _ = to_px(marker.x, 0.0)
+    data = f'data-metric="{esc(marker.metric)}" data-threshold="{marker.x!r}"'
+    if marker.style is None:
+        return (f'<line class="marker fixed" {data} x1="{x:.1f}" y1="{top}" x2="{x:.1f}" '
+                f'y2="{top + plot_h}" stroke="#555" stroke-width="1.5" '
+                f'stroke-dasharray="1 3"><title>{esc(marker.label)}</title></line>'
+                f'<text x="{x + 4:.1f}" y="{top + 12}" class="tick">fixed</text>')
+    colour, dash = _style(marker.style)
+    _, y = to_px(0.0, marker.y if marker.y is not None else 0.0)
+    dot = (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4.5" fill="{colour}" stroke="#fff"/>'
+           if marker.y is not None else "")
+    return (f'<line class="marker" {data} x1="{x:.1f}" y1="{y:.1f}" x2="{x:.1f}" '
+            f'y2="{top + plot_h}" stroke="{colour}" stroke-width="1.2"{dash}>'
+            f'<title>{esc(marker.label)}</title></line>{dot}')
+
+
+def _legend(lines: list[Line], markers: list[Marker]) -> str:
+    items = []
+    for line in lines:
+        colour, dash = _style(line.style)
+        mark = next((m for m in markers if m.style == line.style), None)
+        where = f" &mdash; {esc(mark.label)}" if mark else ""
+        items.append(f'<li><svg width="34" height="10" xmlns="http://www.w3.org/2000/svg">'
+                     f'<line x1="0" y1="5" x2="34" y2="5" stroke="{colour}" stroke-width="2.5"'
+                     f'{dash}/></svg> {esc(line.label)}{where}</li>')
+    for mark in markers:
+        if mark.style is None:
+            items.append('<li><svg width="34" height="10" xmlns="http://www.w3.org/2000/svg">'
+                         '<line x1="0" y1="5" x2="34" y2="5" stroke="#555" stroke-width="1.5"'
+                         f' stroke-dasharray="1 3"/></svg> {esc(mark.label)}</li>')
+    return f'<ul class="legend">{"".join(items)}</ul>'
+
+
+def bar_chart(counts: list[tuple[str, int]], width: int = 520) -> str:
+    """Horizontal bars of counts, an inline SVG, one row per (name, count)."""
+    row, label_w = 24, 150
+    total_h = row * len(counts) + 8
+    largest = max([c for _, c in counts] + [1])
+    parts = [f'<svg class="bars" viewBox="0 0 {width} {total_h}" width="{width}" '
+             f'height="{total_h}" role="img" xmlns="http://www.w3.org/2000/svg">']
+    for i, (name, count) in enumerate(counts):
+        y = 4 + i * row
+        length = (width - label_w - 60) * count / largest
+        colour = "#009E73" if name == "correct" else "#D55E00"
+        parts.append(f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end" class="tick">'
+                     f'{esc(name.replace("_", " "))}</text><rect x="{label_w}" y="{y + 3}" '
+                     f'width="{length:.1f}" height="{row - 8}" fill="{colour}"/>'
+                     f'<text x="{label_w + length + 6:.1f}" y="{y + 15}" class="tick">'
+                     f'{count}</text>')
+    return "".join(parts) + "</svg>"
+
+
+# --------------------------------------------------------------------------- score sections
+
+
+def describe_source(source: str) -> str:
+    """report.json's threshold_source in words."""
+    if source.startswith("from:"):
+        return f"from another report ({source[5:]})"
+    return {"oracle": "oracle: the best on this split", "fixed": "fixed"}.get(source, source)
+
+
+def row_source(row: pd.Series, meta: ReportMeta | None) -> str:
+    """Where a summary row's CAM threshold came from: summary.csv's threshold_source
+    column when score wrote one, else the fixed rows are fixed and the others follow
+    report.json (oracle when unknown)."""
+    if pd.isna(row.get("threshold", np.nan)):
+        return ""
+    own = row.get("threshold_source", np.nan)
+    if isinstance(own, str) and own:
+        return describe_source(own)
+    if str(row["metric"]) in ("gt_known_loc", "top1_loc", "top5_loc"):
+        return "fixed"
+    return describe_source(meta.threshold_source if meta else "oracle")
+
+
+def headline_section(report: Report) -> str:
+    """Big numbers for the headline metrics, then every summary row with its threshold,
+    IoU, interval and the threshold's source; input issues listed below."""
+    summary = report.summary
+    if "metric" not in summary or "value" not in summary:
+        return section("metrics", "Metrics", '<p class="note">No summary.csv in this '
+                       "report.</p>")
+    cards = []
+    for name in HEADLINE:
+        row = report.metric(name)
+        if row is None:
+            continue
+        ci = (f"<small>95% CI {fmt_number(row['ci_low'])} &ndash; {fmt_number(row['ci_high'])}"
+              f"</small>" if "ci_low" in row and pd.notna(row["ci_low"]) else "")
+        at = (f"<small>at CAM threshold {fmt_number(row['threshold'], 3)}</small>"
+              if pd.notna(row.get("threshold", np.nan)) else CARD_NOTES.get(name, ""))
+        cards.append(f'<div class="card"><div class="k">{esc(name)}</div>'
+                     f'<div class="v">{fmt_number(row["value"])}</div>{at}{ci}</div>')
+    metrics = summary[~summary["metric"].astype(str).str.startswith("issue:")].copy()
+    metrics["threshold from"] = [row_source(r, report.meta) for _, r in metrics.iterrows()]
+    shown = [c for c in ["metric", "value", "ci_low", "ci_high", "threshold", "iou", "count",
+                         "threshold from"] if c in metrics]
+    issues = summary[summary["metric"].astype(str).str.startswith("issue:")]
+    issue_html = ""
+    if len(issues):
+        items = "".join(f"<li>{esc(str(r['metric'])[6:].replace('_', ' '))}: "
+                        f"{fmt_number(r['value'], 0)}</li>" for _, r in issues.iterrows())
+        issue_html = f"<h3>Input issues</h3><ul>{items}</ul>"
+    return section("metrics", "Metrics", f'<div class="cards">{"".join(cards)}</div>'
+                   + table_html(metrics[shown]) + issue_html)
+
+
+def marked_line(report: Report, column: str, style: int, label: str
+                ) -> tuple[Line, Marker | None]:
+    """curve.csv's `column` as a line, and its mark at the threshold summary.csv chose
+    for it (max_box_acc_v2@k for box_acc_v2@k, best_gt_known_loc for gt_known_loc; the
+    other columns share best_gt_known_loc's and are not marked again)."""
+    xs = report.curve["threshold"].to_numpy(np.float64)
+    ys = pd.to_numeric(report.curve[column], errors="coerce").to_numpy(np.float64)
+    line = Line(label, xs, ys, style)
+    row = chosen_row(report, column)
+    if row is None or pd.isna(row.get("threshold", np.nan)):
+        return line, None
+    x = float(row["threshold"])
+    y = float(np.interp(x, xs, np.nan_to_num(ys)))
+    return line, Marker(f"chosen {x:.3f} ({y:.1f}%, {row_source(row, report.meta)})", x,
+                        style, str(row["metric"]), y)
+
+
+def chosen_row(report: Report, column: str) -> pd.Series | None:
+    """The summary.csv row whose threshold was chosen on curve.csv's `column`:
+    max_box_acc_v2@k for box_acc_v2@k, best_gt_known_loc for gt_known_loc (or a row
+    that ends so: a calibrated run may prefix its names); None for the other columns."""
+    if column == "gt_known_loc":
+        wanted = "best_gt_known_loc"
+    elif column.startswith("box_acc_v2@"):
+        wanted = "max_" + column
+    else:
+        return None
+    row = report.metric(wanted)
+    if row is not None or "metric" not in report.summary:
+        return row
+    names = report.summary["metric"].astype(str)
+    suffix = wanted.removeprefix("best_")
+    rows = report.summary[names.str.endswith(suffix) & (names != "gt_known_loc")
+                          & ~names.str.startswith("issue:")]
+    return rows.iloc[0] if len(rows) else None
+
+
+def curve_columns(curve: pd.DataFrame) -> list[str]:
+    if "threshold" not in curve:
+        return []
+    return [c for c in curve.columns if c != "threshold"
+            and pd.api.types.is_numeric_dtype(curve[c])]
+
+
+def curve_lines(report: Report) -> tuple[list[Line], list[Marker]]:
+    """Every accuracy column of the report's curve.csv, each marked where chosen."""
+    lines, markers = [], []
+    for style, column in enumerate(curve_columns(report.curve)):
+        line, marker = marked_line(report, column, style, column)
+        lines.append(line)
+        markers += [marker] if marker else []
+    return lines, markers
+
+
+def curves_section(report: Report) -> str:
+    lines, markers = curve_lines(report)
+    if not lines:
+        return section("curves", "Accuracy against CAM threshold",
+                       '<p class="note">No curve.csv in this report.</p>')
+    fixed = report.metric("gt_known_loc")
+    if fixed is not None and pd.notna(fixed.get("threshold", np.nan)):
+        markers.append(Marker(f"fixed CAM threshold {float(fixed['threshold']):.3f} "
+                              "(gt_known_loc, top1_loc, top5_loc)",
+                              float(fixed["threshold"]), None, "gt_known_loc"))
+    body = ('<p class="note">Share of images whose box reaches the IoU threshold, at every '
+            'CAM threshold. gt_known_loc uses the largest box at IoU 50; box_acc_v2@k uses '
+            'all boxes at IoU k. Dots mark the threshold each metric was taken at.</p>'
+            + line_chart(lines, markers, "CAM threshold (fraction of the map's range)",
+                         "accuracy (%)"))
+    return section("curves", "Accuracy against CAM threshold", body + pxap_html(report))
+
+
+def pxap_html(report: Report) -> str:
+    """The PxAP value and, when the report holds pxap_curve.csv (threshold, precision,
+    recall, in percent or fractions), its precision-recall curve."""
+    row = report.metric("pxap")
+    if row is None:
+        return ""
+    text = f"<h3>Pixel precision-recall</h3><p>PxAP {fmt_number(row['value'])}.</p>"
+    pr = _read_csv(report.folder / "pxap_curve.csv", report.notes)
+    if {"precision", "recall"} <= set(pr.columns) and len(pr):
+        scale = 100.0 if pr["recall"].max() > 1.0 else 1.0
+        line = Line("precision against recall", pr["recall"].to_numpy(np.float64) / scale,
+                    pr["precision"].to_numpy(np.float64) * (100.0 / scale), 0)
+        return text + line_chart([line], [], "recall", "precision (%)")
+    return text + ('<p class="note">This report holds no pxap_curve.csv, so the '
+                   "precision-recall curve is not drawn.</p>")
+
+
+def per_class_section(report: Report) -> str:
+    table = report.per_class
+    if not len(table):
+        return section("classes", "Per class", '<p class="note">No per_class.csv.</p>')
+    key = next((c for c in ("gt_known_loc", "top1_loc", "mean_iou") if c in table), None)
+    if key is not None:
+        table = table.sort_values([key] + [c for c in ("class",) if c in table],
+                                  kind="stable")
+    note = (f'<p class="note">{len(table)} classes, worst {esc(key)} first.</p>'
+            if key else "")
+    return section("classes", "Per class", note + table_html(table, bars=key))
+
+
+def errors_section(report: Report) -> str:
+    per_image = report.per_image
+    if "error" not in per_image or not len(per_image):
+        return section("errors", "Error types", '<p class="note">per_image.csv has no error '
+                       "column.</p>")
+    counts = per_image["error"].fillna("none").astype(str).value_counts()
+    order = ["correct"] + gallery.ERROR_TYPES
+    names = [n for n in order if n in counts] + sorted(set(counts.index) - set(order))
+    pairs = [(n, int(counts[n])) for n in names]
+    total = max(sum(c for _, c in pairs), 1)
+    table = pd.DataFrame({"type": names, "images": [c for _, c in pairs],
+                          "share (%)": [100.0 * c / total for _, c in pairs]})
+    note = ('<p class="note">Why a box missed (at the threshold best for GT-known): '
+            "wrong class (box right, top-1 class wrong), multiple instances (the box spans "
+            "two or more objects), part (the box lies inside an object), too large (the "
+            "object lies inside the box), mislocated (anything else).</p>")
+    return section("errors", "Error types", note + '<div class="row">' + bar_chart(pairs)
+                   + table_html(table) + "</div>")
+
+
+# --------------------------------------------------------------------------- gallery inputs
+
+
+@dataclass
+class GallerySource:
+    """Where a report's gallery finds its pictures: the run's maps (store or .npy folder),
+    image roots to try in order, ground-truth boxes and sizes from the annotations,
+    top-1 predictions. Everything optional: what is missing is left off the pictures."""
+
+    run: Path | None
+    map_choice: str
+    baseline: str | None
+    roots: list[Path]
+    gt: dict[str, np.ndarray]
+    sizes: dict[str, tuple[float, float]]
+    predictions: dict[str, tuple[str, float]]
+
+
+def _run_json(run: Path | None) -> dict:
+    try:
+        record = json.loads((run / "run.json").read_text()) if run else {}
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _annotations(meta: ReportMeta | None, images: set[str],
+                 source: Annotations | None = None):
+    """The annotations of the gallery's images: (root, gt boxes, sizes), or (None, {}, {})
+    when report.json has no source or it cannot be read (the gallery then has no GT).
+    `source`: the Annotations already read by the caller (score), else report.json's
+    source is read."""
+    from .readers import read_source
+
+    if source is None:
+        if meta is None or not meta.annotations:
+            return None, {}, {}
+        try:
+            source = read_source(meta.annotations)
+        except (AcolError, OSError, ValueError, KeyError):
+            return None, {}, {}
+    boxes = source.boxes[source.boxes["image"].isin(images)]
+    gt = {name: group[["x0", "y0", "x1", "y1"]].to_numpy(np.float64)
+          for name, group in boxes.groupby("image")}
+    chosen = source.images[source.images["image"].isin(images)]
+    sizes = {r.image: (float(r.width), float(r.height)) for r in chosen.itertuples()
+             if pd.notna(r.width) and pd.notna(r.height)}
+    return source.root, gt, sizes
+
+
+def _image_roots(meta: ReportMeta | None, annotation_root, run_record: dict) -> list[Path]:
+    """Folders image names may be relative to, most specific first: report.json's
+    images_root, run.json's resolved image_root, its --image-root, its IMAGES argument
+    (FORMAT:PATH or a folder or a list file's folder), the annotation root."""
+    arguments = run_record.get("arguments") or {}
+    candidates = [meta.images_root if meta else None, run_record.get("image_root"),
+                  arguments.get("image_root")]
+    images = arguments.get("images")
+    if isinstance(images, str) and images:
+        fmt, sep, rest = images.partition(":")
+        path = Path(rest if sep and len(fmt) > 1 else images)
+        candidates.append(path if path.is_dir() else path.parent)
+    candidates.append(annotation_root)
+    roots: list[Path] = []
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir() and Path(candidate) not in roots:
+            roots.append(Path(candidate))
+    return roots
+
+
+def _predictions(run: Path | None, images: set[str]) -> dict[str, tuple[str, float]]:
+    path = run / "predictions.csv" if run else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        table = pd.read_csv(path, dtype={"image": str, "pred_1": str}, keep_default_na=False,
+                            usecols=lambda c: c in ("image", "pred_1", "score_1"))
+    except (OSError, ValueError, pd.errors.ParserError):
+        return {}
+    if not {"image", "pred_1", "score_1"} <= set(table.columns):
+        return {}
+    table = table[table["image"].isin(images)]
+    return {r.image: (r.pred_1, pd.to_numeric(r.score_1, errors="coerce"))
+            for r in table.itertuples()}
+
+
+def gallery_source(report: Report, images: set[str],
+                   annotations: Annotations | None = None) -> GallerySource:
+    meta = report.meta
+    run = Path(meta.run) if meta and meta.run and Path(meta.run).is_dir() else None
+    run_record = _run_json(run)
+    root, gt, sizes = _annotations(meta, images, annotations)
+    return GallerySource(run, meta.map_choice if meta else "auto",
+                         meta.baseline if meta else None,
+                         _image_roots(meta, root, run_record), gt, sizes,
+                         _predictions(run, images))
+
+
+def load_maps(source: GallerySource, images: list[str]) -> dict[str, np.ndarray]:
+    """The scored map of each image that has one: from the map store (the label's map,
+    or the top-1 map under map_choice 'top1' or where the label has none), or from
+    RUN/<image>.npy or RUN/<image without extension>.npy. Reads those maps only. A
+    centre-baseline report shows the centred Gaussian it scored."""
+    if source.baseline == "centre":
+        from .maps import centre_gaussian_map
+
+        return dict.fromkeys(images, centre_gaussian_map(28, 28))
+    run = source.run
+    if run is None:
+        return {}
+    if (run / "maps.json").is_file():
+        from .mapstore import open_maps
+
+        try:
+            store = open_maps(run)
+        except (AcolError, OSError, ValueError, KeyError):
+            return {}
+        index = store.index[store.index["image"].astype(str).isin(images)]
+        label = index[index["is_label"] == 1].drop_duplicates("image")
+        top1 = index[index["pred_rank"] == 1].drop_duplicates("image")
+        rows = dict(zip(top1["image"].astype(str), top1["row"]))
+        if source.map_choice != "top1":
+            rows.update(zip(label["image"].astype(str), label["row"]))
+        return {name: np.asarray(store.maps[int(row)], np.float32)
+                for name, row in rows.items() if 0 <= int(row) < len(store.maps)}
+    found = {}
+    for name in images:
+        stem = name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
+        for candidate in (run / f"{name}.npy", run / f"{stem}.npy"):
+            if candidate.is_file() and is_inside(candidate, run):
+                found[name] = _read_npy(candidate)
+                break
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _read_npy(path: Path) -> np.ndarray | None:
+    try:
+        values = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if values.dtype.kind not in "fiub" or values.size > MAX_MAP_VALUES:
+        return None
+    values = np.asarray(values, np.float32).squeeze()
+    return values if values.ndim == 2 else None
+
+
+def load_image(roots: list[Path], name: str, side: int
+               ) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """RGB uint8 of the image `name` under the first root that holds it (never outside
+    it), EXIF-oriented, decoded at a reduced JPEG scale near `side`, with its full
+    (EXIF-oriented) width and height; None if no root holds a readable one."""
+    from PIL import Image, ImageOps
+
+    for root in roots:
+        path = root / name
+        if not path.is_file() or not is_inside(path, root):
+            continue
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+                if image.format != "JPEG" and width * height > MAX_IMAGE_PIXELS:
+                    return None
+                if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation
+                    width, height = height, width
+                if image.format == "JPEG":
+                    image.draft("RGB", (2 * side, 2 * side))
+                image.load()
+                picture = ImageOps.exif_transpose(image).convert("RGB")
+            return np.asarray(picture), (float(width), float(height))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            return None
+    return None
+
+
+# --------------------------------------------------------------------------- gallery
+
+
+# per_image.csv columns that may hold the predicted box in original pixels (x1/y1
+# exclusive), beside x0..y1 in the protocol's frame; the first complete set wins
+ORIGINAL_BOX_COLUMNS = [[f"{p}{c}" for c in ("x0", "y0", "x1", "y1")]
+                        for p in ("orig_", "original_", "image_", "px_")] + [
+    [f"{c}{s}" for c in ("x0", "y0", "x1", "y1")] for s in ("_orig", "_original", "_px")]
+
+
+def predicted_box(row: pd.Series, protocol: str, frame: tuple[float, float]) -> np.ndarray:
+    """The predicted box of a per_image.csv row as (0 or 1, 4) original pixels, x1/y1
+    exclusive: an original-pixel column set when present, else x0..y1 read in the frame
+    named by a `frame` column, else the protocol's (wsoleval: 224 x 224, inclusive)."""
+    for columns in ORIGINAL_BOX_COLUMNS:
+        if all(c in row for c in columns):
+            values = pd.to_numeric(row[columns], errors="coerce").to_numpy(np.float64)
+            if np.isfinite(values).all():
+                return values[None]
+    if not all(c in row for c in ("x0", "y0", "x1", "y1")):
+        return np.zeros((0, 4))
+    values = pd.to_numeric(row[["x0", "y0", "x1", "y1"]], errors="coerce").to_numpy(np.float64)
+    if not np.isfinite(values).all():
+        return np.zeros((0, 4))
+    named = str(row.get("frame", "")) if pd.notna(row.get("frame", np.nan)) else ""
+    if "224" in named or (not named and protocol.startswith("wsoleval")):
+        return gallery.wsoleval_to_original(values, frame[0], frame[1])
+    return values[None]
+
+
+def _caption(row: pd.Series, source: GallerySource, reason: str | None) -> str:
+    name = str(row["image"])
+    lines = [f'<div class="why">{esc(reason)}</div>'] if reason else []
+    lines.append(f'<div class="name" title="{esc(name)}">{esc(name.rsplit("/", 1)[-1])}</div>')
+    label = row.get("label", "")
+    predicted = source.predictions.get(name)
+    said = [f"class {esc(label)}"] if isinstance(label, str) and label else []
+    if predicted:
+        said.append(f"top-1 {esc(predicted[0])} {fmt_number(predicted[1], 2)}")
+    if said:
+        lines.append(f"<div>{' &middot; '.join(said)}</div>")
+    iou = fmt_number(row.get("iou", ""), 2)
+    error = row.get("error", "")
+    error_text = f" &middot; {esc(str(error).replace('_', ' '))}" if isinstance(error, str) else ""
+    lines.append(f"<div>IoU <b>{iou}</b>{error_text}</div>")
+    return "".join(lines)
+
+
+def picture(row: pd.Series, source: GallerySource, maps: dict[str, np.ndarray],
+            protocol: str) -> tuple[str, bool]:
+    """The thumbnail of a per_image.csv row as a data URI, and whether it has GT boxes."""
+    name = str(row["image"])
+    loaded = load_image(source.roots, name, gallery.THUMB_SIDE)
+    image, frame = (loaded if loaded else (None, source.sizes.get(name)))
+    frame = source.sizes.get(name, frame)
+    gt = source.gt.get(name, np.zeros((0, 4)))
+    if frame is None:  # no size anywhere: the map alone, in the wsoleval frame, no GT
+        frame, gt = (float(gallery.WSOLEVAL_SIDE),) * 2, np.zeros((0, 4))
+    boxes = predicted_box(row, protocol, frame)
+    thumb = gallery.thumbnail(image, maps.get(name), frame, gt, boxes)
+    return jpeg_data_uri(thumb), len(gt) > 0
+
+
+def card(row: pd.Series, source: GallerySource, maps: dict[str, np.ndarray], protocol: str,
+         reason: str | None) -> str:
+    """A gallery figure; a picture that cannot be drawn (an odd map or image) leaves a
+    line saying so instead of stopping the page: the report's numbers are written."""
+    import cv2
+
+    try:
+        uri, _ = picture(row, source, maps, protocol)
+        shown = f'<img src="{uri}" alt="{esc(row["image"])}">'
+    except (cv2.error, OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+        shown = f'<p class="note">no picture: {esc(str(exc).splitlines()[0][:100])}</p>'
+    return (f'<figure class="thumb">{shown}'
+            f"<figcaption>{_caption(row, source, reason)}</figcaption></figure>")
+
+
+BOX_KEY = (f'<p class="key"><span class="sw" style="border-color:rgb{gallery.GT_COLOUR}">'
+           f'</span> ground truth <span class="sw" style="border-color:'
+           f'rgb{gallery.PREDICTED_COLOUR}"></span> predicted box (at the threshold best for '
+           "GT-known) over the scored map</p>")
+
+
+def gallery_section(report: Report, annotations: Annotations | None = None) -> str:
+    picked = gallery.pick_gallery(report.per_image)
+    if not len(picked):
+        return section("gallery", "Gallery", '<p class="note">per_image.csv has no images '
+                       "with an IoU to show.</p>")
+    names = picked["image"].astype(str).tolist()
+    source = gallery_source(report, set(names), annotations)
+    maps = load_maps(source, names)
+    missing = []
+    if not maps:
+        missing.append("maps (the scored run is not reachable)")
+    if not source.roots:
+        missing.append("images")
+    if not source.gt:
+        missing.append("ground-truth boxes (annotations not readable)")
+    note = (f'<p class="note">Shown without {esc(", ".join(missing))}.</p>' if missing else "")
+    cards = [card(row, source, maps, report.protocol, row["reason"])
+             for _, row in picked.iterrows()]
+    return section("gallery", f"Gallery ({len(cards)} images)", BOX_KEY + note
+                   + f'<div class="grid">{"".join(cards)}</div>')
+
+
+# --------------------------------------------------------------------------- the page
+
+
+CSS = """
+:root{--ink:#1d2430;--mute:#5b6472;--line:#dfe3ea;--bg:#f6f7f9}
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;
+color:var(--ink);background:var(--bg)}
+header{background:#1d2430;color:#fff;padding:18px 28px}
+header h1{margin:0 0 4px;font-size:21px}
+header .meta{color:#c9d1dc;font-size:13px}
+header .meta{display:flex;flex-wrap:wrap;gap:2px 18px}
+header .meta span{overflow-wrap:anywhere}
+nav{padding:8px 28px;background:#fff;border-bottom:1px solid var(--line);position:sticky;top:0}
+nav a{margin-right:16px;color:#0b5cad;text-decoration:none}
+main{max-width:1240px;margin:0 auto;padding:8px 28px 40px}
+section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:14px 20px;
+margin:18px 0}
+h2{font-size:17px;margin:2px 0 10px}
+h3{font-size:14px;margin:16px 0 6px}
+.note{color:var(--mute);margin:4px 0 10px}
+.cards{display:flex;flex-wrap:wrap;gap:10px;margin-bottom:14px}
+.card{border:1px solid var(--line);border-radius:6px;padding:8px 14px;min-width:150px}
+.card .k{color:var(--mute);font-size:12px}
+.card .v{font-size:26px;font-weight:600}
+.card small{display:block;color:var(--mute);font-size:11.5px}
+.scroll{max-height:460px;overflow:auto;border:1px solid var(--line);border-radius:4px}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th{position:sticky;top:0;background:#eef1f5;text-align:left;font-weight:600}
+th,td{padding:4px 10px;border-bottom:1px solid var(--line);white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums;position:relative}
+.bar{position:absolute;left:0;top:3px;bottom:3px;background:#cfe3f5;z-index:0}
+.barv{position:relative;z-index:1}
+.chart{width:100%;max-width:860px;height:auto;font-size:11px}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:8px 24px}
+.chart .grid{stroke:#e8ebf0}.chart .frame{fill:none;stroke:#8a93a0}
+.chart .tick,.bars .tick{fill:#3a4250;font-size:11px}.chart .axis{fill:#1d2430;font-size:12px}
+.legend{list-style:none;padding:0;margin:6px 0;font-size:13px;display:flex;flex-wrap:wrap;
+gap:2px 22px}
+.legend svg{vertical-align:middle}
+.row{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
+.row .scroll{min-width:280px;flex:1}
+.key .sw{display:inline-block;width:18px;height:12px;border:3px solid;margin:0 4px -1px 10px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(212px,1fr));gap:12px}
+.thumb{margin:0;border:1px solid var(--line);border-radius:6px;padding:6px;background:#fafbfc}
+.thumb img{display:block;margin:0 auto;max-width:100%}
+.thumb figcaption{font-size:12px;margin-top:4px}
+.thumb .why{color:#8a3b00;font-weight:600}
+.thumb .name{color:var(--mute);overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.blocks{display:flex;flex-wrap:wrap;gap:4px 32px}
+.block{max-width:100%}
+.versus{display:flex;gap:8px;overflow-x:auto;margin-bottom:14px}
+.versus .thumb{min-width:212px}
+"""
+
+
+def page(title: str, facts: list[tuple[str, str]], sections: list[tuple[str, str, str]]
+         ) -> str:
+    """The whole document: header with facts (name, value), a navigation bar, and the
+    sections (anchor, title, html)."""
+    meta = "".join(f"<span>{esc(k)}: <b>{esc(v)}</b></span>" for k, v in facts if v)
+    nav = "".join(f'<a href="#{esc(a)}">{esc(t)}</a>' for a, t, _ in sections)
+    body = "".join(h for _, _, h in sections)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
+            f'<header><h1>{esc(title)}</h1><div class="meta">{meta}</div></header>'
+            f"<nav>{nav}</nav><main>{body}</main></body></html>\n")
+
+
+def report_facts(report: Report) -> list[tuple[str, str]]:
+    meta = report.meta
+    facts = [("protocol", report.protocol)]
+    if meta is not None:
+        facts += [("images", str(meta.images or "")), ("split", meta.split or ""),
+                  ("map", meta.map_choice), ("thresholds", describe_source(
+                      meta.threshold_source)), ("run", meta.run),
+                  ("annotations", meta.annotations), ("images root", meta.images_root or ""),
+                  ("baseline", meta.baseline or "")]
+    elif "count" in report.summary and len(report.summary):
+        facts.append(("images", str(int(report.summary["count"].max()))))
+    return facts + [("note", n) for n in report.notes]
+
+
+def write_score_html(report_dir: str | Path, annotations: Annotations | None = None
+                     ) -> Path:
+    """REPORT/report.html from the report folder's own files; returns its path.
+
+    annotations: the readers.Annotations that were scored, when the caller has them
+    (score does): the gallery's ground truth comes from them instead of reading
+    report.json's source again (seconds for ILSVRC's 50,000 images)."""
+    report = read_report(report_dir)
+    sections = [("metrics", "Metrics", headline_section(report)),
+                ("curves", "Curves", curves_section(report)),
+                ("classes", "Per class", per_class_section(report)),
+                ("errors", "Error types", errors_section(report)),
+                ("gallery", "Gallery", gallery_section(report, annotations))]
+    text = page(f"acol-eval report: {report.name}", report_facts(report), sections)
+    path = report.folder / PAGE_FILE
+    atomic_write_text(path, text)
+    return path
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def method_names(reports: list[Report]) -> list[str]:
+    """Report folder names, made unique with their parent folder's name, then a number."""
+    plain = [r.name for r in reports]
+    names = [f"{r.folder.resolve().parent.name}/{r.name}" if plain.count(r.name) > 1
+             else r.name for r in reports]
+    return [n if names.count(n) == 1 else f"{n} ({i + 1})" for i, n in enumerate(names)]
+
+
+def compare_curves_section(reports: list[Report], names: list[str]) -> str:
+    """One chart per curve (gt_known_loc, box_acc_v2@k, ...), every method on it, each
+    marked at its own chosen threshold."""
+    columns: list[str] = []
+    for report in reports:
+        columns += [c for c in curve_columns(report.curve) if c not in columns]
+    charts = []
+    for column in columns:
+        lines, markers = [], []
+        for style, (report, name) in enumerate(zip(reports, names)):
+            if column in report.curve:
+                line, marker = marked_line(report, column, style, name)
+                lines.append(line)
+                markers += [marker] if marker else []
+        charts.append(f"<div><h3>{esc(column)}</h3>" + line_chart(
+            lines, markers, "CAM threshold (fraction of the map's range)", "accuracy (%)")
+            + "</div>")
+    if not charts:
+        charts.append('<p class="note">No report holds a curve.csv.</p>')
+    return section("curves", "Accuracy against CAM threshold",
+                   f'<div class="charts">{"".join(charts)}</div>')
+
+
+def disagreement_section(reports: list[Report], names: list[str], limit: int = 8,
+                         max_methods: int = 8) -> str:
+    """The images whose IoU differs most between methods, each method's map and box side
+    by side (at most `limit` images and the first `max_methods` methods)."""
+    chosen = [(r, n) for r, n in zip(reports, names)
+              if {"image", "iou"} <= set(r.per_image.columns)][:max_methods]
+    if len(chosen) < 2:
+        return section("gallery", "Where the methods disagree", '<p class="note">Fewer '
+                       "than two reports have per_image.csv.</p>")
+    ious = pd.DataFrame({n: r.per_image.drop_duplicates("image").set_index("image")["iou"]
+                         for r, n in chosen})
+    images = gallery.pick_disagreements(ious, limit)
+    rows = []
+    for report, name in chosen:
+        table = report.per_image.drop_duplicates("image").set_index("image", drop=False)
+        source = gallery_source(report, set(images))
+        maps = load_maps(source, images)
+        rows.append((name, table, source, maps, report.protocol))
+    blocks = []
+    for image in images:
+        cards = [card(table.loc[image], source, maps, protocol, name)
+                 for name, table, source, maps, protocol in rows]
+        blocks.append(f'<div class="block"><h3>{esc(image)}</h3>'
+                      f'<div class="versus">{"".join(cards)}</div></div>')
+    if not blocks:
+        blocks.append('<p class="note">The reports share no scored image.</p>')
+    return section("gallery", f"Where the methods disagree ({len(images)} images)",
+                   BOX_KEY + f'<div class="blocks">{"".join(blocks)}</div>')
+
+
+def write_compare_html(out_dir: str | Path, reports: list, leaderboard: pd.DataFrame,
+                       pairs: pd.DataFrame) -> Path:
+    """OUT/report.html for `compare`: the leaderboard, the pairs table, every method's
+    curves on one chart per curve, and the images where the methods disagree most."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = [read_report(r) for r in reports]
+    names = method_names(loaded)
+    sections = [
+        ("leaderboard", "Leaderboard", section("leaderboard", "Leaderboard",
+                                               table_html(leaderboard))),
+        ("pairs", "Pairs", section("pairs", "Each method against the reference",
+                                   table_html(pairs))),
+        ("curves", "Curves", compare_curves_section(loaded, names)),
+        ("gallery", "Disagreements", disagreement_section(loaded, names))]
+    facts = [("methods", str(len(loaded))), ("protocol", loaded[0].protocol if loaded else "")]
+    text = page(f"acol-eval compare: {', '.join(names)}"[:200], facts, sections)
+    path = out / PAGE_FILE
+    atomic_write_text(path, text)
+    return path
