@@ -23,22 +23,23 @@ def resample_weights(rng: np.random.Generator, images: int, rounds: int) -> np.n
     """(images, rounds) float32: how many times each image is drawn in each of `rounds`
     bootstrap resamples of `images` draws with replacement (multinomial counts).
 
-    Drawn as uniform picks counted by one bincount, which is 4x faster than
-    Generator.multinomial over 50,000 categories; memory is 12 bytes x images x rounds.
+    Drawn as uniform picks counted by a bincount per round, 3x faster than
+    Generator.multinomial over 50,000 categories and than one bincount over all rounds
+    (which scatters over the whole array); memory is 12 bytes x images x rounds.
     """
     if images <= 0 or rounds <= 0:
         return np.zeros((max(images, 0), max(rounds, 0)), np.float32)
-    picks = rng.integers(0, images, size=(rounds, images))
-    # cell (image, round) of an images x rounds C-order array: image * rounds + round
-    cells = picks * rounds + np.arange(rounds)[:, None]
-    counts = np.bincount(cells.ravel(), minlength=images * rounds)
-    return counts.reshape(images, rounds).astype(np.float32)
+    picks = rng.integers(0, images, size=(rounds, images), dtype=np.int32)
+    counts = np.empty((rounds, images), np.float32)
+    for row, drawn in zip(counts, picks):
+        row[:] = np.bincount(drawn, minlength=images)
+    return np.ascontiguousarray(counts.T)
 
 
 def threshold_steps(bits: np.ndarray, columns: np.ndarray | None = None,
-                    width: int | None = None) -> scipy.sparse.csr_matrix:
+                    width: int | None = None) -> scipy.sparse.csc_matrix:
     """Where per-image correctness changes along the threshold grid, as a sparse
-    (T, width) float32 matrix S with cumsum(S @ w, axis=0) == bits[kept].T @ w.
+    (T, width) float32 CSC matrix S with cumsum(S @ w, axis=0) == bits[kept].T @ w.
 
     bits: (N, T) bool, image i correct at threshold t. columns: (N,) int, the column
     of image i in the output (-1: leave the image out); default: image i in column i.
@@ -51,11 +52,14 @@ def threshold_steps(bits: np.ndarray, columns: np.ndarray | None = None,
     width = n if width is None else width
     # +1 where an image turns correct (or is correct at the first threshold), -1 where
     # it stops being correct
-    rows, thresholds = np.nonzero(bits != _previous(bits))
+    # flatnonzero + divmod: 10x faster than a 2-D nonzero on 50,000 x 1000
+    rows, thresholds = np.divmod(np.flatnonzero(bits != _previous(bits)), count)
     signs = np.where(bits[rows, thresholds], np.float32(1), np.float32(-1))
     target = np.asarray(columns)[rows]
     keep = target >= 0
-    return scipy.sparse.csr_matrix((signs[keep], (thresholds[keep], target[keep])),
+    # CSC, image by image: the product reads the weights in order and adds into a
+    # (T, R) block that stays in cache; 10x faster than CSR on 50,000 images
+    return scipy.sparse.csc_matrix((signs[keep], (thresholds[keep], target[keep])),
                                    shape=(count, width), dtype=np.float32)
 
 
@@ -66,7 +70,7 @@ def _previous(bits: np.ndarray) -> np.ndarray:
     return shifted
 
 
-def curve_counts(steps: scipy.sparse.csr_matrix, weights: np.ndarray) -> np.ndarray:
+def curve_counts(steps: scipy.sparse.csc_matrix, weights: np.ndarray) -> np.ndarray:
     """(T, R) weighted correct-counts at every threshold for R weight vectors (N, R):
     the accuracy curves of R resamples at once."""
     return np.cumsum(np.asarray(steps @ weights), axis=0)

@@ -355,7 +355,8 @@ def test_compare_with_reports_written_by_score(tmp_path):
         run_folder = write_run(tmp_path / name, boxes, ["a"] * 24, ["a"] * 24,
                                square_maps(boxes, shift=shift))
         out = tmp_path / name / "rep"
-        score(ScoreConfig(run=str(run_folder), annotations=str(tmp_path / name / "ann.csv"),
+        # one annotation file for both runs, as a user would score them
+        score(ScoreConfig(run=str(run_folder), annotations=str(tmp_path / "near" / "ann.csv"),
                           out=str(out), protocol="native", interval=0.01, workers=1))
         if not (out / "report.json").exists():
             pytest.skip("score does not write report.json / outcomes.npz on this branch yet")
