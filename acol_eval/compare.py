@@ -579,10 +579,11 @@ def result_text(result: CompareResult) -> str:
                               + ("" if pd.isna(r[f"{metric}_std"])
                                  else f" sd {r[f'{metric}_std']:.2f}")
                               for _, r in board.iterrows()]))
-    if "max_box_acc_v2_optimism" in board.columns:  # why an oracle value may sit low
-        rows.append(("max_box_acc_v2 optimism", [_cell(v, sign=True)
-                                                 for v in board["max_box_acc_v2_optimism"]]))
-    lines = [f"{result.common} images, {result.rounds} bootstrap rounds, 95% intervals"]
+    optimism = board.get("max_box_acc_v2_optimism")
+    if optimism is not None and optimism.notna().any():  # why an oracle value may sit low
+        rows.append(("max_box_acc_v2 optimism", [_cell(v, sign=True) for v in optimism]))
+    lines = [f"{result.common} images, " + (f"{result.rounds} bootstrap rounds, 95% intervals"
+                                            if result.rounds else "no bootstrap")]
     lines += _columns("leaderboard", board["method"].tolist(), rows)
     if len(pairs):
         rows = [(f"{m} diff", [_cell(r[f"{m}_diff"], r[f"{m}_diff_ci_low"],

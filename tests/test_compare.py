@@ -224,6 +224,17 @@ def test_a_report_against_itself_differs_by_zero_with_p_one(tmp_path):
         0, 0, 1.0)
 
 
+def test_without_bootstrap_values_and_mcnemar_stay_and_intervals_are_empty(tmp_path):
+    weak, strong = two_methods(tmp_path, n=120)
+    with_rounds = compare(tmp_path / "a", weak, strong)
+    without = compare(tmp_path / "b", weak, strong, bootstrap=0)
+    assert without.leaderboard["max_box_acc_v2"].tolist() == with_rounds.leaderboard[
+        "max_box_acc_v2"].tolist()
+    assert without.leaderboard["max_box_acc_v2_ci_low"].isna().all()
+    assert without.pairs["max_box_acc_v2_diff_ci_high"].isna().all()
+    assert without.pairs.loc[0, "mcnemar_p"] == with_rounds.pairs.loc[0, "mcnemar_p"] < 1
+
+
 def test_seed_groups_give_mean_and_sample_std(tmp_path):
     rng = np.random.default_rng(5)
     images = [f"img{i}" for i in range(200)]
