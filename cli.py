@@ -269,7 +269,7 @@ def score(run: str, **options) -> None:
               help="The report (or seed group) the others are compared against "
                    "[default: the first].")
 @click.option("--bootstrap", type=int, default=1000, show_default=True,
-              help="Paired bootstrap rounds for 95%% intervals (0: none).")
+              help="Paired bootstrap rounds for 95% intervals (0: none).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the bootstrap resampling.")
 @click.option("--overwrite", is_flag=True,
