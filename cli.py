@@ -261,5 +261,33 @@ def score(run: str, **options) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.argument("reports", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for leaderboard.csv and pairs.csv.")
+@click.option("--reference", default=None,
+              help="The report (or seed group) the others are compared against "
+                   "[default: the first].")
+@click.option("--bootstrap", type=int, default=1000, show_default=True,
+              help="Paired bootstrap rounds for 95% intervals (0: none).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the bootstrap resampling.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace leaderboard.csv and pairs.csv already in --out.")
+def compare(reports: tuple[str, ...], **options) -> None:
+    """Compare score REPORTS of the same images: leaderboard and paired statistics.
+
+    Each REPORT is a score report folder, or several seeds' reports of one method
+    joined by commas (a1,a2,a3: mean and standard deviation over the seeds). Needs
+    the reports only, neither maps nor images.
+    """
+    from acol_eval.compare import CompareConfig, result_text
+    from acol_eval.compare import run as run_compare
+
+    result = run_compare(CompareConfig(reports=reports, **options))
+    click.echo(result_text(result))
+    click.echo(f"wrote {result.out}/leaderboard.csv and pairs.csv ({result.seconds:.1f} s)")
+
+
 if __name__ == "__main__":
     main()

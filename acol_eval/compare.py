@@ -1,0 +1,598 @@
+"""The `compare` job (SPEC 11, issue 11): score reports of several methods on the same
+images, side by side, with paired statistics. Needs neither maps nor images.
+
+Reads each REPORT folder that `score` wrote (report.json, outcomes.npz, summary.csv,
+per_image.csv), checks that the reports are comparable (same protocol, annotations, IoU
+list and threshold grid), restricts them to their common images and writes to --out:
+
+- leaderboard.csv: one row per report or seed group, every metric on the common images
+  with its 95% bootstrap interval (and, for a group, the standard deviation over seeds);
+- pairs.csv: one row per report or group against the reference: the difference of every
+  metric with its 95% paired bootstrap interval, and the exact McNemar test of per-image
+  GT-known correctness at each report's own max_box_acc threshold.
+
+In every bootstrap resample each method's best CAM threshold is picked again on the
+resample (unless the report took its thresholds from another report), so the interval
+includes the optimism of choosing the oracle threshold on the test images. How it stays
+fast is told in acol_eval.stats.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse
+
+from .errors import AcolError
+from .reportfolder import ReportMeta
+from .safeio import FolderLock, atomic_write_text
+from .stats import interval, mcnemar_exact, resample_weights
+
+MAX_BOOTSTRAP = 100_000  # rounds: 100,000 x 10 metrics x a few methods is tens of MB
+RESAMPLE_BUDGET = 4_000_000  # images x rounds per resampling chunk (about 50 MB)
+OUTPUT_FILES = ("leaderboard.csv", "pairs.csv")
+BOX_METRICS = ("gt_known_loc", "top1_loc", "max_box_acc", "max_box_acc_v2")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """reports: one entry per method: a report folder, or several seeds' report folders
+    of one method joined by commas ('a1,a2,a3'). reference: the entry (or one report of
+    it) the others are compared against; default the first. bootstrap: resampling rounds
+    (0: no intervals). overwrite: replace leaderboard.csv / pairs.csv already in out."""
+
+    reports: tuple[str, ...]
+    out: str
+    reference: str | None = None
+    bootstrap: int = 1000
+    seed: int = 0
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reports", tuple(self.reports))
+        if not self.reports:
+            raise AcolError("compare needs at least one REPORT")
+        for entry in self.reports:
+            if not entry or any(not part.strip() for part in entry.split(",")):
+                raise AcolError(f"REPORT {entry!r} has an empty name; give report folders, "
+                                f"seeds of one method joined by commas (a1,a2,a3)")
+        if not 0 <= self.bootstrap <= MAX_BOOTSTRAP:
+            raise AcolError(f"--bootstrap must be between 0 and {MAX_BOOTSTRAP}")
+        if not self.out:
+            raise AcolError("--out must name a folder")
+        inputs = {Path(p).resolve() for group in self.groups for p in group}
+        inputs |= {Path(p.strip()).resolve() for p in (self.reference or "").split(",")
+                   if p.strip()}
+        if Path(self.out).resolve() in inputs:
+            raise AcolError(f"--out {self.out} is one of the compared reports; choose "
+                            f"another folder")
+
+    @property
+    def groups(self) -> list[tuple[str, ...]]:
+        """The report folders of each entry (one for a single report)."""
+        return [tuple(p.strip() for p in entry.split(",")) for entry in self.reports]
+
+
+@dataclass
+class CompareResult:
+    """What the CLI prints: the two tables, how many images were compared, where."""
+
+    leaderboard: pd.DataFrame
+    pairs: pd.DataFrame
+    reference: str
+    common: int
+    images: dict[str, int]  # report folder -> images it scored
+    rounds: int
+    seconds: float
+    out: Path
+    warnings: list[str] = field(default_factory=list)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Report:
+    """One score report as compare needs it, before restriction to common images."""
+
+    path: Path
+    meta: ReportMeta
+    summary: pd.DataFrame  # summary.csv indexed by metric
+    images: np.ndarray  # per_image.csv's image names, outcomes.npz's order
+    labels: np.ndarray  # per_image.csv's labels
+
+
+def read_report(folder: str) -> Report:
+    """report.json, summary.csv and per_image.csv's names and labels (outcomes.npz is
+    read later, one report at a time: it is the large part)."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise AcolError(f"REPORT {folder} is not a folder")
+    meta = ReportMeta.read(path)
+    summary = _read_csv(path / "summary.csv", ["metric", "value", "threshold"])
+    per_image = _read_csv(path / "per_image.csv", ["image", "label"])
+    if summary["metric"].duplicated().any():
+        raise AcolError(f"{path / 'summary.csv'} names a metric twice")
+    return Report(path=path, meta=meta, summary=summary.set_index("metric"),
+                  images=per_image["image"].to_numpy(dtype=str),
+                  labels=per_image["label"].astype(str).to_numpy())
+
+
+def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, usecols=lambda c: c in columns,
+                            dtype={"image": str, "label": str, "metric": str},
+                            keep_default_na=False, na_values={"value": [""],
+                                                              "threshold": [""]})
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise AcolError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+                        ) from None
+    if missing := [c for c in columns if c not in table.columns]:
+        raise AcolError(f"{path} lacks the column(s) {', '.join(missing)}; is it a score "
+                        f"report?")
+    return table
+
+
+def check_comparable(reports: list[Report]) -> list[str]:
+    """Refuse (one line naming what differs) reports scored under another protocol, IoU
+    list, threshold grid or annotations; returns warnings to print.
+
+    annotations_digest covers the scored images' names, labels and boxes, so reports of
+    different image subsets of one annotation source have different digests. Those are
+    compared on their common images when they name the same source and split and agree
+    on every common image's label; anything else with another digest is refused.
+    """
+    first, warnings = reports[0], []
+    checks = (("protocol", lambda r: r.meta.protocol),
+              ("IoU list (--iou)", lambda r: [int(k) for k in r.meta.iou]),
+              ("CAM threshold grid (--cam-curve-interval)",
+               lambda r: (round(float(r.meta.interval), 12), int(r.meta.n_thresholds))))
+    for other in reports[1:]:
+        for what, get in checks:
+            if get(first) != get(other):
+                raise AcolError(f"cannot compare {first.path} and {other.path}: the {what} "
+                                f"differs ({get(first)} vs {get(other)})")
+        if first.meta.annotations_digest == other.meta.annotations_digest:
+            continue
+        same_source = ((first.meta.annotations, first.meta.split)
+                       == (other.meta.annotations, other.meta.split))
+        differ = (f"cannot compare {first.path} and {other.path}: the annotations differ "
+                  f"({first.meta.annotations} vs {other.meta.annotations}, annotations_digest "
+                  f"{first.meta.annotations_digest[:12]} vs {other.meta.annotations_digest[:12]})")
+        if not same_source or set(first.images) == set(other.images):
+            raise AcolError(differ)
+        mine = pd.Series(first.labels, index=first.images)
+        theirs = pd.Series(other.labels, index=other.images)
+        shared = mine.index.intersection(theirs.index)
+        if not (mine[shared] == theirs[shared]).all():
+            raise AcolError(differ + "; common images have other labels")
+        warnings.append(f"{first.path} and {other.path} scored different images of "
+                        f"{first.meta.annotations}; comparing the common ones")
+    return warnings
+
+
+def common_images(reports: list[Report]) -> pd.Index:
+    """Images every report scored, in the first report's order."""
+    for report in reports:
+        if pd.Index(report.images).has_duplicates:
+            raise AcolError(f"{report.path / 'per_image.csv'} lists an image twice")
+    common = pd.Index(reports[0].images)
+    for report in reports[1:]:
+        common = common[common.isin(report.images)]
+    if not len(common):
+        raise AcolError("the reports have no image in common: " + ", ".join(
+            f"{r.path} ({len(r.images)} images)" for r in reports))
+    return common
+
+
+# --------------------------------------------------------------------------- per method
+
+
+@dataclass
+class Resampleable:
+    """One report on the common images (n of them), reduced to what a resample needs.
+
+    steps: curve name ('max_box_acc', 'max_box_acc_v2@50', ...) -> sparse (T, n)
+    changes of per-image correctness along the threshold grid (acol_eval.stats).
+    fixed: curves whose threshold is the report's own, not re-picked per resample
+    (thresholds taken from another report). columns: (n, 5) float32 per-image 0/1:
+    has ground truth, GT-known at the fixed threshold, Top-1 Loc there, top-1 right,
+    top-1 known. mcnemar: (n,) GT-known at the report's own max_box_acc threshold.
+    """
+
+    steps: dict[str, scipy.sparse.csc_matrix]
+    fixed: dict[str, int]
+    columns: np.ndarray
+    has_predictions: bool
+    mcnemar: np.ndarray
+    pxap: float
+
+
+def _threshold_index(report: Report, thresholds: np.ndarray, metric: str) -> int:
+    """Index in the grid of the threshold summary.csv gives for `metric`."""
+    value = report.summary["threshold"].get(metric, np.nan)
+    if pd.isna(value):
+        raise AcolError(f"{report.path / 'summary.csv'} gives no threshold for {metric}; "
+                        f"score the run again with this acol-eval")
+    return int(np.argmin(np.abs(thresholds - float(value))))
+
+
+def _read_outcomes(report: Report):
+    """outcomes.npz, checked against report.json and per_image.csv."""
+    from .reportfolder import Outcomes
+
+    outcomes = Outcomes.read(report.path)
+    n, count = len(report.images), len(outcomes.thresholds)
+    shapes_ok = (outcomes.v1.shape == (n, count)
+                 and outcomes.v2.shape == (len(report.meta.iou), n, count)
+                 and len(outcomes.has_gt) == n and len(outcomes.top1) == n)
+    if not shapes_ok or not np.array_equal(np.asarray(outcomes.images, str), report.images):
+        raise AcolError(f"{report.path}: outcomes.npz and per_image.csv do not list the same "
+                        f"images; score the run again")
+    if [int(k) for k in outcomes.iou] != [int(k) for k in report.meta.iou]:
+        raise AcolError(f"{report.path}: outcomes.npz and report.json give other IoU lists")
+    return outcomes
+
+
+def prepare(report: Report, common: pd.Index) -> Resampleable:
+    """Report -> Resampleable on the common images (reads outcomes.npz, the large part)."""
+    from .stats import threshold_steps
+
+    outcomes = _read_outcomes(report)
+    thresholds = np.asarray(outcomes.thresholds, np.float64)
+    n = len(common)
+    columns_of = common.get_indexer(report.images)  # -1: not a common image
+    has_gt = np.asarray(outcomes.has_gt, bool)
+    def annotated(bits: np.ndarray) -> np.ndarray:  # no copy when every image has boxes
+        return bits if has_gt.all() else bits & has_gt[:, None]
+
+    v1 = annotated(outcomes.v1)
+    curves = {"max_box_acc": v1}
+    curves.update({f"max_box_acc_v2@{int(k)}": annotated(outcomes.v2[j])
+                   for j, k in enumerate(outcomes.iou)})
+    steps = {name: threshold_steps(bits, columns_of, n) for name, bits in curves.items()}
+    fixed = {}
+    if str(report.meta.threshold_source).startswith("from"):
+        fixed = {name: _threshold_index(report, thresholds, name) for name in curves}
+    at_fixed = _threshold_index(report, thresholds, "gt_known_loc")
+    at_best = _threshold_index(report, thresholds, "max_box_acc")
+    kept = columns_of >= 0
+    where = columns_of[kept]
+    top1 = np.asarray(outcomes.top1)[kept]
+    columns = np.zeros((n, 5), np.float32)
+    columns[where, 0] = has_gt[kept]
+    columns[where, 1] = v1[kept, at_fixed]
+    columns[where, 2] = v1[kept, at_fixed] & (top1 == 1)
+    columns[where, 3] = top1 == 1
+    columns[where, 4] = top1 >= 0
+    mcnemar = np.zeros(n, bool)
+    mcnemar[where] = v1[kept, at_best]
+    pxap = report.summary["value"].get("pxap", np.nan)
+    return Resampleable(steps=steps, fixed=fixed, columns=columns,
+                        has_predictions=bool((top1 >= 0).any()), mcnemar=mcnemar,
+                        pxap=float(pxap))
+
+
+def method_metrics(data: Resampleable, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric (percent) of one method for R weightings of the images (n, R): R
+    bootstrap resamples, or ones for the observed values. Each curve's best threshold
+    is picked per weighting (a report's own threshold where it was fixed)."""
+    from .stats import curve_counts
+
+    # (5, R); weights.T @ columns is 20x faster in BLAS than columns.T @ weights
+    sums = (weights.T @ data.columns).T.astype(np.float64)
+    annotated = sums[0]
+    found: dict[str, np.ndarray] = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if data.has_predictions:
+            found["cls_top1"] = sums[3] * 100.0 / sums[4]
+            found["top1_loc"] = sums[2] * 100.0 / annotated
+        found["gt_known_loc"] = sums[1] * 100.0 / annotated
+        for name, steps in data.steps.items():
+            counts = curve_counts(steps, weights)
+            best = counts[data.fixed[name]] if name in data.fixed else counts.max(axis=0)
+            found[name] = best.astype(np.float64) * 100.0 / annotated
+    found["max_box_acc_v2"] = np.mean(
+        [v for k, v in found.items() if k.startswith("max_box_acc_v2@")], axis=0)
+    return found
+
+
+def group_metrics(members: list[Resampleable], weights: np.ndarray
+                  ) -> dict[str, np.ndarray]:
+    """A seed group's metrics: the mean over its reports, per weighting (NaN where one
+    report lacks the metric, e.g. no predictions)."""
+    each = [method_metrics(m, weights) for m in members]
+    names = dict.fromkeys(k for found in each for k in found)
+    missing = np.full(weights.shape[1], np.nan)
+    return {k: np.mean([found.get(k, missing) for found in each], axis=0) for k in names}
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+
+class Progress:
+    """Bootstrap progress once it has taken `after` seconds: a tqdm bar on a terminal,
+    a plain line every `period` seconds otherwise (logs, CI)."""
+
+    def __init__(self, total: int, log: Callable[[str], None], stream=None,
+                 after: float = 3.0, period: float = 10.0) -> None:
+        self.total, self.log, self.done = total, log, 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.after, self.period = after, period
+        self.start = self.last = time.monotonic()
+        self.bar = None
+
+    def update(self, rounds: int) -> None:
+        self.done += rounds
+        now = time.monotonic()
+        if self.bar is not None:
+            self.bar.update(rounds)
+        elif now - self.start < self.after:
+            return
+        elif getattr(self.stream, "isatty", lambda: False)():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, initial=self.done, desc="bootstrap",
+                            unit="round", file=self.stream, leave=False)
+        elif now - self.last >= self.period or self.done == self.total:
+            self.last = now
+            self.log(f"bootstrap: {self.done}/{self.total} rounds, {now - self.start:.0f} s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def bootstrap(methods: list[list[Resampleable]], images: int, rounds: int, seed: int,
+              progress: Progress | None = None) -> list[dict[str, np.ndarray]]:
+    """Per method (a list of seed reports), every metric in each of `rounds` paired
+    resamples: the same resampled images for every method. Resamples are drawn in
+    chunks of at most RESAMPLE_BUDGET weights, so memory does not grow with rounds."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(rounds, RESAMPLE_BUDGET // max(images, 1)))
+    samples: list[dict[str, np.ndarray]] = [{} for _ in methods]
+    for start in range(0, rounds, chunk):
+        size = min(chunk, rounds - start)
+        weights = resample_weights(rng, images, size)
+        for found, members in zip(samples, methods):
+            for name, values in group_metrics(members, weights).items():
+                found.setdefault(name, np.full(rounds, np.nan))[start:start + size] = values
+        if progress is not None:
+            progress.update(size)
+    return samples
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def metric_order(iou: list[int]) -> list[str]:
+    return ["cls_top1", "top1_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2",
+            *[f"max_box_acc_v2@{int(k)}" for k in iou], "pxap"]
+
+
+def observed_values(members: list[Resampleable], images: int
+                    ) -> list[dict[str, float]]:
+    """Each report's metrics on the common images (pxap: summary.csv's, over the report's
+    own images, since outcomes.npz has no pixels)."""
+    ones = np.ones((images, 1), np.float32)
+    found = []
+    for member in members:
+        values = {k: float(v[0]) for k, v in method_metrics(member, ones).items()}
+        if not np.isnan(member.pxap):
+            values["pxap"] = member.pxap
+        found.append(values)
+    return found
+
+
+def _mean(values: list[dict[str, float]], metric: str) -> float:
+    return float(np.mean([v.get(metric, np.nan) for v in values]))
+
+
+def _optimism(samples: np.ndarray | None, value: float) -> float:
+    """The bootstrap's estimate of how much picking the best threshold on the test images
+    inflates a value: mean resampled value (each resample re-picks) minus the value.
+    Percentile intervals of such a value sit high by about this much."""
+    if samples is None or np.isnan(samples).all():
+        return float("nan")
+    return float(np.nanmean(samples) - value)
+
+
+def leaderboard_table(names: list[str], groups: list[list[str]],
+                      observed: list[list[dict[str, float]]],
+                      samples: list[dict[str, np.ndarray]], images: int,
+                      order: list[str]) -> pd.DataFrame:
+    """One row per method: every metric on the common images (a group: mean over its
+    seeds, with the standard deviation over seeds, ddof 1), with its 95% percentile
+    interval; for the oracle-threshold metrics (max_box_acc*) also the optimism of the
+    oracle threshold as the bootstrap estimates it."""
+    present = [m for m in order if any(m in v for each in observed for v in each)]
+    rows = []
+    for name, paths, each, found in zip(names, groups, observed, samples):
+        row = {"method": name, "reports": ";".join(paths), "seeds": len(paths),
+               "images": images}
+        for metric in present:
+            low, high = interval(found[metric]) if metric in found else (np.nan, np.nan)
+            values = [v.get(metric, np.nan) for v in each]
+            row[metric] = _mean(each, metric)
+            row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = low, high
+            row[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else np.nan
+            if metric.startswith("max_box_acc"):
+                row[f"{metric}_optimism"] = _optimism(found.get(metric), row[metric])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pairs_table(names: list[str], reference: int, methods: list[list[Resampleable]],
+                observed: list[list[dict[str, float]]], samples: list[dict[str, np.ndarray]],
+                images: int, order: list[str]) -> pd.DataFrame:
+    """One row per method against the reference: each metric's difference (method minus
+    reference) with its 95% paired bootstrap interval; the exact McNemar test of GT-known
+    correctness at each report's own max_box_acc threshold (single reports only: a seed
+    group has no one per-image outcome)."""
+    rows = []
+    for i, name in enumerate(names):
+        if i == reference:
+            continue
+        row = {"reference": names[reference], "method": name, "images": images}
+        for metric in order:
+            mine, theirs = _mean(observed[i], metric), _mean(observed[reference], metric)
+            if np.isnan(mine) or np.isnan(theirs):
+                continue
+            row[f"{metric}_diff"] = mine - theirs
+            low = high = np.nan
+            if metric in samples[i] and metric in samples[reference]:
+                low, high = interval(samples[i][metric] - samples[reference][metric])
+            row[f"{metric}_diff_ci_low"], row[f"{metric}_diff_ci_high"] = low, high
+        tests = (np.nan, np.nan, np.nan)
+        if len(methods[i]) == 1 and len(methods[reference]) == 1:
+            tests = mcnemar_exact(methods[reference][0].mcnemar, methods[i][0].mcnemar)
+        row["mcnemar_reference_only"], row["mcnemar_method_only"], row["mcnemar_p"] = tests
+        rows.append(row)
+    tests = ["mcnemar_reference_only", "mcnemar_method_only", "mcnemar_p"]
+    columns = ["reference", "method", "images", *dict.fromkeys(
+        c for row in rows for c in row if c.endswith(("_diff", "_ci_low", "_ci_high"))), *tests]
+    return pd.DataFrame(rows, columns=columns)
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def method_names(groups: list[tuple[str, ...]]) -> list[str]:
+    """A short name per method: its folders' names joined by commas, made unique."""
+    names: list[str] = []
+    for paths in groups:
+        name = ",".join(Path(p).name or str(p) for p in paths)
+        base, copy = name, 2
+        while name in names:
+            name, copy = f"{base} ({copy})", copy + 1
+        names.append(name)
+    return names
+
+
+def reference_index(groups: list[tuple[str, ...]], reference: str | None
+                    ) -> tuple[list[tuple[str, ...]], int]:
+    """The reference method's index: the first by default, else the entry given or
+    the entry holding the report given; a reference not among REPORT is added first."""
+    if reference is None:
+        return groups, 0
+    wanted = tuple(p.strip() for p in reference.split(","))
+    resolved = [Path(p).resolve() for p in wanted]
+    for index, paths in enumerate(groups):
+        if paths == wanted or (len(resolved) == 1
+                               and resolved[0] in [Path(p).resolve() for p in paths]):
+            return groups, index
+    return [wanted, *groups], 0
+
+
+def _refuse_overwrite(out: Path, overwrite: bool) -> None:
+    existing = [name for name in OUTPUT_FILES if (out / name).exists()]
+    if existing and not overwrite:
+        raise AcolError(f"{out} already holds {', '.join(existing)}; pass --overwrite to "
+                        f"replace them or choose another --out")
+
+
+def _write_html(out: Path, reports: list[list[Path]], leaderboard: pd.DataFrame,
+                pairs: pd.DataFrame) -> None:
+    # ------------------------------------------------------------------ HTML HOOK
+    # SPEC 11: every compare writes report.html. The page is another engineer's work:
+    # write_compare_html(out_dir, reports, leaderboard, pairs), where reports is, per
+    # method (leaderboard row order), its report folders. When it is merged, call it here:
+    #     write_compare_html(out, reports, leaderboard, pairs)
+    # ------------------------------------------------------------------
+    return None
+
+
+def run(config: CompareConfig, log: Callable[[str], None] = _stderr) -> CompareResult:
+    """Read the reports, check them, resample, write leaderboard.csv and pairs.csv."""
+    started = time.monotonic()
+    groups, reference = reference_index(config.groups, config.reference)
+    names, out = method_names(groups), Path(config.out)
+    with FolderLock(out, "compare"):
+        _refuse_overwrite(out, config.overwrite)
+        reports = [[read_report(p) for p in paths] for paths in groups]
+        every = [r for members in reports for r in members]
+        warnings = check_comparable(every)
+        common = common_images(every)
+        sizes = {str(r.path): len(r.images) for r in every}
+        if any(size != len(common) for size in sizes.values()):
+            warnings.append(f"compared on the {len(common)} images common to all reports ("
+                            + ", ".join(f"{p}: {n}" for p, n in sizes.items()) + ")")
+        for line in warnings:
+            log(f"acol-eval: warning: {line}")
+        methods = [[prepare(r, common) for r in members] for members in reports]
+        observed = [observed_values(members, len(common)) for members in methods]
+        progress = Progress(config.bootstrap, log)
+        try:
+            samples = bootstrap(methods, len(common), config.bootstrap, config.seed,
+                                progress) if config.bootstrap else [{} for _ in methods]
+        finally:
+            progress.close()
+        order = metric_order(every[0].meta.iou)
+        leaderboard = leaderboard_table(names, [list(g) for g in groups], observed, samples,
+                                        len(common), order)
+        pairs = pairs_table(names, reference, methods, observed, samples, len(common), order)
+        for name, table in (("leaderboard.csv", leaderboard), ("pairs.csv", pairs)):
+            atomic_write_text(out / name, table.to_csv(index=False, float_format="%.6g"))
+        _write_html(out, [[r.path for r in members] for members in reports], leaderboard,
+                    pairs)
+    return CompareResult(leaderboard=leaderboard, pairs=pairs, reference=names[reference],
+                         common=len(common), images=sizes, rounds=config.bootstrap,
+                         seconds=time.monotonic() - started, out=out, warnings=warnings)
+
+
+# --------------------------------------------------------------------------- terminal
+
+
+def _cell(value: float, low: float = np.nan, high: float = np.nan, sign: bool = False) -> str:
+    if pd.isna(value):
+        return ""
+    text = f"{value:+.2f}" if sign else f"{value:.2f}"
+    return text + ("" if pd.isna(low) else f" [{low:.2f}, {high:.2f}]")
+
+
+def _columns(header: str, names: list[str], rows: list[tuple[str, list[str]]]) -> list[str]:
+    width = max([len(header)] + [len(r[0]) for r in rows]) + 2
+    cells = [max([len(n)] + [len(r[1][i]) for r in rows]) + 2 for i, n in enumerate(names)]
+    lines = [header.ljust(width) + "".join(n.rjust(w) for n, w in zip(names, cells))]
+    lines += [label.ljust(width) + "".join(c.rjust(w) for c, w in zip(values, cells))
+              for label, values in rows]
+    return lines
+
+
+def result_text(result: CompareResult) -> str:
+    """The leaderboard and the pairs, metrics down and methods across, as printed."""
+    board, pairs = result.leaderboard, result.pairs
+    metrics = [c for c in board.columns if f"{c}_ci_low" in board.columns]
+    rows = []
+    for metric in metrics:
+        rows.append((metric, [_cell(r[metric], r[f"{metric}_ci_low"], r[f"{metric}_ci_high"])
+                              + ("" if pd.isna(r[f"{metric}_std"])
+                                 else f" sd {r[f'{metric}_std']:.2f}")
+                              for _, r in board.iterrows()]))
+    optimism = board.get("max_box_acc_v2_optimism")
+    if optimism is not None and optimism.notna().any():  # why an oracle value may sit low
+        rows.append(("max_box_acc_v2 optimism", [_cell(v, sign=True) for v in optimism]))
+    lines = [f"{result.common} images, " + (f"{result.rounds} bootstrap rounds, 95% intervals"
+                                            if result.rounds else "no bootstrap")]
+    lines += _columns("leaderboard", board["method"].tolist(), rows)
+    if len(pairs):
+        rows = [(f"{m} diff", [_cell(r[f"{m}_diff"], r[f"{m}_diff_ci_low"],
+                                     r[f"{m}_diff_ci_high"], sign=True)
+                               for _, r in pairs.iterrows()])
+                for m in metrics if f"{m}_diff" in pairs.columns]
+        rows.append(("mcnemar ref/method/p", [
+            "" if pd.isna(r["mcnemar_p"]) else
+            f"{int(r['mcnemar_reference_only'])}/{int(r['mcnemar_method_only'])}/"
+            f"{r['mcnemar_p']:.3g}" for _, r in pairs.iterrows()]))
+        lines += ["", *_columns(f"against {result.reference}", pairs["method"].tolist(), rows)]
+    return "\n".join(lines)
