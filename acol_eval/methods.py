@@ -172,7 +172,9 @@ class _FirstLogits(nn.Module):
     The target layer's output is cut from the graph below it and made a leaf that
     requires grad (the model's parameters are frozen meanwhile), so a backward
     pass runs only from the logits down to that layer: no weight gradients, no
-    backbone backward below the layer.
+    backbone backward below the layer. After the library's hooks have kept that
+    leaf, the layers above get a copy: an in-place op there (ResNet's ReLU after
+    `bn1`) would otherwise change the kept activation or fail on a leaf.
     """
 
     def __init__(self, model: ACoL, target_layer: str) -> None:
@@ -183,7 +185,11 @@ class _FirstLogits(nn.Module):
         # head needs the head run as a map so that its modules are called
         self.full_head = target_layer.startswith("heads.0") or model.heads[0].kind != "linear"
         self.calls = 0
-        self.tap = self.layer.register_forward_hook(self._cut)
+        self.taps = [self.layer.register_forward_hook(self._cut)]
+
+    def guard_after_library(self) -> None:
+        """Hand the layers above a copy; call once the library has registered its hooks."""
+        self.taps.append(self.layer.register_forward_hook(lambda m, i, output: output.clone()))
 
     @property
     def layer(self) -> nn.Module:
@@ -208,7 +214,8 @@ class _FirstLogits(nn.Module):
         return logits
 
     def release(self) -> None:
-        self.tap.remove()
+        for tap in self.taps:
+            tap.remove()
 
 
 @contextlib.contextmanager
@@ -260,6 +267,7 @@ def _library_maps(wrapped: _FirstLogits, images: Tensor, classes: Tensor,
                   method: MapMethod) -> np.ndarray:
     """(B, K, h, w) numpy maps: the library's __call__ once per class rank."""
     cam = _CAM_CLASSES[method](wrapped, [wrapped.layer])
+    wrapped.guard_after_library()
     try:
         if isinstance(cam, _SharedScoreCAM):
             cam.wanted = classes

@@ -213,6 +213,21 @@ def test_bad_names_are_one_line_errors():
     assert resolve_target_layer(model, None) == DEFAULT_TARGET_LAYER == "backbone"
 
 
+@pytest.mark.parametrize("method", ["gradcam", "layercam", "scorecam"])
+def test_a_layer_followed_by_an_inplace_op(method):
+    """The target layer's activation is the one before an in-place ReLU above it."""
+    maps = []
+    for inplace in (False, True):
+        torch.manual_seed(0)
+        backbone = nn.Sequential(nn.Conv2d(3, 6, 3, stride=2, padding=1), nn.ReLU(inplace),
+                                 nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.ReLU(inplace))
+        model = ACoL(backbone, 8, 4, "p", (), "linear").eval()
+        maps.append(method_maps(model, torch.rand(2, 3, 32, 32), torch.tensor([[1], [2]]),
+                                method, "backbone.0"))
+    assert maps[0].shape == (2, 1, 16, 16)
+    torch.testing.assert_close(maps[1], maps[0])
+
+
 def test_a_shared_module_is_refused():
     """torchvision's BasicBlock calls its one ReLU twice: its activation is ambiguous."""
     model = plain_cam_model("resnet18", None).eval()
