@@ -10,10 +10,12 @@ opencv-python-headless as we do. Maps come out at the target layer's
 resolution (what the map store keeps), ReLU'd and min-max normalised per map,
 the library's own scaling, with no upsampling.
 
-Batching: one forward and one backward pass per batch and class rank, driven
-by the library's own `BaseCAM.__call__`. Where the library goes per image or
-repeats work we go around it, each way tested against the library's output:
-Eigen-CAM ignores the class, so it runs once per batch, not per rank; the
+Batching: one forward pass per batch and one backward pass per class rank (the
+library's `BaseCAM.forward` does a forward pass with each backward; below the
+target layer nothing depends on the class), then the library's own map making.
+Where the library goes per image or repeats work we go around it, each way
+tested against the library's output: Eigen-CAM ignores the class, so its map is
+made once per batch, not per rank; the
 library's Score-CAM materialises B x C masked copies of the batch at once (tens
 of GB for a batch of 32 on MobileNetV2), keeps every masked pass's activations
 and loops per image and class, so its weights are computed here in bounded
@@ -265,20 +267,34 @@ def method_maps(model: ACoL, images: Tensor, classes: Tensor, method: MapMethod 
 
 def _library_maps(wrapped: _FirstLogits, images: Tensor, classes: Tensor,
                   method: MapMethod) -> np.ndarray:
-    """(B, K, h, w) numpy maps: the library's __call__ once per class rank."""
+    """(B, K, h, w) numpy maps: one forward pass, then per class rank one backward pass
+    and the library's own map making (`compute_cam_per_layer`, `aggregate_multi_layers`).
+
+    These are the steps of the library's `BaseCAM.forward`, less its forward pass per
+    call: below the target layer nothing depends on the class, and with the graph
+    cut at the layer each backward pass covers only the layers above it.
+    """
     cam = _CAM_CLASSES[method](wrapped, [wrapped.layer])
     wrapped.guard_after_library()
+    hooks = cam.activations_and_grads
     try:
         if isinstance(cam, _SharedScoreCAM):
             cam.wanted = classes
+        with torch.set_grad_enabled(cam.uses_gradients):
+            outputs = hooks(images)  # the forward pass; the library's hooks keep the layer
         ranks = 1 if method in _CLASS_AGNOSTIC else classes.shape[1]
         per_rank = []
         for rank in range(ranks):
             cam.rank = rank
             targets = [ClassifierOutputTarget(int(c)) for c in classes[:, rank].tolist()]
-            per_rank.append(cam(images, targets))
+            if cam.uses_gradients:
+                hooks.gradients = []  # the library's gradient hook prepends each backward's
+                loss = sum(target(output) for target, output in zip(targets, outputs))
+                loss.backward(retain_graph=rank < ranks - 1)
+            per_layer = cam.compute_cam_per_layer(images, targets, False)
+            per_rank.append(cam.aggregate_multi_layers(per_layer))
     finally:
-        cam.activations_and_grads.release()
+        hooks.release()
     maps = np.stack(per_rank, 1)
     return np.repeat(maps, classes.shape[1], 1) if ranks == 1 else maps
 
