@@ -222,9 +222,12 @@ class _FirstLogits(nn.Module):
 
 @contextlib.contextmanager
 def _gradients_for_cam(model: nn.Module) -> Iterator[None]:
-    """Autograd on (even inside localize's inference_mode), parameters frozen, restored after."""
+    """Autograd on (even inside localize's inference_mode), parameters frozen, restored after;
+    float32 even inside an autocast region (the library turns gradients into numpy)."""
     flags = [(p, p.requires_grad) for p in model.parameters()]
-    with torch.inference_mode(False), torch.enable_grad():
+    device = next(model.parameters()).device.type
+    with torch.inference_mode(False), torch.enable_grad(), \
+            torch.autocast(device, enabled=False):
         for parameter, _ in flags:
             parameter.requires_grad_(False)
         try:

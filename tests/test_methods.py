@@ -210,6 +210,18 @@ def test_the_model_is_left_as_it_was():
     assert not any(m._forward_hooks for m in mobilenet.modules())
 
 
+def test_inside_inference_mode_and_autocast():
+    """As localize calls it: under inference_mode, maybe in a bfloat16 autocast region."""
+    model = tiny_model()
+    images = torch.rand(2, 3, 32, 32)
+    classes = torch.tensor([[1, 2], [3, 4]])
+    expected = method_maps(model, images, classes, "gradcam")
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        found = method_maps(model, images, classes, "gradcam")
+    assert found.dtype == torch.float32
+    torch.testing.assert_close(found, expected)
+
+
 def test_model_method_is_the_fused_map():
     model = tiny_model()
     images = torch.rand(2, 3, 32, 32)
