@@ -190,6 +190,24 @@ def test_acol_models_equal_the_library(method, head):
         np.testing.assert_allclose(found, expected[:, rank], atol=FLOAT16_TOLERANCE)
 
 
+@pytest.mark.parametrize(("method", "passes"), [("gradcam", 1), ("layercam", 1),
+                                               ("eigencam", 1), ("scorecam", 1 + 2)])
+def test_one_forward_pass_per_batch(method, passes):
+    """3 images x 2 class ranks: the backbone runs once for the batch, not per image or rank;
+    Score-CAM adds its 3 x 8 masked images (8 channels) in two chunks of 16, for both ranks."""
+    model = tiny_model()
+    calls = []
+    handle = model.backbone.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("acol_eval.methods.SCORE_CHUNK", 16)
+            method_maps(model, torch.rand(3, 3, 32, 32), torch.tensor([[1, 2]] * 3), method)
+    finally:
+        handle.remove()
+    assert len(calls) == passes and calls[0] == 3
+    assert sum(calls[1:]) == (3 * 8 if method == "scorecam" else 0)
+
+
 def test_maps_follow_the_target_layer_resolution(mobilenet):
     images = torch.rand(1, 3, 224, 224)
     classes = torch.tensor([[0]])
