@@ -15,11 +15,12 @@ library's `BaseCAM.forward` does a forward pass with each backward; below the
 target layer nothing depends on the class), then the library's own map making.
 Where the library goes per image or repeats work we go around it, each way
 tested against the library's output: Eigen-CAM ignores the class, so its map is
-made once per batch, not per rank; the
-library's Score-CAM materialises B x C masked copies of the batch at once (tens
-of GB for a batch of 32 on MobileNetV2), keeps every masked pass's activations
-and loops per image and class, so its weights are computed here in bounded
-chunks of masked images, for every class rank from the same masked passes.
+made once per batch, not per rank; the library's Score-CAM materialises B x C
+masked copies of the batch at once (tens of GB for a batch of 32 on
+MobileNetV2), keeps every masked pass's activations and loops per image and
+class, so its weights are computed here in bounded chunks of masked images, for
+every class rank from the same masked passes. Left as the library has them: the
+Eigen methods' SVD per image (numpy), and the min-max scaling per map.
 """
 
 from __future__ import annotations
