@@ -191,9 +191,10 @@ def check_regular(path: Path) -> None:
     """Refuse anything but a regular file before decoding it: a FIFO would wait forever
     for a writer, a device could be read without end, a folder is no image."""
     mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise OSError("a folder, not an image file")
     if not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-        raise OSError(f"{path.name} is {kind}")
+        raise OSError("not a regular file (a FIFO, device or socket)")
 
 
 class SweepImages(ImagesForModel):

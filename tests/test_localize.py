@@ -268,7 +268,8 @@ def test_fifo_folder_and_dangling_link_in_a_list_are_error_rows(tmp_path, checkp
     assert (result.images, result.failed) == (1, 4)
     reasons = {e["image"]: e["reason"] for e in read_rows(tmp_path / "run" / "errors.csv")}
     assert set(reasons) == {"pipe.jpg", "folder.jpg", "gone.jpg", "missing.jpg"}
-    assert "not a regular file" in reasons["pipe.jpg"] and "folder" in reasons["folder.jpg"]
+    assert reasons["pipe.jpg"] == "OSError: not a regular file (a FIFO, device or socket)"
+    assert reasons["folder.jpg"] == "OSError: a folder, not an image file"
     assert reasons["missing.jpg"].startswith("FileNotFoundError")
 
 
