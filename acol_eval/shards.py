@@ -222,6 +222,6 @@ def merge_maps(folders: list[Path], out: Path, shape: tuple[int, int],
     with MapStoreWriter(out, height, width) as store:
         for rank, row in merged_rows(folders, "maps_index.csv"):
             _, local_row, image, class_id, class_name, pred_rank, is_label = row
-            store.add(image, class_id, class_name, pred_rank, is_label,
+            store.add(image, int(class_id), class_name, int(pred_rank), int(is_label),
                       sources[rank][int(local_row)])
         return store.finish(classes)
