@@ -181,6 +181,8 @@ def synth(out: str, **options) -> None:
               help="Folder for JPEG heatmap overlays with the box drawn.")
 @click.option("--all-boxes", is_flag=True,
               help="Write every connected component's box to boxes.csv, not only the largest.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="With --weights none: the seed of the random model, so runs repeat.")
 def localize(**options) -> None:
     """Sweep IMAGES through the fused-CAM generator into classes, maps and boxes.
 
@@ -191,7 +193,7 @@ def localize(**options) -> None:
     from acol_eval.localization import LocalizeConfig
     from acol_eval.localization import localize as run_localize
 
-    summary = run_localize(LocalizeConfig(**options))
+    summary = run_localize(LocalizeConfig(**options))  # a LocalizeResult
     if summary.images or summary.failed:
         rate = summary.images / max(summary.seconds, 1e-9)
         click.echo(

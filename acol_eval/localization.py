@@ -1,25 +1,26 @@
 """`acol-eval localize`: sweep images through the fused-CAM generator into boxes (SPEC 4).
 
-Streaming and resumable: each process (rank) writes its shard's rows and maps
-into RUN/.partial/rank<r>/ after every batch and then records how far it got
-(progress.json, the byte length of every file). A killed run rerun with the
-same command truncates the files to the last record and goes on; at the end
-rank 0 merges the shards in image order into the final files, so a resumed or
-sharded run ends with the same files as one uninterrupted process.
+    LocalizeConfig (validated) -> run(config, log) -> LocalizeResult
+
+The layers, each its own function: which images (`imagelist`), the model
+(`load_model`), inference (`infer`: images -> top-k classes and low-resolution
+maps), boxes (`image_boxes`, pure: a map -> boxes in image pixels), rows
+(`prediction_row`, `stored_maps`: CSV rows), and the files (`shards` while the
+run streams, `mapstore` for the map store). Every input is read and checked
+before anything is written, so a run refused at start-up leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import hashlib
-import heapq
-import io
 import json
+import math
 import os
-import shutil
+import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,27 +34,44 @@ from tqdm import tqdm
 from .backbones import imagenet_categories
 from .boxes import native_boxes, upsample_map
 from .checkpoint import load_checkpoint, model_from_checkpoint
-from .data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ImagesForModel,
-    collate_positions,
-    decode_image,
-)
+from .data import IMAGENET_MEAN, IMAGENET_STD, collate_positions, decode_image
 from .errors import AcolError
+from .imagelist import ImageList, SweepImages, fingerprint, label_indices, list_images, printable
 from .maps import overlay
-from .mapstore import INDEX_COLUMNS, MAP_DTYPE, maps_meta
 from .model import ACoL, plain_cam_model
-from .readers import READERS, detect_format, is_image_file, read_source
-from .runtime import Distributed, default_workers, library_versions
+from .runtime import Distributed, library_versions, resolve_workers
+from .safeio import (
+    LOCK_NAME,
+    FolderLock,
+    atomic_write_bytes,
+    atomic_write_text,
+    is_inside,
+    output_path,
+)
+from .shards import (
+    BOX_FIELDS,
+    PARTIAL,
+    RunRecord,
+    ShardWriter,
+    merge_csv,
+    merge_csv_if_any,
+    merge_maps,
+    prepare_run_folder,
+    read_map_shape,
+    record_map_shape,
+)
 from .weights import find_imagenet_file, resolve_weights
 
-PARTIAL = ".partial"
-BOX_FIELDS = ["x0", "y0", "x1", "y1"]
+MAX_BATCH = 4096  # a larger batch only multiplies memory: the images are held at once
+MAX_INPUT_SIZE = 4096
+FEATURE_STRIDES = (32, 16, 8)
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d{1,3})?")
 
 
-@dataclass
+@dataclass(frozen=True)
 class LocalizeConfig:
+    """Options of `acol-eval localize`, one field per flag; checked on construction."""
+
     images: str
     out: str
     checkpoint: str | None = None
@@ -65,15 +83,35 @@ class LocalizeConfig:
     top_k: int = 5
     cam_threshold: float = 0.2
     batch_size: int = 32
-    workers: int | None = None  # None: data.default_workers()
+    workers: int | None = None  # None: runtime.default_workers(), resolved here
     device: str = "auto"
     overlays: str | None = None
     all_boxes: bool = False
     image_root: str | None = None  # where an annotation source's images are (wsol:)
+    seed: int = 0  # the random model of --weights none
+
+    def __post_init__(self) -> None:
+        if bool(self.checkpoint) == bool(self.arch):
+            raise AcolError("give either --checkpoint CKPT or --arch NAME (with --weights)")
+        if not self.images or not self.out:
+            raise AcolError("IMAGES and --out must not be empty")
+        if not (math.isfinite(self.cam_threshold) and 0.0 <= self.cam_threshold <= 1.0):
+            raise AcolError(f"--cam-threshold {self.cam_threshold} is outside [0, 1]")
+        if self.top_k < 1 or self.batch_size < 1:
+            raise AcolError("--top-k and --batch-size must be at least 1, --workers at least 0")
+        if self.batch_size > MAX_BATCH:
+            raise AcolError(f"--batch-size {self.batch_size} is over {MAX_BATCH}")
+        if self.feature_stride not in FEATURE_STRIDES:
+            raise AcolError(f"--feature-stride {self.feature_stride} must be 32, 16 or 8")
+        if not DEVICE_NAME.fullmatch(self.device):
+            raise AcolError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N")
+        if not 0 <= self.seed < 2**63:
+            raise AcolError(f"--seed {self.seed} must be between 0 and 2**63 - 1")
+        object.__setattr__(self, "workers", resolve_workers(self.workers))
 
 
-@dataclass
-class LocalizeSummary:
+@dataclass(frozen=True)
+class LocalizeResult:
     images: int
     failed: int
     maps: int
@@ -82,7 +120,7 @@ class LocalizeSummary:
     resumed: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadedModel:
     model: ACoL
     classes: list[str]
@@ -90,6 +128,9 @@ class LoadedModel:
     mean: list[float]
     std: list[float]
     description: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- the model
 
 
 def _sha256(path: Path) -> str:
@@ -100,23 +141,49 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_model(config: LocalizeConfig) -> LoadedModel:
-    """The model of `--checkpoint`, or a plain torchvision classifier of `--arch`."""
-    if bool(config.checkpoint) == bool(config.arch):
-        raise AcolError("give either --checkpoint CKPT or --arch NAME (with --weights)")
-    if config.checkpoint:
-        payload = load_checkpoint(config.checkpoint)
+def _check_preprocessing(path: str, payload: dict[str, Any]) -> None:
+    """A checkpoint's input size, mean and std must make sense before any image is read."""
+    size = payload["input_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_INPUT_SIZE:
+        raise AcolError(f"{path}: input_size {size!r} must be a whole number from 1 to "
+                        f"{MAX_INPUT_SIZE}")
+    for key in ("mean", "std"):
+        values = payload[key]
+        if (not isinstance(values, (list, tuple)) or len(values) != 3
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+                or (key == "std" and min(values) <= 0)):
+            raise AcolError(f"{path}: {key} {values!r} must be three finite numbers"
+                            + (" above 0" if key == "std" else ""))
+    classes = payload["classes"]
+    if not isinstance(classes, (list, tuple)) or not classes:
+        raise AcolError(f"{path}: classes must be a non-empty list of names")
+
+
+def _checkpoint_model(path: str) -> LoadedModel:
+    payload = load_checkpoint(path)
+    _check_preprocessing(path, payload)
+    try:
         model = model_from_checkpoint(payload)
-        return LoadedModel(
-            model, list(payload["classes"]), int(payload["input_size"]),
-            list(payload["mean"]), list(payload["std"]),
-            {"checkpoint": str(Path(config.checkpoint).resolve()), "arch": payload["arch"],
-             "recipe": payload["recipe"], "deltas": list(payload["deltas"]),
-             "head": payload["head"], "feature_stride": payload["feature_stride"],
-             "sha256": _sha256(Path(config.checkpoint))},
-        )
+    except AcolError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an untrusted file's fields, one line
+        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        raise AcolError(f"{path} is not a usable acol-eval checkpoint: {reason}") from None
+    return LoadedModel(
+        model, [str(c) for c in payload["classes"]], int(payload["input_size"]),
+        [float(v) for v in payload["mean"]], [float(v) for v in payload["std"]],
+        {"checkpoint": str(Path(path).resolve()), "arch": payload["arch"],
+         "recipe": payload["recipe"], "deltas": list(payload["deltas"]),
+         "head": payload["head"], "feature_stride": payload["feature_stride"],
+         "sha256": _sha256(Path(path))},
+    )
+
+
+def _torchvision_model(config: LocalizeConfig) -> LoadedModel:
     state = resolve_weights(config.weights, config.arch)
-    model = plain_cam_model(config.arch, state, config.feature_stride)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)  # a random model (--weights none) repeats run to run
+        model = plain_cam_model(config.arch, state, config.feature_stride)
     count = model.num_classes
     if config.weights == "imagenet" and count == 1000:
         classes = imagenet_categories(config.arch)
@@ -124,424 +191,296 @@ def load_model(config: LocalizeConfig) -> LoadedModel:
         classes = [f"class_{i}" for i in range(count)]
     source = (find_imagenet_file(config.arch) if config.weights == "imagenet"
               else Path(config.weights) if config.weights != "none" else None)
-    return LoadedModel(
-        model, classes, 224, list(IMAGENET_MEAN), list(IMAGENET_STD),
-        {"arch": config.arch, "weights": config.weights, "recipe": "p",
-         "feature_stride": config.feature_stride,
-         "sha256": _sha256(source) if source and source.is_file() else None},
-    )
+    description = {"arch": config.arch, "weights": config.weights, "recipe": "p",
+                   "feature_stride": config.feature_stride,
+                   "sha256": _sha256(source) if source and source.is_file() else None}
+    if config.weights == "none":
+        description["seed"] = config.seed
+    return LoadedModel(model, classes, 224, list(IMAGENET_MEAN), list(IMAGENET_STD),
+                       description)
 
 
-@dataclass
-class ImageList:
-    root: Path
-    images: list[str]  # relative paths, sorted, '/' separators
-    labels: list[str | None]
-    unknown_labels: int = 0
+def load_model(config: LocalizeConfig) -> LoadedModel:
+    """The model of `--checkpoint`, or a plain torchvision classifier of `--arch`."""
+    if config.checkpoint:
+        return _checkpoint_model(config.checkpoint)
+    return _torchvision_model(config)
 
 
-def _scan_folder(root: Path) -> list[str]:
-    return sorted(
-        path.relative_to(root).as_posix()
-        for path in root.rglob("*")
-        if path.is_file() and is_image_file(path) and PARTIAL not in path.parts
-    )
+# --------------------------------------------------------------------------- inference
 
 
-def _read_list_file(path: Path) -> list[str]:
-    lines = [line.strip() for line in path.read_text().splitlines()]
-    return sorted({line for line in lines if line and not line.startswith("#")})
+@dataclass(frozen=True)
+class BatchMaps:
+    """One batch through the model: `scores` (B, k) softmax and `predicted` (B, k) class
+    ids of the top k, `fused` (B, k + 1, h, w) float16 low-resolution maps of those
+    classes and then of the label's class (class 0 where the label is unknown)."""
+
+    scores: np.ndarray
+    predicted: np.ndarray
+    fused: np.ndarray
 
 
-def _from_annotations(source: str, split: str | None, image_root: str | None) -> ImageList:
-    annotations = read_source(source)
-    if image_root:
-        annotations.root = Path(image_root)
-    if split is not None:
-        if split not in annotations.splits:
-            raise AcolError(
-                f"{source} has no split {split!r} (found: {', '.join(annotations.splits)})"
-            )
-        annotations = annotations.split(split)
-    table = annotations.images.drop_duplicates("image").sort_values("image")
-    return ImageList(annotations.root, table["image"].tolist(), table["label"].tolist())
+def infer(model: ACoL, images: torch.Tensor, label_ids: list[int], top_k: int) -> BatchMaps:
+    """Top-k classes and their fused maps (bfloat16 autocast for the backbone on CUDA)."""
+    use_cuda = images.device.type == "cuda"
+    if use_cuda:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda):
+        features = model.backbone(images)
+    features = features.float()
+    probabilities = model.logits(features).softmax(1)
+    scores, predicted = probabilities.topk(top_k, 1)
+    labels = torch.tensor(label_ids, device=predicted.device).clamp(min=0)
+    wanted = torch.cat([predicted, labels[:, None]], 1)
+    fused = model.fused_maps(features, wanted).to(torch.float16).cpu().numpy()
+    return BatchMaps(scores.cpu().numpy(), predicted.cpu().numpy(), fused)
 
 
-def list_images(config: LocalizeConfig) -> ImageList:
-    """Which images to sweep, relative to which root, and their labels when known."""
-    source = config.images
-    fmt, sep, _ = source.partition(":")
-    path = Path(source)
-    if sep and fmt in READERS and not path.exists():
-        return _from_annotations(source, config.split, config.image_root)
-    if not path.exists():
-        raise AcolError(f"{source} does not exist")
-    if path.is_dir() and detect_format(path) != "folder":
-        return _from_annotations(source, config.split, config.image_root)
-    if path.is_file():
-        names = _read_list_file(path)
-        root = path.parent
-    else:
-        names = _scan_folder(path)
-        root = path
-    if not names:
-        raise AcolError(f"no images found in {source} (jpg, jpeg, png, bmp, webp, tif)")
-    labels: list[str | None] = [None] * len(names)
-    if config.labels:
-        table = read_source(config.labels).images
-        by_path = dict(zip(table["image"], table["label"]))
-        by_name = {Path(k).name: v for k, v in by_path.items()}
-        if len(by_name) != len(by_path):
-            by_name = {}  # basenames are ambiguous: match full relative paths only
-        labels = [by_path.get(n, by_name.get(Path(n).name)) for n in names]
-    return ImageList(root, names, labels)
+# --------------------------------------------------------------------------- boxes, rows
 
 
-def label_indices(labels: list[str | None], classes: list[str]) -> tuple[list[int], int]:
-    """Class index of every label (-1 when absent or unknown) and the unknown count."""
-    index = {name: i for i, name in enumerate(classes)}
-    out, unknown = [], 0
-    for label in labels:
-        if label is None or label == "" or (isinstance(label, float) and np.isnan(label)):
-            out.append(-1)
-            continue
-        text = str(label)
-        if text in index:
-            out.append(index[text])
-        elif text.isdigit() and int(text) < len(classes):
-            out.append(int(text))  # integer class ids (wsolevaluation's class_labels.txt)
-        else:
-            out.append(-1)
-            unknown += 1
-    return out, unknown
+def image_boxes(top1_map: np.ndarray, width: int, height: int, threshold: float,
+                all_boxes: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The map upsampled to the image (width x height) and its boxes at `threshold`:
+    (n, 4) x0, y0, x1, y1 in original-image pixels, x1/y1 exclusive, largest component
+    first (only it unless `all_boxes`). The same upsampling as `score --protocol native`,
+    so the two agree."""
+    cam = upsample_map(top1_map, width, height)
+    return cam, native_boxes(cam, threshold, all_boxes=all_boxes)
 
 
-# --------------------------------------------------------------------------- shard files
+def stored_maps(predicted: np.ndarray, label: int, classes: list[str]
+                ) -> list[tuple[int, int, str, int, int]]:
+    """Which maps of one image the store keeps, as (slot in BatchMaps.fused, class_id,
+    class_name, pred_rank, is_label): the top k, then the label's when not among them
+    (pred_rank 0)."""
+    entries = [(rank - 1, int(c), classes[c], rank, int(c == label))
+               for rank, c in enumerate(predicted, start=1)]
+    if label >= 0 and label not in predicted:
+        entries.append((len(predicted), label, classes[label], 0, 1))
+    return entries
 
 
-class ShardWriter:
-    """Append-only files of one rank, with a progress record that makes them resumable."""
+def prediction_row(global_id: int, image: str, size: tuple[int, int], label: int,
+                   classes: list[str], predicted: np.ndarray, scores: np.ndarray,
+                   boxes: np.ndarray, threshold: float) -> list[Any]:
+    """predictions.csv's row (after the merge key): the first box, or empty fields."""
+    box = [int(v) for v in boxes[0]] if len(boxes) else ["", "", "", ""]
+    return [global_id, image, size[0], size[1], "" if label < 0 else classes[label],
+            *(classes[c] for c in predicted), *(f"{s:.6f}" for s in scores), *box, threshold]
 
-    FILES = ("predictions.csv", "maps_index.csv", "maps.f16", "errors.csv", "boxes.csv")
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        progress = self._read_progress()
-        self.done = progress["done"]
-        self.map_rows = progress["map_rows"]
-        for name in self.FILES:
-            path = folder / name
-            path.touch()
-            os.truncate(path, progress["sizes"].get(name, 0))  # drop what came after it
-        self.handles = {name: open(folder / name, "ab") for name in self.FILES}
+def prediction_header(top_k: int) -> list[str]:
+    return ["image", "width", "height", "label", *(f"pred_{i}" for i in range(1, top_k + 1)),
+            *(f"score_{i}" for i in range(1, top_k + 1)), *BOX_FIELDS, "cam_threshold"]
 
-    def _read_progress(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.folder / "progress.json").read_text())
-        except (OSError, ValueError):
-            return {"done": 0, "map_rows": 0, "sizes": {}}
 
-    def rows(self, name: str, rows: list[list[Any]]) -> None:
-        if rows:
-            buffer = io.StringIO()
-            csv.writer(buffer, lineterminator="\n").writerows(rows)
-            self.handles[name].write(buffer.getvalue().encode())
+# --------------------------------------------------------------------------- overlays
 
-    def maps(self, maps: np.ndarray) -> None:
-        self.handles["maps.f16"].write(np.ascontiguousarray(maps, MAP_DTYPE).tobytes())
-        self.map_rows += len(maps)
 
-    def commit(self, done: int) -> None:
-        """Record that the first `done` images of the shard are fully written."""
-        for handle in self.handles.values():
-            handle.flush()
-        self.done = done
-        sizes = {name: (self.folder / name).stat().st_size for name in self.FILES}
-        record = {"done": done, "map_rows": self.map_rows, "sizes": sizes}
-        tmp = self.folder / "progress.json.tmp"
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, self.folder / "progress.json")
+def check_overlays(overlays: str, out: Path, listing: ImageList, resuming: bool) -> None:
+    """Refuse an overlay folder where an overlay could replace an input: no listed image
+    may lie inside it, and a new run needs it new or empty (only a resumed run finds its
+    own earlier overlays there). Names inside it come from `safeio.output_path`, so they
+    stay inside and never collide (x.png -> x.png.jpg, x.jpg -> x.jpg.jpg)."""
+    folder = Path(overlays)
+    if folder.exists() and not folder.is_dir():
+        raise AcolError(f"--overlays {overlays} is not a folder")
+    base = os.path.realpath(folder)
+    root = os.path.realpath(listing.root)
+    if base == os.path.realpath(out):
+        raise AcolError(f"--overlays {overlays} is the run folder; choose a folder of its own")
+    for name in listing.images:
+        if Path(name).is_absolute() or ".." in Path(name).parts or is_inside(root, base):
+            if is_inside(os.path.join(root, name), base):
+                raise AcolError(f"--overlays {overlays} holds the image {printable(name)}; "
+                                "choose a folder outside the images")
+    if not resuming and folder.is_dir() and any(p.name != LOCK_NAME for p in folder.iterdir()):
+        raise AcolError(f"--overlays {overlays} already holds files; choose a new or empty "
+                        "folder (overlays never replace existing files)")
 
-    def close(self) -> None:
-        for handle in self.handles.values():
-            handle.close()
+
+def save_overlay(folder: Path, root: Path, image: str, cam: np.ndarray,
+                 boxes: np.ndarray) -> None:
+    """OVERLAYS/<image>.jpg, a JPEG of quality 90 written atomically (the input's name kept
+    whole: x.png -> x.png.jpg). Encoded in memory and written by Python, which takes any
+    file name (OpenCV's imwrite crashed on names that are not UTF-8)."""
+    import cv2
+
+    picture = np.asarray(decode_image(root / image))
+    if picture.shape[:2] != cam.shape:
+        cam = upsample_map(cam, picture.shape[1], picture.shape[0])
+    drawn = cv2.cvtColor(overlay(picture, cam, boxes), cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise AcolError(f"could not encode the overlay of {printable(image)}")
+    target = output_path(folder, image, ".jpg")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(target, encoded.tobytes())
 
 
 # --------------------------------------------------------------------------- the sweep
 
 
-class Localizer:
-    def __init__(self, config: LocalizeConfig, log: Callable[[str], None]) -> None:
-        if not 0.0 <= config.cam_threshold <= 1.0:
-            raise AcolError(f"--cam-threshold {config.cam_threshold} is outside [0, 1]")
-        if config.workers is None:
-            config.workers = default_workers()
-        if config.top_k < 1 or config.batch_size < 1 or config.workers < 0:
-            raise AcolError("--top-k and --batch-size must be at least 1, --workers at least 0")
-        self.config = config
-        self.log = log
-        self.out = Path(config.out)
-        self.partial = self.out / PARTIAL
+@dataclass(frozen=True)
+class Sweep:
+    """Everything one rank's sweep reads: validated inputs and where to write."""
 
-    def _arguments(self) -> dict[str, Any]:
-        """What must match for a rerun to continue a partial run."""
-        args = asdict(self.config)
-        for key in ("workers", "device", "out"):
-            args.pop(key)
-        return args
+    config: LocalizeConfig
+    loaded: LoadedModel
+    listing: ImageList
+    labels: list[int]
+    top_k: int
+    overlays: Path | None
+    partial: Path
 
-    def _prepare_folder(self) -> bool:
-        """Check a previous run in OUT; returns True when it is resumed."""
-        args_file = self.partial / "arguments.json"
-        if (self.out / "run.json").exists() and not self.partial.exists():
-            raise AcolError(f"{self.out} already holds a finished run; choose another --out")
-        if self.partial.exists():
-            try:
-                previous = json.loads(args_file.read_text())
-            except (OSError, ValueError):
-                previous = None
-            if previous != json.loads(json.dumps(self._arguments())):
-                raise AcolError(
-                    f"{self.out} holds an unfinished run with other arguments; rerun that "
-                    "command to finish it, or choose another --out"
-                )
-            return True
-        self.partial.mkdir(parents=True, exist_ok=True)
-        args_file.write_text(json.dumps(self._arguments(), indent=1))
-        return False
 
-    def run(self) -> LocalizeSummary:
-        began = time.perf_counter()
-        config = self.config
-        distributed = Distributed(config.device)
-        try:
-            # rank 0 alone checks and prepares OUT; the others wait for it
-            resumed = self._prepare_folder() if distributed.is_main else False
+def write_batch(sweep: Sweep, writer: ShardWriter, maps: BatchMaps, ids: list[int],
+                sizes: list[tuple[int, int]]) -> None:
+    """One decoded batch's rows, maps, boxes and overlays into this rank's files."""
+    config, classes = sweep.config, sweep.loaded.classes
+    predictions, box_rows = [], []
+    for b, g in enumerate(ids):
+        image, label = sweep.listing.images[g], sweep.labels[g]
+        entries = stored_maps(maps.predicted[b], label, classes)
+        writer.maps(g, image, [entry[1:] for entry in entries],
+                    [maps.fused[b, entry[0]] for entry in entries])
+        cam, boxes = image_boxes(maps.fused[b, 0], *sizes[b], config.cam_threshold,
+                                 config.all_boxes)
+        predictions.append(prediction_row(g, image, sizes[b], label, classes,
+                                          maps.predicted[b], maps.scores[b], boxes,
+                                          config.cam_threshold))
+        if config.all_boxes:
+            top1 = classes[maps.predicted[b][0]]
+            box_rows += [[g, image, top1, *map(int, row)] for row in boxes]
+        if sweep.overlays is not None:
+            save_overlay(sweep.overlays, sweep.listing.root, image, cam, boxes)
+    writer.rows("predictions.csv", predictions)
+    writer.rows("boxes.csv", box_rows)
+    record_map_shape(sweep.partial, maps.fused.shape[-2:])
+
+
+def sweep_shard(sweep: Sweep, shard: list[int], writer: ShardWriter,
+                distributed: Distributed) -> None:
+    """Decode, infer and write this rank's images from where its last run stopped,
+    committing progress after every batch."""
+    device = distributed.device
+    model = sweep.loaded.model.to(device).eval()
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    todo = shard[writer.done:]
+    loaded = sweep.loaded
+    dataset = SweepImages(sweep.listing.root, [sweep.listing.images[g] for g in todo],
+                          loaded.input_size, loaded.mean, loaded.std)
+    loader = DataLoader(dataset, batch_size=sweep.config.batch_size, shuffle=False,
+                        num_workers=sweep.config.workers, collate_fn=collate_positions,
+                        pin_memory=device.type == "cuda")
+    show = distributed.is_main and sys.stderr.isatty()
+    bar = tqdm(total=len(shard) * distributed.world, initial=writer.done * distributed.world,
+               unit="img", desc="localize", disable=not show, smoothing=0.1)
+    done = writer.done
+    with torch.inference_mode():
+        for positions, images, sizes, failed in loader:
+            writer.rows("errors.csv", [[todo[p], printable(sweep.listing.images[todo[p]]),
+                                        reason] for p, reason in failed])
+            if images is not None:
+                ids = [todo[p] for p in positions]
+                maps = infer(model, images.to(device, non_blocking=True),
+                             [sweep.labels[g] for g in ids], sweep.top_k)
+                write_batch(sweep, writer, maps, ids, sizes)
+            done += len(positions) + len(failed)
+            writer.commit(done)
+            bar.update((len(positions) + len(failed)) * distributed.world)
+    bar.close()
+
+
+def merge_run(sweep: Sweep, out: Path, world: int, unknown: int, seconds: float,
+              resumed: bool) -> LocalizeResult:
+    """Rank 0: the ranks' files merged into OUT, run.json written, .partial removed."""
+    import shutil
+
+    folders = [sweep.partial / f"rank{r}" for r in range(world)]
+    images = merge_csv(folders, "predictions.csv", out / "predictions.csv",
+                       prediction_header(sweep.top_k))
+    failed = merge_csv_if_any(folders, "errors.csv", out / "errors.csv", ["image", "reason"])
+    if sweep.config.all_boxes:
+        merge_csv(folders, "boxes.csv", out / "boxes.csv", ["image", "class_name", *BOX_FIELDS])
+    count = merge_maps(folders, out, read_map_shape(sweep.partial), sweep.loaded.classes)
+    run = {
+        "model": sweep.loaded.description,
+        "classes": len(sweep.loaded.classes),
+        "input_size": sweep.loaded.input_size,
+        "arguments": asdict(sweep.config),
+        "versions": library_versions(),
+        "counts": {"images": images, "failed": failed, "maps": count,
+                   "unknown_labels": unknown},
+        "processes": world,
+        "seconds": round(seconds, 3),
+        "resumed": resumed,
+    }
+    atomic_write_text(out / "run.json", json.dumps(run, indent=1))
+    shutil.rmtree(sweep.partial)
+    return LocalizeResult(images, failed, count, seconds, out, resumed)
+
+
+def _record(config: LocalizeConfig, loaded: LoadedModel, listing: ImageList) -> RunRecord:
+    arguments = asdict(config)
+    for key in ("workers", "device", "out"):
+        arguments.pop(key)  # how and where a run goes may change between its parts
+    return RunRecord(arguments, loaded.description["sha256"], fingerprint(listing))
+
+
+def _list(config: LocalizeConfig) -> ImageList:
+    own = tuple(Path(p) for p in (config.out, config.overlays) if p)
+    return list_images(config.images, config.split, config.image_root, config.labels, own)
+
+
+def run(config: LocalizeConfig, log: Callable[[str], None]) -> LocalizeResult:
+    """The sweep: inputs checked, OUT locked and prepared, shards swept, rank 0 merges."""
+    began = time.perf_counter()
+    out = Path(config.out)
+    distributed = Distributed(config.device)
+    try:
+        loaded = load_model(config)
+        listing = _list(config)
+        labels, unknown = label_indices(listing.labels, loaded.classes)
+        with contextlib.ExitStack() as locks:
+            resumed = False
+            if distributed.is_main:
+                if config.overlays is not None:  # read-only, so before OUT is created
+                    check_overlays(config.overlays, out, listing, (out / PARTIAL).exists())
+                locks.enter_context(FolderLock(out, "localize"))
+                if config.overlays is not None:
+                    locks.enter_context(FolderLock(config.overlays, "localize"))
+                resumed = prepare_run_folder(out, _record(config, loaded, listing))
             if distributed.active:
                 dist.barrier()
-            loaded = load_model(config)
-            listing = list_images(config)
-            labels, unknown = label_indices(listing.labels, loaded.classes)
-            listing.unknown_labels = unknown
-            shard = list(range(distributed.rank, len(listing.images), distributed.world))
-            writer = ShardWriter(self.partial / f"rank{distributed.rank}")
+            overlays = Path(config.overlays) if config.overlays is not None else None
+            sweep = Sweep(config, loaded, listing, labels, min(config.top_k, len(loaded.classes)),
+                          overlays, out / PARTIAL)
+            writer = ShardWriter(sweep.partial / f"rank{distributed.rank}")
             if distributed.is_main:
-                state = "resuming" if resumed else "localising"
-                self.log(
-                    f"{state} {len(listing.images)} images with {loaded.description['arch']} "
-                    f"({len(loaded.classes)} classes) on {distributed.device}, "
-                    f"{distributed.world} process(es)"
-                )
-            self._sweep(loaded, listing, labels, shard, writer, distributed)
+                log(f"{'resuming' if resumed else 'localising'} {len(listing.images)} images "
+                    f"with {loaded.description['arch']} ({len(loaded.classes)} classes) on "
+                    f"{distributed.device}, {distributed.world} process(es)")
+            sweep_shard(sweep, list(range(distributed.rank, len(listing.images),
+                                          distributed.world)), writer, distributed)
             writer.close()
             if distributed.active:
                 dist.barrier()
-            summary = None
+            result = LocalizeResult(0, 0, 0, 0.0, out, resumed)
             if distributed.is_main:
-                summary = self._merge(loaded, listing, distributed.world,
-                                      time.perf_counter() - began, resumed)
+                result = merge_run(sweep, out, distributed.world, unknown,
+                                   time.perf_counter() - began, resumed)
             if distributed.active:
                 dist.barrier()
-            return summary or LocalizeSummary(0, 0, 0, 0.0, self.out, resumed)
-        finally:
-            distributed.close()
-
-    def _sweep(self, loaded: LoadedModel, listing: ImageList, labels: list[int],
-               shard: list[int], writer: ShardWriter, distributed: Distributed) -> None:
-        config = self.config
-        device = distributed.device
-        model = loaded.model.to(device).eval()
-        use_cuda = device.type == "cuda"
-        if use_cuda:
-            model.to(memory_format=torch.channels_last)
-        todo = shard[writer.done:]
-        paths = [listing.root / listing.images[g] for g in todo]
-        dataset = ImagesForModel(paths, loaded.input_size, loaded.mean, loaded.std)
-        loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False,
-                            num_workers=config.workers, collate_fn=collate_positions,
-                            pin_memory=use_cuda)
-        top_k = min(config.top_k, len(loaded.classes))
-        show = distributed.is_main and sys.stderr.isatty()
-        bar = tqdm(total=len(shard) * distributed.world, initial=writer.done * distributed.world,
-                   unit="img", desc="localize", disable=not show, smoothing=0.1)
-        done = writer.done
-        overlay_root = Path(config.overlays) if config.overlays else None
-        with torch.inference_mode():
-            for positions, images, sizes, failed in loader:
-                rows_failed = [[todo[p], listing.images[todo[p]], reason] for p, reason in failed]
-                writer.rows("errors.csv", rows_failed)
-                if images is not None:
-                    global_ids = [todo[p] for p in positions]
-                    self._batch(model, images.to(device, non_blocking=True), global_ids, sizes,
-                                listing, labels, loaded.classes, top_k, writer, overlay_root,
-                                use_cuda)
-                batch_count = len(positions) + len(failed)
-                done += batch_count
-                writer.commit(done)
-                bar.update(batch_count * distributed.world)
-        bar.close()
-
-    def _batch(self, model: ACoL, images: torch.Tensor, global_ids: list[int],
-               sizes: list[tuple[int, int]], listing: ImageList, labels: list[int],
-               classes: list[str], top_k: int, writer: ShardWriter, overlay_root: Path | None,
-               use_cuda: bool) -> None:
-        config = self.config
-        if use_cuda:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda):
-            features = model.backbone(images)
-        features = features.float()
-        probabilities = model.logits(features).softmax(1)
-        scores, predicted = probabilities.topk(top_k, 1)
-        label_ids = torch.tensor([labels[g] for g in global_ids], device=predicted.device)
-        wanted = torch.cat([predicted, label_ids.clamp(min=0)[:, None]], 1)
-        fused = model.fused_maps(features, wanted).to(torch.float16).cpu().numpy()
-        scores = scores.cpu().numpy()
-        predicted = predicted.cpu().numpy()
-        prediction_rows, index_rows, box_rows, stored = [], [], [], []
-        for b, g in enumerate(global_ids):
-            image = listing.images[g]
-            width, height = sizes[b]
-            label = labels[g]
-            for rank, class_id in enumerate(predicted[b], start=1):
-                stored.append(fused[b, rank - 1])
-                index_rows.append([g, writer.map_rows + len(stored) - 1, image, int(class_id),
-                                   classes[class_id], rank, int(class_id == label)])
-            if label >= 0 and label not in predicted[b]:
-                stored.append(fused[b, top_k])
-                index_rows.append([g, writer.map_rows + len(stored) - 1, image, label,
-                                   classes[label], 0, 1])
-            # the same upsampling as `score --protocol native`, so its boxes agree
-            cam = upsample_map(fused[b, 0], width, height)
-            boxes = native_boxes(cam, config.cam_threshold, all_boxes=config.all_boxes)
-            box = [int(v) for v in boxes[0]] if len(boxes) else ["", "", "", ""]
-            prediction_rows.append([
-                g, image, width, height,
-                "" if label < 0 else classes[label],
-                *(classes[c] for c in predicted[b]),
-                *(f"{s:.6f}" for s in scores[b]),
-                *box, config.cam_threshold,
-            ])
-            if config.all_boxes:
-                box_rows += [[g, image, classes[predicted[b][0]], *map(int, row)]
-                             for row in boxes]
-            if overlay_root is not None:
-                self._write_overlay(overlay_root, listing, image, cam, boxes)
-        writer.maps(np.stack(stored) if stored else np.zeros((0, 1, 1), MAP_DTYPE))
-        writer.rows("predictions.csv", prediction_rows)
-        writer.rows("maps_index.csv", index_rows)
-        writer.rows("boxes.csv", box_rows)
-        shape_file = self.partial / "map_shape.json"
-        if not shape_file.exists():
-            shape_file.write_text(json.dumps([int(v) for v in fused.shape[-2:]]))
-
-    def _write_overlay(self, root: Path, listing: ImageList, image: str, cam: np.ndarray,
-                       boxes: np.ndarray) -> None:
-        import cv2
-
-        picture = np.asarray(decode_image(listing.root / image))
-        if picture.shape[:2] != cam.shape:
-            cam = upsample_map(cam, picture.shape[1], picture.shape[0])
-        drawn = overlay(picture, cam, boxes)
-        target = (root / image).with_suffix(".jpg")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(target), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR),
-                    [cv2.IMWRITE_JPEG_QUALITY, 90])
-
-    # ------------------------------------------------------------------ merge
-
-    def _merge(self, loaded: LoadedModel, listing: ImageList, world: int, seconds: float,
-               resumed: bool) -> LocalizeSummary:
-        top_k = min(self.config.top_k, len(loaded.classes))
-        folders = [self.partial / f"rank{r}" for r in range(world)]
-        header = ["image", "width", "height", "label",
-                  *(f"pred_{i}" for i in range(1, top_k + 1)),
-                  *(f"score_{i}" for i in range(1, top_k + 1)), *BOX_FIELDS, "cam_threshold"]
-        images = _merge_csv(folders, "predictions.csv", self.out / "predictions.csv", header)
-        failed = _merge_csv(folders, "errors.csv", self.out / "errors.csv", ["image", "reason"],
-                            keep_empty=False)
-        if self.config.all_boxes:
-            _merge_csv(folders, "boxes.csv", self.out / "boxes.csv",
-                       ["image", "class_name", *BOX_FIELDS])
-        height, width = self._map_shape()
-        count = self._merge_maps(folders, height, width)
-        (self.out / "maps.json").write_text(
-            json.dumps(maps_meta(height, width, count, loaded.classes), indent=1))
-        run = {
-            "model": loaded.description,
-            "classes": len(loaded.classes),
-            "input_size": loaded.input_size,
-            "arguments": asdict(self.config),
-            "versions": library_versions(),
-            "counts": {"images": images, "failed": failed, "maps": count,
-                       "unknown_labels": listing.unknown_labels},
-            "processes": world,
-            "seconds": round(seconds, 3),
-            "resumed": resumed,
-        }
-        (self.out / "run.json").write_text(json.dumps(run, indent=1))
-        shutil.rmtree(self.partial)
-        return LocalizeSummary(images, failed, count, seconds, self.out, resumed)
-
-    def _map_shape(self) -> tuple[int, int]:
-        """Map size, recorded by the first batch (maybe by an earlier, killed process)."""
-        try:
-            height, width = json.loads((self.partial / "map_shape.json").read_text())
-        except (OSError, ValueError):
-            return 0, 0  # no image could be decoded: no maps
-        return int(height), int(width)
-
-    def _merge_maps(self, folders: list[Path], height: int, width: int) -> int:
-        map_bytes = height * width * MAP_DTYPE.itemsize
-        sources = []
-        for folder in folders:
-            rows = (folder / "maps.f16").stat().st_size // map_bytes
-            sources.append(np.memmap(folder / "maps.f16", dtype=MAP_DTYPE, mode="r",
-                                     shape=(rows, height, width)) if rows else None)
-        count = 0
-        with open(self.out / "maps.f16", "wb") as maps_out, \
-                open(self.out / "maps_index.csv", "w", newline="") as index_out:
-            index_writer = csv.writer(index_out, lineterminator="\n")
-            index_writer.writerow(INDEX_COLUMNS)
-            for rank, row in _merged_rows(folders, "maps_index.csv"):
-                local_row = int(row[1])
-                maps_out.write(np.ascontiguousarray(sources[rank][local_row]).tobytes())
-                index_writer.writerow([count, *row[2:]])
-                count += 1
-        return count
+            return result
+    finally:
+        distributed.close()
 
 
-def _read_rows(path: Path, rank: int) -> Iterator[tuple[int, int, list[str]]]:
-    with open(path, newline="") as handle:
-        for row in csv.reader(handle):
-            yield int(row[0]), rank, row
-
-
-def _merged_rows(folders: list[Path], name: str) -> Iterator[tuple[int, list[str]]]:
-    """Rows of every rank's file in global image order (each rank's file is in order)."""
-    streams = [_read_rows(folder / name, rank) for rank, folder in enumerate(folders)]
-    for _, rank, row in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
-        yield rank, row
-
-
-def _merge_csv(folders: list[Path], name: str, target: Path, header: list[str],
-               keep_empty: bool = True) -> int:
-    count = 0
-    tmp = target.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
-        for _, row in _merged_rows(folders, name):
-            writer.writerow(row[1:])
-            count += 1
-    if count or keep_empty:
-        os.replace(tmp, target)
-    else:
-        tmp.unlink()
-    return count
-
-
-def localize(config: LocalizeConfig, log: Callable[[str], None] | None = None) -> LocalizeSummary:
-    """Run the sweep; returns counts (failed > 0 means some files could not be decoded)."""
-    return Localizer(config, log or (lambda m: print(m, file=sys.stderr, flush=True))).run()
+def localize(config: LocalizeConfig, log: Callable[[str], None] | None = None
+             ) -> LocalizeResult:
+    """`run` logging to stderr; failed > 0 in the result means some files were skipped."""
+    return run(config, log or (lambda m: print(m, file=sys.stderr, flush=True)))

@@ -62,3 +62,68 @@ def open_maps(run: str | Path) -> MapStore:
             if shape[0] else np.zeros(shape, MAP_DTYPE))
     index = pd.read_csv(run / "maps_index.csv", keep_default_na=False)
     return MapStore(maps, index, list(meta["classes"]))
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class MapStoreWriter:
+    """Writes a run's map store: maps.f16 and maps_index.csv stream in, maps.json last.
+
+        with MapStoreWriter(run, height, width) as store:
+            store.add(image, class_id, class_name, pred_rank, is_label, cam)
+            ...
+            store.finish(classes)
+
+    Both data files are written under temporary names and renamed only by `finish`, so
+    a reader never sees a store whose maps.json disagrees with its maps: an interrupted
+    writer leaves the previous files (or none) in place.
+    """
+
+    def __init__(self, run: str | Path, height: int, width: int) -> None:
+        import contextlib
+        import csv
+
+        from .safeio import atomic_open
+
+        self.run = Path(run)
+        self.height, self.width = int(height), int(width)
+        self.count = 0
+        self._stack = contextlib.ExitStack()
+        self._maps = self._stack.enter_context(atomic_open(self.run / "maps.f16", "wb"))
+        self._index = self._stack.enter_context(
+            atomic_open(self.run / "maps_index.csv", "w", newline=""))
+        self._rows = csv.writer(self._index, lineterminator="\n")
+        self._rows.writerow(INDEX_COLUMNS)
+        self._finished = False
+
+    def add(self, image: str, class_id: int, class_name: str, pred_rank: int, is_label: int,
+            cam: np.ndarray) -> None:
+        """One low-resolution map (height x width) of `image` for one class; `pred_rank`
+        is its rank among the predictions (0: the label's map, not predicted)."""
+        cam = np.ascontiguousarray(cam, MAP_DTYPE)
+        if cam.shape != (self.height, self.width):
+            raise ValueError(f"map of shape {cam.shape}, store of {self.height}x{self.width}")
+        self._maps.write(cam.tobytes())
+        self._rows.writerow([self.count, image, class_id, class_name, pred_rank, is_label])
+        self.count += 1
+
+    def finish(self, classes: list[str]) -> int:
+        """Rename maps.f16 and maps_index.csv into place, then write maps.json; the count."""
+        from .safeio import atomic_write_text
+
+        self._finished = True
+        self._stack.close()
+        atomic_write_text(self.run / "maps.json",
+                          json.dumps(maps_meta(self.height, self.width, self.count, classes),
+                                     indent=1))
+        return self.count
+
+    def __enter__(self) -> MapStoreWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if not self._finished:
+            # leave no half store behind: the temporary files are dropped, not renamed
+            self._stack.__exit__(exc_type or RuntimeError,
+                                 exc or RuntimeError("unfinished map store"), traceback)

@@ -82,3 +82,88 @@ def write_wsol_metadata(folder: Path, images: list[tuple[str, str, int, int]],
         "".join(f"{p},{w},{h}\n" for p, _, w, h in images))
     (folder / "localization.txt").write_text("".join(f"{line}\n" for line in localization))
     return folder
+
+
+# --------------------------------------------------------------------------- localize helpers
+
+CLASSES = ["checker", "stripes", "third"]
+
+
+def make_checkpoint(path: Path, recipe: str = "pp", zero_heads: bool = False, seed: int = 0,
+                    classes: list[str] = CLASSES, **fields):
+    """A small resnet18 (stride 16, input 64) acol-eval checkpoint at `path`; `fields`
+    override checkpoint entries (input_size=0 makes a broken one). Returns the model."""
+    import torch
+
+    from acol_eval.checkpoint import save_checkpoint
+    from acol_eval.data import IMAGENET_MEAN, IMAGENET_STD
+    from acol_eval.model import build_model
+
+    torch.manual_seed(seed)
+    model = build_model("resnet18", len(classes), recipe, [0.5], "linear", 16)
+    if zero_heads:
+        for head in model.heads:
+            torch.nn.init.zeros_(head.classifier.weight)
+            torch.nn.init.zeros_(head.classifier.bias)
+    save_checkpoint(path, {
+        "arch": "resnet18", "recipe": recipe, "deltas": [0.5], "head": "linear",
+        "feature_stride": 16, "classes": classes, "input_size": 64,
+        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+        "state_dict": model.state_dict(), "epoch": 0, **fields,
+    })
+    return model.eval()
+
+
+def synth_with_checkpoint(tmp_path: Path, train_per_class: int, val_per_class: int):
+    """A small synth set under tmp_path/s and a recipe-p checkpoint tmp_path/m.pt over
+    its classes; returns (folder, class names)."""
+    from acol_eval.synth import SynthConfig, class_names, write_synth
+
+    write_synth(tmp_path / "s", SynthConfig(classes=3, train_per_class=train_per_class,
+                                            val_per_class=val_per_class, size=64))
+    names = class_names(3)
+    make_checkpoint(tmp_path / "m.pt", recipe="p", classes=names)
+    return tmp_path / "s", names
+
+
+def run_localize(images, out, log=None, **options):
+    """`localize` in this process (decoding in the main process unless `workers` is
+    given); returns its LocalizeResult."""
+    from acol_eval.localization import LocalizeConfig, localize
+
+    options.setdefault("workers", 0)
+    config = LocalizeConfig(images=str(images), out=str(out), **options)
+    return localize(config, log=log or (lambda message: None))
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def tree_state(folder: Path) -> dict[str, bytes | None]:
+    """Every path under `folder` with its bytes (None for folders): equal states mean
+    nothing was created, removed or changed."""
+    state: dict[str, bytes | None] = {}
+    for path in sorted(Path(folder).rglob("*")):
+        key = path.relative_to(folder).as_posix()
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            state[key] = b"<special>"
+        else:
+            state[key] = None if path.is_dir() else path.read_bytes()
+    return state
+
+
+def write_images(folder: Path, names: list[str], size: tuple[int, int] = (72, 56),
+                 seed: int = 0) -> Path:
+    """Small random-texture images at `folder/name` (format from the extension)."""
+    rng = np.random.default_rng(seed)
+    for name in names:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = cv2.GaussianBlur(rng.integers(0, 255, (size[1], size[0], 3), np.uint8),
+                                 (0, 0), 2)
+        assert cv2.imwrite(str(path), image), path
+    return folder
