@@ -10,6 +10,9 @@ import click
 from acol_eval import __version__
 from acol_eval.errors import AcolError
 
+METHOD_NAMES = ["model", "gradcam", "gradcam++", "xgradcam", "layercam", "scorecam",
+                "eigencam", "eigengradcam", "hirescam", "gradcamelementwise"]
+
 
 def _floats(text: str | None) -> list[float] | None:
     """'0.6', '0.5,0.7', '[0.5, 0.7]' or '0.5 0.7' -> floats."""
@@ -181,6 +184,13 @@ def synth(out: str, **options) -> None:
               help="Folder for JPEG heatmap overlays with the box drawn.")
 @click.option("--all-boxes", is_flag=True,
               help="Write every connected component's box to boxes.csv, not only the largest.")
+@click.option("--method", type=click.Choice(METHOD_NAMES), default="model", show_default=True,
+              help="Which maps: model = the model's own fused CAMs; or a post-hoc method "
+                   "(pytorch-grad-cam) on the first classifier's logits. scorecam is "
+                   "very slow on CPU (one forward pass per feature channel).")
+@click.option("--target-layer", default=None,
+              help="Post-hoc methods: the module whose activations are mapped, e.g. "
+                   "backbone.7 [default: the backbone's output, at --feature-stride].")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="With --weights none: the seed of the random model, so runs repeat.")
 def localize(**options) -> None:

@@ -38,6 +38,7 @@ from .data import IMAGENET_MEAN, IMAGENET_STD, collate_positions, decode_image
 from .errors import AcolError
 from .imagelist import ImageList, SweepImages, fingerprint, label_indices, list_images, printable
 from .maps import overlay
+from .methods import MapMethod, method_maps, method_record, resolve_target_layer
 from .model import ACoL, plain_cam_model
 from .runtime import Distributed, library_versions, resolve_workers
 from .safeio import (
@@ -89,8 +90,13 @@ class LocalizeConfig:
     all_boxes: bool = False
     image_root: str | None = None  # where an annotation source's images are (wsol:)
     seed: int = 0  # the random model of --weights none
+    method: MapMethod = MapMethod.MODEL  # the model's fused maps, or a post-hoc CAM method
+    target_layer: str | None = None  # post-hoc methods: module path (default: the backbone)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "method", MapMethod.parse(self.method))
+        if self.method is MapMethod.MODEL and self.target_layer is not None:
+            raise AcolError("--target-layer applies to post-hoc methods, not --method model")
         if bool(self.checkpoint) == bool(self.arch):
             raise AcolError("give either --checkpoint CKPT or --arch NAME (with --weights)")
         if not self.images or not self.out:
@@ -221,8 +227,11 @@ class BatchMaps:
     fused: np.ndarray
 
 
-def infer(model: ACoL, images: torch.Tensor, label_ids: list[int], top_k: int) -> BatchMaps:
-    """Top-k classes and their fused maps (bfloat16 autocast for the backbone on CUDA)."""
+def infer(model: ACoL, images: torch.Tensor, label_ids: list[int], top_k: int,
+          method: MapMethod = MapMethod.MODEL, target_layer: str | None = None) -> BatchMaps:
+    """Top-k classes and their maps (bfloat16 autocast for the backbone on CUDA): the
+    model's fused maps, which reuse the features already computed, or a post-hoc
+    method's at `target_layer` (one more forward, one backward per class rank)."""
     use_cuda = images.device.type == "cuda"
     if use_cuda:
         images = images.contiguous(memory_format=torch.channels_last)
@@ -233,7 +242,11 @@ def infer(model: ACoL, images: torch.Tensor, label_ids: list[int], top_k: int) -
     scores, predicted = probabilities.topk(top_k, 1)
     labels = torch.tensor(label_ids, device=predicted.device).clamp(min=0)
     wanted = torch.cat([predicted, labels[:, None]], 1)
-    fused = model.fused_maps(features, wanted).to(torch.float16).cpu().numpy()
+    if method is MapMethod.MODEL:
+        maps = model.fused_maps(features, wanted)
+    else:
+        maps = method_maps(model, images, wanted, method, target_layer)
+    fused = maps.to(torch.float16).cpu().numpy()
     return BatchMaps(scores.cpu().numpy(), predicted.cpu().numpy(), fused)
 
 
@@ -334,6 +347,7 @@ class Sweep:
     top_k: int
     overlays: Path | None
     partial: Path
+    target_layer: str | None = None  # resolved against the model (post-hoc methods)
 
 
 def write_batch(sweep: Sweep, writer: ShardWriter, maps: BatchMaps, ids: list[int],
@@ -387,7 +401,8 @@ def sweep_shard(sweep: Sweep, shard: list[int], writer: ShardWriter,
             if images is not None:
                 ids = [todo[p] for p in positions]
                 maps = infer(model, images.to(device, non_blocking=True),
-                             [sweep.labels[g] for g in ids], sweep.top_k)
+                             [sweep.labels[g] for g in ids], sweep.top_k,
+                             sweep.config.method, sweep.target_layer)
                 write_batch(sweep, writer, maps, ids, sizes)
             done += len(positions) + len(failed)
             writer.commit(done)
@@ -406,7 +421,8 @@ def merge_run(sweep: Sweep, out: Path, world: int, unknown: int, seconds: float,
     failed = merge_csv_if_any(folders, "errors.csv", out / "errors.csv", ["image", "reason"])
     if sweep.config.all_boxes:
         merge_csv(folders, "boxes.csv", out / "boxes.csv", ["image", "class_name", *BOX_FIELDS])
-    count = merge_maps(folders, out, read_map_shape(sweep.partial), sweep.loaded.classes)
+    count = merge_maps(folders, out, read_map_shape(sweep.partial), sweep.loaded.classes,
+                       method_record(sweep.config.method, sweep.target_layer))
     run = {
         "model": sweep.loaded.description,
         "classes": len(sweep.loaded.classes),
@@ -443,6 +459,8 @@ def run(config: LocalizeConfig, log: Callable[[str], None]) -> LocalizeResult:
     distributed = Distributed(config.device)
     try:
         loaded = load_model(config)
+        target_layer = (None if config.method is MapMethod.MODEL
+                        else resolve_target_layer(loaded.model, config.target_layer))
         listing = _list(config)
         labels, unknown = label_indices(listing.labels, loaded.classes)
         with contextlib.ExitStack() as locks:
@@ -458,7 +476,7 @@ def run(config: LocalizeConfig, log: Callable[[str], None]) -> LocalizeResult:
                 dist.barrier()
             overlays = Path(config.overlays) if config.overlays is not None else None
             sweep = Sweep(config, loaded, listing, labels, min(config.top_k, len(loaded.classes)),
-                          overlays, out / PARTIAL)
+                          overlays, out / PARTIAL, target_layer)
             writer = ShardWriter(sweep.partial / f"rank{distributed.rank}")
             if distributed.is_main:
                 log(f"{'resuming' if resumed else 'localising'} {len(listing.images)} images "

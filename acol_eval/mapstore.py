@@ -108,15 +108,16 @@ class MapStoreWriter:
         self._rows.writerow([self.count, image, class_id, class_name, pred_rank, is_label])
         self.count += 1
 
-    def finish(self, classes: list[str]) -> int:
-        """Rename maps.f16 and maps_index.csv into place, then write maps.json; the count."""
+    def finish(self, classes: list[str], extra: dict | None = None) -> int:
+        """Rename maps.f16 and maps_index.csv into place, then write maps.json (with the
+        `extra` fields: the method and layer that made the maps); the count."""
         from .safeio import atomic_write_text
 
         self._finished = True
         self._stack.close()
         atomic_write_text(self.run / "maps.json",
-                          json.dumps(maps_meta(self.height, self.width, self.count, classes),
-                                     indent=1))
+                          json.dumps({**maps_meta(self.height, self.width, self.count,
+                                                  classes), **(extra or {})}, indent=1))
         return self.count
 
     def __enter__(self) -> MapStoreWriter:

@@ -210,8 +210,9 @@ def merge_csv_if_any(folders: list[Path], name: str, target: Path, header: list[
 
 
 def merge_maps(folders: list[Path], out: Path, shape: tuple[int, int],
-               classes: list[str]) -> int:
-    """The ranks' maps, in image order, as OUT's map store; the number of maps."""
+               classes: list[str], method: dict | None = None) -> int:
+    """The ranks' maps, in image order, as OUT's map store; the number of maps. `method`
+    (methods.method_record) goes into maps.json: which method and layer made the maps."""
     height, width = shape
     map_bytes = height * width * MAP_DTYPE.itemsize
     sources = []
@@ -224,4 +225,4 @@ def merge_maps(folders: list[Path], out: Path, shape: tuple[int, int],
             _, local_row, image, class_id, class_name, pred_rank, is_label = row
             store.add(image, int(class_id), class_name, int(pred_rank), int(is_label),
                       sources[rank][int(local_row)])
-        return store.finish(classes)
+        return store.finish(classes, method)

@@ -211,3 +211,12 @@ def test_localize_prints_its_counts_and_exits_1_when_files_failed(sandbox):
     assert result.stdout.startswith("localised 2 images (")
     assert "6 maps" in result.stdout and "1 could not be decoded" in result.stdout
     assert result.stderr.startswith("localising 3 images with resnet18")
+
+
+def test_method_choices_are_the_librarys_methods():
+    """cli.py lists the methods without importing the CAM library (start-up time); the
+    list must stay the enum's."""
+    import cli
+    from acol_eval.methods import MapMethod
+
+    assert cli.METHOD_NAMES == [method.value for method in MapMethod]

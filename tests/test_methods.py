@@ -288,3 +288,40 @@ def test_method_record():
     record = method_record(MapMethod.LAYERCAM, None)
     assert record["method"] == "layercam" and record["target_layer"] == "backbone"
     assert record["library"].startswith("grad-cam 1.5")
+
+
+# --------------------------------------------------------------------------- in localize
+
+
+def test_localize_method_stores_the_methods_maps_and_records_it(tmp_path):
+    """`localize --method gradcam`: the map store holds the method's maps of the top-k
+    classes (float16 of method_maps on the same input) and maps.json names the method
+    and the layer, so `score` reads them like any store."""
+    import json
+
+    from acol_eval.mapstore import open_maps
+    from conftest import make_checkpoint, run_localize, write_images
+
+    model = make_checkpoint(tmp_path / "model.pt").eval()
+    write_images(tmp_path / "images", ["a.png", "b.png"])
+    run_localize(tmp_path / "images", tmp_path / "run", checkpoint=str(tmp_path / "model.pt"),
+                 top_k=2, method="gradcam")
+    meta = json.loads((tmp_path / "run" / "maps.json").read_text())
+    assert (meta["method"], meta["target_layer"]) == ("gradcam", "backbone")
+    store = open_maps(tmp_path / "run")
+    image = ImagesForModel([tmp_path / "images" / "b.png"], 64)[0][1]
+    rows = store.index[store.index["image"] == "b.png"].sort_values("pred_rank")
+    classes = torch.tensor([rows["class_id"].tolist()])
+    expected = method_maps(model, image[None], classes, MapMethod.GRADCAM, "backbone")[0]
+    stored = torch.from_numpy(np.asarray(store.maps[rows["row"].to_numpy()], np.float32))
+    assert stored.shape == expected.shape == (2, 4, 4)
+    assert torch.allclose(stored, expected, atol=2e-3)
+
+
+def test_localize_refuses_a_target_layer_for_the_model_method(tmp_path):
+    from acol_eval.errors import AcolError
+    from acol_eval.localization import LocalizeConfig
+
+    with pytest.raises(AcolError, match="--target-layer applies to post-hoc methods"):
+        LocalizeConfig(images="x", out=str(tmp_path / "o"), arch="resnet18",
+                       target_layer="backbone.7")
