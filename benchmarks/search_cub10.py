@@ -202,10 +202,10 @@ class Search:
         train_seconds = acol(["train", *data, "--out", str(train_dir), *flags, *self.common(),
                               *(["--resume"] if resume else [])], text)
         eval_seconds = self.evaluate(folder, split, "val", text)
-        val_images = len(held_out(self.data, self.args.val_fraction, seed)[1])
+        train_ids, val_ids = held_out(self.data, self.args.val_fraction, seed)
         return {"flags": flags, "resumed": resume, "train_seconds": train_seconds,
-                "eval_seconds": eval_seconds, "eval_images": val_images,
-                "train_images": 300 - val_images, "val": summary(folder / "val-report")}
+                "eval_seconds": eval_seconds, "eval_images": len(val_ids),
+                "train_images": len(train_ids), "val": summary(folder / "val-report")}
 
     def evaluate(self, folder: Path, split: Path, which: str, text: Path) -> float:
         """Localise and score one split of `split` (val) or of cub:DATA (test)."""
@@ -308,7 +308,7 @@ def table(records: list[dict], settings: Settings) -> str:
         if not tests:
             continue
         recipe = recipe_from_dict(tests[0]["recipe"])
-        cells = [f"`{family}`", "`" + " ".join(recipe.train_flags()[2:]) + "`", str(len(tests))]
+        cells = [f"`{family}`", "`" + " ".join(recipe.train_flags()) + "`", str(len(tests))]
         for part, metric in (("test_cal", "max_box_acc_v2"), ("test_cal", "top1_loc"),
                              ("test", "max_box_acc_v2")):
             cells.append(mean_std([r[part].get(metric, float("nan")) for r in tests]))
@@ -346,11 +346,19 @@ def difference(row: dict, metric: str) -> str:
 # --------------------------------------------------------------------------- main
 
 
-def calibration_of(out: Path, records: list[dict]) -> Calibration:
-    path = out / "calibration.json"
+def calibration_of(search: Search, records: list[dict]) -> Calibration:
+    """The pilot's rates (OUT/calibration.json, else the built-in pilot's), this data's
+    image counts, then refitted to the log's finished runs."""
+    from acol_eval.readers import read_source
+
+    path = search.out / "calibration.json"
     found = DEFAULT_CALIBRATION
     if path.is_file():
         found = replace(found, **json.loads(path.read_text()), source=str(path))
+    train_ids, val_ids = held_out(search.data, search.args.val_fraction, 0)
+    test_images = int((read_source(f"cub:{search.data}").images["split"] == "test").sum())
+    found = replace(found, train_images=len(train_ids), eval_images=len(val_ids),
+                    test_images=test_images)
     return refit(found, records)
 
 
@@ -430,7 +438,7 @@ def main() -> None:
     budget_s = args.budget_hours * 3600
     while True:
         records = search.records()
-        calibration = calibration_of(search.out, records)
+        calibration = calibration_of(search, records)
         kept, cut, reserve = budgeted_plan(records, settings, budget_s,
                                            partial(estimate_seconds, calibration=calibration))
         steps, stage = plan(records, settings)
@@ -439,6 +447,9 @@ def main() -> None:
         print(describe(kept, cut, reserve, calibration, budget_s, spent, later), flush=True)
         if args.dry_run:
             return
+        if stage == "coarse" and not kept:
+            raise SystemExit("the budget leaves no time for the coarse stage once the later "
+                             f"stages' ~{reserve / 3600:.1f} h are reserved: raise --budget-hours")
         if not steps:
             search.baselines_and_compare(settings)
             print(table(search.records(), settings))

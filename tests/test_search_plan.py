@@ -178,3 +178,30 @@ def test_recipe_flags_and_keys():
     assert flags[flags.index("--loss-weights") + 1] == "1,0.5,0.5"
     assert recipe.key == Recipe(**asdict(recipe)).key
     assert recipe.key != replace(recipe, delta=0.6).key and recipe.key.startswith("ppn-")
+
+
+def test_the_readme_table_comes_from_the_log_alone():
+    from search_cub10 import table
+
+    recipe = Recipe(recipe="pp", epochs=8, delta=0.7)
+    log = []
+    for seed, (v2, top1) in enumerate([(60.0, 50.0), (62.0, 52.0), (64.0, 51.0)]):
+        line = record(Step("test", "final", recipe, seed))
+        line.update(test={"max_box_acc_v2": v2 + 1}, test_cal={"max_box_acc_v2": v2,
+                                                               "top1_loc": top1})
+        log.append(line)
+    pairs = [{"family": "pp", "max_box_acc_v2_diff": "3.5", "max_box_acc_v2_diff_ci_low": "0.4",
+              "max_box_acc_v2_diff_ci_high": "6.1", "top1_loc_diff": "-1.0",
+              "top1_loc_diff_ci_low": "-4.0", "top1_loc_diff_ci_high": "2.0"}]
+    log.append({"step": "compare:done", "kind": "compare", "ok": True,
+                "centre": {"test": {"max_box_acc_v2": 58.5},
+                           "test_cal": {"max_box_acc_v2": 58.0, "top1_loc": 49.0}},
+                "test-cal-vs-centre": pairs})
+    text = table(log, SMALL)
+    row = next(line for line in text.splitlines() if line.startswith("| `pp`"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert "--delta 0.7" in cells[1] and cells[2] == "3"
+    assert cells[3] == "62.0 ± 2.0" and cells[4] == "51.0 ± 1.0" and cells[5] == "63.0 ± 2.0"
+    assert cells[6] == "+3.5 [+0.4, +6.1] / -1.0 [-4.0, +2.0]" and cells[7] == "-"
+    assert "| centre Gaussian |" in text and "| 58.0 | 49.0 | 58.5 |" in text
+    assert "`p`" not in text  # no final p runs in this log: no row for them
