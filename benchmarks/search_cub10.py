@@ -39,6 +39,7 @@ from search_plan import (  # noqa: E402
     budgeted_plan,
     estimate_seconds,
     finished,
+    fit_budget,
     plan,
     projected,
     recipe_from_dict,
@@ -47,7 +48,7 @@ from search_plan import (  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # The pilot on the 2-core machine (see benchmarks/search/README.md); --pilot measures anew.
-DEFAULT_CALIBRATION = Calibration(train_s_per_gflop=0.30, eval_s_per_gflop=0.06, fixed_s=40.0)
+DEFAULT_CALIBRATION = Calibration(train_s_per_gflop=0.853, eval_s_per_gflop=0.770, fixed_s=24.8)
 
 
 # --------------------------------------------------------------------------- running acol-eval
@@ -406,6 +407,21 @@ def pilot(search: Search) -> dict:
             "eval_seconds": found["eval_seconds"], "val": found["val"]}
 
 
+def settings_of(records: list[dict]) -> Settings | None:
+    """The settings the log's search started with (its 'settings' line), if any."""
+    for record in records:
+        if record.get("kind") == "settings":
+            found = dict(record["settings"])
+            found["base"] = recipe_from_dict(found["base"])
+            return Settings(**{k: tuple(v) if isinstance(v, list) else v
+                               for k, v in found.items()})
+    return None
+
+
+def search_records(args: argparse.Namespace) -> list[dict]:
+    return Search(args).records()
+
+
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     shared = os.environ.get("ACOL_EVAL_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
@@ -426,9 +442,12 @@ def parse() -> argparse.Namespace:
 
 def main() -> None:
     args = parse()
-    settings = GPU_SETTINGS if args.scale == "gpu" else Settings()
-    settings = replace(settings, families=tuple(args.families.split(",")))
+    wanted = GPU_SETTINGS if args.scale == "gpu" else Settings()
+    wanted = replace(wanted, families=tuple(args.families.split(",")))
+    settings = settings_of(search_records(args)) or wanted
     search = Search(args)
+    if not (search.data / "images.txt").is_file():
+        raise SystemExit(f"--data {args.data}: not a CUB folder (no images.txt)")
     if args.table:
         print(table(search.records(), settings))
         return
@@ -439,10 +458,16 @@ def main() -> None:
     while True:
         records = search.records()
         calibration = calibration_of(search, records)
-        kept, cut, reserve = budgeted_plan(records, settings, budget_s,
-                                           partial(estimate_seconds, calibration=calibration))
+        estimate = partial(estimate_seconds, calibration=calibration)
+        # the stage lengths are fixed when the coarse stage starts (its first line in
+        # the log records them), so refitted estimates cannot change a stage midway
+        settings = settings_of(records) or fit_budget(records, wanted, budget_s, estimate)
+        kept, cut, reserve = budgeted_plan(records, settings, budget_s, estimate)
         steps, stage = plan(records, settings)
         later = projected(records, settings)[len(steps):]
+        print(f"stage lengths: coarse {settings.coarse_epochs} epochs, fine and final "
+              f"{settings.fine_epochs} epochs, top {settings.top_k} per family; families "
+              f"{', '.join(settings.families)}")
         spent = sum(r.get("seconds", 0.0) for r in records)
         print(describe(kept, cut, reserve, calibration, budget_s, spent, later), flush=True)
         if args.dry_run:
@@ -454,12 +479,15 @@ def main() -> None:
             search.baselines_and_compare(settings)
             print(table(search.records(), settings))
             return
-        for step in cut:  # logged, so the stage completes and the next one can start
+        if not settings_of(records):
+            search.append({"kind": "settings", "settings": asdict(settings)})
+        if kept:  # one step, then plan again with the estimates refitted to the log
+            search.run_step(kept[0])
+            continue
+        for step in cut:  # nothing fits: logged, so the stage completes and the next starts
             search.append({"step": step.key, "kind": step.kind, "stage": step.stage,
                            "seed": step.seed, "recipe": asdict(step.recipe), "ok": False,
                            "skipped": "budget", "run": step.run_key})
-        for step in kept:
-            search.run_step(step)
 
 
 if __name__ == "__main__":

@@ -368,3 +368,38 @@ def budgeted_plan(records: list[dict], settings: Settings, budget_s: float,
     reserve = sum(estimate(s) for s in later)
     kept, cut = cut_to_budget(steps, budget_s - spent, estimate, reserve)
     return kept, cut, reserve
+
+
+def shrink_ladder(settings: Settings) -> list[Settings]:
+    """`settings`, then ever smaller versions of it: fewer fine candidates, shorter fine
+    and final runs, shorter coarse runs, fewer families. The first rung whose later
+    stages fit the budget is the one searched (see fit_budget)."""
+    rungs = [settings, replace(settings, top_k=1)]
+    for epochs in (6, 5, 4):
+        if epochs < settings.fine_epochs:
+            rungs.append(replace(settings, top_k=1, fine_epochs=epochs))
+    if settings.coarse_epochs > 2:
+        rungs.append(replace(rungs[-1], coarse_epochs=2))
+    for keep in (3, 2):  # last: fewer families (ppn, then pn), CAM and ACoL stay
+        if len(settings.families) > keep:
+            rungs.append(replace(rungs[-1], families=settings.families[:keep]))
+    return rungs
+
+
+def fit_budget(records: list[dict], settings: Settings, budget_s: float,
+               estimate: Callable[[Step], float], coarse_share: float = 0.4) -> Settings:
+    """The largest rung of shrink_ladder whose projected fine and final stages leave at
+    least `coarse_share` of the budget left for the coarse stage (the last rung if none
+    does). Once the coarse stage is complete the stages are what the log says, so the
+    settings stay as given."""
+    _, stage = plan(records, settings)
+    if stage != "coarse":
+        return settings
+    spent = sum(r.get("seconds", 0.0) for r in records)
+    rungs = shrink_ladder(settings)
+    for rung in rungs:
+        steps, _ = plan(records, rung)
+        later = projected(records, rung)[len(steps):]
+        if sum(estimate(s) for s in later) <= (1 - coarse_share) * (budget_s - spent):
+            return rung
+    return rungs[-1]

@@ -205,3 +205,28 @@ def test_the_readme_table_comes_from_the_log_alone():
     assert cells[6] == "+3.5 [+0.4, +6.1] / -1.0 [-4.0, +2.0]" and cells[7] == "-"
     assert "| centre Gaussian |" in text and "| 58.0 | 49.0 | 58.5 |" in text
     assert "`p`" not in text  # no final p runs in this log: no row for them
+
+
+def test_a_small_budget_shrinks_the_later_stages_before_the_search_starts():
+    from search_plan import fit_budget, projected, shrink_ladder
+
+    settings = Settings()  # the CPU defaults: 4 families, top 2, 3 and 8 epochs
+    calibration = Calibration(train_s_per_gflop=0.85, eval_s_per_gflop=0.77, fixed_s=25)
+    def estimate(step):
+        return estimate_seconds(step, calibration)
+    def later_cost(rung):
+        return sum(estimate(s) for s in projected([], rung)[len(plan([], rung)[0]):])
+    rungs = shrink_ladder(settings)
+    costs = [later_cost(r) for r in rungs]
+    assert costs == sorted(costs, reverse=True) and costs[0] > 2 * costs[-1]
+    assert rungs[-1].families == ("p", "pp") and rungs[-1].fine_epochs == 4
+    # a generous budget keeps everything; a small one takes the first rung that leaves
+    # 40% of it to the coarse stage
+    assert fit_budget([], settings, 100 * 3600, estimate) == settings
+    chosen = fit_budget([], settings, 8 * 3600, estimate)
+    assert chosen != settings and later_cost(chosen) <= 0.6 * 8 * 3600
+    bigger = rungs[rungs.index(chosen) - 1]
+    assert later_cost(bigger) > 0.6 * 8 * 3600
+    # once the coarse stage is done, the log's stages stand whatever the budget
+    log = [record(s) for s in plan([], settings)[0]]
+    assert fit_budget(log, settings, 60, estimate) == settings
