@@ -77,6 +77,19 @@ def summary(report: Path) -> dict[str, float]:
                 if row["value"] not in ("", "nan")}
 
 
+def trained_seconds(train_dir: Path, epochs: int) -> float | None:
+    """The summed epoch seconds of a run whose metrics.csv reached `epochs` and whose
+    best.pt exists; None for a run that is not finished."""
+    metrics = train_dir / "metrics.csv"
+    if not (train_dir / "best.pt").is_file() or not metrics.is_file():
+        return None
+    with open(metrics, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or int(float(rows[-1]["epoch"])) < epochs:
+        return None
+    return sum(float(row.get("seconds") or 0.0) for row in rows)
+
+
 def tool_has_val_fraction() -> bool:
     from acol_eval.training import TrainConfig
 
@@ -192,16 +205,21 @@ class Search:
         folder.mkdir(parents=True, exist_ok=True)
         split = split_file(self.out, self.data, self.args.val_fraction, seed)
         train_dir, text = folder / "train", folder / "commands.log"
-        resume = (train_dir / "last.pt").is_file()
-        if train_dir.exists() and not resume:
-            shutil.rmtree(train_dir)  # a run killed before its first checkpoint
-        if tool_has_val_fraction():
-            data = ["--data", f"cub:{self.data}", "--val-fraction", str(self.args.val_fraction)]
-        else:
-            data = ["--data", f"csv:{split}"]  # its 'val' split is the same held-out set
         flags = [*step.recipe.train_flags(), "--seed", str(seed)]
-        train_seconds = acol(["train", *data, "--out", str(train_dir), *flags, *self.common(),
-                              *(["--resume"] if resume else [])], text)
+        resume = (train_dir / "last.pt").is_file()
+        trained = trained_seconds(train_dir, step.recipe.epochs)
+        if trained is not None:  # killed after training, while localising or scoring
+            train_seconds = trained
+        else:
+            if train_dir.exists() and not resume:
+                shutil.rmtree(train_dir)  # a run killed before its first checkpoint
+            if tool_has_val_fraction():
+                data = ["--data", f"cub:{self.data}",
+                        "--val-fraction", str(self.args.val_fraction)]
+            else:
+                data = ["--data", f"csv:{split}"]  # its 'val' split: the same held-out set
+            train_seconds = acol(["train", *data, "--out", str(train_dir), *flags,
+                                  *self.common(), *(["--resume"] if resume else [])], text)
         eval_seconds = self.evaluate(folder, split, "val", text)
         train_ids, val_ids = held_out(self.data, self.args.val_fraction, seed)
         return {"flags": flags, "resumed": resume, "train_seconds": train_seconds,
@@ -250,14 +268,16 @@ class Search:
         done = finished(self.records())
         if "compare:done" in done:
             return
-        finals = sorted({(r["recipe"]["recipe"], r["run"], r["seed"]) for r in done.values()
+        finals = sorted({(r["recipe"]["recipe"], r["seed"], r["run"]) for r in done.values()
                          if r["kind"] == "test" and r["stage"] == "final"})
-        groups = {f: [self.out / "runs" / run for fam, run, _ in finals if fam == f]
+        groups = {f: [self.out / "runs" / run for fam, _, run in finals if fam == f]
                   for f in settings.families}
         groups = {f: g for f, g in groups.items() if g}
         if "p" not in groups:
             print("no final p runs: no baseline or comparison", file=sys.stderr)
             return
+        # the centre is calibrated on the validation split of the first p run
+        base_seed = next(seed for fam, seed, _ in finals if fam == "p")
         base = groups["p"][0]
         text = self.out / "compare.log"
         centre = self.out / "centre"
@@ -266,7 +286,7 @@ class Search:
                 ("test-report", base / "test-run", "test", []),
                 ("test-cal", base / "test-run", "test",
                  ["--threshold-from", str(centre / "val-report")])):
-            source = (f"csv:{split_file(self.out, self.data, self.args.val_fraction, 0)}"
+            source = (f"csv:{split_file(self.out, self.data, self.args.val_fraction, base_seed)}"
                       if split == "val" else f"cub:{self.data}")
             shutil.rmtree(centre / name, ignore_errors=True)
             acol(["score", str(run), "--annotations", source, "--split", split, "--protocol",

@@ -230,3 +230,46 @@ def test_a_small_budget_shrinks_the_later_stages_before_the_search_starts():
     # once the coarse stage is done, the log's stages stand whatever the budget
     log = [record(s) for s in plan([], settings)[0]]
     assert fit_budget(log, settings, 60, estimate) == settings
+
+
+def test_a_finished_training_is_not_run_again_after_a_kill(tmp_path):
+    from search_cub10 import trained_seconds
+
+    run = tmp_path / "train"
+    run.mkdir()
+    assert trained_seconds(run, 2) is None  # nothing yet: train (or restart) it
+    (run / "metrics.csv").write_text("epoch,lr,images_per_s,seconds\n1,0.002,1.1,221.5\n")
+    (run / "best.pt").write_bytes(b"")
+    assert trained_seconds(run, 2) is None  # killed after epoch 1: train --resume
+    with open(run / "metrics.csv", "a") as handle:
+        handle.write("2,0.001,1.2,200.0\n")
+    assert trained_seconds(run, 2) == pytest.approx(421.5)  # localise and score only
+
+
+def test_the_validation_split_file_is_the_train_splits_held_out_part(tmp_path):
+    import csv
+
+    from search_cub10 import held_out, split_file
+
+    from acol_eval.readers import read_source
+    from conftest import shared_data
+
+    data = shared_data() / "cub10"
+    path = split_file(tmp_path, data, 0.2, seed=1)
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    split = {row["image"]: row["split"] for row in rows}
+    train, val = held_out(data, 0.2, seed=1)
+    cub = read_source(f"cub:{data}")
+    assert len(val) == 60 and len(train) == 240  # 20% of each class
+    assert {i for i, s in split.items() if s == "val"} == set(val)
+    assert sum(s == "test" for s in split.values()) == 243
+    assert held_out(data, 0.2, seed=2)[1] != val  # seeded
+    # the csv source reads back as cub's images, labels and boxes
+    again = read_source(f"csv:{path}")
+    assert sorted(again.images["image"]) == sorted(cub.images["image"])
+    boxes = again.boxes.sort_values(["image", "x0"]).reset_index(drop=True)
+    expected = cub.boxes.sort_values(["image", "x0"]).reset_index(drop=True)
+    assert (boxes[["x0", "y0", "x1", "y1"]].astype(float).to_numpy()
+            == expected[["x0", "y0", "x1", "y1"]].astype(float).to_numpy()).all()
+    assert (tmp_path / "splits" / "images").resolve() == (data / "images").resolve()
