@@ -90,6 +90,13 @@ def trained_seconds(train_dir: Path, epochs: int) -> float | None:
     return sum(float(row.get("seconds") or 0.0) for row in rows)
 
 
+def localized(run: Path) -> bool:
+    """A finished localize run folder (localize refuses to write into one again)."""
+    from acol_eval.localization import PARTIAL
+
+    return (run / "run.json").is_file() and not (run / PARTIAL).exists()
+
+
 def tool_has_val_fraction() -> bool:
     from acol_eval.training import TrainConfig
 
@@ -229,8 +236,12 @@ class Search:
     def evaluate(self, folder: Path, split: Path, which: str, text: Path) -> float:
         """Localise and score one split of `split` (val) or of cub:DATA (test)."""
         source = f"csv:{split}" if which == "val" else f"cub:{self.data}"
-        seconds = acol(["localize", source, "--split", which, "--out", str(folder / f"{which}-run"),
-                        "--checkpoint", str(folder / "train" / "best.pt"), *self.common()], text)
+        run = folder / f"{which}-run"
+        seconds = 0.0
+        if not localized(run):  # a new run, or one a kill left partial: localize continues it
+            seconds += acol(["localize", source, "--split", which, "--out", str(run),
+                             "--checkpoint", str(folder / "train" / "best.pt"),
+                             *self.common()], text)
         reports = [(f"{which}-report", [])]
         if which == "test":
             reports.append(("test-cal", ["--threshold-from", str(folder / "val-report")]))
@@ -496,7 +507,10 @@ def main() -> None:
             raise SystemExit("the budget leaves no time for the coarse stage once the later "
                              f"stages' ~{reserve / 3600:.1f} h are reserved: raise --budget-hours")
         if not steps:
-            search.baselines_and_compare(settings)
+            try:
+                search.baselines_and_compare(settings)
+            except RuntimeError as exc:  # not logged: the same command tries again
+                raise SystemExit(f"baselines and compare failed: {exc}") from None
             print(table(search.records(), settings))
             return
         if not settings_of(records):
