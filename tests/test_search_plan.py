@@ -273,3 +273,16 @@ def test_the_validation_split_file_is_the_train_splits_held_out_part(tmp_path):
     assert (boxes[["x0", "y0", "x1", "y1"]].astype(float).to_numpy()
             == expected[["x0", "y0", "x1", "y1"]].astype(float).to_numpy()).all()
     assert (tmp_path / "splits" / "images").resolve() == (data / "images").resolve()
+
+
+def test_the_settings_line_of_the_log_gives_back_the_same_settings():
+    import json
+
+    from search_cub10 import settings_of
+    from search_plan import GPU_SETTINGS, shrink_ladder
+
+    for settings in (SMALL, GPU_SETTINGS, shrink_ladder(Settings())[-1]):
+        line = json.loads(json.dumps({"kind": "settings", "settings": asdict(settings)}))
+        assert settings_of([line]) == settings
+        assert plan([line], settings) == plan([], settings)  # the line is not a step
+    assert settings_of([]) is None
