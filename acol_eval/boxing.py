@@ -147,7 +147,10 @@ def check_run(run: Path) -> tuple[np.ndarray, dict[str, Any]]:
 
 def _holds_nothing(folder: Path) -> bool:
     """No entry but maybe our lock file (left by a refused or killed earlier try)."""
-    return all(entry.name == LOCK_NAME for entry in folder.iterdir())
+    try:
+        return all(entry.name == LOCK_NAME for entry in folder.iterdir())
+    except OSError as exc:
+        raise AcolError(f"cannot read {folder}: {exc.strerror}") from None
 
 
 def check_new_folder(folder: Path, run: Path, flag: str) -> None:
@@ -196,12 +199,14 @@ def _annotation_root(record: dict[str, Any]) -> Path | None:
 def find_image_root(config: BoxesConfig, record: dict[str, Any], first_image: str | None
                     ) -> Path:
     """The folder RUN's image names are relative to (checked on the first image)."""
-    for root in _root_candidates(config, record):
-        if first_image is None or (root / first_image).is_file():
+    candidates = _root_candidates(config, record)
+    if first_image is None:  # no image in RUN: nothing to draw
+        return candidates[0] if candidates else Path(".")
+    for root in candidates:
+        if (root / first_image).is_file():
             return root
     source_root = None if config.images else _annotation_root(record)
-    if source_root is not None and (first_image is None
-                                    or (source_root / first_image).is_file()):
+    if source_root is not None and (source_root / first_image).is_file():
         return source_root
     if config.images:
         raise AcolError(f"--images {config.images}: {first_image} is not there")
@@ -225,6 +230,9 @@ def top1_rows(index_file: IO[str]) -> Iterator[tuple[str, int, str]]:
     next(reader)
     for row in reader:
         if len(row) == len(INDEX_COLUMNS) and row[4] == "1":
+            if not row[0].isdigit():
+                raise AcolError(f"maps_index.csv line {reader.line_num}: {row[0]!r} is not "
+                                f"a map row")
             yield row[1], int(row[0]), row[3]
 
 
@@ -268,6 +276,9 @@ def rebox(run: Path, maps: np.ndarray, threshold: float, all_boxes: bool,
             box_writer.writerow(["image", "class_name", *BOX_FIELDS])
         top1 = top1_rows(index_file)
         for row in reader:
+            if len(row) != len(header):
+                raise AcolError(f"{run / 'predictions.csv'} line {reader.line_num} has "
+                                f"{len(row)} fields, its header {len(header)}")
             image = row[columns["image"]]
             width, height = image_size(row, columns, image)
             map_row, class_name = _find_top1(top1, image, len(maps))
@@ -337,6 +348,15 @@ def _overlay_drawer(config: BoxesConfig, root: Path | None, counts_failed: list[
     return draw
 
 
+def _known_image_root(config: BoxesConfig, record: dict[str, Any], found: Path | None
+                      ) -> str | None:
+    """The image root NEW_RUN's run.json names (galleries of its reports look there)."""
+    if found is None:
+        candidates = _root_candidates(config, record)
+        found = candidates[0] if candidates else None
+    return str(found.resolve()) if found else record.get("image_root")
+
+
 def _write_outputs(config: BoxesConfig, run: Path, out: Path, maps: np.ndarray,
                    record: dict[str, Any], threshold: CamThreshold, image_root: Path | None,
                    log: Callable[[str], None], began: float) -> BoxesResult:
@@ -358,7 +378,7 @@ def _write_outputs(config: BoxesConfig, run: Path, out: Path, maps: np.ndarray,
         "source_run": str(run.resolve()),
         "model": record.get("model"), "classes": record.get("classes"),
         "input_size": record.get("input_size"),
-        "image_root": str(image_root.resolve()) if image_root else record.get("image_root"),
+        "image_root": _known_image_root(config, record, image_root),
         **threshold.record(),
         "arguments": asdict(config),
         "source_arguments": record.get("arguments"),

@@ -265,3 +265,35 @@ def test_an_empty_new_run_folder_is_used(world, tmp_path):
     boxes_of(world["low"], new, cam_threshold=HIGH)
     assert (new / "predictions.csv").read_bytes() == (
         world["high"] / "predictions.csv").read_bytes()
+
+
+def test_a_damaged_index_fails_and_leaves_no_new_run(world, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(world["low"], run)
+    lines = (run / "maps_index.csv").read_text().splitlines(keepends=True)
+    last_image = lines[-1].split(",")[1]
+    kept = [line for line in lines
+            if not (line.split(",")[1] == last_image and line.split(",")[4] == "1")]
+    (run / "maps_index.csv").write_text("".join(kept))
+    before = snapshot(tmp_path)
+    with pytest.raises(AcolError, match="no top-1 map for"):
+        boxes_of(run, tmp_path / "new", cam_threshold=HIGH, overlays=str(tmp_path / "ov"))
+    assert snapshot(tmp_path) == before  # the half-written NEW_RUN and overlays are gone
+
+
+def test_an_unreadable_image_is_counted_and_exits_1(world, tmp_path):
+    from acol_eval.readers import read_source
+
+    images = tmp_path / "images"
+    shutil.copytree(read_source(world["source"]).root, images)
+    names = pd.read_csv(world["low"] / "predictions.csv")["image"].tolist()
+    (images / names[-1]).write_bytes(b"not a picture")
+    result = run_cli("boxes", str(world["low"]), "--out", str(tmp_path / "new"),
+                     "--cam-threshold", "0.5", "--overlays", str(tmp_path / "ov"),
+                     "--images", str(images))
+    assert result.returncode == 1, result.stderr
+    assert "1 overlays could not be drawn" in result.stderr
+    assert "boxed 9 images at CAM threshold 0.5 (flag)" in result.stdout
+    assert len(list((tmp_path / "ov").rglob("*.jpg"))) == 8
+    record = json.loads((tmp_path / "new" / "run.json").read_text())
+    assert record["counts"]["overlay_failed"] == 1 and record["counts"]["overlays"] == 8

@@ -1,0 +1,89 @@
+"""`boxes` against `localize` on the same run: the time of redoing every box at a new CAM
+threshold from the map store, as a share of the time localize takes to make the run.
+
+    .venv/bin/python benchmarks/bench_boxes.py                       # 300 images, resnet50
+    .venv/bin/python benchmarks/bench_boxes.py --images 200 --arch resnet18
+
+One process, one run: localize (random weights: speed does not depend on them) writes
+RUN at 0.2 over JPEG files of 500x375 on disk; then boxes redoes RUN at 0.6, in process
+and as the `acol-eval boxes` command (its start-up included), and with --all-boxes.
+Issue 10 wants boxes under a tenth of localize's time. The load average is printed
+because the machine may be shared: the ratio, measured in one run, is the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from acol_eval.boxing import BoxesConfig  # noqa: E402
+from acol_eval.boxing import run as run_boxes  # noqa: E402
+from acol_eval.localization import LocalizeConfig, localize  # noqa: E402
+
+
+def write_images(folder: Path, count: int, width: int, height: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (height, width, 3), np.uint8), (0, 0), 3)
+    for i in range(count):
+        cv2.imwrite(str(folder / f"img_{i:05d}.jpg"), np.roll(base, 7 * i, axis=1))
+
+
+def timed(action) -> float:
+    began = time.perf_counter()
+    action()
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--arch", default="resnet50")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    quiet = lambda message: None  # noqa: E731
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_images(tmp / "images", args.images, 500, 375)
+        load_before = os.getloadavg()
+        config = LocalizeConfig(images=str(tmp / "images"), out=str(tmp / "run"),
+                                arch=args.arch, weights="none", batch_size=args.batch,
+                                workers=args.workers, device="cpu")
+        made = timed(lambda: localize(config, quiet))
+        in_process = timed(lambda: run_boxes(
+            BoxesConfig(run=str(tmp / "run"), out=str(tmp / "b1"), cam_threshold=0.6), quiet))
+        all_boxes = timed(lambda: run_boxes(
+            BoxesConfig(run=str(tmp / "run"), out=str(tmp / "b2"), cam_threshold=0.6,
+                        all_boxes=True), quiet))
+        command = [sys.executable, str(ROOT / "cli.py"), "boxes", str(tmp / "run"),
+                   "--out", str(tmp / "b3"), "--cam-threshold", "0.6"]
+        as_command = timed(lambda: subprocess.run(command, check=True, capture_output=True))
+        load_after = os.getloadavg()
+    print(f"{args.images} images 500x375, {args.arch}, CPU, {args.threads} torch threads, "
+          f"{args.workers} decode worker(s); load average {load_before[0]:.2f} before, "
+          f"{load_after[0]:.2f} after, {os.cpu_count()} cores")
+    print(f"{'job':<28}{'seconds':>9}{'img/s':>9}{'share of localize':>19}")
+    for name, seconds in (("localize (makes RUN)", made), ("boxes, in process", in_process),
+                          ("boxes --all-boxes", all_boxes), ("acol-eval boxes (command)",
+                                                             as_command)):
+        print(f"{name:<28}{seconds:>9.2f}{args.images / seconds:>9.0f}"
+              f"{seconds / made:>18.3f}x")
+
+
+if __name__ == "__main__":
+    main()
