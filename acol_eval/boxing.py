@@ -251,8 +251,6 @@ def image_size(row: list[str], columns: dict[str, int], image: str) -> tuple[int
 class Counts:
     images: int = 0
     without_box: int = 0
-    overlays: int = 0
-    overlay_failed: int = 0
 
 
 def rebox(run: Path, maps: np.ndarray, threshold: float, all_boxes: bool,
@@ -262,7 +260,7 @@ def rebox(run: Path, maps: np.ndarray, threshold: float, all_boxes: bool,
     from its top-1 map at `threshold` (boxes x0 y0 x1 y1, x1/y1 exclusive, original-image
     pixels: the largest component, empty when none), every component into `boxes_out`
     (image, class_name, x0, y0, x1, y1) when `all_boxes`; `draw(image, cam, boxes)` per
-    image when given."""
+    image (every box drawn with `all_boxes`, as localize does) when given."""
     counts = Counts()
     writer = csv.writer(predictions_out, lineterminator="\n")
     box_writer = csv.writer(boxes_out, lineterminator="\n") if boxes_out else None
@@ -292,7 +290,7 @@ def rebox(run: Path, maps: np.ndarray, threshold: float, all_boxes: bool,
             counts.images += 1
             counts.without_box += not len(largest)
             if draw is not None:
-                draw(image, cam, largest)
+                draw(image, cam, found)  # as localize: every box with --all-boxes
     return counts
 
 
