@@ -219,6 +219,8 @@ def localize(**options) -> None:
               help="New folder for JPEG heatmap overlays with the box drawn.")
 @click.option("--images", default=None, type=click.Path(file_okay=False),
               help="Where RUN's images are, for --overlays [default: from RUN's run.json].")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes; 0 works in this one [default: cores - 1, at most 8].")
 def boxes(run: str, **options) -> None:
     """Redo RUN's boxes at another CAM threshold from its map store alone (no model).
 

@@ -29,8 +29,12 @@ import platform
 import shutil
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from multiprocessing import get_context
 from pathlib import Path
 from typing import IO, Any
 
@@ -70,6 +74,7 @@ class BoxesConfig:
     all_boxes: bool = False
     overlays: str | None = None
     images: str | None = None  # where RUN's images are, for --overlays
+    workers: int | None = None  # processes: None default, 0 this one (resolve_workers)
 
     def __post_init__(self) -> None:
         if not self.run or not self.out:
@@ -80,6 +85,10 @@ class BoxesConfig:
             check_threshold(self.cam_threshold, "--cam-threshold")
         if self.images is not None and not self.overlays:
             raise AcolError("--images is only used with --overlays DIR")
+        if self.workers is not None:
+            from .runtime import resolve_workers
+
+            resolve_workers(self.workers)  # refuses negative and absurd counts
 
 
 @dataclass(frozen=True)
@@ -247,50 +256,128 @@ def image_size(row: list[str], columns: dict[str, int], image: str) -> tuple[int
     return width, height
 
 
+CHUNK = 256  # images per task: large enough to hide the hand-over, small for flat memory
+
+
+@dataclass(frozen=True)
+class BoxJob:
+    """What every chunk of images shares. threshold: fraction of the upsampled map's range;
+    overlays / image_root: where overlays go and where the images are (None: no overlays)."""
+
+    maps_file: str
+    shape: tuple[int, int, int]
+    threshold: float
+    all_boxes: bool
+    overlays: str | None = None
+    image_root: str | None = None
+
+
+# one image: (image, its predictions.csv row, width, height, top-1 map row, its class)
+Item = tuple[str, list[str], int, int, int, str]
+
+
 @dataclass
-class Counts:
-    images: int = 0
+class ChunkResult:
+    predictions: list[list[Any]]  # predictions.csv rows, boxes redone
+    boxes: list[list[Any]]  # boxes.csv rows (with all_boxes)
     without_box: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # overlays not drawn
 
 
-def rebox(run: Path, maps: np.ndarray, threshold: float, all_boxes: bool,
-          predictions_out: IO[str], boxes_out: IO[str] | None,
-          draw: Callable[[str, np.ndarray, np.ndarray], None] | None) -> Counts:
-    """Stream RUN's predictions.csv into `predictions_out` with each image's box redone
-    from its top-1 map at `threshold` (boxes x0 y0 x1 y1, x1/y1 exclusive, original-image
-    pixels: the largest component, empty when none), every component into `boxes_out`
-    (image, class_name, x0, y0, x1, y1) when `all_boxes`; `draw(image, cam, boxes)` per
-    image (every box drawn with `all_boxes`, as localize does) when given."""
-    counts = Counts()
-    writer = csv.writer(predictions_out, lineterminator="\n")
-    box_writer = csv.writer(boxes_out, lineterminator="\n") if boxes_out else None
+def box_chunk(job: BoxJob, items: list[Item]) -> ChunkResult:
+    """Boxes of a chunk of images from their top-1 maps, as localize makes them: the map
+    upsampled to the image, the largest 8-connected component at the threshold, x0 y0
+    x1 y1 with x1/y1 exclusive in original-image pixels ('' x4 when none); with
+    all_boxes every component as well. Runs in a worker process or in the caller's."""
+    maps = (np.memmap(job.maps_file, dtype=MAP_DTYPE, mode="r", shape=job.shape)
+            if job.shape[0] else np.zeros(job.shape, MAP_DTYPE))
+    result = ChunkResult([], [])
+    for image, row, width, height, map_row, class_name in items:
+        cam = upsample_map(maps[map_row], width, height)
+        found = native_boxes(cam, job.threshold, all_boxes=job.all_boxes)
+        largest = native_boxes(cam, job.threshold) if job.all_boxes else found
+        box = [int(v) for v in largest[0]] if len(largest) else ["", "", "", ""]
+        result.predictions.append([*row[:-len(TAIL)], *box, job.threshold])
+        if job.all_boxes:
+            result.boxes += [[image, class_name, *map(int, b)] for b in found]
+        result.without_box += not len(largest)
+        if job.overlays is not None and job.image_root is not None:
+            try:  # every box with all_boxes, as localize draws them
+                write_overlay(job.overlays, image, Path(job.image_root) / image, cam, found)
+            except AcolError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - an unreadable image is counted
+                result.failed.append((image, str(exc) or type(exc).__name__))
+    return result
+
+
+def read_items(run: Path, count: int) -> Iterator[list[Item]]:
+    """RUN's predictions rows with their top-1 maps, CHUNK images at a time, streamed."""
     with open(run / "predictions.csv", newline="") as source, \
             open(run / "maps_index.csv", newline="") as index_file:
         reader = csv.reader(source)
         header = next(reader)
         columns = {name: i for i, name in enumerate(header)}
-        writer.writerow(header)
-        if box_writer:
-            box_writer.writerow(["image", "class_name", *BOX_FIELDS])
         top1 = top1_rows(index_file)
+        chunk: list[Item] = []
         for row in reader:
             if len(row) != len(header):
                 raise AcolError(f"{run / 'predictions.csv'} line {reader.line_num} has "
                                 f"{len(row)} fields, its header {len(header)}")
             image = row[columns["image"]]
             width, height = image_size(row, columns, image)
-            map_row, class_name = _find_top1(top1, image, len(maps))
-            cam = upsample_map(maps[map_row], width, height)
-            found = native_boxes(cam, threshold, all_boxes=all_boxes)
-            largest = native_boxes(cam, threshold) if all_boxes else found
-            box = [int(v) for v in largest[0]] if len(largest) else ["", "", "", ""]
-            writer.writerow([*row[:-len(TAIL)], *box, threshold])
-            if box_writer:
-                box_writer.writerows([image, class_name, *map(int, b)] for b in found)
-            counts.images += 1
-            counts.without_box += not len(largest)
-            if draw is not None:
-                draw(image, cam, found)  # as localize: every box with --all-boxes
+            map_row, class_name = _find_top1(top1, image, count)
+            chunk.append((image, row, width, height, map_row, class_name))
+            if len(chunk) == CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
+def ordered_map(function: Callable, tasks: Iterator, workers: int) -> Iterator:
+    """function(task) for every task, in order: in this process (workers 0) or in
+    `workers` processes with at most 2 * workers + 1 tasks in flight (flat memory)."""
+    if workers == 0:
+        yield from map(function, tasks)
+        return
+    pending: deque = deque()
+    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+        for task in tasks:
+            pending.append(pool.submit(function, task))
+            if len(pending) > 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+@dataclass
+class Counts:
+    images: int = 0
+    without_box: int = 0
+    overlay_failed: int = 0
+
+
+def rebox(run: Path, job: BoxJob, workers: int, predictions_out: IO[str],
+          boxes_out: IO[str] | None, log: Callable[[str], None]) -> Counts:
+    """Stream RUN's predictions.csv into `predictions_out` with every box redone
+    (:func:`box_chunk`), and every component into `boxes_out` (image, class_name, x0, y0,
+    x1, y1) when given. Overlays that could not be drawn are logged and counted."""
+    counts = Counts()
+    writer = csv.writer(predictions_out, lineterminator="\n")
+    writer.writerow(_csv_header(run / "predictions.csv"))
+    box_writer = csv.writer(boxes_out, lineterminator="\n") if boxes_out else None
+    if box_writer:
+        box_writer.writerow(["image", "class_name", *BOX_FIELDS])
+    for result in ordered_map(partial(box_chunk, job), read_items(run, job.shape[0]), workers):
+        writer.writerows(result.predictions)
+        if box_writer:
+            box_writer.writerows(result.boxes)
+        counts.images += len(result.predictions)
+        counts.without_box += result.without_box
+        counts.overlay_failed += len(result.failed)
+        for image, reason in result.failed:
+            log(f"acol-eval: warning: no overlay for {image}: {reason}")
     return counts
 
 
@@ -327,25 +414,6 @@ def link_store(run: Path, out: Path) -> dict[str, str]:
     return links
 
 
-def _overlay_drawer(config: BoxesConfig, root: Path | None, counts_failed: list[str],
-                    log: Callable[[str], None]
-                    ) -> Callable[[str, np.ndarray, np.ndarray], None] | None:
-    if not config.overlays or root is None:
-        return None
-    overlay_root = Path(config.overlays)
-
-    def draw(image: str, cam: np.ndarray, boxes: np.ndarray) -> None:
-        try:
-            write_overlay(overlay_root, image, root / image, cam, boxes)
-        except AcolError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - an unreadable image is counted, not fatal
-            counts_failed.append(image)
-            log(f"acol-eval: warning: no overlay for {image}: {exc}")
-
-    return draw
-
-
 def _known_image_root(config: BoxesConfig, record: dict[str, Any], found: Path | None
                       ) -> str | None:
     """The image root NEW_RUN's run.json names (galleries of its reports look there)."""
@@ -357,16 +425,16 @@ def _known_image_root(config: BoxesConfig, record: dict[str, Any], found: Path |
 
 def _write_outputs(config: BoxesConfig, run: Path, out: Path, maps: np.ndarray,
                    record: dict[str, Any], threshold: CamThreshold, image_root: Path | None,
-                   log: Callable[[str], None], began: float) -> BoxesResult:
-    failed: list[str] = []
-    draw = _overlay_drawer(config, image_root, failed, log)
+                   workers: int, log: Callable[[str], None], began: float) -> BoxesResult:
+    job = BoxJob(str(run / "maps.f16"), tuple(maps.shape), threshold.value, config.all_boxes,
+                 config.overlays, str(image_root) if config.overlays and image_root else None)
     with contextlib.ExitStack() as stack:
         predictions = stack.enter_context(
             atomic_open(out / "predictions.csv", "w", newline="", encoding="utf-8"))
         boxes = (stack.enter_context(atomic_open(out / "boxes.csv", "w", newline="",
                                                  encoding="utf-8"))
                  if config.all_boxes else None)
-        counts = rebox(run, maps, threshold.value, config.all_boxes, predictions, boxes, draw)
+        counts = rebox(run, job, workers, predictions, boxes, log)
     if (run / "errors.csv").is_file():
         atomic_write_bytes(out / "errors.csv", (run / "errors.csv").read_bytes())
     links = link_store(run, out)
@@ -383,13 +451,13 @@ def _write_outputs(config: BoxesConfig, run: Path, out: Path, maps: np.ndarray,
         "map_store": links,
         "versions": _versions(),
         "counts": {"images": counts.images, "without_box": counts.without_box,
-                   "maps": int(len(maps)), "overlays": counts.images - len(failed)
-                   if draw else 0, "overlay_failed": len(failed)},
+                   "maps": int(len(maps)), "overlay_failed": counts.overlay_failed,
+                   "overlays": counts.images - counts.overlay_failed if job.overlays else 0},
         "seconds": round(seconds, 3),
     }
     atomic_write_text(out / "run.json", json.dumps(summary, indent=1) + "\n")
     return BoxesResult(out, counts.images, counts.without_box, threshold,
-                       summary["counts"]["overlays"], len(failed), seconds)
+                       summary["counts"]["overlays"], counts.overlay_failed, seconds)
 
 
 def _check_inputs(config: BoxesConfig, run: Path, out: Path
@@ -434,6 +502,9 @@ def run(config: BoxesConfig, log: Callable[[str], None] | None = None) -> BoxesR
     began = time.perf_counter()
     run_dir, out = Path(config.run), Path(config.out)
     threshold, maps, record, image_root = _check_inputs(config, run_dir, out)
+    from .runtime import resolve_workers  # runtime imports torch: keep `import boxing` light
+
+    workers = resolve_workers(config.workers)
     overlays = Path(config.overlays) if config.overlays else None
     out_existed = out.exists()
     overlays_existed = overlays is not None and overlays.exists()
@@ -445,7 +516,7 @@ def run(config: BoxesConfig, log: Callable[[str], None] | None = None) -> BoxesR
         check_new_folder(out, run_dir, "--out")  # again, now that no one else can write it
         try:
             return _write_outputs(config, run_dir, out, maps, record, threshold, image_root,
-                                  log, began)
+                                  workers, log, began)
         except BaseException:
             _undo(out, out_existed, overlays, overlays_existed)
             raise

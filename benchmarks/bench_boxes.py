@@ -3,17 +3,24 @@ threshold from the map store, as a share of the time localize takes to make the 
 
     .venv/bin/python benchmarks/bench_boxes.py                       # 300 images, resnet50
     .venv/bin/python benchmarks/bench_boxes.py --images 200 --arch resnet18
+    .venv/bin/python benchmarks/bench_boxes.py --part scale      # 1,000 and 4,000 images
 
 One process, one run: localize (random weights: speed does not depend on them) writes
 RUN at 0.2 over JPEG files of 500x375 on disk; then boxes redoes RUN at 0.6, in process
 and as the `acol-eval boxes` command (its start-up included), and with --all-boxes.
 Issue 10 wants boxes under a tenth of localize's time. The load average is printed
 because the machine may be shared: the ratio, measured in one run, is the figure.
+
+Scale: `acol-eval boxes` over map stores of 1,000 and 4,000 images (500x375, 7x7 maps,
+written here in the map store's documented format, no model): seconds and peak memory
+of the command. Flat memory means the peak does not grow with the image count.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import os
 import subprocess
 import sys
@@ -47,14 +54,60 @@ def timed(action) -> float:
     return time.perf_counter() - began
 
 
+def write_store(run: Path, count: int, width: int = 500, height: int = 375) -> None:
+    """A localize run folder of `count` images with smooth random 7x7 top-1 maps."""
+    run.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    maps = rng.random((count, 7, 7)).astype("<f2")
+    maps.tofile(run / "maps.f16")
+    (run / "maps.json").write_text(json.dumps(
+        {"format": "acol-eval-maps", "version": 1, "dtype": "float16", "height": 7,
+         "width": 7, "count": count, "classes": ["a", "b"]}))
+    with open(run / "maps_index.csv", "w", newline="") as index, \
+            open(run / "predictions.csv", "w", newline="") as predictions:
+        rows, preds = csv.writer(index, lineterminator="\n"), csv.writer(
+            predictions, lineterminator="\n")
+        rows.writerow(["row", "image", "class_id", "class_name", "pred_rank", "is_label"])
+        preds.writerow(["image", "width", "height", "label", "pred_1", "score_1", "x0", "y0",
+                        "x1", "y1", "cam_threshold"])
+        for i in range(count):
+            rows.writerow([i, f"img_{i:06d}.jpg", 0, "a", 1, 0])
+            preds.writerow([f"img_{i:06d}.jpg", width, height, "", "a", "0.9", 0, 0, width,
+                            height, 0.2])
+
+
+def scale() -> None:
+    wrapper = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+               "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+               "print(time.perf_counter() - t, resource.getrusage("
+               "resource.RUSAGE_CHILDREN).ru_maxrss)")
+    print(f"acol-eval boxes, 500x375 images, 7x7 maps; load average {os.getloadavg()[0]:.2f}")
+    print(f"{'images':>8}{'seconds':>9}{'img/s':>8}{'peak MB':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for count in (1000, 4000):
+            run = Path(tmp) / f"run{count}"
+            write_store(run, count)
+            command = [sys.executable, str(ROOT / "cli.py"), "boxes", str(run), "--out",
+                       str(Path(tmp) / f"new{count}"), "--cam-threshold", "0.6"]
+            done = subprocess.run([sys.executable, "-c", wrapper, *command], check=True,
+                                  capture_output=True, text=True)
+            seconds, peak_kb = done.stdout.split()
+            print(f"{count:>8}{float(seconds):>9.2f}{count / float(seconds):>8.0f}"
+                  f"{int(peak_kb) / 1024:>9.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["ratio", "scale"], default="ratio")
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--arch", default="resnet50")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
+    if args.part == "scale":
+        scale()
+        return
     torch.set_num_threads(args.threads)
     quiet = lambda message: None  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:

@@ -67,6 +67,7 @@ def world(tmp_path_factory):
 
 
 def boxes_of(run, out, **options):
+    options.setdefault("workers", 0)
     return run_boxes(BoxesConfig(run=str(run), out=str(out), **options), quiet)
 
 
@@ -81,6 +82,29 @@ def test_boxes_predictions_equal_localize_at_two_thresholds(world, tmp_path):
             == (low / "predictions.csv").read_bytes())
     assert to_high.images == to_low.images == 9
     assert not (tmp_path / "to_high" / "boxes.csv").exists()
+
+
+def test_worker_processes_give_the_same_files(world, tmp_path, monkeypatch):
+    import acol_eval.boxing
+
+    monkeypatch.setattr(acol_eval.boxing, "CHUNK", 2)  # 5 chunks for 9 images: order matters
+    for workers in (0, 2):
+        boxes_of(world["high"], tmp_path / f"w{workers}", cam_threshold=LOW, all_boxes=True,
+                 overlays=str(tmp_path / f"ov{workers}"), workers=workers)
+    for new in ("w0", "w2"):
+        assert (tmp_path / new / "predictions.csv").read_bytes() == (
+            world["low"] / "predictions.csv").read_bytes()
+        assert (tmp_path / new / "boxes.csv").read_bytes() == (
+            world["low_all"] / "boxes.csv").read_bytes()
+    for picture in (tmp_path / "ov0").rglob("*.jpg"):
+        twin = tmp_path / "ov2" / picture.relative_to(tmp_path / "ov0")
+        assert twin.read_bytes() == picture.read_bytes()
+    assert len(list((tmp_path / "ov2").rglob("*.jpg"))) == 9
+
+
+def test_negative_workers_are_refused():
+    with pytest.raises(AcolError, match="--workers"):
+        BoxesConfig(run="r", out="o", cam_threshold=0.5, workers=-1)
 
 
 def test_new_run_links_the_store_and_records_its_source(world, tmp_path):
