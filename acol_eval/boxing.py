@@ -85,7 +85,7 @@ class BoxesConfig:
             check_threshold(self.cam_threshold, "--cam-threshold")
         if self.images is not None and not self.overlays:
             raise AcolError("--images is only used with --overlays DIR")
-        if self.workers is not None:
+        if self.workers:  # 0 needs no check (and no torch import, which runtime does)
             from .runtime import resolve_workers
 
             resolve_workers(self.workers)  # refuses negative and absurd counts
@@ -502,9 +502,11 @@ def run(config: BoxesConfig, log: Callable[[str], None] | None = None) -> BoxesR
     began = time.perf_counter()
     run_dir, out = Path(config.run), Path(config.out)
     threshold, maps, record, image_root = _check_inputs(config, run_dir, out)
-    from .runtime import resolve_workers  # runtime imports torch: keep `import boxing` light
+    workers = 0
+    if config.workers != 0:
+        from .runtime import resolve_workers  # it imports torch: only when processes are asked
 
-    workers = resolve_workers(config.workers)
+        workers = resolve_workers(config.workers)
     overlays = Path(config.overlays) if config.overlays else None
     out_existed = out.exists()
     overlays_existed = overlays is not None and overlays.exists()

@@ -6,8 +6,10 @@ threshold from the map store, as a share of the time localize takes to make the 
     .venv/bin/python benchmarks/bench_boxes.py --part scale      # 1,000 and 4,000 images
 
 One process, one run: localize (random weights: speed does not depend on them) writes
-RUN at 0.2 over JPEG files of 500x375 on disk; then boxes redoes RUN at 0.6, in process
-and as the `acol-eval boxes` command (its start-up included), and with --all-boxes.
+RUN at 0.2 over JPEG files of 500x375 on disk; then boxes redoes RUN at 0.6, in this
+process and in default_workers() processes, with --all-boxes, and as the
+`acol-eval boxes` command (its start-up included: Python, pandas, OpenCV, and torch,
+which acol_eval.runtime imports to resolve --workers; `--workers 0` skips it).
 Issue 10 wants boxes under a tenth of localize's time. The load average is printed
 because the machine may be shared: the ratio, measured in one run, is the figure.
 
@@ -38,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from acol_eval.boxing import BoxesConfig  # noqa: E402
 from acol_eval.boxing import run as run_boxes  # noqa: E402
 from acol_eval.localization import LocalizeConfig, localize  # noqa: E402
+from acol_eval.runtime import default_workers  # noqa: E402
 
 
 def write_images(folder: Path, count: int, width: int, height: int) -> None:
@@ -119,22 +122,31 @@ def main() -> None:
                                 workers=args.workers, device="cpu")
         made = timed(lambda: localize(config, quiet))
         in_process = timed(lambda: run_boxes(
-            BoxesConfig(run=str(tmp / "run"), out=str(tmp / "b1"), cam_threshold=0.6), quiet))
+            BoxesConfig(run=str(tmp / "run"), out=str(tmp / "b1"), cam_threshold=0.6,
+                        workers=0), quiet))
+        pooled = timed(lambda: run_boxes(
+            BoxesConfig(run=str(tmp / "run"), out=str(tmp / "b4"), cam_threshold=0.6), quiet))
         all_boxes = timed(lambda: run_boxes(
             BoxesConfig(run=str(tmp / "run"), out=str(tmp / "b2"), cam_threshold=0.6,
-                        all_boxes=True), quiet))
+                        all_boxes=True, workers=0), quiet))
         command = [sys.executable, str(ROOT / "cli.py"), "boxes", str(tmp / "run"),
                    "--out", str(tmp / "b3"), "--cam-threshold", "0.6"]
         as_command = timed(lambda: subprocess.run(command, check=True, capture_output=True))
+        command[command.index(str(tmp / "b3"))] = str(tmp / "b5")
+        one_process = timed(lambda: subprocess.run([*command, "--workers", "0"], check=True,
+                                                   capture_output=True))
         load_after = os.getloadavg()
     print(f"{args.images} images 500x375, {args.arch}, CPU, {args.threads} torch threads, "
           f"{args.workers} decode worker(s); load average {load_before[0]:.2f} before, "
           f"{load_after[0]:.2f} after, {os.cpu_count()} cores")
-    print(f"{'job':<28}{'seconds':>9}{'img/s':>9}{'share of localize':>19}")
-    for name, seconds in (("localize (makes RUN)", made), ("boxes, in process", in_process),
-                          ("boxes --all-boxes", all_boxes), ("acol-eval boxes (command)",
-                                                             as_command)):
-        print(f"{name:<28}{seconds:>9.2f}{args.images / seconds:>9.0f}"
+    print(f"{'job':<30}{'seconds':>9}{'img/s':>9}{'share of localize':>19}")
+    jobs = (("localize (makes RUN)", made), ("boxes, workers 0", in_process),
+            (f"boxes, workers {default_workers()}", pooled),
+            ("boxes --all-boxes, workers 0", all_boxes),
+            ("acol-eval boxes (command)", as_command),
+            ("acol-eval boxes --workers 0", one_process))
+    for name, seconds in jobs:
+        print(f"{name:<30}{seconds:>9.2f}{args.images / seconds:>9.0f}"
               f"{seconds / made:>18.3f}x")
 
 
