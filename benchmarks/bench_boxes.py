@@ -85,18 +85,20 @@ def scale() -> None:
                "print(time.perf_counter() - t, resource.getrusage("
                "resource.RUSAGE_CHILDREN).ru_maxrss)")
     print(f"acol-eval boxes, 500x375 images, 7x7 maps; load average {os.getloadavg()[0]:.2f}")
-    print(f"{'images':>8}{'seconds':>9}{'img/s':>8}{'peak MB':>9}")
+    print(f"{'images':>8}{'--workers':>10}{'seconds':>9}{'img/s':>8}{'peak MB':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for count in (1000, 4000):
             run = Path(tmp) / f"run{count}"
             write_store(run, count)
-            command = [sys.executable, str(ROOT / "cli.py"), "boxes", str(run), "--out",
-                       str(Path(tmp) / f"new{count}"), "--cam-threshold", "0.6"]
-            done = subprocess.run([sys.executable, "-c", wrapper, *command], check=True,
-                                  capture_output=True, text=True)
-            seconds, peak_kb = done.stdout.split()
-            print(f"{count:>8}{float(seconds):>9.2f}{count / float(seconds):>8.0f}"
-                  f"{int(peak_kb) / 1024:>9.0f}")
+            for workers in ("0", "default"):
+                command = [sys.executable, str(ROOT / "cli.py"), "boxes", str(run), "--out",
+                           str(Path(tmp) / f"new{count}_{workers}"), "--cam-threshold", "0.6"]
+                command += ["--workers", workers] if workers != "default" else []
+                done = subprocess.run([sys.executable, "-c", wrapper, *command], check=True,
+                                      capture_output=True, text=True)
+                seconds, peak_kb = done.stdout.split()
+                print(f"{count:>8}{workers:>10}{float(seconds):>9.2f}"
+                      f"{count / float(seconds):>8.0f}{int(peak_kb) / 1024:>9.0f}")
 
 
 def main() -> None:
