@@ -510,12 +510,12 @@ def run(config: BoxesConfig, log: Callable[[str], None] | None = None) -> BoxesR
     overlays = Path(config.overlays) if config.overlays else None
     out_existed = out.exists()
     overlays_existed = overlays is not None and overlays.exists()
-    log(f"boxing {run_dir} at {threshold.describe()}")
     with contextlib.ExitStack() as locks:
         locks.enter_context(FolderLock(out, "boxes"))
         if overlays is not None and not is_inside(overlays, out):
             locks.enter_context(FolderLock(overlays, "boxes"))
         check_new_folder(out, run_dir, "--out")  # again, now that no one else can write it
+        log(f"boxing {run_dir} at {threshold.describe()}")
         try:
             return _write_outputs(config, run_dir, out, maps, record, threshold, image_root,
                                   workers, log, began)

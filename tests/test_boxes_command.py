@@ -321,3 +321,15 @@ def test_an_unreadable_image_is_counted_and_exits_1(world, tmp_path):
     assert len(list((tmp_path / "ov").rglob("*.jpg"))) == 8
     record = json.loads((tmp_path / "new" / "run.json").read_text())
     assert record["counts"]["overlay_failed"] == 1 and record["counts"]["overlays"] == 8
+
+
+def test_a_new_run_being_written_by_another_command_is_refused(world, tmp_path):
+    from acol_eval.safeio import FolderLock
+
+    new = tmp_path / "busy"
+    with FolderLock(new, "localize"):
+        before = snapshot(tmp_path)
+        result = run_cli("boxes", str(world["low"]), "--out", str(new),
+                         "--cam-threshold", "0.5", "--workers", "0")
+        assert_one_line_error(result, 2, "another acol-eval command is writing")
+        assert snapshot(tmp_path) == before
