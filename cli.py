@@ -213,6 +213,45 @@ def localize(**options) -> None:
         )
     if summary.failed:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("run", type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="New run folder (must not exist or be empty): predictions.csv, run.json, "
+                   "boxes.csv with --all-boxes, links to RUN's map store.")
+@click.option("--cam-threshold", type=float, default=None,
+              help="Box threshold as a fraction of the upsampled map's range.")
+@click.option("--threshold-from", type=click.Path(), default=None,
+              help="A report scored with --protocol native (folder or summary.csv): use its "
+                   "best_gt_known_loc threshold.")
+@click.option("--all-boxes", is_flag=True,
+              help="Write every connected component's box to boxes.csv, not only the largest.")
+@click.option("--overlays", default=None, type=click.Path(file_okay=False),
+              help="New folder for JPEG heatmap overlays with the box drawn.")
+@click.option("--images", default=None, type=click.Path(file_okay=False),
+              help="Where RUN's images are, for --overlays [default: from RUN's run.json].")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes; 0 works in this one [default: cores - 1, at most 8].")
+def boxes(run: str, **options) -> None:
+    """Redo RUN's boxes at another CAM threshold from its map store alone (no model).
+
+    NEW_RUN gets predictions.csv as localize would write it at that threshold and
+    shares RUN's map store through links, so `acol-eval score NEW_RUN` works.
+    """
+    from acol_eval.boxing import BoxesConfig
+    from acol_eval.boxing import run as run_boxes
+
+    result = run_boxes(BoxesConfig(run=run, **options))
+    click.echo(f"boxed {result.images} images at CAM threshold {result.threshold.value:g} "
+               f"({result.threshold.source.value}) in {result.seconds:.2f} s -> {result.out}"
+               + (f"; {result.without_box} without a box" if result.without_box else "")
+               + (f"; {result.overlays} overlays" if result.overlays else ""))
+    if result.overlay_failed:
+        click.echo(f"acol-eval: {result.overlay_failed} overlays could not be drawn", err=True)
+        sys.exit(1)
+
+
 @main.command()
 @click.argument("run", type=click.Path())
 @click.option("--annotations", required=True,

@@ -1,0 +1,524 @@
+"""`acol-eval boxes RUN --out NEW_RUN`: redo a localize run's boxes at another CAM threshold
+from its map store alone: no model, no network, no torch unless overlays are drawn.
+
+localize boxes an image by upsampling the float16 top-1 map it stores (bicubic, to the
+image's width and height) and taking the largest 8-connected component at the threshold
+(boxes.upsample_map, boxes.native_boxes). The map store holds exactly those float16 maps,
+so doing the same here gives the very predictions.csv that localize would have written at
+that threshold, byte for byte: every other column is copied from RUN's row untouched.
+
+NEW_RUN shares RUN's map store instead of copying it (it can be gigabytes): maps.f16,
+maps_index.csv and maps.json are symbolic links, relative ones, to the real files behind
+RUN's (so boxes of a boxes run point at the original store, not along a chain). Relative
+links keep working when RUN and NEW_RUN are moved or copied together (a project folder
+renamed, rsync -a, tar), which is how runs travel; absolute links would survive moving
+NEW_RUN alone but break on every copy to another machine or path. run.json records RUN's
+absolute path too, so a broken link can be traced.
+
+Rows are streamed (predictions.csv and maps_index.csv are both in image order), maps are
+memory-mapped: memory stays flat whatever the number of images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from multiprocessing import get_context
+from pathlib import Path
+from typing import IO, Any
+
+import cv2
+import numpy as np
+
+from . import __version__
+from .boxes import native_boxes, upsample_map
+from .errors import AcolError
+from .mapstore import INDEX_COLUMNS, MAP_DTYPE, MAPS_FORMAT
+from .overlays import write_overlay
+from .safeio import (
+    LOCK_NAME,
+    FolderLock,
+    atomic_open,
+    atomic_write_bytes,
+    atomic_write_text,
+    is_inside,
+)
+from .thresholds import CamThreshold, check_threshold, resolve_cam_threshold
+
+STORE_FILES = ("maps.f16", "maps_index.csv", "maps.json")
+BOX_FIELDS = ["x0", "y0", "x1", "y1"]
+TAIL = [*BOX_FIELDS, "cam_threshold"]  # the last columns of predictions.csv, redone here
+MAX_PIXELS = 20_000 * 20_000  # the largest image localize decodes (data.Image.MAX_IMAGE_PIXELS)
+
+
+@dataclass(frozen=True)
+class BoxesConfig:
+    """`boxes` options, one field per flag. Exactly one of cam_threshold (a fraction of
+    the upsampled map's range, native frame) and threshold_from (a native report)."""
+
+    run: str
+    out: str
+    cam_threshold: float | None = None
+    threshold_from: str | None = None
+    all_boxes: bool = False
+    overlays: str | None = None
+    images: str | None = None  # where RUN's images are, for --overlays
+    workers: int | None = None  # processes: None default, 0 this one (resolve_workers)
+
+    def __post_init__(self) -> None:
+        if not self.run or not self.out:
+            raise AcolError("boxes needs RUN and --out NEW_RUN")
+        if (self.cam_threshold is None) == (self.threshold_from is None):
+            raise AcolError("give --cam-threshold T or --threshold-from REPORT (one of them)")
+        if self.cam_threshold is not None:
+            check_threshold(self.cam_threshold, "--cam-threshold")
+        if self.images is not None and not self.overlays:
+            raise AcolError("--images is only used with --overlays DIR")
+        if self.workers:  # 0 needs no check (and no torch import, which runtime does)
+            from .runtime import resolve_workers
+
+            resolve_workers(self.workers)  # refuses negative and absurd counts
+
+
+@dataclass(frozen=True)
+class BoxesResult:
+    out: Path
+    images: int  # rows of predictions.csv
+    without_box: int  # rows whose top-1 map gave no box (constant or non-finite map)
+    threshold: CamThreshold
+    overlays: int
+    overlay_failed: int
+    seconds: float
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def open_store(run: Path) -> np.ndarray:
+    """RUN's maps as a read-only (count, h, w) float16 memmap, after checking that
+    maps.json is an acol-eval map store and maps.f16 holds exactly what it says."""
+    try:
+        meta = json.loads((run / "maps.json").read_text())
+        shape = (int(meta["count"]), int(meta["height"]), int(meta["width"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AcolError(f"{run} has no readable map store (maps.json: "
+                        f"{getattr(exc, 'strerror', None) or exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != MAPS_FORMAT or min(shape) < 0:
+        raise AcolError(f"{run / 'maps.json'} is not an acol-eval map store")
+    expected = shape[0] * shape[1] * shape[2] * MAP_DTYPE.itemsize
+    try:
+        size = (run / "maps.f16").stat().st_size
+    except OSError:
+        size = -1
+    if size != expected:
+        raise AcolError(f"{run / 'maps.f16'} holds {max(size, 0)} bytes, maps.json says "
+                        f"{expected}: the map store is incomplete; localize RUN again")
+    if not shape[0]:
+        return np.zeros(shape, MAP_DTYPE)
+    return np.memmap(run / "maps.f16", dtype=MAP_DTYPE, mode="r", shape=shape)
+
+
+def _csv_header(path: Path) -> list[str]:
+    try:
+        with open(path, newline="") as handle:
+            return next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise AcolError(f"{path} is unreadable ({exc})") from None
+
+
+def check_run(run: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """The maps and run.json of a finished localize run; AcolError when RUN is not one."""
+    if not run.is_dir():
+        raise AcolError(f"{run} is not a localize run folder")
+    header = _csv_header(run / "predictions.csv")
+    if header[-len(TAIL):] != TAIL or not {"image", "width", "height"} <= set(header):
+        raise AcolError(f"{run / 'predictions.csv'} is not a localize predictions.csv")
+    if _csv_header(run / "maps_index.csv") != INDEX_COLUMNS:
+        raise AcolError(f"{run / 'maps_index.csv'} is not a localize map index")
+    maps = open_store(run)
+    try:
+        record = json.loads((run / "run.json").read_text())
+    except (OSError, ValueError):
+        record = {}
+    return maps, record if isinstance(record, dict) else {}
+
+
+def _holds_nothing(folder: Path) -> bool:
+    """No entry but maybe our lock file (left by a refused or killed earlier try)."""
+    try:
+        return all(entry.name == LOCK_NAME for entry in folder.iterdir())
+    except OSError as exc:
+        raise AcolError(f"cannot read {folder}: {exc.strerror}") from None
+
+
+def check_new_folder(folder: Path, run: Path, flag: str) -> None:
+    """`folder` may be written: it does not exist or is empty, and it is not RUN or inside it."""
+    if is_inside(folder, run):
+        raise AcolError(f"{flag} {folder} is {run} or inside it; choose a new folder")
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise AcolError(f"{flag} {folder} exists and is not a folder")
+    if folder.is_dir() and not _holds_nothing(folder):
+        raise AcolError(f"{flag} {folder} exists and is not empty; choose a new folder")
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _root_candidates(config: BoxesConfig, record: dict[str, Any]) -> list[Path]:
+    """Where RUN's image names may be relative to: --images, run.json's resolved image
+    root, localize's --image-root, its IMAGES argument (a folder, a list file's folder,
+    or FORMAT:PATH's folder)."""
+    if config.images:
+        return [Path(config.images)]
+    arguments = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
+    found = [record.get("image_root"), arguments.get("image_root")]
+    images = arguments.get("images")
+    if isinstance(images, str) and images:
+        fmt, sep, rest = images.partition(":")
+        path = Path(rest if sep and len(fmt) > 1 else images)
+        found.append(path if path.is_dir() else path.parent)
+    return [Path(c) for c in found if isinstance(c, (str, Path)) and c and Path(c).is_dir()]
+
+
+def _annotation_root(record: dict[str, Any]) -> Path | None:
+    """The image root of the annotation source RUN was localised from, if it was one."""
+    from .readers import read_source
+
+    arguments = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
+    images = arguments.get("images")
+    if not isinstance(images, str) or not images:
+        return None
+    try:
+        return Path(read_source(images).root)
+    except (AcolError, OSError, ValueError, KeyError):
+        return None
+
+
+def find_image_root(config: BoxesConfig, record: dict[str, Any], first_image: str | None
+                    ) -> Path:
+    """The folder RUN's image names are relative to (checked on the first image)."""
+    candidates = _root_candidates(config, record)
+    if first_image is None:  # no image in RUN: nothing to draw
+        return candidates[0] if candidates else Path(".")
+    for root in candidates:
+        if (root / first_image).is_file():
+            return root
+    source_root = None if config.images else _annotation_root(record)
+    if source_root is not None and (source_root / first_image).is_file():
+        return source_root
+    if config.images:
+        raise AcolError(f"--images {config.images}: {first_image} is not there")
+    raise AcolError("cannot find RUN's images for --overlays; give --images ROOT")
+
+
+def _first_image(run: Path) -> str | None:
+    with open(run / "predictions.csv", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        row = next(reader, None)
+    return row[header.index("image")] if row else None
+
+
+# --------------------------------------------------------------------------- the work
+
+
+def top1_rows(index_file: IO[str]) -> Iterator[tuple[str, int, str]]:
+    """(image, map row, class name) of every pred_rank 1 map, in file order."""
+    reader = csv.reader(index_file)
+    next(reader)
+    for row in reader:
+        if len(row) == len(INDEX_COLUMNS) and row[4] == "1":
+            if not row[0].isdigit():
+                raise AcolError(f"maps_index.csv line {reader.line_num}: {row[0]!r} is not "
+                                f"a map row")
+            yield row[1], int(row[0]), row[3]
+
+
+def image_size(row: list[str], columns: dict[str, int], image: str) -> tuple[int, int]:
+    """width, height of a predictions row, bounded like a decodable image."""
+    try:
+        width, height = int(row[columns["width"]]), int(row[columns["height"]])
+    except (ValueError, IndexError):
+        raise AcolError(f"predictions.csv: {image} has no usable width and height") from None
+    if width < 1 or height < 1 or width * height > MAX_PIXELS:
+        raise AcolError(f"predictions.csv: {image} is {width}x{height}, not a usable size")
+    return width, height
+
+
+CHUNK = 256  # images per task: large enough to hide the hand-over, small for flat memory
+
+
+@dataclass(frozen=True)
+class BoxJob:
+    """What every chunk of images shares. threshold: fraction of the upsampled map's range;
+    overlays / image_root: where overlays go and where the images are (None: no overlays)."""
+
+    maps_file: str
+    shape: tuple[int, int, int]
+    threshold: float
+    all_boxes: bool
+    overlays: str | None = None
+    image_root: str | None = None
+
+
+# one image: (image, its predictions.csv row, width, height, top-1 map row, its class)
+Item = tuple[str, list[str], int, int, int, str]
+
+
+@dataclass
+class ChunkResult:
+    predictions: list[list[Any]]  # predictions.csv rows, boxes redone
+    boxes: list[list[Any]]  # boxes.csv rows (with all_boxes)
+    without_box: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # overlays not drawn
+
+
+def box_chunk(job: BoxJob, items: list[Item]) -> ChunkResult:
+    """Boxes of a chunk of images from their top-1 maps, as localize makes them: the map
+    upsampled to the image, the largest 8-connected component at the threshold, x0 y0
+    x1 y1 with x1/y1 exclusive in original-image pixels ('' x4 when none); with
+    all_boxes every component as well. Runs in a worker process or in the caller's."""
+    maps = (np.memmap(job.maps_file, dtype=MAP_DTYPE, mode="r", shape=job.shape)
+            if job.shape[0] else np.zeros(job.shape, MAP_DTYPE))
+    result = ChunkResult([], [])
+    for image, row, width, height, map_row, class_name in items:
+        cam = upsample_map(maps[map_row], width, height)
+        found = native_boxes(cam, job.threshold, all_boxes=job.all_boxes)
+        largest = native_boxes(cam, job.threshold) if job.all_boxes else found
+        box = [int(v) for v in largest[0]] if len(largest) else ["", "", "", ""]
+        result.predictions.append([*row[:-len(TAIL)], *box, job.threshold])
+        if job.all_boxes:
+            result.boxes += [[image, class_name, *map(int, b)] for b in found]
+        result.without_box += not len(largest)
+        if job.overlays is not None and job.image_root is not None:
+            try:  # every box with all_boxes, as localize draws them
+                write_overlay(job.overlays, image, Path(job.image_root) / image, cam, found)
+            except AcolError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - an unreadable image is counted
+                result.failed.append((image, str(exc) or type(exc).__name__))
+    return result
+
+
+def read_items(run: Path, count: int) -> Iterator[list[Item]]:
+    """RUN's predictions rows with their top-1 maps, CHUNK images at a time, streamed."""
+    with open(run / "predictions.csv", newline="") as source, \
+            open(run / "maps_index.csv", newline="") as index_file:
+        reader = csv.reader(source)
+        header = next(reader)
+        columns = {name: i for i, name in enumerate(header)}
+        top1 = top1_rows(index_file)
+        chunk: list[Item] = []
+        for row in reader:
+            if len(row) != len(header):
+                raise AcolError(f"{run / 'predictions.csv'} line {reader.line_num} has "
+                                f"{len(row)} fields, its header {len(header)}")
+            image = row[columns["image"]]
+            width, height = image_size(row, columns, image)
+            map_row, class_name = _find_top1(top1, image, count)
+            chunk.append((image, row, width, height, map_row, class_name))
+            if len(chunk) == CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
+def ordered_map(function: Callable, tasks: Iterator, workers: int) -> Iterator:
+    """function(task) for every task, in order: in this process (workers 0) or in
+    `workers` processes with at most 2 * workers + 1 tasks in flight (flat memory)."""
+    if workers == 0:
+        yield from map(function, tasks)
+        return
+    pending: deque = deque()
+    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+        for task in tasks:
+            pending.append(pool.submit(function, task))
+            if len(pending) > 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+@dataclass
+class Counts:
+    images: int = 0
+    without_box: int = 0
+    overlay_failed: int = 0
+
+
+def rebox(run: Path, job: BoxJob, workers: int, predictions_out: IO[str],
+          boxes_out: IO[str] | None, log: Callable[[str], None]) -> Counts:
+    """Stream RUN's predictions.csv into `predictions_out` with every box redone
+    (:func:`box_chunk`), and every component into `boxes_out` (image, class_name, x0, y0,
+    x1, y1) when given. Overlays that could not be drawn are logged and counted."""
+    counts = Counts()
+    writer = csv.writer(predictions_out, lineterminator="\n")
+    writer.writerow(_csv_header(run / "predictions.csv"))
+    box_writer = csv.writer(boxes_out, lineterminator="\n") if boxes_out else None
+    if box_writer:
+        box_writer.writerow(["image", "class_name", *BOX_FIELDS])
+    for result in ordered_map(partial(box_chunk, job), read_items(run, job.shape[0]), workers):
+        writer.writerows(result.predictions)
+        if box_writer:
+            box_writer.writerows(result.boxes)
+        counts.images += len(result.predictions)
+        counts.without_box += result.without_box
+        counts.overlay_failed += len(result.failed)
+        for image, reason in result.failed:
+            log(f"acol-eval: warning: no overlay for {image}: {reason}")
+    return counts
+
+
+def _find_top1(top1: Iterator[tuple[str, int, str]], image: str, count: int
+               ) -> tuple[int, str]:
+    """The top-1 map of `image`: the index is in the same image order as predictions.csv,
+    so the rows of images before it (none, unless the files disagree) are skipped."""
+    for name, map_row, class_name in top1:
+        if name == image:
+            if not 0 <= map_row < count:
+                raise AcolError(f"maps_index.csv: map row {map_row} of {image} is outside "
+                                f"the {count} maps of maps.f16")
+            return map_row, class_name
+    raise AcolError(f"maps_index.csv has no top-1 map for {image} (or is not in "
+                    f"predictions.csv's order): the run is damaged; localize it again")
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def _versions() -> dict[str, str]:
+    return {"acol_eval": __version__, "numpy": np.__version__, "opencv": cv2.__version__,
+            "python": platform.python_version()}
+
+
+def link_store(run: Path, out: Path) -> dict[str, str]:
+    """Symbolic links in `out` to the real files of RUN's map store, relative (see the
+    module docstring); returns {name: link text}."""
+    links = {}
+    for name in STORE_FILES:
+        target = os.path.relpath(os.path.realpath(run / name), os.path.realpath(out))
+        os.symlink(target, out / name)
+        links[name] = target
+    return links
+
+
+def _known_image_root(config: BoxesConfig, record: dict[str, Any], found: Path | None
+                      ) -> str | None:
+    """The image root NEW_RUN's run.json names (galleries of its reports look there)."""
+    if found is None:
+        candidates = _root_candidates(config, record)
+        found = candidates[0] if candidates else None
+    return str(found.resolve()) if found else record.get("image_root")
+
+
+def _write_outputs(config: BoxesConfig, run: Path, out: Path, maps: np.ndarray,
+                   record: dict[str, Any], threshold: CamThreshold, image_root: Path | None,
+                   workers: int, log: Callable[[str], None], began: float) -> BoxesResult:
+    job = BoxJob(str(run / "maps.f16"), tuple(maps.shape), threshold.value, config.all_boxes,
+                 config.overlays, str(image_root) if config.overlays and image_root else None)
+    with contextlib.ExitStack() as stack:
+        predictions = stack.enter_context(
+            atomic_open(out / "predictions.csv", "w", newline="", encoding="utf-8"))
+        boxes = (stack.enter_context(atomic_open(out / "boxes.csv", "w", newline="",
+                                                 encoding="utf-8"))
+                 if config.all_boxes else None)
+        counts = rebox(run, job, workers, predictions, boxes, log)
+    if (run / "errors.csv").is_file():
+        atomic_write_bytes(out / "errors.csv", (run / "errors.csv").read_bytes())
+    links = link_store(run, out)
+    seconds = time.perf_counter() - began
+    summary = {
+        "command": "boxes",
+        "source_run": str(run.resolve()),
+        "model": record.get("model"), "classes": record.get("classes"),
+        "input_size": record.get("input_size"),
+        "image_root": _known_image_root(config, record, image_root),
+        **threshold.record(),
+        "arguments": asdict(config),
+        "source_arguments": record.get("arguments"),
+        "map_store": links,
+        "versions": _versions(),
+        "counts": {"images": counts.images, "without_box": counts.without_box,
+                   "maps": int(len(maps)), "overlay_failed": counts.overlay_failed,
+                   "overlays": counts.images - counts.overlay_failed if job.overlays else 0},
+        "seconds": round(seconds, 3),
+    }
+    atomic_write_text(out / "run.json", json.dumps(summary, indent=1) + "\n")
+    return BoxesResult(out, counts.images, counts.without_box, threshold,
+                       summary["counts"]["overlays"], counts.overlay_failed, seconds)
+
+
+def _check_inputs(config: BoxesConfig, run: Path, out: Path
+                  ) -> tuple[CamThreshold, np.ndarray, dict[str, Any], Path | None]:
+    """Everything that can be refused is refused here, before anything is written."""
+    if run.resolve() == out.resolve():
+        raise AcolError(f"--out {out} is RUN itself; boxes writes a new run folder")
+    threshold = resolve_cam_threshold(config.cam_threshold, config.threshold_from)
+    maps, record = check_run(run)
+    check_new_folder(out, run, "--out")
+    image_root = None
+    if config.overlays:
+        check_new_folder(Path(config.overlays), run, "--overlays")
+        image_root = find_image_root(config, record, _first_image(run))
+    return threshold, maps, record, image_root
+
+
+def _undo(out: Path, out_existed: bool, overlays: Path | None, overlays_existed: bool) -> None:
+    """Remove what a failed run wrote: only folders it created or found empty."""
+    for folder, existed in ((out, out_existed), (overlays, overlays_existed)):
+        if folder is None or not folder.is_dir():
+            continue
+        if not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+            continue
+        for entry in folder.iterdir():
+            if entry.name == LOCK_NAME:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def run(config: BoxesConfig, log: Callable[[str], None] | None = None) -> BoxesResult:
+    """Redo RUN's boxes into NEW_RUN (config.out) at the resolved CAM threshold.
+
+    Refused with an AcolError, nothing written: a bad threshold or report, RUN not a
+    finished localize run or with a truncated map store, NEW_RUN (or --overlays DIR)
+    existing and not empty, being RUN or inside it, or written by another command now."""
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    began = time.perf_counter()
+    run_dir, out = Path(config.run), Path(config.out)
+    threshold, maps, record, image_root = _check_inputs(config, run_dir, out)
+    workers = 0
+    if config.workers != 0:
+        from .runtime import resolve_workers  # it imports torch: only when processes are asked
+
+        workers = resolve_workers(config.workers)
+    overlays = Path(config.overlays) if config.overlays else None
+    out_existed = out.exists()
+    overlays_existed = overlays is not None and overlays.exists()
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(FolderLock(out, "boxes"))
+        if overlays is not None and not is_inside(overlays, out):
+            locks.enter_context(FolderLock(overlays, "boxes"))
+        check_new_folder(out, run_dir, "--out")  # again, now that no one else can write it
+        log(f"boxing {run_dir} at {threshold.describe()}")
+        try:
+            return _write_outputs(config, run_dir, out, maps, record, threshold, image_root,
+                                  workers, log, began)
+        except BaseException:
+            _undo(out, out_existed, overlays, overlays_existed)
+            raise

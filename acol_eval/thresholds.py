@@ -1,0 +1,160 @@
+"""Where the CAM threshold of `localize` and `boxes` comes from (SPEC 4, 11; issue 10).
+
+A CAM threshold means one thing everywhere in acol-eval: a fraction t of the map's
+range, applied to the map upsampled (bicubic) to the original image, in the image's own
+pixel frame: a pixel is kept when value >= min + t * (max - min). That is the `native`
+protocol of `score` and the box `localize` draws.
+
+Precedence, first that applies:
+1. `--cam-threshold T` given on the command line;
+2. `--threshold-from REPORT`: the threshold of REPORT's `best_gt_known_loc` row (the box
+   localize draws is the largest component, judged GT-known at IoU 50: that row's
+   threshold is the one that made most such boxes right);
+3. the calibrated threshold a checkpoint carries (`cam_threshold`, `cam_threshold_source`,
+   written by `train` when its data has boxes);
+4. the default 0.2, which is uncalibrated: the caller says so once.
+Giving both 1 and 2 is refused rather than silently dropping one of them.
+
+A report scored under `--protocol wsoleval` is refused by `--threshold-from`: wsoleval
+picks its thresholds in another frame (uint8 levels int(t * max) of the map resized to
+224x224, whatever the image size), and no fraction of the native map's range keeps the
+same pixels for every image, so it cannot be converted exactly. The error says to score
+with `--protocol native` instead. A centre-baseline report is refused too: its threshold
+was chosen for a Gaussian, not for the run's maps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import AcolError
+
+DEFAULT_CAM_THRESHOLD = 0.2
+REPORT_METRIC = "best_gt_known_loc"
+NATIVE_PROTOCOL = "native"
+
+
+class ThresholdSource(str, Enum):
+    """Where a CAM threshold came from, as written into run.json."""
+
+    FLAG = "flag"  # --cam-threshold T
+    REPORT = "report"  # --threshold-from REPORT
+    CHECKPOINT = "checkpoint"  # calibrated by train, stored in the checkpoint
+    DEFAULT = "default"  # nothing said: 0.2, uncalibrated
+
+
+@dataclass(frozen=True)
+class CamThreshold:
+    """A CAM threshold (fraction of the native, upsampled map's range) and its origin.
+
+    detail: the report's summary.csv, or the checkpoint's own account of its
+    calibration, or '' for a flag or the default.
+    """
+
+    value: float
+    source: ThresholdSource
+    detail: str = ""
+
+    @property
+    def calibrated(self) -> bool:
+        return self.source is not ThresholdSource.DEFAULT
+
+    def describe(self) -> str:
+        """One line for the terminal: the threshold and where it came from."""
+        if self.source is ThresholdSource.FLAG:
+            return f"CAM threshold {self.value:g} (--cam-threshold)"
+        if self.source is ThresholdSource.REPORT:
+            return f"CAM threshold {self.value:g} ({REPORT_METRIC} of {self.detail})"
+        if self.source is ThresholdSource.CHECKPOINT:
+            return f"CAM threshold {self.value:g} (calibrated in the checkpoint: {self.detail})"
+        return (f"CAM threshold {self.value:g} (default, uncalibrated: give --cam-threshold, "
+                f"--threshold-from REPORT, or a checkpoint trained with boxes)")
+
+    def record(self) -> dict[str, object]:
+        """The fields run.json keeps."""
+        return {"cam_threshold": self.value, "cam_threshold_source": self.source.value,
+                "cam_threshold_detail": self.detail}
+
+
+def check_threshold(value: float, what: str) -> float:
+    """`value` as a float in [0, 1]; anything else (NaN, inf, out of range) an AcolError
+    naming `what` (the flag or file it came from)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise AcolError(f"{what}: {value!r} is not a number") from None
+    if math.isnan(number) or not 0.0 <= number <= 1.0:
+        raise AcolError(f"{what}: CAM threshold {value} is outside [0, 1]")
+    return number
+
+
+def _summary_file(report: str | Path) -> Path:
+    path = Path(report)
+    file = path / "summary.csv" if path.is_dir() else path
+    if not file.is_file():
+        raise AcolError(f"--threshold-from {report}: not an acol-eval report (no summary.csv)")
+    return file
+
+
+def threshold_from_report(report: str | Path) -> tuple[float, str]:
+    """The `best_gt_known_loc` threshold of a `score` report (folder or its summary.csv)
+    scored under the native protocol, and the summary.csv it came from.
+
+    Refused with an AcolError: not a report, a report without that threshold (no boxes
+    were scored), a wsoleval report (its thresholds are uint8 levels of a 224x224 map:
+    no exact conversion, see the module docstring), a baseline report, a threshold
+    outside [0, 1]."""
+    file = _summary_file(report)
+    try:
+        table = pd.read_csv(file, dtype={"metric": str, "protocol": str},
+                            keep_default_na=False, na_values=[""])
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise AcolError(f"--threshold-from {report}: {file} is unreadable ({exc})") from None
+    if not {"metric", "threshold", "protocol"} <= set(table.columns):
+        raise AcolError(f"--threshold-from {report}: {file} is not an acol-eval summary.csv")
+    rows = table[table["metric"] == REPORT_METRIC]
+    if rows.empty:
+        raise AcolError(f"--threshold-from {report}: {file} has no {REPORT_METRIC} threshold "
+                        f"(score it against annotations with boxes)")
+    row = rows.iloc[0]
+    protocol = str(row["protocol"]).strip()
+    if protocol != NATIVE_PROTOCOL:
+        if protocol.startswith(NATIVE_PROTOCOL):
+            raise AcolError(f"--threshold-from {report}: it scored a baseline ({protocol}), "
+                            f"not the run's maps; use a report of the maps themselves")
+        raise AcolError(f"--threshold-from {report}: it was scored with --protocol {protocol}, "
+                        f"whose thresholds are 224x224 uint8 levels that cannot be converted "
+                        f"exactly; score with --protocol native and use that report")
+    threshold = pd.to_numeric(pd.Series([row["threshold"]]), errors="coerce").iloc[0]
+    count = pd.to_numeric(pd.Series([row.get("count", 1)]), errors="coerce").iloc[0]
+    if pd.isna(threshold) or (pd.notna(count) and count <= 0):
+        raise AcolError(f"--threshold-from {report}: {file} has no {REPORT_METRIC} threshold "
+                        f"(no image with boxes was scored)")
+    return check_threshold(threshold, f"--threshold-from {report}"), str(file)
+
+
+def resolve_cam_threshold(cam_threshold: float | None = None,
+                          threshold_from: str | Path | None = None,
+                          checkpoint_threshold: float | None = None,
+                          checkpoint_source: str | None = None) -> CamThreshold:
+    """The CAM threshold to box with and where it came from (precedence in the module
+    docstring). `checkpoint_threshold` / `checkpoint_source`: a checkpoint's
+    `cam_threshold` and `cam_threshold_source`, None for an older checkpoint or none."""
+    if cam_threshold is not None and threshold_from is not None:
+        raise AcolError("give --cam-threshold T or --threshold-from REPORT, not both")
+    if cam_threshold is not None:
+        return CamThreshold(check_threshold(cam_threshold, "--cam-threshold"),
+                            ThresholdSource.FLAG)
+    if threshold_from is not None:
+        value, file = threshold_from_report(threshold_from)
+        return CamThreshold(value, ThresholdSource.REPORT, file)
+    if checkpoint_threshold is not None:
+        value = check_threshold(checkpoint_threshold, "the checkpoint's cam_threshold")
+        return CamThreshold(value, ThresholdSource.CHECKPOINT,
+                            str(checkpoint_source or "calibrated by train"))
+    return CamThreshold(DEFAULT_CAM_THRESHOLD, ThresholdSource.DEFAULT)
