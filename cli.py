@@ -62,6 +62,8 @@ def main() -> None:
       acol-eval train      train or fine-tune an ACoL (or plain CAM) model
       acol-eval localize   sweep images into classes, fused CAMs and boxes
       acol-eval score      score maps against box / mask annotations
+      acol-eval boxes      redo a run's boxes at another threshold from its map store
+      acol-eval compare    compare score reports: leaderboard and paired statistics
       acol-eval synth      write the embedded default data set
 
     Run `acol-eval COMMAND --help` for each command's options.
@@ -174,8 +176,12 @@ def synth(out: str, **options) -> None:
               help="Where an annotation source's images are, when not beside it (wsol:PATH).")
 @click.option("--top-k", type=int, default=5, show_default=True,
               help="Predicted classes (and their maps) per image.")
-@click.option("--cam-threshold", type=float, default=0.2, show_default=True,
-              help="Box threshold as a fraction of the map's range.")
+@click.option("--cam-threshold", type=float, default=None,
+              help="Box threshold as a fraction of the upsampled map's range [default: "
+                   "the checkpoint's calibrated threshold, else 0.2].")
+@click.option("--threshold-from", type=click.Path(), default=None,
+              help="A report scored with --protocol native (folder or summary.csv): box at "
+                   "its best_gt_known_loc threshold.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--workers", type=int, default=None,
               help="Decoding worker processes [default: cores - 1, at most 8].")

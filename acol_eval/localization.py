@@ -34,21 +34,14 @@ from tqdm import tqdm
 from .backbones import imagenet_categories
 from .boxes import native_boxes, upsample_map
 from .checkpoint import load_checkpoint, model_from_checkpoint
-from .data import IMAGENET_MEAN, IMAGENET_STD, collate_positions, decode_image
+from .data import IMAGENET_MEAN, IMAGENET_STD, collate_positions
 from .errors import AcolError
 from .imagelist import ImageList, SweepImages, fingerprint, label_indices, list_images, printable
-from .maps import overlay
 from .methods import MapMethod, method_maps, method_record, resolve_target_layer
 from .model import ACoL, plain_cam_model
+from .overlays import write_overlay
 from .runtime import Distributed, library_versions, resolve_workers
-from .safeio import (
-    LOCK_NAME,
-    FolderLock,
-    atomic_write_bytes,
-    atomic_write_text,
-    is_inside,
-    output_path,
-)
+from .safeio import LOCK_NAME, FolderLock, atomic_write_text, is_inside
 from .shards import (
     BOX_FIELDS,
     PARTIAL,
@@ -61,6 +54,7 @@ from .shards import (
     read_map_shape,
     record_map_shape,
 )
+from .thresholds import CamThreshold, check_threshold, resolve_cam_threshold
 from .weights import find_imagenet_file, resolve_weights
 
 MAX_BATCH = 4096  # a larger batch only multiplies memory: the images are held at once
@@ -82,7 +76,8 @@ class LocalizeConfig:
     labels: str | None = None
     split: str | None = None
     top_k: int = 5
-    cam_threshold: float = 0.2
+    cam_threshold: float | None = None  # None: --threshold-from, the checkpoint's, else 0.2
+    threshold_from: str | None = None  # a native score report: its best_gt_known_loc threshold
     batch_size: int = 32
     workers: int | None = None  # None: runtime.default_workers(), resolved here
     device: str = "auto"
@@ -101,8 +96,10 @@ class LocalizeConfig:
             raise AcolError("give either --checkpoint CKPT or --arch NAME (with --weights)")
         if not self.images or not self.out:
             raise AcolError("IMAGES and --out must not be empty")
-        if not (math.isfinite(self.cam_threshold) and 0.0 <= self.cam_threshold <= 1.0):
-            raise AcolError(f"--cam-threshold {self.cam_threshold} is outside [0, 1]")
+        if self.cam_threshold is not None:
+            check_threshold(self.cam_threshold, "--cam-threshold")
+        if self.cam_threshold is not None and self.threshold_from is not None:
+            raise AcolError("give --cam-threshold T or --threshold-from REPORT, not both")
         if self.top_k < 1 or self.batch_size < 1:
             raise AcolError("--top-k and --batch-size must be at least 1, --workers at least 0")
         if self.batch_size > MAX_BATCH:
@@ -134,6 +131,8 @@ class LoadedModel:
     mean: list[float]
     std: list[float]
     description: dict[str, Any]
+    cam_threshold: float | None = None  # calibrated by train (checkpoints since issue 10)
+    cam_threshold_source: str | None = None
 
 
 # --------------------------------------------------------------------------- the model
@@ -182,6 +181,7 @@ def _checkpoint_model(path: str) -> LoadedModel:
          "recipe": payload["recipe"], "deltas": list(payload["deltas"]),
          "head": payload["head"], "feature_stride": payload["feature_stride"],
          "sha256": _sha256(Path(path))},
+        payload.get("cam_threshold"), payload.get("cam_threshold_source"),
     )
 
 
@@ -314,25 +314,6 @@ def check_overlays(overlays: str, out: Path, listing: ImageList, resuming: bool)
                         "folder (overlays never replace existing files)")
 
 
-def save_overlay(folder: Path, root: Path, image: str, cam: np.ndarray,
-                 boxes: np.ndarray) -> None:
-    """OVERLAYS/<image>.jpg, a JPEG of quality 90 written atomically (the input's name kept
-    whole: x.png -> x.png.jpg). Encoded in memory and written by Python, which takes any
-    file name (OpenCV's imwrite crashed on names that are not UTF-8)."""
-    import cv2
-
-    picture = np.asarray(decode_image(root / image))
-    if picture.shape[:2] != cam.shape:
-        cam = upsample_map(cam, picture.shape[1], picture.shape[0])
-    drawn = cv2.cvtColor(overlay(picture, cam, boxes), cv2.COLOR_RGB2BGR)
-    ok, encoded = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    if not ok:
-        raise AcolError(f"could not encode the overlay of {printable(image)}")
-    target = output_path(folder, image, ".jpg")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(target, encoded.tobytes())
-
-
 # --------------------------------------------------------------------------- the sweep
 
 
@@ -347,6 +328,7 @@ class Sweep:
     top_k: int
     overlays: Path | None
     partial: Path
+    threshold: CamThreshold
     target_layer: str | None = None  # resolved against the model (post-hoc methods)
 
 
@@ -360,16 +342,19 @@ def write_batch(sweep: Sweep, writer: ShardWriter, maps: BatchMaps, ids: list[in
         entries = stored_maps(maps.predicted[b], label, classes)
         writer.maps(g, image, [entry[1:] for entry in entries],
                     [maps.fused[b, entry[0]] for entry in entries])
-        cam, boxes = image_boxes(maps.fused[b, 0], *sizes[b], config.cam_threshold,
+        cam, boxes = image_boxes(maps.fused[b, 0], *sizes[b], sweep.threshold.value,
                                  config.all_boxes)
+        # the row's box is the largest component's, with or without --all-boxes (whose
+        # list is in raster order, not largest first)
+        largest = native_boxes(cam, sweep.threshold.value) if config.all_boxes else boxes
         predictions.append(prediction_row(g, image, sizes[b], label, classes,
-                                          maps.predicted[b], maps.scores[b], boxes,
-                                          config.cam_threshold))
+                                          maps.predicted[b], maps.scores[b], largest,
+                                          sweep.threshold.value))
         if config.all_boxes:
             top1 = classes[maps.predicted[b][0]]
             box_rows += [[g, image, top1, *map(int, row)] for row in boxes]
         if sweep.overlays is not None:
-            save_overlay(sweep.overlays, sweep.listing.root, image, cam, boxes)
+            write_overlay(sweep.overlays, image, sweep.listing.root / image, cam, boxes)
     writer.rows("predictions.csv", predictions)
     writer.rows("boxes.csv", box_rows)
     record_map_shape(sweep.partial, maps.fused.shape[-2:])
@@ -428,6 +413,8 @@ def merge_run(sweep: Sweep, out: Path, world: int, unknown: int, seconds: float,
         "classes": len(sweep.loaded.classes),
         "input_size": sweep.loaded.input_size,
         "arguments": asdict(sweep.config),
+        **sweep.threshold.record(),
+        "image_root": str(Path(sweep.listing.root).resolve()),
         "versions": library_versions(),
         "counts": {"images": images, "failed": failed, "maps": count,
                    "unknown_labels": unknown},
@@ -440,8 +427,12 @@ def merge_run(sweep: Sweep, out: Path, world: int, unknown: int, seconds: float,
     return LocalizeResult(images, failed, count, seconds, out, resumed)
 
 
-def _record(config: LocalizeConfig, loaded: LoadedModel, listing: ImageList) -> RunRecord:
+def _record(config: LocalizeConfig, loaded: LoadedModel, listing: ImageList,
+            threshold: CamThreshold) -> RunRecord:
     arguments = asdict(config)
+    # the same arguments can resolve to another threshold (a rewritten report): the
+    # threshold itself must match for a resume
+    arguments["resolved_cam_threshold"] = threshold.value
     for key in ("workers", "device", "out"):
         arguments.pop(key)  # how and where a run goes may change between its parts
     return RunRecord(arguments, loaded.description["sha256"], fingerprint(listing))
@@ -461,6 +452,8 @@ def run(config: LocalizeConfig, log: Callable[[str], None]) -> LocalizeResult:
         loaded = load_model(config)
         target_layer = (None if config.method is MapMethod.MODEL
                         else resolve_target_layer(loaded.model, config.target_layer))
+        threshold = resolve_cam_threshold(config.cam_threshold, config.threshold_from,
+                                          loaded.cam_threshold, loaded.cam_threshold_source)
         listing = _list(config)
         labels, unknown = label_indices(listing.labels, loaded.classes)
         with contextlib.ExitStack() as locks:
@@ -471,17 +464,18 @@ def run(config: LocalizeConfig, log: Callable[[str], None]) -> LocalizeResult:
                 locks.enter_context(FolderLock(out, "localize"))
                 if config.overlays is not None:
                     locks.enter_context(FolderLock(config.overlays, "localize"))
-                resumed = prepare_run_folder(out, _record(config, loaded, listing))
+                resumed = prepare_run_folder(out, _record(config, loaded, listing, threshold))
             if distributed.active:
                 dist.barrier()
             overlays = Path(config.overlays) if config.overlays is not None else None
             sweep = Sweep(config, loaded, listing, labels, min(config.top_k, len(loaded.classes)),
-                          overlays, out / PARTIAL, target_layer)
+                          overlays, out / PARTIAL, threshold, target_layer)
             writer = ShardWriter(sweep.partial / f"rank{distributed.rank}")
             if distributed.is_main:
                 log(f"{'resuming' if resumed else 'localising'} {len(listing.images)} images "
                     f"with {loaded.description['arch']} ({len(loaded.classes)} classes) on "
-                    f"{distributed.device}, {distributed.world} process(es)")
+                    f"{distributed.device}, {distributed.world} process(es); "
+                    f"{threshold.describe()}")
             sweep_shard(sweep, list(range(distributed.rank, len(listing.images),
                                           distributed.world)), writer, distributed)
             writer.close()
