@@ -325,16 +325,16 @@ def score(config: ScoreConfig) -> ScoreResult:
     """The whole job: inputs, first pass, thresholds, report folder."""
     protocol = get_protocol(config.protocol)
     other = read_thresholds(config.threshold_from) if config.threshold_from else {}
+    inputs = load_inputs(config, protocol)  # all input checks before --out is touched
+    if config.baseline is Baseline.CENTRE:
+        inputs = inputs.with_source(_centre_source(inputs.source))
+    _warn(inputs.issues)
+    thresholds = np.arange(0, 1, config.interval)
+    setup = PassSetup(inputs.source, protocol, thresholds, config.iou,
+                      protocol.record_dtype(len(thresholds)))
     with FolderLock(config.out, "score"):
-        inputs = load_inputs(config, protocol)
-        if config.baseline is Baseline.CENTRE:
-            inputs = inputs.with_source(_centre_source(inputs.source))
-        for name, amount in sorted(inputs.issues.items()):
-            print(f"acol-eval: warning: {amount} {name.replace('_', ' ')}", file=sys.stderr)
-        thresholds = np.arange(0, 1, config.interval)
-        setup = PassSetup(inputs.source, protocol, thresholds, config.iou,
-                          protocol.record_dtype(len(thresholds)))
         passed = first_pass(inputs, setup, score_workers(config.workers))
+        _warn(passed.problems)
         choice = choose_thresholds(passed.curves, config.threshold, other,
                                    config.threshold_from or "")
         issues = {**inputs.issues, **passed.problems}
@@ -343,6 +343,11 @@ def score(config: ScoreConfig) -> ScoreResult:
     missing = inputs.issues.get("annotation_without_map", 0)
     exit_code = 1 if failed or (config.strict and missing) else 0
     return ScoreResult(summary, issues, failed, missing, exit_code, config.out)
+
+
+def _warn(issues: dict[str, int]) -> None:
+    for name, amount in sorted(issues.items()):
+        print(f"acol-eval: warning: {amount} {name.replace('_', ' ')}", file=sys.stderr)
 
 
 # problems that leave an image unscored (SPEC 9: exit 1); the others are reported only
@@ -679,8 +684,7 @@ def _drop_unsized(table: pd.DataFrame, boxes: dict[str, np.ndarray],
 def _nothing_to_score(annotations: Annotations, source: MapSource, run: Path,
                       issues: dict[str, int]) -> None:
     """Say why no image can be scored: the issue counts first, then the cause."""
-    for name, amount in sorted(issues.items()):
-        print(f"acol-eval: warning: {amount} {name.replace('_', ' ')}", file=sys.stderr)
+    _warn(issues)
     if issues.get("image_without_size"):
         cause = ("the images with maps have boxes but no image size (image_sizes.txt or "
                  "the images themselves)")

@@ -218,7 +218,7 @@ def test_strict_fails_on_a_partial_map_set(tmp_path):
 # --------------------------------------------------------------------------- 6, 17: bad maps
 
 
-def test_bad_maps_are_counted_as_issue_rows(tmp_path):
+def test_bad_maps_are_counted_as_issue_rows(tmp_path, capsys):
     names = ["nan", "constant", "loud", "flat", "cube", "empty", "complex", "good"]
     meta = write_wsol_metadata(tmp_path / "meta", [(f"{n}.jpg", "0", 50, 50) for n in names],
                                [f"{n}.jpg,10,10,40,40" for n in names])
@@ -234,6 +234,7 @@ def test_bad_maps_are_counted_as_issue_rows(tmp_path):
                   "empty_map", "complex_map"):
         assert summary.at[f"issue:{issue}", "value"] == (2 if issue == "map_not_2d" else 1)
     assert result.failed == 4 and result.exit_code == 1
+    assert "1 complex map" in capsys.readouterr().err    # on stderr as well as the report
     # the usable five are scored (NaN and constant maps as all-zero maps, as the reference)
     per_image = pd.read_csv(tmp_path / "rep" / "per_image.csv").set_index("image")
     assert sorted(per_image.index) == ["constant.jpg", "good.jpg", "loud.jpg", "nan.jpg"]
@@ -314,6 +315,15 @@ def test_bad_arguments_through_the_cli_are_one_line_exit_2(tmp_path, flag, value
     assert_one_line_error(run_cli("score", str(tmp_path), "--annotations", f"wsol:{meta}",
                                   "--out", str(tmp_path / "r"), flag, value), 2, flag)
     assert not (tmp_path / "r").exists()
+
+
+def test_unusable_input_writes_nothing(tmp_path):
+    meta = two_image_metadata(tmp_path)
+    with pytest.raises(AcolError):
+        run_score(tmp_path, tmp_path / "no-maps", f"wsol:{meta}")
+    with pytest.raises(AcolError):
+        run_score(tmp_path, tmp_path, f"wsol:{tmp_path / 'nothing'}")
+    assert not (tmp_path / "rep").exists()
 
 
 def test_a_huge_image_size_under_native_is_counted_not_allocated(tmp_path):
