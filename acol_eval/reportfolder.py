@@ -105,15 +105,24 @@ class Outcomes:
     has_gt: np.ndarray
 
     def write(self, folder: str | Path) -> None:
+        self.write_packed(folder, self.images, self.thresholds, self.iou,
+                          np.packbits(np.asarray(self.v2, bool), axis=-1),
+                          np.packbits(np.asarray(self.v1, bool), axis=-1),
+                          self.top1, self.top5, self.has_gt)
+
+    @staticmethod
+    def write_packed(folder: str | Path, images, thresholds, iou, v2_bits: np.ndarray,
+                     v1_bits: np.ndarray, top1, top5, has_gt) -> None:
+        """The same file as write(), from bits already packed along the threshold axis
+        (numpy.packbits: v2_bits (J, N, ceil(T / 8)), v1_bits (N, ceil(T / 8)) uint8), so
+        a writer of 50,000 images never holds N x T booleans."""
         buffer = io.BytesIO()
         np.savez_compressed(
-            buffer, images=np.asarray(self.images, dtype=str),
-            thresholds=np.asarray(self.thresholds, np.float64),
-            iou=np.asarray(self.iou, np.int64),
-            v2=np.packbits(np.asarray(self.v2, bool), axis=-1),
-            v1=np.packbits(np.asarray(self.v1, bool), axis=-1),
-            top1=np.asarray(self.top1, np.int8), top5=np.asarray(self.top5, np.int8),
-            has_gt=np.asarray(self.has_gt, bool))
+            buffer, images=np.asarray(images, dtype=str),
+            thresholds=np.asarray(thresholds, np.float64),
+            iou=np.asarray(iou, np.int64), v2=np.asarray(v2_bits, np.uint8),
+            v1=np.asarray(v1_bits, np.uint8), top1=np.asarray(top1, np.int8),
+            top5=np.asarray(top5, np.int8), has_gt=np.asarray(has_gt, bool))
         atomic_write_bytes(Path(folder) / OUTCOMES_FILE, buffer.getvalue())
 
     @classmethod

@@ -753,8 +753,7 @@ def write_report(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
     label = reports.protocol_label(setup.protocol.name,
                                    config.baseline.value if config.baseline else None)
     with ReportStaging(config.out) as staging:
-        per_image, outcomes = _second_pass(inputs, setup, passed, choice,
-                                           staging.path("per_image.csv"))
+        per_image = _second_pass(inputs, setup, passed, choice, staging)
         summary = reports.summary_table(reports.SummaryInputs(
             passed.curves, choice, label, bool(inputs.table["top1"].notna().any()),
             passed.hist, per_image, issues, config.bootstrap, config.seed))
@@ -770,23 +769,21 @@ def write_report(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
             curve.to_csv(handle, index=False, float_format="%.6g")
         reports.plot_curve(staging.path("curve.png"), curve, label)
         _meta(config, inputs, setup, choice).write(staging.folder)
-        outcomes.write(staging.folder)
         staging.commit()
     return summary
 
 
 def _second_pass(inputs: ScoreInputs, setup: PassSetup, passed: FirstPass,
-                 choice: reports.ThresholdChoice, path: Path
-                 ) -> tuple[pd.DataFrame, Outcomes]:
+                 choice: reports.ThresholdChoice, staging: ReportStaging) -> pd.DataFrame:
     """per_image.csv rows (the native box needs its map again; wsoleval reads the
-    record) and the per-threshold outcomes of every scored image."""
+    record) and outcomes.npz, the per-threshold correctness of every scored image."""
     passed.records.seek(0)
-    frames, ok_rows, v1, v2 = [], [], [], []
-    with atomic_open(path, newline="") as handle:
+    frames, scored, v1_bits, v2_bits = [], [], [], []
+    with atomic_open(staging.path("per_image.csv"), newline="") as handle:
         for start, images in _tasks(inputs):
             records = np.fromfile(passed.records, dtype=setup.dtype, count=len(images))
-            rows = [image_row(setup, item, record, choice)
-                    for item, record in zip(images, records) if record["ok"]]
+            kept = [(item, record) for item, record in zip(images, records) if record["ok"]]
+            rows = [image_row(setup, item, record, choice) for item, record in kept]
             frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else PER_IMAGE_COLUMNS)
             shown = frame[[c for c in frame.columns if not c.startswith("_")]].copy()
             for column in PER_IMAGE_INTS:
@@ -794,29 +791,32 @@ def _second_pass(inputs: ScoreInputs, setup: PassSetup, passed: FirstPass,
             shown.to_csv(handle, index=False, header=start == 0)
             frames.append(frame.drop(columns=["x0", "y0", "x1", "y1", "orig_x0", "orig_y0",
                                               "orig_x1", "orig_y1", "error"]))
-            for item, record in zip(images, records):
-                if record["ok"]:
-                    _outcome_bits(setup, item, record, v1, v2)
-                    ok_rows.append(item)
-    per_image = pd.concat(frames, ignore_index=True)
+            bits = _outcome_bits(setup, kept)
+            v1_bits.append(bits[0])
+            v2_bits.append(bits[1])
+            scored += [item for item, _ in kept]
+    Outcomes.write_packed(
+        staging.folder, [i.image for i in scored], setup.thresholds, setup.iou,
+        np.concatenate(v2_bits, axis=1), np.concatenate(v1_bits),
+        [-1 if i.top1 is None else int(i.top1) for i in scored],
+        [-1 if i.top5 is None else int(i.top5) for i in scored],
+        [len(i.gt) > 0 for i in scored])
+    return pd.concat(frames, ignore_index=True)
+
+
+def _outcome_bits(setup: PassSetup, kept: list) -> tuple[np.ndarray, np.ndarray]:
+    """Per image and threshold, packed along thresholds: the largest box reaches IoU 0.5
+    (v1, (n, bytes)), any box reaches each IoU (v2, (J, n, bytes)); all 0 without boxes."""
     n_t = len(setup.thresholds)
-    outcomes = Outcomes(
-        images=np.array([i.image for i in ok_rows], dtype=str), thresholds=setup.thresholds,
-        iou=np.array(setup.iou), v2=np.array(v2, bool).reshape(-1, len(setup.iou), n_t)
-        .transpose(1, 0, 2), v1=np.array(v1, bool).reshape(-1, n_t),
-        top1=np.array([-1 if i.top1 is None else int(i.top1) for i in ok_rows], np.int8),
-        top5=np.array([-1 if i.top5 is None else int(i.top5) for i in ok_rows], np.int8),
-        has_gt=np.array([len(i.gt) > 0 for i in ok_rows], bool))
-    return per_image, outcomes
-
-
-def _outcome_bits(setup: PassSetup, item: ImageTask, record, v1: list, v2: list) -> None:
-    """Per threshold: the largest box reaches IoU 0.5 (v1), any box reaches each IoU (v2);
-    all False for an image without boxes."""
-    all_ious, largest = setup.protocol.threshold_ious(record, setup.thresholds)
-    has_gt = len(item.gt) > 0
-    v1.append((largest >= 0.5) & has_gt)
-    v2.append(np.stack([(all_ious >= k / 100) & has_gt for k in setup.iou]))
+    v1 = np.zeros((len(kept), n_t), bool)
+    v2 = np.zeros((len(setup.iou), len(kept), n_t), bool)
+    for n, (item, record) in enumerate(kept):
+        if len(item.gt):
+            all_ious, largest = setup.protocol.threshold_ious(record, setup.thresholds)
+            v1[n] = largest >= 0.5
+            for j, k in enumerate(setup.iou):
+                v2[j, n] = all_ious >= k / 100
+    return np.packbits(v1, axis=-1), np.packbits(v2, axis=-1)
 
 
 PER_IMAGE_COLUMNS = ["image", "label", "map", "frame", "threshold", "iou", "x0", "y0", "x1",

@@ -402,3 +402,20 @@ def test_map_choice_top1_and_auto(tmp_path):
     per_image = pd.read_csv(tmp_path / "auto" / "per_image.csv")
     assert per_image["map"].tolist() == ["top1", "top1"]
     assert per_image["correct"].tolist() == [1, 1]
+
+
+def test_outcomes_written_from_packed_bits_read_back_as_written_from_booleans(tmp_path):
+    rng = np.random.default_rng(1)
+    v2, v1 = rng.random((3, 5, 13)) > 0.5, rng.random((5, 13)) > 0.5
+    fields = dict(images=np.array(list("abcde")), thresholds=np.arange(0, 1, 1 / 13),
+                  iou=np.array([30, 50, 70]), top1=np.array([1, 0, -1, 1, 1], np.int8),
+                  top5=np.ones(5, np.int8), has_gt=np.array([1, 1, 0, 1, 1], bool))
+    Outcomes(v2=v2, v1=v1, **fields).write(tmp_path / "a" if (tmp_path / "a").mkdir()
+                                            is None else None)
+    (tmp_path / "b").mkdir()
+    Outcomes.write_packed(tmp_path / "b", fields["images"], fields["thresholds"],
+                          fields["iou"], np.packbits(v2, axis=-1), np.packbits(v1, axis=-1),
+                          fields["top1"], fields["top5"], fields["has_gt"])
+    a, b = Outcomes.read(tmp_path / "a"), Outcomes.read(tmp_path / "b")
+    assert np.array_equal(a.v2, v2) and np.array_equal(b.v2, v2)
+    assert np.array_equal(b.v1, v1) and b.top1.tolist() == [1, 0, -1, 1, 1]
