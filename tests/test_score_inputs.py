@@ -410,9 +410,9 @@ def test_outcomes_written_from_packed_bits_read_back_as_written_from_booleans(tm
     fields = dict(images=np.array(list("abcde")), thresholds=np.arange(0, 1, 1 / 13),
                   iou=np.array([30, 50, 70]), top1=np.array([1, 0, -1, 1, 1], np.int8),
                   top5=np.ones(5, np.int8), has_gt=np.array([1, 1, 0, 1, 1], bool))
-    Outcomes(v2=v2, v1=v1, **fields).write(tmp_path / "a" if (tmp_path / "a").mkdir()
-                                            is None else None)
+    (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
+    Outcomes(v2=v2, v1=v1, **fields).write(tmp_path / "a")
     Outcomes.write_packed(tmp_path / "b", fields["images"], fields["thresholds"],
                           fields["iou"], np.packbits(v2, axis=-1), np.packbits(v1, axis=-1),
                           fields["top1"], fields["top5"], fields["has_gt"])
