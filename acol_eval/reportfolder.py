@@ -179,7 +179,8 @@ class ReportStaging:
     into REPORT together at commit(): a killed run leaves the old report as it was (and
     the staging folder, cleared by the next run), never an old summary.csv beside a new
     partial per_image.csv. Files an older run wrote but this one does not are removed.
-    Hold a FolderLock on REPORT around it.
+    Hold a FolderLock on REPORT around it; write every staged file with safeio's atomic
+    writers (fsynced), as commit() only renames.
 
         with ReportStaging(out) as staging:
             write(staging.path("per_image.csv")) ...
@@ -208,9 +209,7 @@ class ReportStaging:
         (self.out / SUMMARY_FILE).unlink(missing_ok=True)  # unfinished from here on
         for name in REPORT_FILES:
             staged, final = self.folder / name, self.out / name
-            if staged.exists():
-                with open(staged, "rb") as handle:
-                    os.fsync(handle.fileno())
+            if staged.exists():  # written with safeio's atomic writers: already fsynced
                 os.replace(staged, final)
             else:
                 final.unlink(missing_ok=True)

@@ -548,6 +548,7 @@ def load_compiled() -> None:
         sys.modules[check] = None
     try:
         wsoleval_sweep(np.zeros((4, 4), np.uint8), np.zeros((1, 4), np.int64))
+        best_box_iou(0, 0, 0, 0, np.zeros((1, 4), np.int64), True)  # called from Python too
     finally:
         if blocked and sys.modules.get(check, 0) is None:
             del sys.modules[check]
