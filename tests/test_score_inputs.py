@@ -419,3 +419,18 @@ def test_outcomes_written_from_packed_bits_read_back_as_written_from_booleans(tm
     a, b = Outcomes.read(tmp_path / "a"), Outcomes.read(tmp_path / "b")
     assert np.array_equal(a.v2, v2) and np.array_equal(b.v2, v2)
     assert np.array_equal(b.v1, v1) and b.top1.tolist() == [1, 0, -1, 1, 1]
+
+
+def test_per_image_names_the_frame_and_gives_the_wsoleval_box_in_original_pixels(tmp_path):
+    meta = write_wsol_metadata(tmp_path / "meta", [("a.jpg", "0", 448, 224)],
+                               ["a.jpg,100,50,300,150"])
+    heat = np.zeros((224, 224))
+    heat[50:150, 50:150] = 1.0     # frame columns 50..149, rows 50..149
+    save_maps(tmp_path / "maps", {"a.npy": heat})
+    run_score(tmp_path, tmp_path / "maps", f"wsol:{meta}")
+    row = pd.read_csv(tmp_path / "rep" / "per_image.csv").iloc[0]
+    assert row["frame"] == "224x224 inclusive"
+    assert [row["x0"], row["y0"], row["x1"], row["y1"]] == [50, 50, 150, 150]
+    # boundingRect's x + w is one past the blob: the blob's extent in original pixels
+    assert [row["orig_x0"], row["orig_y0"], row["orig_x1"], row["orig_y1"]] == [
+        100, 50, 300, 150]

@@ -46,9 +46,10 @@ class WsolevalProtocol(ScoringProtocol):
         return record["box"][level].astype(np.int64)[None]
 
     def to_original(self, box, width, height):
-        """The reference's inverse of its int() scaling: x * size / 224, with x1/y1 one
-        past the inclusive frame pixel (exclusive), so the box covers the frame pixels."""
-        b = np.asarray(box, dtype=np.float64).reshape(-1, 4) + np.array([0, 0, 1, 1])
+        """x * size / 224: the reference's x1 = x + w of cv2.boundingRect is one past
+        the contour's last pixel (its IoU counts it inclusively, but geometrically it is
+        the exclusive end), so the scaled box is x1-exclusive in original pixels."""
+        b = np.asarray(box, dtype=np.float64).reshape(-1, 4)
         return b * np.array([width, height, width, height]) / float(WSOLEVAL_SIZE)
 
     def pxap_scores(self, values, mask_shape):
