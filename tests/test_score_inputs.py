@@ -434,3 +434,23 @@ def test_per_image_names_the_frame_and_gives_the_wsoleval_box_in_original_pixels
     # boundingRect's x + w is one past the blob: the blob's extent in original pixels
     assert [row["orig_x0"], row["orig_y0"], row["orig_x1"], row["orig_y1"]] == [
         100, 50, 300, 150]
+
+
+def test_score_runs_whatever_protocol_the_registry_holds(tmp_path, monkeypatch):
+    """scoring.py never names a protocol: a registry entry is all a protocol needs."""
+    from acol_eval.protocols import PROTOCOLS, Protocol
+    from acol_eval.protocols.native import NativeProtocol
+
+    class Shifted(NativeProtocol):   # a stand-in new protocol: boxes one pixel right
+        name = "shifted"
+
+        def scale_gt(self, gt, width, height):
+            return super().scale_gt(gt, width, height) + np.array([1, 0, 1, 0])
+
+    monkeypatch.setitem(PROTOCOLS, Protocol.NATIVE, Shifted)
+    boxes = [(10, 10, 50, 50)]
+    run = write_run(tmp_path, boxes, ["a"], ["a"], square_maps(boxes))
+    summary = run_score(tmp_path, run, str(tmp_path / "ann.csv"), protocol="native").summary
+    assert set(summary["protocol"]) == {"shifted"}
+    iou = pd.read_csv(tmp_path / "rep" / "per_image.csv")["iou"].iloc[0]
+    assert iou == pytest.approx(39 / 41, abs=1e-6)   # the 40-px box against its shifted gt
