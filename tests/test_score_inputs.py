@@ -441,11 +441,11 @@ def test_score_runs_whatever_protocol_the_registry_holds(tmp_path, monkeypatch):
     from acol_eval.protocols import PROTOCOLS, Protocol
     from acol_eval.protocols.native import NativeProtocol
 
-    class Shifted(NativeProtocol):   # a stand-in new protocol: boxes one pixel right
+    class Shifted(NativeProtocol):   # a stand-in new protocol: ground truth 20 px right
         name = "shifted"
 
         def scale_gt(self, gt, width, height):
-            return super().scale_gt(gt, width, height) + np.array([1, 0, 1, 0])
+            return super().scale_gt(gt, width, height) + np.array([20, 0, 20, 0])
 
     boxes = [(10, 10, 50, 50)]
     run = write_run(tmp_path, boxes, ["a"], ["a"], square_maps(boxes))
