@@ -380,7 +380,7 @@ def image_row(setup: PassSetup, item: ImageTask, record,
     original = protocol.to_original(box, item.width, item.height) if len(box) else None
     row = {"image": item.image, "label": item.label, "map": item.map_name,
            "frame": protocol.frame, "threshold": float(thresholds[choice.best_gt]),
-        "iou": round(best, 6) if has_gt else np.nan}
+           "iou": round(best, 6) if has_gt else np.nan}
     for n, name in enumerate(("x0", "y0", "x1", "y1")):
         row[name] = box[0, n] if len(box) else ""
     for n, name in enumerate(("orig_x0", "orig_y0", "orig_x1", "orig_y1")):
