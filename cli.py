@@ -265,7 +265,7 @@ def boxes(run: str, **options) -> None:
                    "folder) or a bare PATH whose format is detected.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Report folder: summary.csv, per_class.csv, per_image.csv, curve.csv, "
-                   "curve.png.")
+                   "curve.png, report.json, outcomes.npz (all replaced together at the end).")
 @click.option("--split", default=None, help="Score only this split of the annotations.")
 @click.option("--protocol", type=click.Choice(["wsoleval", "native"]), default="wsoleval",
               show_default=True, help="wsoleval = clovaai/wsolevaluation's 224x224 box "
@@ -273,14 +273,16 @@ def boxes(run: str, **options) -> None:
 @click.option("--iou", default="30,50,70", show_default=True,
               help="IoU thresholds (percent) of MaxBoxAccV2.")
 @click.option("--cam-curve-interval", type=float, default=0.001, show_default=True,
-              help="Step of the CAM threshold grid arange(0, 1, step).")
+              help="Step of the CAM threshold grid arange(0, 1, step), at least 0.0001.")
 @click.option("--threshold", type=float, default=None,
-              help="Fixed CAM threshold of gt_known_loc/top1_loc/top5_loc (default 0.2).")
+              help="Fixed CAM threshold in [0, 1] of gt_known_loc/top1_loc/top5_loc "
+                   "(default 0.2).")
 @click.option("--threshold-from", type=click.Path(), default=None,
               help="Another report (folder or summary.csv): use its thresholds, not the best.")
 @click.option("--bootstrap", type=int, default=0, show_default=True,
               help="Bootstrap rounds for 95%% intervals over images (0: none).")
-@click.option("--workers", type=int, default=0, help="Processes (default: all cores).")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes (0: all work in the main process) [default: all cores].")
 @click.option("--baseline", type=click.Choice(["centre"]), default=None,
               help="Score a centred Gaussian map (sigma 0.25 of each side, at RUN's map "
                    "resolution) for every image of RUN instead of RUN's maps; "
@@ -292,10 +294,21 @@ def boxes(run: str, **options) -> None:
 @click.option("--mask-root", type=click.Path(file_okay=False), default=None,
               help="Folder where the annotations' mask paths resolve (wsol/OpenImages "
                    "localization.txt mask,ignore columns) [default: the annotation folder].")
+@click.option("--images", type=click.Path(file_okay=False), default=None,
+              help="Folder where the annotations' relative image paths resolve (absolute "
+                   "paths are used as they are) [default: beside the annotations].")
+@click.option("--map", "map_choice", type=click.Choice(["label", "top1", "auto"]),
+              default="auto", show_default=True,
+              help="Which map of a localize run is scored: the label's, the top-1 "
+                   "predicted class's, or the label's where the label is a model class "
+                   "and the top-1 map elsewhere (counted, and named in per_image.csv).")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 when any annotated image has no map.")
 def score(run: str, **options) -> None:
     """Score maps against box and mask annotations into CSV reports.
 
-    RUN is a localize run folder or a folder of .npy score maps named by image id.
+    RUN is a localize run folder or a folder of .npy score maps named by image id
+    (with or without the image's extension).
     """
     from acol_eval.reports import terminal_table
     from acol_eval.scoring import ScoreConfig
@@ -307,15 +320,25 @@ def score(run: str, **options) -> None:
         interval=options["cam_curve_interval"], threshold=options["threshold"],
         threshold_from=options["threshold_from"], bootstrap=options["bootstrap"],
         workers=options["workers"], baseline=options["baseline"],
-        label_rule=options["label_rule"], mask_root=options["mask_root"])
+        label_rule=options["label_rule"], mask_root=options["mask_root"],
+        images=options["images"], map_choice=options["map_choice"],
+        strict=options["strict"])
     result = run_score(config)
     if config.baseline:
-        click.echo(f"baseline: {config.baseline} (a centred Gaussian map for every image, "
-                   f"not RUN's maps)")
-    click.echo(terminal_table(result["summary"]))
-    if result["failed"]:
-        click.echo(f"acol-eval: {result['failed']} maps could not be read", err=True)
-        sys.exit(1)
+        click.echo(f"baseline: {config.baseline.value} (a centred Gaussian map for every "
+                   f"image, not RUN's maps)")
+    if result.issues.get("scored_with_top1_map"):
+        click.echo(f"map: the top-1 predicted class's map for "
+                   f"{result.issues['scored_with_top1_map']} images whose label is not a "
+                   f"model class (--map auto)")
+    click.echo(terminal_table(result.summary))
+    if result.failed:
+        click.echo(f"acol-eval: {result.failed} maps could not be read", err=True)
+    if config.strict and result.missing:
+        click.echo(f"acol-eval: {result.missing} annotated images have no map (--strict)",
+                   err=True)
+    if result.exit_code:
+        sys.exit(result.exit_code)
 
 
 @main.command()

@@ -45,23 +45,43 @@ def maps_meta(height: int, width: int, count: int, classes: list[str]) -> dict:
 
 
 def open_maps(run: str | Path) -> MapStore:
-    """Memory-map the maps of a finished localize run."""
+    """Memory-map the maps of a finished localize run, after checking that maps.json,
+    maps.f16 and maps_index.csv agree (each failure one AcolError line)."""
     run = Path(run)
     try:
         meta = json.loads((run / "maps.json").read_text())
     except (OSError, ValueError) as exc:
-        raise AcolError(f"{run} has no readable maps.json: {exc}") from None
-    if meta.get("format") != MAPS_FORMAT:
+        raise AcolError(f"{run} has no readable maps.json: "
+                        f"{getattr(exc, 'strerror', None) or exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != MAPS_FORMAT:
         raise AcolError(f"{run / 'maps.json'} is not an acol-eval map store")
-    shape = (int(meta["count"]), int(meta["height"]), int(meta["width"]))
+    try:
+        shape = (int(meta["count"]), int(meta["height"]), int(meta["width"]))
+        classes = [str(c) for c in meta.get("classes", [])]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AcolError(f"{run / 'maps.json'} lacks a valid count, height or width "
+                        f"({exc!r})") from None
+    if min(shape) < 0 or (shape[0] and min(shape[1:]) <= 0):
+        raise AcolError(f"{run / 'maps.json'} has an impossible shape {shape}")
     expected = shape[0] * shape[1] * shape[2] * MAP_DTYPE.itemsize
-    size = (run / "maps.f16").stat().st_size if (run / "maps.f16").exists() else -1
+    size = (run / "maps.f16").stat().st_size if (run / "maps.f16").is_file() else -1
     if size != expected:
         raise AcolError(f"{run / 'maps.f16'} holds {size} bytes, maps.json says {expected}")
     maps = (np.memmap(run / "maps.f16", dtype=MAP_DTYPE, mode="r", shape=shape)
             if shape[0] else np.zeros(shape, MAP_DTYPE))
-    index = pd.read_csv(run / "maps_index.csv", keep_default_na=False)
-    return MapStore(maps, index, list(meta["classes"]))
+    try:
+        index = pd.read_csv(run / "maps_index.csv", keep_default_na=False, dtype={"image": str})
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise AcolError(f"{run / 'maps_index.csv'} is missing or not readable "
+                        f"({getattr(exc, 'strerror', None) or exc})") from None
+    missing = [c for c in ("row", "image", "pred_rank", "is_label") if c not in index]
+    if missing:
+        raise AcolError(f"{run / 'maps_index.csv'} lacks columns {', '.join(missing)}")
+    rows = pd.to_numeric(index["row"], errors="coerce")
+    if len(index) and not (rows.notna().all() and rows.between(0, shape[0] - 1).all()):
+        raise AcolError(f"{run / 'maps_index.csv'} has rows outside maps.f16 "
+                        f"(0..{shape[0] - 1})")
+    return MapStore(maps, index, classes)
 
 
 # --------------------------------------------------------------------------- writing

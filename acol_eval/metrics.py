@@ -1,7 +1,8 @@
 """WSOL metrics: pure functions over numpy arrays, no I/O (SPEC 7).
 
 Per image, a protocol turns a map and the ground-truth boxes into the best IoU at
-every CAM threshold (:func:`wsoleval_image_ious`, :func:`native_image_ious`);
+every CAM threshold (:func:`wsoleval_level_results`, :func:`native_image_ious`; the
+protocols/ objects call them);
 images are summed into correct-counts per threshold; the max over thresholds is
 MaxBoxAcc. Boxes are int arrays (n, 4) x0 y0 x1 y1.
 """
@@ -15,9 +16,8 @@ from .boxes import (
     WSOLEVAL_SIZE,
     native_level_image,
     wsoleval_contour_boxes,
-    wsoleval_levels,
 )
-from .sweep import sweep_components, wsoleval_sweep
+from .sweep import best_box_iou, sweep_components, wsoleval_sweep
 
 ERROR_TYPES = ("correct", "wrong_class", "multiple_instances", "part", "too_large", "mislocated")
 
@@ -25,29 +25,33 @@ ERROR_TYPES = ("correct", "wrong_class", "multiple_instances", "part", "too_larg
 # --------------------------------------------------------------------------- IoU
 
 
+def _box_inter_union(boxes, gt, extra: int, dtype) -> tuple[np.ndarray, ...]:
+    """Pairwise (n, g) intersection, union and both areas of boxes x0 y0 x1 y1; extra = 1
+    counts pixels inclusively (width x1 - x0 + 1, wsoleval), 0 measures area (exclusive
+    x1/y1, native). The one place where box overlap is computed outside the kernels."""
+    a = np.asarray(boxes, dtype=dtype).reshape(-1, 1, 4)
+    b = np.asarray(gt, dtype=dtype).reshape(1, -1, 4)
+    inter_w = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + extra
+    inter_h = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + extra
+    inter = np.maximum(0, inter_w) * np.maximum(0, inter_h)
+    area_a = (a[..., 2] - a[..., 0] + extra) * (a[..., 3] - a[..., 1] + extra)
+    area_b = (b[..., 2] - b[..., 0] + extra) * (b[..., 3] - b[..., 1] + extra)
+    return inter, area_a + area_b - inter, area_a, area_b
+
+
+def _iou(boxes, gt, extra: int, dtype) -> np.ndarray:
+    inter, union, _, _ = _box_inter_union(boxes, gt, extra, dtype)
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
 def iou_inclusive(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """wsoleval IoU (n, g): pixels counted inclusively (width x1 - x0 + 1); union <= 0 gives 0."""
-    a = np.asarray(boxes, dtype=np.int64).reshape(-1, 1, 4)
-    b = np.asarray(gt, dtype=np.int64).reshape(1, -1, 4)
-    inter_w = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1
-    inter_h = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1
-    inter = np.maximum(0, inter_w) * np.maximum(0, inter_h)
-    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
-    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
-    union = area_a + area_b - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    return _iou(boxes, gt, 1, np.int64)
 
 
 def iou_exclusive(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Native IoU (n, g): x1/y1 exclusive, intersection area / union area; empty union gives 0."""
-    a = np.asarray(boxes, dtype=np.float64).reshape(-1, 1, 4)
-    b = np.asarray(gt, dtype=np.float64).reshape(1, -1, 4)
-    inter = (np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]))
-             * np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])))
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    union = area_a + area_b - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    return _iou(boxes, gt, 0, np.float64)
 
 
 def scale_boxes_wsoleval(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
@@ -73,8 +77,7 @@ def wsoleval_level_results(u8: np.ndarray, gt224: np.ndarray
     """
     gt = np.asarray(gt224, dtype=np.int64).reshape(-1, 4)
     best, best_contour, box, contour_sure, n_components, _, candidates = wsoleval_sweep(u8, gt)
-    gt_rows = gt.tolist()
-    no_box = _best_iou_inclusive((0, 0, 0, 0), gt_rows)
+    no_box = best_box_iou(0, 0, 0, 0, gt, True)
     all_boxes = np.where(n_components > 0, np.maximum(best, 0.0), no_box)
     largest = np.where(n_components > 0, np.maximum(best_contour, 0.0), no_box)
     for level in np.flatnonzero((n_components > 1) & ~contour_sure):
@@ -82,25 +85,8 @@ def wsoleval_level_results(u8: np.ndarray, gt224: np.ndarray
         if found is None:
             found = wsoleval_contour_boxes(u8, int(level), all_boxes=False)[0]
         box[level] = found
-        largest[level] = _best_iou_inclusive(found.tolist(), gt_rows)
+        largest[level] = best_box_iou(*(int(v) for v in found), gt, True)
     return all_boxes, largest, box
-
-
-def _best_iou_inclusive(box, gt_rows: list) -> float:
-    """iou_inclusive(box, gt).max() (0 without gt) for one box, in plain Python: numpy's
-    per-call overhead was a tenth of the sweep's time. The same float division of the
-    same integers, so the same value."""
-    x0, y0, x1, y1 = (int(v) for v in box)
-    area = (x1 - x0 + 1) * (y1 - y0 + 1)
-    best = 0.0
-    for gx0, gy0, gx1, gy1 in gt_rows:
-        inter = (max(0, min(x1, gx1) - max(x0, gx0) + 1)
-                 * max(0, min(y1, gy1) - max(y0, gy0) + 1))
-        union = area + (gx1 - gx0 + 1) * (gy1 - gy0 + 1) - inter
-        iou = inter / union if union > 0 else 0.0
-        if iou > best:
-            best = iou
-    return best
 
 
 def _largest_contour_box_in(u8: np.ndarray, level: int, crop: np.ndarray) -> np.ndarray | None:
@@ -123,23 +109,6 @@ def _largest_contour_box_in(u8: np.ndarray, level: int, crop: np.ndarray) -> np.
     x, y, w, h = cv2.boundingRect(contours[areas.index(top)])
     return np.array([x + x0, y + y0, min(x + x0 + w, width - 1), min(y + y0 + h, height - 1)],
                     np.int64)
-
-
-def wsoleval_image_ious(u8: np.ndarray, gt224: np.ndarray, thresholds: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray]:
-    """Best IoU at every CAM threshold under the wsoleval protocol.
-
-    u8: the 224x224 uint8 map (:func:`boxes.wsoleval_uint8`); gt224: its ground-truth
-    boxes (g, 4) in that frame. Returns (all boxes, largest contour) IoU arrays of
-    len(thresholds): the first for MaxBoxAccV2, the second for MaxBoxAcc.
-    """
-    gt = np.asarray(gt224, dtype=np.int64).reshape(-1, 4)
-    if len(gt) == 0:
-        zeros = np.zeros(len(thresholds))
-        return zeros, zeros.copy()
-    levels = wsoleval_levels(thresholds, int(u8.max()))
-    all_boxes, largest, _ = wsoleval_level_results(u8, gt)
-    return all_boxes[levels], largest[levels]
 
 
 def native_image_ious(values: np.ndarray, gt: np.ndarray, thresholds: np.ndarray
@@ -210,13 +179,9 @@ def error_type(box: np.ndarray | None, gt: np.ndarray, best_iou: float, top1: bo
         return "wrong_class" if top1 is False else "correct"
     if box is None or not len(gt):
         return "mislocated"
-    extra = 1 if inclusive else 0
-    b = np.asarray(box, dtype=np.float64)
-    g = np.asarray(gt, dtype=np.float64).reshape(-1, 4)
-    inter = (np.maximum(0, np.minimum(b[2], g[:, 2]) - np.maximum(b[0], g[:, 0]) + extra)
-             * np.maximum(0, np.minimum(b[3], g[:, 3]) - np.maximum(b[1], g[:, 1]) + extra))
-    box_area = max((b[2] - b[0] + extra) * (b[3] - b[1] + extra), 1e-9)
-    gt_area = np.maximum((g[:, 2] - g[:, 0] + extra) * (g[:, 3] - g[:, 1] + extra), 1e-9)
+    inter, _, box_area, gt_area = _box_inter_union(box, gt, 1 if inclusive else 0, np.float64)
+    inter, box_area, gt_area = inter[0], max(float(box_area[0, 0]), 1e-9), np.maximum(
+        gt_area[0], 1e-9)
     if (inter / gt_area >= 0.5).sum() >= 2:
         return "multiple_instances"
     if (inter / box_area).max() >= 0.8:

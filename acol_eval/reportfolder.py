@@ -105,15 +105,24 @@ class Outcomes:
     has_gt: np.ndarray
 
     def write(self, folder: str | Path) -> None:
+        self.write_packed(folder, self.images, self.thresholds, self.iou,
+                          np.packbits(np.asarray(self.v2, bool), axis=-1),
+                          np.packbits(np.asarray(self.v1, bool), axis=-1),
+                          self.top1, self.top5, self.has_gt)
+
+    @staticmethod
+    def write_packed(folder: str | Path, images, thresholds, iou, v2_bits: np.ndarray,
+                     v1_bits: np.ndarray, top1, top5, has_gt) -> None:
+        """The same file as write(), from bits already packed along the threshold axis
+        (numpy.packbits: v2_bits (J, N, ceil(T / 8)), v1_bits (N, ceil(T / 8)) uint8), so
+        a writer of 50,000 images never holds N x T booleans."""
         buffer = io.BytesIO()
         np.savez_compressed(
-            buffer, images=np.asarray(self.images, dtype=str),
-            thresholds=np.asarray(self.thresholds, np.float64),
-            iou=np.asarray(self.iou, np.int64),
-            v2=np.packbits(np.asarray(self.v2, bool), axis=-1),
-            v1=np.packbits(np.asarray(self.v1, bool), axis=-1),
-            top1=np.asarray(self.top1, np.int8), top5=np.asarray(self.top5, np.int8),
-            has_gt=np.asarray(self.has_gt, bool))
+            buffer, images=np.asarray(images, dtype=str),
+            thresholds=np.asarray(thresholds, np.float64),
+            iou=np.asarray(iou, np.int64), v2=np.asarray(v2_bits, np.uint8),
+            v1=np.asarray(v1_bits, np.uint8), top1=np.asarray(top1, np.int8),
+            top5=np.asarray(top5, np.int8), has_gt=np.asarray(has_gt, bool))
         atomic_write_bytes(Path(folder) / OUTCOMES_FILE, buffer.getvalue())
 
     @classmethod
@@ -130,3 +139,88 @@ class Outcomes:
         except (OSError, ValueError, KeyError) as exc:
             raise AcolError(f"{path} is missing or not an acol-eval outcomes file "
                             f"({exc}); score the run again with this acol-eval") from None
+
+
+# --------------------------------------------------------------------------- thresholds
+
+SUMMARY_FILE = "summary.csv"
+
+
+def read_thresholds(report: str | Path) -> dict[str, float]:
+    """metric -> CAM threshold of another report's summary.csv (REPORT folder or the file
+    itself), for `--threshold-from`; rows without a threshold are left out."""
+    import pandas as pd
+
+    path = Path(report)
+    file = path / SUMMARY_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise AcolError(f"--threshold-from: no {SUMMARY_FILE} at {report}")
+    try:
+        table = pd.read_csv(file)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise AcolError(f"--threshold-from: {file} is not a readable CSV ({exc})") from None
+    if not {"metric", "threshold"} <= set(table.columns):
+        raise AcolError(f"--threshold-from: {file} is not an acol-eval summary.csv")
+    values = pd.to_numeric(table["threshold"], errors="coerce")
+    return {str(m): float(t) for m, t in zip(table["metric"], values)
+            if pd.notna(t) and 0 <= t <= 1}
+
+
+# --------------------------------------------------------------------------- writing
+
+STAGING = ".score-partial"
+# summary.csv last: a report folder with a summary.csv is whole
+REPORT_FILES = ("per_image.csv", "per_class.csv", "curve.csv", "curve.png", META_FILE,
+                OUTCOMES_FILE, SUMMARY_FILE)
+
+
+class ReportStaging:
+    """The report files of one score run, written into REPORT/.score-partial/ and moved
+    into REPORT together at commit(): a killed run leaves the old report as it was (and
+    the staging folder, cleared by the next run), never an old summary.csv beside a new
+    partial per_image.csv. Files an older run wrote but this one does not are removed.
+    Hold a FolderLock on REPORT around it; write every staged file with safeio's atomic
+    writers (fsynced), as commit() only renames.
+
+        with ReportStaging(out) as staging:
+            write(staging.path("per_image.csv")) ...
+            staging.commit()
+    """
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = Path(out)
+        self.folder = self.out / STAGING
+
+    def __enter__(self) -> ReportStaging:
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+        return self
+
+    def path(self, name: str) -> Path:
+        if name not in REPORT_FILES:
+            raise ValueError(f"{name} is not a report file")
+        return self.folder / name
+
+    def commit(self) -> None:
+        import os
+
+        (self.out / SUMMARY_FILE).unlink(missing_ok=True)  # unfinished from here on
+        for name in REPORT_FILES:
+            staged, final = self.folder / name, self.out / name
+            if staged.exists():  # written with safeio's atomic writers: already fsynced
+                os.replace(staged, final)
+            else:
+                final.unlink(missing_ok=True)
+        directory = os.open(self.out, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        self.folder.rmdir()
+
+    def __exit__(self, *exc_info) -> None:
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)

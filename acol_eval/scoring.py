@@ -1,287 +1,420 @@
-"""The `score` job (SPEC 7): read maps and annotations, stream images through the pure
-metric functions on all cores, write the reports. Never imports torch.
+"""The `score` job (SPEC 7) as a short pipeline of typed stages. Never imports torch.
 
-Two passes over the maps: the first sums correct-counts at every CAM threshold (the
-curves, hence the best thresholds); the second, one threshold per image, gives the
-per-image boxes, error types and the per-image correctness that the bootstrap resamples.
+    load_inputs        maps + annotations + sizes           -> ScoreInputs
+    first_pass         every CAM threshold, all cores       -> FirstPass (curves, records)
+    choose_thresholds  pure: the grid index of every metric -> ThresholdChoice
+    write_report       per-image rows from the records      -> the report folder
+
+The protocol (protocols/) does everything protocol-specific; this module only moves
+typed records between the stages and the worker processes.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from enum import Enum
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 
-from .boxes import (
-    native_boxes,
-    normalise_map,
-    upsample_map,
-    wsoleval_levels,
-    wsoleval_uint8,
-)
+from . import reports
 from .errors import AcolError
 from .maps import centre_gaussian_map
-from .metrics import (
-    error_type,
-    iou_exclusive,
-    iou_inclusive,
-    native_image_ious,
-    scale_boxes_wsoleval,
-    wsoleval_level_results,
-)
+from .mapstore import open_maps
+from .metrics import error_type
+from .protocols import Protocol, ScoringProtocol, get_protocol, parse_protocol
 from .readers import Annotations, read_source
+from .reportfolder import Outcomes, ReportMeta, ReportStaging, read_thresholds
+from .safeio import FolderLock, atomic_open
 from .sweep import load_compiled
 
 CHUNK = 64
+MIN_INTERVAL = 1e-4  # 10,000 thresholds: the grid, curves and records stay small
+MAX_BOOTSTRAP = 1_000_000
+DEFAULT_FIXED_THRESHOLD = 0.2
 
 
-@dataclass
+MAX_WORKERS = 64  # runtime.MAX_WORKERS: runtime imports torch, which score must not
+
+
+def score_workers(workers: int | None) -> int:
+    """--workers as runtime.resolve_workers reads it (0: the main process, N: N worker
+    processes, negative refused) but with score's default, all cores: scoring is pure
+    CPU work with no model threads to leave a core to."""
+    if workers is None:
+        return os.cpu_count() or 1
+    if not 0 <= workers <= MAX_WORKERS:
+        raise AcolError(f"--workers {workers} must be between 0 and {MAX_WORKERS}")
+    return workers
+
+
+class Baseline(str, Enum):
+    CENTRE = "centre"  # a centred Gaussian map for every image instead of RUN's maps
+
+
+class MapChoice(str, Enum):
+    LABEL = "label"  # the annotated class's map
+    TOP1 = "top1"    # the top-1 predicted class's map (class-agnostic localisation)
+    AUTO = "auto"    # the label's map where the label is a model class, else top-1
+
+
+def _enum(kind: type[Enum], value, flag: str):
+    try:
+        return kind(value)
+    except ValueError:
+        raise AcolError(f"{flag} {value!r}: use {' or '.join(m.value for m in kind)}") from None
+
+
+@dataclass(frozen=True)
 class ScoreConfig:
+    """One `score` run; every field is a CLI option (run, --annotations, --out, ...)."""
+
     run: str
     annotations: str
     out: str
     split: str | None = None
-    protocol: str = "wsoleval"
-    iou: list[int] = field(default_factory=lambda: [30, 50, 70])
+    protocol: Protocol = Protocol.WSOLEVAL
+    iou: tuple[int, ...] = (30, 50, 70)
     interval: float = 0.001
-    threshold: float | None = None
+    threshold: float | None = None  # None: --threshold-from's, else 0.2
     threshold_from: str | None = None
     bootstrap: int = 0
-    workers: int = 0
+    workers: int | None = None  # None: all cores; 0: the main process
     seed: int = 0
-    baseline: str | None = None  # "centre": a centred Gaussian map instead of RUN's maps
+    baseline: Baseline | None = None
     label_rule: str | None = None  # coco: which category labels an image
     mask_root: str | None = None  # where mask paths of the annotations resolve
+    images: str | None = None  # where the annotations' relative image paths resolve
+    strict: bool = False  # exit 1 when an annotated image has no map
+    map_choice: MapChoice = MapChoice.AUTO
+
+    def __post_init__(self) -> None:
+        put = object.__setattr__
+        put(self, "protocol", parse_protocol(self.protocol))
+        put(self, "map_choice", _enum(MapChoice, self.map_choice, "--map"))
+        if self.baseline is not None:
+            put(self, "baseline", _enum(Baseline, self.baseline, "--baseline"))
+        try:
+            iou = tuple(int(k) for k in self.iou)
+        except (TypeError, ValueError):
+            iou = ()
+        if not iou or any(not 0 < k <= 100 for k in iou):
+            raise AcolError("--iou takes percentages in (0, 100], e.g. 30,50,70")
+        put(self, "iou", iou)
+        if not (np.isfinite(self.interval) and MIN_INTERVAL <= self.interval < 1):
+            raise AcolError(f"--cam-curve-interval {self.interval} must be at least "
+                            f"{MIN_INTERVAL:g} and below 1")
+        if self.threshold is not None and not 0 <= self.threshold <= 1:  # NaN fails too
+            raise AcolError(f"--threshold {self.threshold} must be a CAM threshold in [0, 1]")
+        if not 0 <= self.bootstrap <= MAX_BOOTSTRAP:
+            raise AcolError(f"--bootstrap {self.bootstrap} must be between 0 and "
+                            f"{MAX_BOOTSTRAP}")
+        score_workers(self.workers)
+        if self.mask_root and not Path(self.mask_root).is_dir():
+            raise AcolError(f"--mask-root {self.mask_root} is not a folder")
+        if self.images and not Path(self.images).is_dir():
+            raise AcolError(f"--images {self.images} is not a folder")
 
 
-# --------------------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class ScoreResult:
+    summary: pd.DataFrame
+    issues: dict[str, int]
+    failed: int  # maps that could not be read or used
+    missing: int  # annotated images without a map
+    exit_code: int  # SPEC 9: 1 when some inputs failed (or --strict and maps missing)
+    out: str
+
+
+# --------------------------------------------------------------------------- the worker side
+
+
+@dataclass(frozen=True)
+class ImageTask:
+    """One image as the workers see it: gt (g, 4) float64 boxes in original pixels,
+    x1/y1 exclusive; width/height NaN when unknown; top1/top5 None without predictions."""
+
+    image: str
+    key: str
+    gt: np.ndarray
+    width: float
+    height: float
+    label: str
+    top1: bool | None
+    top5: bool | None
+    masks: tuple[str, ...] = ()
+    ignore: str = ""
+    map_name: str = ""  # which class's map: 'label' or 'top1' ('' for .npy maps)
+
+
+@dataclass(frozen=True)
+class PassSetup:
+    """What every chunk of a pass shares."""
+
+    source: MapSource
+    protocol: ScoringProtocol
+    thresholds: np.ndarray
+    iou: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def edges(self) -> np.ndarray:  # PxAP bins [t0, t1), ..., [t_last, 1), [1, 2), [2, 3)
+        return np.append(self.thresholds, [1.0, 2.0, 3.0])
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    setup: PassSetup
+    images: list[ImageTask]
 
 
 @dataclass
-class MapSource:
-    """Where each image's map comes from: a localize map store or a folder of .npy files."""
+class Counts:
+    """Correct-counts per threshold (summed over images), PxAP histograms, problems."""
 
-    kind: str  # "store", "npy" or "centre" (the baseline: the same map for every image)
-    path: str
-    shape: tuple[int, int, int] = (0, 0, 0)
+    v2: np.ndarray
+    v1: np.ndarray
+    top1: np.ndarray
+    top5: np.ndarray
+    hist: np.ndarray
+    problems: Counter = field(default_factory=Counter)
 
-    def load(self, key) -> np.ndarray:
-        if self.kind == "centre":
-            return centre_gaussian_map(self.shape[1], self.shape[2], sigma=0.25).astype(
-                np.float64)
-        if self.kind == "store":
-            store = np.memmap(Path(self.path) / "maps.f16", dtype="<f2", mode="r", shape=self.shape)
-            return np.asarray(store[int(key)], dtype=np.float64)
-        values = np.load(Path(self.path) / f"{key}.npy", allow_pickle=False)
-        return np.asarray(values, dtype=np.float64).squeeze()
+    @classmethod
+    def zeros(cls, n_iou: int, n_thresholds: int) -> Counts:
+        v1 = np.zeros(n_thresholds, np.int64)
+        return cls(np.zeros((n_iou, n_thresholds), np.int64), v1, v1.copy(), v1.copy(),
+                   np.zeros((2, n_thresholds + 2)))
 
-
-def _strip_ext(name: str) -> str:
-    return name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
-
-
-def _load_inputs(run: Path, annotations: Annotations, issues: dict[str, int]
-                 ) -> tuple[MapSource, pd.DataFrame, str]:
-    """One row per scored image: image, map key, top1/top5 correctness (NaN: no predictions)."""
-    if (run / "maps.json").is_file():
-        meta = json.loads((run / "maps.json").read_text())
-        if meta.get("format") != "acol-eval-maps":
-            raise AcolError(f"{run}/maps.json is not an acol-eval map store")
-        shape = (int(meta["count"]), int(meta["height"]), int(meta["width"]))
-        expected = 2 * shape[0] * shape[1] * shape[2]
-        if not (run / "maps.f16").is_file() or (run / "maps.f16").stat().st_size < expected:
-            raise AcolError(f"{run}/maps.f16 is missing or shorter than maps.json says")
-        index = pd.read_csv(run / "maps_index.csv", dtype={"image": str})
-        predictions = pd.read_csv(run / "predictions.csv", dtype={"image": str, "label": str},
-                                  keep_default_na=False)
-        label_rows = index[index["is_label"] == 1].drop_duplicates("image")
-        table = predictions.merge(label_rows[["image", "row"]], on="image", how="left")
-        pred_cols = sorted((c for c in table if c.startswith("pred_")),
-                           key=lambda c: int(c.split("_")[1]))
-        labels = table["image"].map(annotations.images.set_index("image")["label"])
-        labels = labels.fillna("").astype(str)
-        classes = meta.get("classes", [])
-        if len(labels) and not labels.isin(classes).any() and labels.str.isdigit().all():
-            # wsolevaluation class ids: indices into the model's classes
-            labels = labels.map(lambda v: classes[int(v)] if int(v) < len(classes) else v)
-        preds = table[pred_cols].astype(str).to_numpy() if pred_cols else np.zeros((len(table), 0))
-        table = pd.DataFrame({
-            "image": table["image"],
-            "key": table["row"],
-            "top1": preds[:, 0] == labels.to_numpy() if preds.shape[1] else np.nan,
-            "top5": (preds[:, :5] == labels.to_numpy()[:, None]).any(axis=1)
-            if preds.shape[1] else np.nan,
-        })
-        no_label_map = table["key"].isna() & table["image"].isin(annotations.images["image"])
-        if no_label_map.any():
-            issues["label_not_a_model_class"] = int(no_label_map.sum())
-        table = table[table["key"].notna()]
-        return MapSource("store", str(run), shape), table, "store"
-    if not run.is_dir():
-        raise AcolError(f"{run} is neither a localize run folder nor a folder of .npy maps")
-    keys = sorted(p.relative_to(run).with_suffix("").as_posix() for p in run.rglob("*.npy"))
-    if not keys:
-        raise AcolError(f"{run} has no maps.json and no .npy score maps")
-    by_stem = dict(zip(annotations.images["image"].map(_strip_ext), annotations.images["image"]))
-    images = [by_stem.get(k) for k in keys]
-    table = pd.DataFrame({"image": images, "key": keys, "top1": np.nan, "top5": np.nan})
-    orphans = table["image"].isna()
-    if orphans.any():
-        issues["map_without_annotation"] = int(orphans.sum())
-    return MapSource("npy", str(run)), table[~orphans], "npy"
+    def add(self, other: Counts) -> None:
+        self.v2 += other.v2
+        self.v1 += other.v1
+        self.top1 += other.top1
+        self.top5 += other.top5
+        self.hist += other.hist
+        self.problems.update(other.problems)
 
 
-# --------------------------------------------------------------------------- workers
+@dataclass(frozen=True)
+class ChunkResult:
+    counts: Counts
+    records: bytes  # the chunk's first-pass records (setup.dtype), in image order
 
 
-def _pxap_hist(values: np.ndarray, mask: np.ndarray, edges: np.ndarray, protocol: str,
-               width: float, height: float) -> np.ndarray:
-    """(2, bins) histograms of map scores on foreground (1) and background (0) mask pixels."""
-    size = (224, 224) if protocol == "wsoleval" else (int(width), int(height))
-    score = normalise_map(upsample_map(values, *size))
-    mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
-    true_hist, _ = np.histogram(score[mask == 1], bins=edges)
-    false_hist, _ = np.histogram(score[mask == 0], bins=edges)
-    return np.stack([true_hist, false_hist]).astype(np.float64)
-
-
-def _load_mask(files: list[str], ignore: str) -> np.ndarray | None:
-    """1 foreground, 0 background, 255 ignored (ignore region minus foreground)."""
-    parts = [cv2.imread(f, cv2.IMREAD_GRAYSCALE) for f in files]
-    if not parts or any(p is None for p in parts):
-        return None
-    foreground = np.any([p > 127 if p.max() > 1 else p > 0 for p in parts], axis=0)
-    mask = foreground.astype(np.uint8)
-    if ignore:
-        region = cv2.imread(ignore, cv2.IMREAD_GRAYSCALE)
-        if region is not None and region.shape == mask.shape:
-            mask[(region > 127) & ~foreground] = 255
-    return mask
-
-
-def _record_dtype(protocol: str, n_thresholds: int) -> np.dtype:
-    """One image's first-pass results, kept on disk between the passes: per slot (uint8
-    level for wsoleval, threshold index for native) the best IoU of all boxes and of the
-    largest box, and (wsoleval) that box; the map's uint8 max turns thresholds into levels."""
-    slots = 256 if protocol == "wsoleval" else n_thresholds
-    fields = [("ok", np.int8), ("map_max", np.int32), ("all", np.float64, (slots,)),
-              ("largest", np.float64, (slots,))]
-    if protocol == "wsoleval":
-        fields.append(("box", np.int16, (slots, 4)))
-    return np.dtype(fields)
-
-
-def _slots(record, thresholds: np.ndarray, protocol: str) -> np.ndarray:
-    """Where each CAM threshold reads an image's record."""
-    if protocol == "wsoleval":
-        return wsoleval_levels(thresholds, int(record["map_max"]))
-    return np.arange(len(thresholds))
-
-
-def _first_pass(task: dict) -> dict:
-    """Sweep a chunk of maps once: per-threshold counts of the chunk, and one record per
-    image (as bytes) for the second pass, which then needs no map (wsoleval)."""
-    thresholds = task["thresholds"]
-    ious = task["iou"]
-    protocol = task["protocol"]
-    n = len(thresholds)
-    v2 = np.zeros((len(ious), n), np.int64)
-    v1 = np.zeros(n, np.int64)
-    top1 = np.zeros(n, np.int64)
-    top5 = np.zeros(n, np.int64)
-    hist = np.zeros((2, n + 2))
-    failed = 0
-    records = np.zeros(len(task["items"]), task["dtype"])
-    for record, item in zip(records, task["items"]):
-        try:
-            values = task["source"].load(item["key"])
-        except Exception:
-            failed += 1
+def _first_pass_chunk(task: ChunkTask) -> ChunkResult:
+    """Sweep a chunk of maps once: the chunk's counts and one record per image, which
+    the second pass reads instead of the map (wsoleval)."""
+    setup = task.setup
+    counts = Counts.zeros(len(setup.iou), len(setup.thresholds))
+    records = np.zeros(len(task.images), setup.dtype)
+    for record, item in zip(records, task.images):
+        values, problem = setup.source.load(item.key)
+        if problem:
+            counts.problems[problem] += 1
+        if values is None:
             continue
         record["ok"] = 1
-        if item["masks"]:
-            mask = _load_mask(item["masks"], item["ignore"])
-            if mask is not None:
-                hist += _pxap_hist(values, mask, task["edges"], protocol,
-                                   item["width"], item["height"])
-        gt = item["gt"]
-        if protocol == "wsoleval":
-            u8 = wsoleval_uint8(values)
-            record["map_max"] = int(u8.max())
-            frame = scale_boxes_wsoleval(gt, item["width"], item["height"])
-            record["all"], record["largest"], record["box"] = wsoleval_level_results(u8, frame)
-        elif len(gt):
-            record["all"], record["largest"] = native_image_ious(
-                upsample_map(values, int(item["width"]), int(item["height"])), gt, thresholds)
-        if not len(gt):
-            continue
-        slots = _slots(record, thresholds, protocol)
-        all_ious, largest = record["all"][slots], record["largest"][slots]
-        for k, iou in enumerate(ious):
-            v2[k] += all_ious >= iou / 100
-        correct = largest >= 0.5
-        v1 += correct
-        if item["top1"] is True:
-            top1 += correct
-        if item["top5"] is True:
-            top5 += correct
-    return {"v2": v2, "v1": v1, "top1": top1, "top5": top5, "hist": hist, "failed": failed,
-            "records": records.tobytes()}
+        _first_pass_image(setup, item, values, record, counts)
+    return ChunkResult(counts, records.tobytes())
 
 
-def _image_row(item: dict, record, task: dict) -> dict:
-    """Per image at the chosen thresholds: box, IoU, correctness, error type."""
-    width, height, gt = item["width"], item["height"], item["gt"]
-    thresholds = task["thresholds"]
-    slots = _slots(record, thresholds, task["protocol"])
-    best_index = task["best_index"]
-    if task["protocol"] == "wsoleval":
-        gt_frame = scale_boxes_wsoleval(gt, width, height)
-        box = record["box"][slots[best_index]].astype(np.int64)[None]
-        inclusive = True
+def _first_pass_image(setup: PassSetup, item: ImageTask, values: np.ndarray, record,
+                      counts: Counts) -> None:
+    protocol = setup.protocol
+    if item.masks:
+        mask = protocol.read_mask(list(item.masks), item.ignore)
+        if mask is None:
+            counts.problems["mask_unreadable"] += 1
+        else:
+            scores = protocol.pxap_scores(values, mask.shape)
+            counts.hist[0] += np.histogram(scores[mask == 1], bins=setup.edges)[0]
+            counts.hist[1] += np.histogram(scores[mask == 0], bins=setup.edges)[0]
+    protocol.image_record(values, item.gt, item.width, item.height, setup.thresholds, record)
+    if not len(item.gt):
+        return
+    all_ious, largest = protocol.threshold_ious(record, setup.thresholds)
+    for k, iou in enumerate(setup.iou):
+        counts.v2[k] += all_ious >= iou / 100
+    correct = largest >= 0.5
+    counts.v1 += correct
+    if item.top1 is True:
+        counts.top1 += correct
+    if item.top5 is True:
+        counts.top5 += correct
+
+
+# --------------------------------------------------------------------------- stages
+
+
+@dataclass(frozen=True)
+class FirstPass:
+    curves: reports.Curves
+    hist: np.ndarray | None  # PxAP histograms when some image had a mask
+    problems: dict[str, int]
+    records: object  # a temporary file of records, in ScoreInputs.table order
+
+
+def _tasks(inputs: ScoreInputs) -> Iterator[tuple[int, list[ImageTask]]]:
+    """The image tasks in chunks of CHUNK, in table order."""
+    table = inputs.table
+    for start in range(0, len(table), CHUNK):
+        chunk = table.iloc[start:start + CHUNK]
+        yield start, [ImageTask(
+            image=row.image, key=row.key, gt=inputs.boxes.get(row.image, _NO_BOXES),
+            width=row.width, height=row.height, label=row.label,
+            top1=None if pd.isna(row.top1) else bool(row.top1),
+            top5=None if pd.isna(row.top5) else bool(row.top5),
+            masks=inputs.masks.get(row.image, ((), ""))[0],
+            ignore=inputs.masks.get(row.image, ((), ""))[1], map_name=row.map)
+            for row in chunk.itertuples()]
+
+
+_NO_BOXES = np.zeros((0, 4))
+
+
+def first_pass(inputs: ScoreInputs, setup: PassSetup, workers: int) -> FirstPass:
+    """Every image at every threshold, on `workers` processes, records kept on disk."""
+    load_compiled()  # compile or load the sweep once, before the workers fork
+    total = Counts.zeros(len(setup.iou), len(setup.thresholds))
+    records = tempfile.TemporaryFile()
+    tasks = (ChunkTask(setup, images) for _, images in _tasks(inputs))
+    for part in ordered_map(_first_pass_chunk, tasks, workers):
+        total.add(part.counts)
+        records.write(part.records)
+    boxed = int(sum(len(inputs.boxes.get(i, ())) > 0 for i in inputs.table["image"]))
+    curves = reports.Curves(setup.thresholds, total.v1, total.top1, total.top5, total.v2,
+                            setup.iou, boxed)
+    return FirstPass(curves, total.hist if total.hist[0].sum() > 0 else None,
+                     dict(total.problems), records)
+
+
+def choose_thresholds(curves: reports.Curves, fixed: float | None, other: dict[str, float],
+                      other_name: str = "") -> reports.ThresholdChoice:
+    """Pure: the grid index of each metric. A metric named in `other` (another report's
+    thresholds) takes the grid point nearest to it, the others the best of their curve;
+    the fixed threshold is `fixed`, else other's gt_known_loc, else 0.2."""
+    thresholds = curves.thresholds
+
+    def nearest(value: float) -> int:
+        return int(np.argmin(np.abs(thresholds - value)))
+
+    def pick(metric: str, curve: np.ndarray) -> tuple[int, str]:
+        if metric in other:
+            return nearest(other[metric]), f"from:{other_name}"
+        return int(np.argmax(curve)), "oracle"
+
+    best_gt, best_source = pick("best_gt_known_loc", curves.gt_known)
+    if fixed is not None:
+        fixed_index, fixed_source = nearest(fixed), "fixed"
+    elif "gt_known_loc" in other:
+        fixed_index, fixed_source = nearest(other["gt_known_loc"]), f"from:{other_name}"
     else:
-        gt_frame = gt
-        box = native_boxes(upsample_map(task["source"].load(item["key"]), int(width),
-                                        int(height)), float(thresholds[best_index]), False)
-        inclusive = False
-    iou = iou_inclusive if inclusive else iou_exclusive
-    ious = iou(box, gt_frame) if len(box) and len(gt_frame) else np.zeros((1, 1))
+        fixed_index, fixed_source = nearest(DEFAULT_FIXED_THRESHOLD), "fixed"
+    v2 = {k: pick(f"max_box_acc_v2@{k}", curves.v2[j]) for j, k in enumerate(curves.iou)}
+    return reports.ThresholdChoice(fixed_index, fixed_source, best_gt, best_source,
+                                   {k: v[0] for k, v in v2.items()},
+                                   {k: v[1] for k, v in v2.items()})
+
+
+def score(config: ScoreConfig) -> ScoreResult:
+    """The whole job: inputs, first pass, thresholds, report folder."""
+    protocol = get_protocol(config.protocol)
+    other = read_thresholds(config.threshold_from) if config.threshold_from else {}
+    inputs = load_inputs(config, protocol)  # all input checks before --out is touched
+    if config.baseline is Baseline.CENTRE:
+        inputs = inputs.with_source(_centre_source(inputs.source))
+    _warn(inputs.issues)
+    thresholds = np.arange(0, 1, config.interval)
+    setup = PassSetup(inputs.source, protocol, thresholds, config.iou,
+                      protocol.record_dtype(len(thresholds)))
+    with FolderLock(config.out, "score"):
+        passed = first_pass(inputs, setup, score_workers(config.workers))
+        _warn(passed.problems)
+        choice = choose_thresholds(passed.curves, config.threshold, other,
+                                   config.threshold_from or "")
+        issues = {**inputs.issues, **passed.problems}
+        summary = write_report(config, inputs, setup, passed, choice, issues)
+    failed = sum(v for k, v in passed.problems.items() if k in UNUSABLE_MAP)
+    missing = inputs.issues.get("annotation_without_map", 0)
+    exit_code = 1 if failed or (config.strict and missing) else 0
+    return ScoreResult(summary, issues, failed, missing, exit_code, config.out)
+
+
+def _warn(issues: dict[str, int]) -> None:
+    for name, amount in sorted(issues.items()):
+        print(f"acol-eval: warning: {amount} {name.replace('_', ' ')}", file=sys.stderr)
+
+
+# problems that leave an image unscored (SPEC 9: exit 1); the others are reported only
+UNUSABLE_MAP = ("unreadable_map", "map_not_2d", "empty_map", "complex_map")
+
+
+def _centre_source(source: MapSource) -> MapSource:
+    """RUN's images, predictions and map resolution (28x28 for .npy folders); a centred
+    Gaussian as every map."""
+    side = (source.shape[1], source.shape[2]) if source.shape[0] else (28, 28)
+    return MapSource.centre(side, centre_gaussian_map(*side, sigma=0.25))
+
+
+def image_row(setup: PassSetup, item: ImageTask, record,
+              choice: reports.ThresholdChoice) -> dict:
+    """Per image at the best GT-known threshold: box (in the protocol's frame and in
+    original pixels), IoU, correctness (0/1), error type, and the outcome columns the
+    summary's bootstrap resamples (_gt_fixed, _gt_best, _v2_<k>)."""
+    protocol, thresholds = setup.protocol, setup.thresholds
+    has_gt = len(item.gt) > 0
+
+    def prepared() -> np.ndarray:
+        return protocol.prepare(setup.source.load(item.key)[0], item.width, item.height)
+
+    gt_frame = protocol.scale_gt(item.gt, item.width, item.height) if has_gt else _NO_BOXES
+    box = protocol.box_at(record, thresholds, choice.best_gt, prepared) if has_gt else \
+        np.zeros((0, 4), np.int64)
+    ious = protocol.iou(box, gt_frame) if len(box) and len(gt_frame) else np.zeros((1, 1))
     best = float(ious.max()) if ious.size else 0.0
-    row = {"image": item["image"], "label": item["label"],
-           "threshold": float(thresholds[best_index]), "iou": round(best, 6),
-           "x0": box[0, 0] if len(box) else "", "y0": box[0, 1] if len(box) else "",
-           "x1": box[0, 2] if len(box) else "", "y1": box[0, 3] if len(box) else "",
-           "correct": int(best >= 0.5), "top1_correct": item["top1"],
-           "top5_correct": item["top5"],
-           "error": error_type(box[0] if len(box) else None, gt_frame, best, item["top1"],
-                               inclusive)}
-    has_gt = len(gt_frame) > 0
-    for name, index in task["fixed"].items():
-        row[f"_gt_{name}"] = bool(has_gt and record["largest"][slots[index]] >= 0.5)
-    for k, index in task["v2_index"].items():
-        row[f"_v2_{k}"] = bool(has_gt and record["all"][slots[index]] >= k / 100)
+    original = protocol.to_original(box, item.width, item.height) if len(box) else None
+    row = {"image": item.image, "label": item.label, "map": item.map_name,
+           "frame": protocol.frame, "threshold": float(thresholds[choice.best_gt]),
+           "iou": round(best, 6) if has_gt else np.nan}
+    for n, name in enumerate(("x0", "y0", "x1", "y1")):
+        row[name] = box[0, n] if len(box) else ""
+    for n, name in enumerate(("orig_x0", "orig_y0", "orig_x1", "orig_y1")):
+        row[name] = round(float(original[0, n]), 2) if original is not None else ""
+    row.update({
+        "correct": float(best >= 0.5) if has_gt else np.nan,
+        "top1_correct": np.nan if item.top1 is None else float(item.top1),
+        "top5_correct": np.nan if item.top5 is None else float(item.top5),
+        "error": error_type(box[0] if len(box) else None, gt_frame, best, item.top1,
+                            protocol.inclusive) if has_gt else "",
+        "has_gt": float(has_gt)})
+    all_ious, largest = protocol.threshold_ious(record, thresholds)
+    row["_gt_fixed"] = float(has_gt and largest[choice.fixed] >= 0.5)
+    row["_gt_best"] = float(has_gt and largest[choice.best_gt] >= 0.5)
+    for k, index in choice.v2.items():
+        row[f"_v2_{k}"] = float(has_gt and all_ious[index] >= k / 100)
     return row
 
 
-# --------------------------------------------------------------------------- the job
+# --------------------------------------------------------------------------- processes
 
 
-def _map(function, tasks, workers: int, window: int):
-    """Run tasks on all cores (fork: the compiled sweep is inherited), in order, with at
-    most `window` tasks in flight: memory stays flat however many images there are."""
-    if workers <= 1:
+def ordered_map(function, tasks, workers: int):
+    """function over tasks, results in order: in this process (workers 0) or on
+    `workers` forked processes (the compiled sweep and open map stores are inherited)
+    with at most 2 * workers + 1 tasks in flight, so memory stays flat."""
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    if workers <= 0:
         yield from map(function, tasks)
         return
+    window = 2 * workers + 1
     pending: deque = deque()
     with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
         for task in tasks:
@@ -292,47 +425,108 @@ def _map(function, tasks, workers: int, window: int):
             yield pending.popleft().result()
 
 
-def _threshold_index(thresholds: np.ndarray, value: float) -> int:
-    return int(np.argmin(np.abs(thresholds - value)))
+# --------------------------------------------------------------------------- maps
+
+_STORES: dict[str, np.ndarray] = {}  # run folder -> its memmap, one per process
 
 
-def _read_other_thresholds(path: str) -> dict[str, float]:
-    file = Path(path) / "summary.csv" if Path(path).is_dir() else Path(path)
-    if not file.is_file():
-        raise AcolError(f"--threshold-from: no summary.csv at {path}")
-    table = pd.read_csv(file)
-    if not {"metric", "threshold"} <= set(table.columns):
-        raise AcolError(f"--threshold-from: {file} is not an acol-eval summary.csv")
-    return {m: float(t) for m, t in zip(table["metric"], table["threshold"]) if pd.notna(t)}
+class MapKind(str, Enum):
+    STORE = "store"    # a localize run's map store
+    NPY = "npy"        # a folder of .npy maps named by image id
+    CENTRE = "centre"  # the centre baseline: one map for every image
 
 
-def score(config: ScoreConfig) -> dict:
-    """Run the whole score job; returns {'summary': DataFrame, 'issues': dict, 'failed': int}."""
-    from . import reports
+@dataclass(frozen=True)
+class MapSource:
+    """Where each image's map comes from. shape: the store's (count, h, w)."""
 
-    if config.protocol not in ("wsoleval", "native"):
-        raise AcolError(f"unknown protocol {config.protocol!r}; use wsoleval or native")
-    if not 0 < config.interval < 1:
-        raise AcolError("--cam-curve-interval must be between 0 and 1")
-    if not config.iou or any(not 0 < k <= 100 for k in config.iou):
-        raise AcolError("--iou takes percentages in (0, 100], e.g. 30,50,70")
-    annotations = read_source(config.annotations, label_rule=config.label_rule)
-    if config.mask_root and not Path(config.mask_root).is_dir():
-        raise AcolError(f"--mask-root {config.mask_root} is not a folder")
-    if config.split:
-        if config.split not in annotations.splits:
-            raise AcolError(f"split {config.split!r} not in the annotations "
-                            f"(splits: {', '.join(annotations.splits)})")
-        annotations = annotations.split(config.split)
+    kind: MapKind
+    path: str
+    shape: tuple[int, int, int] = (0, 0, 0)
+    constant: np.ndarray | None = None
+
+    @classmethod
+    def centre(cls, side: tuple[int, int], values: np.ndarray) -> MapSource:
+        return cls(MapKind.CENTRE, "", (0, *side), np.asarray(values, np.float64))
+
+    def load(self, key: str) -> tuple[np.ndarray | None, str | None]:
+        """(float64 2-D map or None, problem name or None): see check_map."""
+        if self.kind is MapKind.CENTRE:
+            return self.constant, None
+        if self.kind is MapKind.STORE:
+            maps = _STORES.get(self.path)
+            if maps is None:
+                maps = _STORES[self.path] = open_maps(self.path).maps
+            return check_map(np.asarray(maps[int(float(key))], dtype=np.float64), False)
+        try:
+            values = np.load(Path(self.path) / f"{key}.npy", allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None, "unreadable_map"
+        return check_map(values, True)
+
+
+def check_map(values: np.ndarray, from_other_tool: bool) -> tuple[np.ndarray | None, str | None]:
+    """A raw map as score can use it, and what is wrong with it (an issue name).
+
+    Unusable (None): complex, not numbers, empty, not 2-D after dropping axes of length 1.
+    Scored as the wsoleval protocol scores them (wsolevaluation's normalisation turns them
+    into an all-zero map) but counted: NaN or inf anywhere (map_not_finite), constant
+    (constant_map). Maps from other tools outside [0, 1] are counted
+    (map_not_normalised: wsolevaluation's evaluator expects normalised maps) and scored
+    after the protocol's own min-max normalisation."""
+    values = np.asarray(values)
+    if np.iscomplexobj(values):
+        return None, "complex_map"
+    if values.dtype.kind not in "biuf":
+        return None, "unreadable_map"
+    values = values.squeeze()
+    if values.size == 0:
+        return None, "empty_map"
+    if values.ndim != 2:
+        return None, "map_not_2d"
+    values = values.astype(np.float64, copy=False)
+    if not np.isfinite(values).all():
+        return values, "map_not_finite"
+    low, high = values.min(), values.max()
+    if low == high:
+        return values, "constant_map"
+    if from_other_tool and (low < 0 or high > 1):
+        return values, "map_not_normalised"
+    return values, None
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class ScoreInputs:
+    """What is scored. table: one row per image (image, key, map, top1, top5, width,
+    height, label); boxes: image -> (g, 4) float64, original pixels, x1/y1 exclusive;
+    masks: image -> (mask files, ignore file); issues: counts for the report."""
+
+    source: MapSource
+    table: pd.DataFrame
+    boxes: dict[str, np.ndarray]
+    masks: dict[str, tuple[tuple[str, ...], str]]
+    issues: dict[str, int]
+    digest: str
+
+    def with_source(self, source: MapSource) -> ScoreInputs:
+        return ScoreInputs(source, self.table, self.boxes, self.masks, self.issues,
+                           self.digest)
+
+
+def load_inputs(config: ScoreConfig, protocol: ScoringProtocol) -> ScoreInputs:
+    """Annotations and maps matched by image name; sizes from the annotations or the
+    run's predictions.csv; what cannot be scored counted in issues."""
+    annotations = _read_annotations(config)
     issues = dict(annotations.issues)
-    if config.baseline not in (None, "centre"):
-        raise AcolError(f"unknown baseline {config.baseline!r}; use centre")
-    source, table, kind = _load_inputs(Path(config.run), annotations, issues)
-    if config.baseline == "centre":
-        # RUN's images, predictions and map resolution; a centred Gaussian as every map
-        side = (source.shape[1], source.shape[2]) if kind == "store" else (28, 28)
-        source = MapSource("centre", source.path, (0, *side))
-    images = annotations.images.set_index("image")
+    run = Path(config.run)
+    if (run / "maps.json").exists():
+        source, table = _store_table(run, annotations, config.map_choice, issues)
+    else:
+        source, table = _npy_table(run, annotations, issues)
+    images = _image_sizes(annotations.images.set_index("image"), run, source)
     missing_map = ~images.index.isin(table["image"])
     if missing_map.any():
         issues["annotation_without_map"] = int(missing_map.sum())
@@ -341,129 +535,175 @@ def score(config: ScoreConfig) -> dict:
         issues["map_without_annotation"] = issues.get("map_without_annotation", 0) + int(
             unannotated.sum())
     table = table[~unannotated].reset_index(drop=True)
-    if (run_predictions := Path(config.run) / "predictions.csv").is_file() and kind == "store":
-        sizes = pd.read_csv(run_predictions, usecols=["image", "width", "height"],
-                            dtype={"image": str}).set_index("image")
-        images = images.copy()
-        for column in ("width", "height"):
-            images[column] = images[column].fillna(sizes[column].reindex(images.index))
-    no_size = table["image"].map(images["width"]).isna() | table["image"].map(
-        images["height"]).isna()
-    if no_size.any():
-        issues["image_without_size"] = int(no_size.sum())
-        table = table[~no_size].reset_index(drop=True)
+    for column in ("width", "height", "label"):
+        table[column] = table["image"].map(images[column]).to_numpy()
+    boxes = _boxes_by_image(annotations.boxes)
+    table = _drop_unsized(table, boxes, protocol, issues)
     if not len(table):
-        raise AcolError("no image has both a map and an annotation; check --split and the "
-                        "image names")
-    if config.threshold_from:
-        other = _read_other_thresholds(config.threshold_from)
+        _nothing_to_score(annotations, source, run, issues)
+    masks = _masks_by_image(annotations, config.mask_root)
+    return ScoreInputs(source, table, boxes, masks, issues,
+                       annotations_digest(table, boxes))
+
+
+def _read_annotations(config: ScoreConfig) -> Annotations:
+    extra = {"image_root": config.images} if config.images else {}
+    annotations = read_source(config.annotations, label_rule=config.label_rule, **extra)
+    if config.split:
+        if config.split not in annotations.splits:
+            raise AcolError(f"split {config.split!r} not in the annotations "
+                            f"(splits: {', '.join(annotations.splits)})")
+        annotations = annotations.split(config.split)
+    return annotations
+
+
+def _read_run_csv(path: Path, **kwargs) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype={"image": str}, keep_default_na=False, **kwargs)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise AcolError(f"{path} is missing or not readable "
+                        f"({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def _store_table(run: Path, annotations: Annotations, choice: MapChoice,
+                 issues: dict[str, int]) -> tuple[MapSource, pd.DataFrame]:
+    """A localize run: per predicted image its map row (by --map), top-1/5 correctness
+    against the annotation label."""
+    store = open_maps(run)
+    _STORES[str(run)] = store.maps  # opened once: workers fork with it
+    index = store.index
+    predictions = _read_run_csv(run / "predictions.csv")
+    if "image" not in predictions:
+        raise AcolError(f"{run / 'predictions.csv'} has no image column")
+    labels = predictions["image"].map(annotations.images.set_index("image")["label"])
+    labels = _class_names(labels.fillna("").astype(str), store.classes)
+    pred_cols = sorted((c for c in predictions if c.startswith("pred_")),
+                       key=lambda c: int(c.split("_")[1]))
+    preds = predictions[pred_cols].astype(str).to_numpy()
+    has = preds.shape[1] > 0
+    table = pd.DataFrame({
+        "image": predictions["image"],
+        "top1": preds[:, 0] == labels.to_numpy() if has else np.nan,
+        "top5": (preds[:, :5] == labels.to_numpy()[:, None]).any(axis=1) if has else np.nan})
+    label_row = _row_of(index, index["is_label"].astype(str) == "1", table["image"])
+    top_row = _row_of(index, index["pred_rank"].astype(str) == "1", table["image"])
+    if choice is MapChoice.TOP1:
+        key, used = top_row, pd.Series("top1", index=table.index)
     else:
-        other = {}
-    for name, amount in sorted(issues.items()):
-        print(f"acol-eval: warning: {amount} {name.replace('_', ' ')}", file=sys.stderr)
-
-    thresholds = np.arange(0, 1, config.interval)
-    edges = np.append(thresholds, [1.0, 2.0, 3.0])
-    boxes_by_image = _boxes_by_image(annotations.boxes)
-    mask_root = Path(config.mask_root or annotations.mask_root or annotations.root)
-    masks_by_image = {k: g for k, g in annotations.masks.groupby("image")}
-    no_boxes = np.zeros((0, 4))
-    widths = table["image"].map(images["width"]).to_numpy(dtype=np.float64)
-    heights = table["image"].map(images["height"]).to_numpy(dtype=np.float64)
-    labels = table["image"].map(images["label"]).to_numpy()
-
-    def items(chunk: pd.DataFrame, start: int) -> list[dict]:
-        found = []
-        for i, row in enumerate(chunk.itertuples(), start):
-            mask_rows = masks_by_image.get(row.image)
-            mask_files, ignore = [], ""
-            if mask_rows is not None:
-                mask_files = [str(mask_root / m) for m in mask_rows["mask"]]
-                ignore = next((str(mask_root / v) for v in mask_rows["ignore"]
-                               if isinstance(v, str) and v), "")
-            found.append({"image": row.image, "key": row.key,
-                          "gt": boxes_by_image.get(row.image, no_boxes),
-                          "width": widths[i], "height": heights[i], "label": labels[i],
-                          "top1": None if pd.isna(row.top1) else bool(row.top1),
-                          "top5": None if pd.isna(row.top5) else bool(row.top5),
-                          "masks": mask_files, "ignore": ignore})
-        return found
-
-    def chunks():
-        for start in range(0, len(table), CHUNK):
-            yield start, table.iloc[start:start + CHUNK]
-
-    workers = config.workers or os.cpu_count() or 1
-    dtype = _record_dtype(config.protocol, len(thresholds))
-    base = {"source": source, "thresholds": thresholds, "iou": list(config.iou),
-            "protocol": config.protocol, "edges": edges, "dtype": dtype}
-    _warm_up()  # compile or load the sweep once, before the workers fork
-
-    v2 = np.zeros((len(config.iou), len(thresholds)), np.int64)
-    v1 = np.zeros(len(thresholds), np.int64)
-    top1 = np.zeros_like(v1)
-    top5 = np.zeros_like(v1)
-    hist = np.zeros((2, len(thresholds) + 2))
-    failed = 0
-    records = tempfile.TemporaryFile()
-    tasks = ({**base, "items": items(chunk, start)} for start, chunk in chunks())
-    for part in _map(_first_pass, tasks, workers, window=2 * workers + 1):
-        v2 += part["v2"]
-        v1 += part["v1"]
-        top1 += part["top1"]
-        top5 += part["top5"]
-        hist += part["hist"]
-        failed += part["failed"]
-        records.write(part["records"])
-    boxed = int(sum(len(boxes_by_image.get(i, ())) > 0 for i in table["image"]))
-    has_predictions = table["top1"].notna().any()
-    curves = {"thresholds": thresholds, "gt_known": v1, "top1": top1, "top5": top5, "v2": v2,
-              "count": boxed}
-
-    def pick(metric: str, curve: np.ndarray) -> int:
-        if metric in other:
-            return _threshold_index(thresholds, other[metric])
-        return int(np.argmax(curve))
-
-    best_gt = pick("best_gt_known_loc", v1)
-    fixed = config.threshold
-    if fixed is None:
-        fixed = other.get("gt_known_loc", 0.2)
-    fixed_index = _threshold_index(thresholds, fixed)
-    v2_index = {k: pick(f"max_box_acc_v2@{k}", v2[j]) for j, k in enumerate(config.iou)}
-
-    # second pass: per image rows from the records (no maps but the native box), streamed
-    # to per_image.csv; only the per-image outcomes the summary needs stay in memory
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    task = {**base, "best_index": best_gt, "fixed": {"fixed": fixed_index, "best": best_gt},
-            "v2_index": v2_index}
-    records.seek(0)
-    outcomes = []
-    with open(out / "per_image.csv", "w", newline="") as handle:
-        for start, chunk in chunks():
-            chunk_records = np.fromfile(records, dtype=dtype, count=len(chunk))
-            rows = [_image_row(item, record, task)
-                    for item, record in zip(items(chunk, start), chunk_records)
-                    if record["ok"]]
-            frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else PER_IMAGE_COLUMNS)
-            frame[[c for c in frame.columns if not c.startswith("_")]].to_csv(
-                handle, index=False, header=start == 0)
-            outcomes.append(frame.drop(columns=["image", "threshold", "x0", "y0", "x1", "y1",
-                                                "error"], errors="ignore"))
-    records.close()
-    per_image = pd.concat(outcomes, ignore_index=True)
-    summary = reports.summary_table(curves, config, has_predictions, best_gt, fixed_index,
-                                    v2_index, hist if hist[0].sum() > 0 else None,
-                                    per_image, issues, failed)
-    reports.write_reports(out, summary, per_image, curves, config)
-    if failed:
-        issues["unreadable_map"] = failed
-    return {"summary": summary, "issues": issues, "failed": failed}
+        key = label_row if choice is MapChoice.LABEL else label_row.fillna(top_row)
+        used = pd.Series(np.where(label_row.notna(), "label", "top1"), index=table.index)
+        no_label_map = label_row.isna() & table["image"].isin(annotations.images["image"])
+        if no_label_map.any():
+            name = ("label_not_a_model_class" if choice is MapChoice.LABEL
+                    else "scored_with_top1_map")
+            issues[name] = int(no_label_map.sum())
+    table["key"], table["map"] = key, used
+    table = table[table["key"].notna()].reset_index(drop=True)
+    table["key"] = table["key"].astype(np.int64).astype(str)
+    return MapSource(MapKind.STORE, str(run), tuple(store.maps.shape)), table
 
 
-PER_IMAGE_COLUMNS = ["image", "label", "threshold", "iou", "x0", "y0", "x1", "y1", "correct",
-                     "top1_correct", "top5_correct", "error"]
+def _row_of(index: pd.DataFrame, wanted: pd.Series, images: pd.Series) -> pd.Series:
+    rows = index[wanted].drop_duplicates("image").set_index("image")["row"]
+    return images.map(pd.to_numeric(rows, errors="coerce"))
+
+
+def _class_names(labels: pd.Series, classes: list[str]) -> pd.Series:
+    """wsolevaluation class ids (indices into the model's classes) as class names."""
+    if len(labels) and not labels.isin(classes).any() and labels.str.fullmatch(
+            "[0-9]+").all():
+        return labels.map(lambda v: classes[int(v)] if int(v) < len(classes) else v)
+    return labels
+
+
+def _npy_table(run: Path, annotations: Annotations, issues: dict[str, int]
+               ) -> tuple[MapSource, pd.DataFrame]:
+    """A folder of .npy maps named <image id>.npy, with the image's extension (the way
+    wsolevaluation's inference saves them) or without it."""
+    if not run.is_dir():
+        raise AcolError(f"{run} is neither a localize run folder nor a folder of .npy maps")
+    keys = sorted(p.relative_to(run).as_posix()[:-4] for p in run.rglob("*.npy"))
+    if not keys:
+        raise AcolError(f"{run} has no maps.json and no .npy score maps")
+    names = annotations.images["image"]
+    by_name = dict(zip(names, names))
+    by_stem = dict(zip(names.map(_strip_ext), names))
+    images = [by_name.get(k) or by_stem.get(k) for k in keys]
+    table = pd.DataFrame({"image": images, "key": keys, "top1": np.nan, "top5": np.nan,
+                          "map": ""})
+    orphans = table["image"].isna()
+    if orphans.any():
+        issues["map_without_annotation"] = int(orphans.sum())
+    table = table[~orphans]
+    twice = table[table["image"].duplicated(keep=False)]
+    if len(twice):
+        first = twice.iloc[0]
+        other = twice[twice["image"] == first["image"]].iloc[1]
+        raise AcolError(f"image {first['image']} has two maps: {first['key']}.npy and "
+                        f"{other['key']}.npy; keep one naming")
+    return MapSource(MapKind.NPY, str(run)), table.reset_index(drop=True)
+
+
+def _strip_ext(name: str) -> str:
+    return name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
+
+
+def _image_sizes(images: pd.DataFrame, run: Path, source: MapSource) -> pd.DataFrame:
+    """Annotation sizes, completed from a localize run's predictions.csv."""
+    if source.kind is not MapKind.STORE:
+        return images
+    sizes = _read_run_csv(run / "predictions.csv", usecols=["image", "width", "height"])
+    sizes = sizes.drop_duplicates("image").set_index("image")
+    images = images.copy()
+    for column in ("width", "height"):
+        known = pd.to_numeric(sizes[column], errors="coerce").reindex(images.index)
+        images[column] = pd.to_numeric(images[column], errors="coerce").fillna(known)
+    return images
+
+
+def _drop_unsized(table: pd.DataFrame, boxes: dict[str, np.ndarray],
+                  protocol: ScoringProtocol, issues: dict[str, int]) -> pd.DataFrame:
+    """Images with boxes need their size (to scale the boxes); masks and classification
+    do not. The protocol refuses sizes it cannot allocate (native: counted)."""
+    widths = pd.to_numeric(table["width"], errors="coerce").to_numpy(dtype=np.float64)
+    heights = pd.to_numeric(table["height"], errors="coerce").to_numpy(dtype=np.float64)
+    table["width"], table["height"] = widths, heights
+    boxed = table["image"].map(lambda i: len(boxes.get(i, ())) > 0).to_numpy(dtype=bool)
+    unsized = boxed & ~(np.isfinite(widths) & np.isfinite(heights) & (widths > 0)
+                        & (heights > 0))
+    if unsized.any():
+        issues["image_without_size"] = int(unsized.sum())
+    refused = [protocol.check_size(w, h) if b and not u else None
+               for w, h, b, u in zip(widths, heights, boxed, unsized)]
+    for name, amount in Counter(r for r in refused if r).items():
+        issues[name] = amount
+    keep = ~unsized & np.array([r is None for r in refused], dtype=bool)
+    return table[keep].reset_index(drop=True)
+
+
+def _nothing_to_score(annotations: Annotations, source: MapSource, run: Path,
+                      issues: dict[str, int]) -> None:
+    """Say why no image can be scored: the issue counts first, then the cause."""
+    _warn(issues)
+    if issues.get("image_without_size"):
+        cause = ("the images with maps have boxes but no image size (image_sizes.txt or "
+                 "the images themselves)")
+    elif issues.get("label_not_a_model_class"):
+        cause = "the annotation labels are not classes of the model (try --map top1)"
+    else:
+        names = annotations.images["image"]
+        ours = _map_names(source, run)
+        cause = ("no map name matches an annotated image: maps are named like "
+                 f"{ours!r}, annotations like {names.iloc[0] if len(names) else None!r}")
+    raise AcolError(f"nothing to score: {cause}; check --split and the image names")
+
+
+def _map_names(source: MapSource, run: Path) -> str | None:
+    if source.kind is MapKind.STORE:
+        rows = _read_run_csv(run / "predictions.csv", usecols=["image"])
+        return rows["image"].iloc[0] if len(rows) else None
+    first = next(iter(sorted(run.rglob("*.npy"))), None)
+    return first.relative_to(run).as_posix() if first else None
 
 
 def _boxes_by_image(boxes: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -477,5 +717,122 @@ def _boxes_by_image(boxes: pd.DataFrame) -> dict[str, np.ndarray]:
     return dict(zip(names, np.split(coords, cuts)))
 
 
-def _warm_up() -> None:
-    load_compiled()
+def _masks_by_image(annotations: Annotations, mask_root: str | None
+                    ) -> dict[str, tuple[tuple[str, ...], str]]:
+    root = Path(mask_root or annotations.mask_root or annotations.root)
+    found = {}
+    for image, rows in annotations.masks.groupby("image"):
+        ignore = next((str(root / v) for v in rows["ignore"] if isinstance(v, str) and v), "")
+        found[image] = (tuple(str(root / m) for m in rows["mask"]), ignore)
+    return found
+
+
+def annotations_digest(table: pd.DataFrame, boxes: dict[str, np.ndarray]) -> str:
+    """sha256 over the scored images' names, labels and boxes, sorted by name: two
+    reports are of the same annotations only when their digests are equal."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for image, label in sorted(zip(table["image"], table["label"].astype(str))):
+        digest.update(f"{image}\t{label}\t".encode())
+        digest.update(np.asarray(boxes.get(image, _NO_BOXES), "<f8").tobytes())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- reports
+
+PER_IMAGE_INTS = ("correct", "top1_correct", "top5_correct", "has_gt")
+
+
+def write_report(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
+                 passed: FirstPass, choice: reports.ThresholdChoice,
+                 issues: dict[str, int]) -> pd.DataFrame:
+    """The second pass (per-image rows from the records, streamed to per_image.csv) and
+    every report file, staged and moved into --out together. Returns the summary."""
+    label = reports.protocol_label(setup.protocol.name,
+                                   config.baseline.value if config.baseline else None)
+    with ReportStaging(config.out) as staging:
+        per_image = _second_pass(inputs, setup, passed, choice, staging)
+        summary = reports.summary_table(reports.SummaryInputs(
+            passed.curves, choice, label, bool(inputs.table["top1"].notna().any()),
+            passed.hist, per_image, issues, config.bootstrap, config.seed))
+        with atomic_open(staging.path("summary.csv")) as handle:
+            summary.to_csv(handle, index=False, float_format="%.6g")
+        per_class = reports.per_class_table(per_image,
+                                            float(setup.thresholds[choice.best_gt]))
+        if per_class is not None:
+            with atomic_open(staging.path("per_class.csv")) as handle:
+                per_class.to_csv(handle, index=False, float_format="%.6g")
+        curve = reports.curve_table(passed.curves)
+        with atomic_open(staging.path("curve.csv")) as handle:
+            curve.to_csv(handle, index=False, float_format="%.6g")
+        reports.plot_curve(staging.path("curve.png"), curve, label)
+        _meta(config, inputs, setup, choice).write(staging.folder)
+        staging.commit()
+    return summary
+
+
+def _second_pass(inputs: ScoreInputs, setup: PassSetup, passed: FirstPass,
+                 choice: reports.ThresholdChoice, staging: ReportStaging) -> pd.DataFrame:
+    """per_image.csv rows (the native box needs its map again; wsoleval reads the
+    record) and outcomes.npz, the per-threshold correctness of every scored image."""
+    passed.records.seek(0)
+    frames, scored, v1_bits, v2_bits = [], [], [], []
+    with atomic_open(staging.path("per_image.csv"), newline="") as handle:
+        for start, images in _tasks(inputs):
+            records = np.fromfile(passed.records, dtype=setup.dtype, count=len(images))
+            kept = [(item, record) for item, record in zip(images, records) if record["ok"]]
+            rows = [image_row(setup, item, record, choice) for item, record in kept]
+            frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else PER_IMAGE_COLUMNS)
+            shown = frame[[c for c in frame.columns if not c.startswith("_")]].copy()
+            for column in PER_IMAGE_INTS:
+                shown[column] = shown[column].astype("Int64")
+            shown.to_csv(handle, index=False, header=start == 0)
+            frames.append(frame.drop(columns=["x0", "y0", "x1", "y1", "orig_x0", "orig_y0",
+                                              "orig_x1", "orig_y1", "error"]))
+            bits = _outcome_bits(setup, kept)
+            v1_bits.append(bits[0])
+            v2_bits.append(bits[1])
+            scored += [item for item, _ in kept]
+    Outcomes.write_packed(
+        staging.folder, [i.image for i in scored], setup.thresholds, setup.iou,
+        np.concatenate(v2_bits, axis=1), np.concatenate(v1_bits),
+        [-1 if i.top1 is None else int(i.top1) for i in scored],
+        [-1 if i.top5 is None else int(i.top5) for i in scored],
+        [len(i.gt) > 0 for i in scored])
+    return pd.concat(frames, ignore_index=True)
+
+
+def _outcome_bits(setup: PassSetup, kept: list) -> tuple[np.ndarray, np.ndarray]:
+    """Per image and threshold, packed along thresholds: the largest box reaches IoU 0.5
+    (v1, (n, bytes)), any box reaches each IoU (v2, (J, n, bytes)); all 0 without boxes."""
+    n_t = len(setup.thresholds)
+    v1 = np.zeros((len(kept), n_t), bool)
+    v2 = np.zeros((len(setup.iou), len(kept), n_t), bool)
+    for n, (item, record) in enumerate(kept):
+        if len(item.gt):
+            all_ious, largest = setup.protocol.threshold_ious(record, setup.thresholds)
+            v1[n] = largest >= 0.5
+            for j, k in enumerate(setup.iou):
+                v2[j, n] = all_ious >= k / 100
+    return np.packbits(v1, axis=-1), np.packbits(v2, axis=-1)
+
+
+PER_IMAGE_COLUMNS = ["image", "label", "map", "frame", "threshold", "iou", "x0", "y0", "x1",
+                     "y1", "orig_x0", "orig_y0", "orig_x1", "orig_y1", "correct",
+                     "top1_correct", "top5_correct", "error", "has_gt"]
+
+
+def _meta(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
+          choice: reports.ThresholdChoice) -> ReportMeta:
+    sources = {choice.best_source, *choice.v2_source.values()}
+    return ReportMeta(
+        protocol=setup.protocol.name, annotations=config.annotations,
+        annotations_digest=inputs.digest, run=str(Path(config.run).resolve()),
+        split=config.split, baseline=config.baseline.value if config.baseline else None,
+        images_root=str(Path(config.images).resolve()) if config.images else None,
+        map_choice=config.map_choice.value, interval=float(config.interval),
+        n_thresholds=len(setup.thresholds), iou=list(config.iou),
+        threshold_source=sources.pop() if len(sources) == 1 else "mixed",
+        images=len(inputs.table))

@@ -36,7 +36,7 @@ HAS_NUMBA = njit.__module__.startswith("numba")
 
 
 @njit(cache=True, nogil=True)
-def _best_iou(x0, y0, x1, y1, gt, inclusive):
+def best_box_iou(x0, y0, x1, y1, gt, inclusive):
     """Largest IoU of one box against the rows of gt; inclusive = wsoleval pixel counting."""
     best = 0.0
     extra = 1 if inclusive else 0
@@ -67,6 +67,41 @@ def _buckets(flat, n_buckets):
         order[fill[level]] = p
         fill[level] += 1
     return order, starts
+
+
+# --------------------------------------------------------------------------- union-find core
+#
+# Both sweeps below (sweep_components for the native protocol, wsoleval_sweep_into for
+# wsoleval) grow components with these two: find a pixel's root (path halving) and merge
+# two roots (union by size), carrying each component's pixel count and box along.
+
+
+@njit(cache=True, nogil=True)
+def _find(parent, p):
+    while parent[p] != p:
+        parent[p] = parent[parent[p]]
+        p = parent[p]
+    return p
+
+
+@njit(cache=True, nogil=True)
+def _union(parent, count, bx0, by0, bx1, by1, root, other):
+    """Merge the distinct roots `root` and `other` (the larger one stays root) and their
+    counts and boxes (x0 y0 x1 y1 of pixel centres, both ends inclusive).
+    Returns (new root, absorbed root) so callers can merge their own per-root data."""
+    if count[root] < count[other]:
+        root, other = other, root
+    parent[other] = root
+    count[root] += count[other]
+    if bx0[other] < bx0[root]:
+        bx0[root] = bx0[other]
+    if by0[other] < by0[root]:
+        by0[root] = by0[other]
+    if bx1[other] > bx1[root]:
+        bx1[root] = bx1[other]
+    if by1[other] > by1[root]:
+        by1[root] = by1[other]
+    return root, other
 
 
 @njit(cache=True, nogil=True)
@@ -137,19 +172,10 @@ def sweep_components(levels, n_levels, gt, wsoleval):
                             neighbours_in[q] += 1
                             if neighbours_in[q] == 4:
                                 gained += 1
-                        other = q
-                        while parent[other] != other:  # path halving, inline: calls cost
-                            parent[other] = parent[parent[other]]
-                            other = parent[other]
+                        other = _find(parent, q)
                         if other != root:
-                            if count[root] < count[other]:
-                                root, other = other, root
-                            parent[other] = root
-                            count[root] += count[other]
-                            bx0[root] = min(bx0[root], bx0[other])
-                            by0[root] = min(by0[root], by0[other])
-                            bx1[root] = max(bx1[root], bx1[other])
-                            by1[root] = max(by1[root], by1[other])
+                            root, other = _union(parent, count, bx0, by0, bx1, by1, root,
+                                                 other)
                             first[root] = min(first[root], first[other])
             if neighbours_in[p] == 4:
                 gained += 1
@@ -165,10 +191,10 @@ def sweep_components(levels, n_levels, gt, wsoleval):
             roots[kept] = r
             kept += 1
             if wsoleval:
-                iou = _best_iou(bx0[r], by0[r], min(bx1[r] + 1, width - 1),
+                iou = best_box_iou(bx0[r], by0[r], min(bx1[r] + 1, width - 1),
                                 min(by1[r] + 1, height - 1), gt, True)
             else:
-                iou = _best_iou(bx0[r], by0[r], bx1[r] + 1, by1[r] + 1, gt, False)
+                iou = best_box_iou(bx0[r], by0[r], bx1[r] + 1, by1[r] + 1, gt, False)
             if iou > best:
                 best = iou
             if largest < 0 or count[r] > count[largest] or (
@@ -219,14 +245,6 @@ def _u8_buckets(u8, padded_width):
             order[fill[value]] = row + x
             fill[value] += 1
     return order, starts
-
-
-@njit(cache=True, nogil=True)
-def _find(parent, p):
-    while parent[p] != p:
-        parent[p] = parent[parent[p]]
-        p = parent[p]
-    return p
 
 
 def _neighbourhood_tables():
@@ -351,19 +369,8 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                     root = other
                     parent[p] = root
                 elif other != root:
-                    if count[root] < count[other]:
-                        root, other = other, root
-                    parent[other] = root
-                    count[root] += count[other]
+                    root, other = _union(parent, count, bx0, by0, bx1, by1, root, other)
                     interior[root] += interior[other]
-                    if bx0[other] < bx0[root]:
-                        bx0[root] = bx0[other]
-                    if by0[other] < by0[root]:
-                        by0[root] = by0[other]
-                    if bx1[other] > bx1[root]:
-                        bx1[root] = bx1[other]
-                    if by1[other] > by1[root]:
-                        by1[root] = by1[other]
             count[root] += 1
             interior[root] += gained
             if x < bx0[root]:
@@ -385,7 +392,7 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
             roots[kept] = r
             kept += 1
             if dirty[r]:
-                cached[r] = _best_iou(bx0[r], by0[r], min(bx1[r] + 1, width - 1),
+                cached[r] = best_box_iou(bx0[r], by0[r], min(bx1[r] + 1, width - 1),
                                       min(by1[r] + 1, height - 1), gt, True)
                 dirty[r] = False
             if cached[r] > best:
@@ -461,18 +468,7 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                 if root < 0:
                     root = other
                 elif other != root:
-                    if count[root] < count[other]:
-                        root, other = other, root
-                    parent[other] = root
-                    count[root] += count[other]
-                    if bx0[other] < bx0[root]:
-                        bx0[root] = bx0[other]
-                    if by0[other] < by0[root]:
-                        by0[root] = by0[other]
-                    if bx1[other] > bx1[root]:
-                        bx1[root] = bx1[other]
-                    if by1[other] > by1[root]:
-                        by1[root] = by1[other]
+                    root, other = _union(parent, count, bx0, by0, bx1, by1, root, other)
             if root < 0:  # a new hole (so far)
                 parent[p] = p
                 bx0[p] = x
@@ -507,7 +503,7 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
             roots[kept] = r
             kept += 1
             if dirty[r]:
-                cached[r] = _best_iou(bx0[r] - 1, by0[r] - 1, min(bx1[r] + 2, width - 1),
+                cached[r] = best_box_iou(bx0[r] - 1, by0[r] - 1, min(bx1[r] + 2, width - 1),
                                       min(by1[r] + 2, height - 1), gt, True)
                 dirty[r] = False
             if cached[r] > best:
@@ -552,6 +548,7 @@ def load_compiled() -> None:
         sys.modules[check] = None
     try:
         wsoleval_sweep(np.zeros((4, 4), np.uint8), np.zeros((1, 4), np.int64))
+        best_box_iou(0, 0, 0, 0, np.zeros((1, 4), np.int64), True)  # called from Python too
     finally:
         if blocked and sys.modules.get(check, 0) is None:
             del sys.modules[check]

@@ -39,3 +39,32 @@ def test_native_boxes_constant_or_nan_map_gives_no_box():
     heat = np.arange(9, dtype=float).reshape(3, 3)
     heat[1, 1] = np.nan
     assert native_boxes(heat, 0.2).shape == (0, 4)
+
+
+def test_wsoleval_boxes_of_the_protocol_equal_the_reference_contours():
+    """The wsoleval reference (findContours RETR_TREE, boundingRect, x1/y1 clipped to 223)
+    at several levels against the box the protocol reports from its first-pass record."""
+    import cv2
+
+    from acol_eval.boxes import wsoleval_uint8
+    from acol_eval.protocols import get_protocol
+
+    protocol = get_protocol("wsoleval")
+    rng = np.random.default_rng(5)
+    thresholds = np.arange(0, 1, 0.05)
+    for side in (7, 14, 28):
+        heat = rng.random((side, side)) ** 2
+        heat[side // 4: side // 2, side // 4: side // 2] += 1.5   # one dominant blob
+        record = np.zeros((), protocol.record_dtype(len(thresholds)))
+        protocol.image_record(heat, np.array([[50.0, 50, 150, 150]]), 224, 224, thresholds,
+                              record)
+        u8 = wsoleval_uint8(heat)
+        for index, t in enumerate(thresholds):
+            _, binary = cv2.threshold(u8, int(t * u8.max()), 255, cv2.THRESH_BINARY)
+            contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+            expected = [0, 0, 0, 0]
+            if contours:
+                x, y, w, h = cv2.boundingRect(max(contours, key=cv2.contourArea))
+                expected = [x, y, min(x + w, 223), min(y + h, 223)]
+            got = protocol.box_at(record, thresholds, index, lambda: None)
+            assert got.tolist() == [expected], (side, t)

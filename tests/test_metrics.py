@@ -87,12 +87,17 @@ def test_each_error_type():
     assert error_type(np.array([0, 0, 30, 10]), two, 0.33, True, False) == "multiple_instances"
 
 
-def test_best_iou_inclusive_scalar_equals_the_array_iou():
-    from acol_eval.metrics import _best_iou_inclusive, iou_inclusive
+def test_kernel_scalar_iou_equals_the_array_iou_in_both_conventions():
+    from acol_eval.metrics import iou_exclusive, iou_inclusive
+    from acol_eval.sweep import best_box_iou
 
-    rng = np.random.default_rng(1)
-    for _ in range(500):
-        box = rng.integers(-3, 230, 4)
-        gt = rng.integers(-3, 230, (int(rng.integers(1, 4)), 4))
-        assert _best_iou_inclusive(box, gt.tolist()) == iou_inclusive(box, gt).max()
-    assert _best_iou_inclusive([0, 0, 0, 0], []) == 0.0
+    def boxes(n):  # x0 <= x1, y0 <= y1
+        xs, ys = np.sort(rng.integers(0, 30, (2, n, 2)), axis=2)
+        return np.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], axis=1)
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        gt, box = boxes(3), boxes(1)[0]
+        assert best_box_iou(*box, gt, True) == iou_inclusive(box, gt).max()
+        assert best_box_iou(*box, gt, False) == iou_exclusive(box, gt).max()
+    assert best_box_iou(0, 0, 0, 0, np.zeros((0, 4), np.int64), True) == 0.0

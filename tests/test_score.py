@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from acol_eval.boxes import wsoleval_uint8
-from acol_eval.metrics import iou_inclusive, scale_boxes_wsoleval, wsoleval_image_ious
+from acol_eval.metrics import iou_inclusive, scale_boxes_wsoleval
+from acol_eval.protocols import get_protocol
 from acol_eval.readers import read_wsol
 from conftest import ROOT, assert_one_line_error, run_cli, shared_data, write_wsol_metadata
 
@@ -41,9 +42,20 @@ def reference_ious(u8: np.ndarray, gt: np.ndarray, thresholds: np.ndarray):
     return np.array(all_boxes), np.array(largest)
 
 
+def protocol_ious(raw_map: np.ndarray, gt: np.ndarray, width: float, height: float,
+                  thresholds=THRESHOLDS):
+    """The very entry point `score` runs per image (protocol.image_record), read back at
+    every CAM threshold as the first pass reads it."""
+    protocol = get_protocol("wsoleval")
+    record = np.zeros((), protocol.record_dtype(len(thresholds)))
+    protocol.image_record(raw_map, np.asarray(gt, float), width, height, thresholds, record)
+    return protocol.threshold_ious(record, thresholds)
+
+
 def assert_same_as_reference(raw_map: np.ndarray, gt224: np.ndarray, thresholds=THRESHOLDS):
     u8 = wsoleval_uint8(raw_map)
-    fast_all, fast_largest = wsoleval_image_ious(u8, gt224, thresholds)
+    # a 224x224 image: the ground truth is already in the frame
+    fast_all, fast_largest = protocol_ious(raw_map, gt224, 224, 224, thresholds)
     ref_all, ref_largest = reference_ious(u8, gt224, thresholds)
     assert np.array_equal(fast_all, ref_all)
     assert np.array_equal(fast_largest, ref_largest)
@@ -88,7 +100,7 @@ def test_wsoleval_equals_reference_on_300_maps_over_real_cub_metadata():
         yy, xx = np.mgrid[0:side, 0:side]
         heat += np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (0.05 * side * side))
         u8 = wsoleval_uint8(heat)
-        fast_all, fast_largest = wsoleval_image_ious(u8, gt224, thresholds)
+        fast_all, fast_largest = protocol_ious(heat, gt, row.width, row.height, thresholds)
         ref_all, ref_largest = reference_ious(u8, gt224, thresholds)
         assert np.array_equal(fast_all, ref_all), row.image
         assert np.array_equal(fast_largest, ref_largest), row.image
@@ -136,7 +148,8 @@ def test_score_command_writes_every_report_and_counts_top1_loc(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = pd.read_csv(tmp_path / "rep" / "summary.csv").set_index("metric")
     assert list(pd.read_csv(tmp_path / "rep" / "summary.csv").columns) == [
-        "metric", "value", "threshold", "iou", "protocol", "count", "ci_low", "ci_high"]
+        "metric", "value", "threshold", "iou", "protocol", "count", "ci_low", "ci_high",
+        "threshold_source"]
     assert summary.at["gt_known_loc", "value"] == pytest.approx(100.0)
     assert summary.at["top1_loc", "value"] == pytest.approx(200 / 3)   # image 2 is class b
     assert summary.at["cls_top1", "value"] == pytest.approx(200 / 3)
