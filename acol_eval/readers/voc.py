@@ -1,0 +1,123 @@
+"""Pascal VOC XML files (one per image, several objects each), e.g. ImageNet's boxes."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import AcolError
+from .table import (
+    BOX_COLUMNS,
+    IMAGE_COLUMNS,
+    Annotations,
+    count,
+    finish,
+    read_member,
+    read_table,
+    split_of,
+)
+
+# Detection looks at this many XML files for a VOC <annotation> root.
+DETECTION_FILES = 8
+
+
+def _xml_folder(folder: Path) -> Path:
+    return folder / "annotations" if (folder / "annotations").is_dir() else folder
+
+
+def holds_voc(folder: Path) -> bool:
+    """Whether one of the first XML files in FOLDER/annotations (else FOLDER) has the
+    VOC root element `<annotation>` (a stray XML beside images does not count)."""
+    files = (f for f in sorted(_xml_folder(folder).glob("*.xml")) if f.is_file())
+    for seen, file in enumerate(files):
+        if seen >= DETECTION_FILES:
+            break
+        try:
+            for _, element in ElementTree.iterparse(file, events=("start",)):
+                if element.tag == "annotation":
+                    return True
+                break
+        except (OSError, ElementTree.ParseError):
+            continue
+    return False
+
+
+def _size(tree: ElementTree.Element) -> tuple[str | None, str | None]:
+    """<size> as written; a width or height of 0 or less (VOC tools write 0 when
+    they do not know) means unknown, not bad."""
+    width, height = tree.findtext("size/width"), tree.findtext("size/height")
+    try:
+        if float(width) <= 0 or float(height) <= 0:
+            return None, None
+    except (TypeError, ValueError):  # not numbers: finish counts them as bad_size
+        pass
+    return width, height
+
+
+def _area(values: list[str | None]) -> float:
+    try:
+        area = (float(values[2]) - float(values[0])) * (float(values[3]) - float(values[1]))
+    except (TypeError, ValueError):
+        return 0.0
+    return area if np.isfinite(area) and area > 0 else 0.0
+
+
+def _voc_file(file: Path, xml_dir: Path, mapping: dict[str, str], issues: dict[str, int]):
+    """(image row, box rows) of one XML file, or None (counted as `unreadable_file`)."""
+    text = read_member(file, issues)
+    if text is None:
+        return None
+    try:
+        tree = ElementTree.fromstring(text)
+    except ElementTree.ParseError:
+        count(issues, "unreadable_file")
+        return None
+    name = (tree.findtext("filename") or "").strip() or file.with_suffix(".jpg").name
+    relative = (file.parent.relative_to(xml_dir) / name).as_posix()
+    areas: dict[str, float] = {}
+    boxes = []
+    for obj in tree.iter("object"):
+        label = (obj.findtext("name") or "").strip()
+        label = mapping.get(label, label)
+        values = [obj.findtext(f"bndbox/{k}") for k in ("xmin", "ymin", "xmax", "ymax")]
+        boxes.append([relative, *values])
+        areas[label] = areas.get(label, 0.0) + _area(values)
+    label = max(areas, key=areas.get) if areas else ""
+    return [relative, label, split_of(relative), *_size(tree)], boxes
+
+
+def read_voc(path: str | Path, image_root: Path | None = None) -> Annotations:
+    """Pascal VOC XML files (PATH or PATH/annotations); images resolve under
+    `image_root`, else PATH/images, else PATH. Boxes: bndbox xmin..ymax in pixels.
+
+    A `classes.txt` (`id name` lines) in PATH maps object names (e.g. ImageNet synsets)
+    to class names. The image label is the name with the largest total box area.
+    Malformed XML is counted (`unreadable_file`); missing or non-numeric bndbox fields
+    are bad boxes.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise AcolError(f"VOC folder {folder} does not exist")
+    xml_dir = _xml_folder(folder)
+    root = image_root or (folder / "images" if (folder / "images").is_dir() else folder)
+    issues: dict[str, int] = {}
+    mapping: dict[str, str] = {}
+    if (folder / "classes.txt").exists():
+        table = read_table(folder / "classes.txt", ["id", "name"], issues)
+        mapping = dict(zip(table["id"], table["name"]))
+    files = sorted(f for f in xml_dir.rglob("*.xml") if not f.is_dir())
+    if not files:
+        raise AcolError(f"no VOC XML files in {xml_dir}")
+    image_rows, box_rows = [], []
+    for file in files:
+        found = _voc_file(file, xml_dir, mapping, issues)
+        if found is not None:
+            image_rows.append(found[0])
+            box_rows += found[1]
+    images = pd.DataFrame(image_rows, columns=IMAGE_COLUMNS)
+    boxes = pd.DataFrame(box_rows, columns=BOX_COLUMNS)
+    classes = sorted(set(mapping.values())) if mapping else []
+    return finish(root, images, boxes, classes, issues)
