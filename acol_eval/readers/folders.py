@@ -82,10 +82,17 @@ def read_mask(path: Path) -> np.ndarray | None:
     32-bit and float images (NaN is background), any colour channel for RGB(A)
     (alpha ignored); other modes through greyscale.
     """
+    import warnings
+
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        if not path.is_file():
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             if image.size[0] * image.size[1] > MAX_IMAGE_PIXELS:
                 return None
             if image.mode in ("RGB", "RGBA", "LA"):
@@ -138,7 +145,7 @@ def _mask_row(file: Path, mask_file: Path, relative: str, issues: dict[str, int]
         return None
     mask_height, mask_width = mask.shape
     width, height = image_size(file)
-    if not np.isfinite(width):
+    if not np.isfinite(width) or width * height > MAX_IMAGE_PIXELS:
         width, height = float(mask_width), float(mask_height)
     elif (width, height) != (mask_width, mask_height):
         count(issues, "mask_size_mismatch")

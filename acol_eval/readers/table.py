@@ -166,12 +166,22 @@ def integers(values: pd.Series) -> pd.Series:
 
 
 def image_size(path: Path) -> tuple[float, float]:
-    """(width, height) from the image header; NaN when the file is missing or unreadable."""
-    try:
-        from PIL import Image
+    """(width, height) from the image header; NaN when the file is missing, not a
+    regular file (a FIFO would block) or unreadable; infinite when Pillow refuses it
+    as a decompression bomb."""
+    import warnings
 
-        with Image.open(path) as image:
-            return float(image.size[0]), float(image.size[1])
+    from PIL import Image
+
+    try:
+        if not path.is_file():
+            return np.nan, np.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return float(image.size[0]), float(image.size[1])
+    except Image.DecompressionBombError:
+        return np.inf, np.inf
     except Exception:  # noqa: BLE001 - a broken image is reported by whoever needs its pixels
         return np.nan, np.nan
 
@@ -199,7 +209,7 @@ def _read_missing_sizes(root: Path, images: pd.DataFrame, issues: dict[str, int]
     missing = images["width"].isna() | images["height"].isna()
     for index in np.flatnonzero(missing.to_numpy()):
         width, height = image_size(root / images.at[index, "image"])
-        if np.isfinite(width) and width * height > MAX_IMAGE_PIXELS:
+        if not np.isnan(width) and width * height > MAX_IMAGE_PIXELS:
             count(issues, "bad_size")
             width = height = np.nan
         images.at[index, "width"], images.at[index, "height"] = width, height
