@@ -14,6 +14,7 @@ from .table import (
     IMAGE_COLUMNS,
     Annotations,
     count,
+    describe,
     finish,
     outside_outputs,
     read_member,
@@ -232,7 +233,8 @@ def _labelme_file(file: Path, root: Path, issues: dict[str, int]):
 def read_labelme(path: str | Path, image_root: Path | None = None) -> Annotations:
     """labelme JSON files beside the images (rectangle shapes); label = largest total
     area. JSON files that are not labelme files are counted (`not_labelme_file`);
-    acol-eval run and report folders inside PATH are skipped."""
+    acol-eval run and report folders inside PATH are skipped; a folder without one
+    usable labelme file is an unusable source."""
     root = Path(path)
     if not root.is_dir():
         raise AcolError(f"labelme folder {root} does not exist")
@@ -246,5 +248,7 @@ def read_labelme(path: str | Path, image_root: Path | None = None) -> Annotation
         if found is not None:
             image_rows.append(found[0])
             box_rows += found[1]
+    if not image_rows:
+        raise AcolError(f"no usable labelme files in {root} ({describe(issues)})")
     return finish(image_root or root, pd.DataFrame(image_rows, columns=IMAGE_COLUMNS),
                   pd.DataFrame(box_rows, columns=BOX_COLUMNS), [], issues)

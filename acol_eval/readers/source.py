@@ -65,6 +65,12 @@ def _folder_format(path: Path) -> str:
     return "folder"
 
 
+def shown(text: str) -> str:
+    """A name for a one-line message: as it is when printable, else quoted with escapes
+    (a newline or a NUL byte in a path must not break the line)."""
+    return text if text.isprintable() else repr(text)
+
+
 def _locate(source: str) -> tuple[str, str]:
     """(format, path) of a source string; a one-line error for anything unusable."""
     if not source.strip():
@@ -75,16 +81,17 @@ def _locate(source: str) -> tuple[str, str]:
             if not rest.strip():
                 raise AcolError(f"{fmt}: needs a path, e.g. {fmt}:PATH")
             if not Path(rest).exists():
-                raise AcolError(f"annotation source {rest} does not exist")
+                raise AcolError(f"annotation source {shown(rest)} does not exist")
             return fmt, rest
         if sep and len(fmt) > 1 and not Path(source).exists():
             raise AcolError(f"unknown annotation format {fmt!r}; known: {', '.join(READERS)}")
         path = Path(source)
         if not path.exists():
-            raise AcolError(f"data source {source} does not exist")
+            raise AcolError(f"data source {shown(source)} does not exist")
         return detect_format(path), str(path)
-    except (OSError, ValueError) as exc:  # a NUL byte or an over-long name in the path
-        raise AcolError(f"cannot use annotation source {source!r}: {exc}") from None
+    except (OSError, ValueError) as exc:  # e.g. an over-long name in the path
+        raise AcolError(f"cannot use annotation source {shown(source)}: "
+                        f"{getattr(exc, 'strerror', None) or exc}") from None
 
 
 def read_source(source: str, label_rule: str | None = None,
@@ -102,7 +109,8 @@ def read_source(source: str, label_rule: str | None = None,
     if image_root is not None:
         root = Path(image_root)
         if not str(image_root).strip() or not root.is_dir():
-            raise AcolError(f"image folder {image_root} does not exist or is not a folder")
+            raise AcolError(f"image folder {shown(str(image_root))} does not exist or is not "
+                            "a folder")
     fmt, path = _locate(source)
     options: dict = {"image_root": root}
     if fmt == "coco" and label_rule is not None:
@@ -110,4 +118,5 @@ def read_source(source: str, label_rule: str | None = None,
     try:
         return READERS[fmt](path, **options)
     except OSError as exc:  # e.g. a folder that cannot be listed
-        raise AcolError(f"cannot read annotation source {source}: {exc.strerror or exc}") from None
+        raise AcolError(f"cannot read annotation source {shown(source)}: "
+                        f"{exc.strerror or exc}") from None

@@ -85,6 +85,11 @@ def count(issues: dict[str, int], name: str, amount: int = 1) -> None:
         issues[name] = issues.get(name, 0) + int(amount)
 
 
+def describe(issues: dict[str, int]) -> str:
+    """Issue counts in one line: 'unreadable_file: 2, empty_file: 1'."""
+    return ", ".join(f"{name}: {amount}" for name, amount in sorted(issues.items())) or "none"
+
+
 def split_of(relative: str) -> str:
     first = relative.split("/", 1)[0]
     return first if "/" in relative and first in ("train", *VALIDATION_SPLITS) else "all"

@@ -174,7 +174,8 @@ def read_csv(path: str | Path, image_root: Path | None = None) -> Annotations:
     """
     file = Path(path)
     issues: dict[str, int] = {}
-    rows = _csv_rows(read_text(file, issues).splitlines(), issues)
+    rows = [r for r in _csv_rows(read_text(file, issues).splitlines(), issues)
+            if "".join(r).strip()]  # blank lines are no records
     default_root = file.parent / "images" if (file.parent / "images").is_dir() else file.parent
     root = image_root or default_root
     if not rows:
@@ -185,8 +186,6 @@ def read_csv(path: str | Path, image_root: Path | None = None) -> Annotations:
         raise AcolError(f"{file}: the first line must be image,label,x0,y0,x1,y1[,split]")
     image_rows, box_rows = [], []
     for fields in rows[1:]:
-        if not fields or not "".join(fields).strip():
-            continue
         if len(fields) != len(header):
             count(issues, "wrong_column_count")
             continue

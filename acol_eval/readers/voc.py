@@ -14,6 +14,7 @@ from .table import (
     IMAGE_COLUMNS,
     Annotations,
     count,
+    describe,
     finish,
     read_member,
     read_table,
@@ -95,8 +96,8 @@ def read_voc(path: str | Path, image_root: Path | None = None) -> Annotations:
 
     A `classes.txt` (`id name` lines) in PATH maps object names (e.g. ImageNet synsets)
     to class names. The image label is the name with the largest total box area.
-    Malformed XML is counted (`unreadable_file`); missing or non-numeric bndbox fields
-    are bad boxes.
+    Malformed XML is counted (`unreadable_file`), and no readable file at all is an
+    unusable source; missing or non-numeric bndbox fields are bad boxes.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -117,6 +118,8 @@ def read_voc(path: str | Path, image_root: Path | None = None) -> Annotations:
         if found is not None:
             image_rows.append(found[0])
             box_rows += found[1]
+    if not image_rows:
+        raise AcolError(f"no usable VOC files in {xml_dir} ({describe(issues)})")
     images = pd.DataFrame(image_rows, columns=IMAGE_COLUMNS)
     boxes = pd.DataFrame(box_rows, columns=BOX_COLUMNS)
     classes = sorted(set(mapping.values())) if mapping else []
