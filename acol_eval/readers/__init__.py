@@ -48,6 +48,7 @@ from .table import (
     finish,
     is_acol_output,
     is_image_file,
+    outside_outputs,
 )
 from .textfiles import read_csv, read_cub, read_wsol
 from .voc import read_voc
@@ -55,7 +56,7 @@ from .voc import read_voc
 __all__ = [
     "BOX_COLUMNS", "COCO_LABEL_RULES", "IMAGE_COLUMNS", "IMAGE_EXTENSIONS", "MASK_COLUMNS",
     "MAX_IMAGE_PIXELS", "READERS", "VALIDATION_SPLITS", "Annotations", "detect_format",
-    "finish", "is_acol_output", "is_image_file", "read_coco", "read_csv", "read_cub",
-    "read_folder", "read_labelme", "read_mask", "read_masks", "read_source", "read_voc",
-    "read_wsol",
+    "finish", "is_acol_output", "is_image_file", "outside_outputs", "read_coco", "read_csv",
+    "read_cub", "read_folder", "read_labelme", "read_mask", "read_masks", "read_source",
+    "read_voc", "read_wsol",
 ]

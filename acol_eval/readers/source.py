@@ -94,7 +94,7 @@ def _locate(source: str) -> tuple[str, str]:
                         f"{getattr(exc, 'strerror', None) or exc}") from None
 
 
-def read_source(source: str, label_rule: str | None = None,
+def read_source(source: str | Path, label_rule: str | None = None,
                 image_root: str | Path | None = None) -> Annotations:
     """Read `FORMAT:PATH` or a bare PATH whose format is detected.
 
@@ -103,6 +103,7 @@ def read_source(source: str, label_rule: str | None = None,
     image paths resolve (`Annotations.root`, and where unknown sizes are read from);
     without it each format has its own default (see each reader).
     """
+    source = str(source)
     if label_rule is not None and label_rule not in COCO_LABEL_RULES:
         raise AcolError(f"unknown label rule {label_rule!r}; use {' or '.join(COCO_LABEL_RULES)}")
     root = None

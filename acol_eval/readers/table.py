@@ -72,11 +72,18 @@ def is_acol_output(folder: Path) -> bool:
 
 
 def outside_outputs(root: Path, files):
-    """`files` under `root` except those inside an acol-eval output folder below `root`."""
-    verdicts: dict[Path, bool] = {}
+    """`files` under `root` except those inside an acol-eval output folder below `root`
+    (each folder is looked at once, so a tree of a million images costs no more)."""
+    inside: dict[Path, bool] = {Path(root): False}
+
+    def within(folder: Path) -> bool:
+        if folder not in inside:  # the filesystem root is its own parent: stop there
+            above = folder.parent != folder and within(folder.parent)
+            inside[folder] = above or is_acol_output(folder)
+        return inside[folder]
+
     for file in files:
-        parents = [p for p in file.relative_to(root).parents if p != Path(".")]
-        if not any(verdicts.setdefault(p, is_acol_output(root / p)) for p in parents):
+        if not within(file.parent):
             yield file
 
 
