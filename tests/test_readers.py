@@ -298,3 +298,14 @@ def test_real_fruits_stay_labelme_and_a_stray_xml_is_not_voc(tmp_path):
     folder = _images(tmp_path / "p", "cat/a.jpg")
     (folder / "camera.xml").write_text("<exif><model>x</model></exif>")
     assert detect_format(folder) == "folder"
+
+
+def test_csv_names_that_already_start_with_images_still_find_their_images(tmp_path):
+    Image.new("RGB", (40, 30)).save((tmp_path / "images").mkdir() or tmp_path / "images" / "a.png")
+    with_prefix = read_source(str(write_csv(tmp_path / "a.csv", ["images/a.png,cat,1,1,50,5"])))
+    assert with_prefix.root == tmp_path
+    plain = read_source(str(write_csv(tmp_path / "b.csv", ["a.png,cat,1,1,50,5"])))
+    assert plain.root == tmp_path / "images"
+    for table in (with_prefix, plain):
+        assert table.images[["width", "height"]].values.tolist() == [[40.0, 30.0]]
+        assert table.boxes["x1"].tolist() == [40.0] and table.issues == {"clipped_box": 1}

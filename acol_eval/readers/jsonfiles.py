@@ -14,6 +14,7 @@ from .table import (
     IMAGE_COLUMNS,
     Annotations,
     count,
+    default_root,
     describe,
     finish,
     outside_outputs,
@@ -123,7 +124,9 @@ def read_coco(path: str | Path, label_rule: str = "largest-area",
     """A COCO instances JSON (bbox [x, y, w, h] in pixels, four JSON numbers; anything
     else is a `bad_box`). An image's label is the category of largest total box area,
     or with `label_rule='most-boxes'` the category with most boxes. Images resolve
-    under `image_root`, else the file's folder; an absolute file_name is kept."""
+    under `image_root`, else the file's folder or its images/ folder, whichever holds
+    the first images named (the file's folder when neither does); an absolute
+    file_name is kept."""
     file = Path(path)
     issues: dict[str, int] = {}
     data = _coco_document(file, issues)
@@ -145,7 +148,9 @@ def read_coco(path: str | Path, label_rule: str = "largest-area",
         labels = weights.get(name, {})
         label = max(labels, key=labels.get) if labels else ""
         image_rows.append([name, label, split_of(name), image.get("width"), image.get("height")])
-    return finish(image_root or file.parent, pd.DataFrame(image_rows, columns=IMAGE_COLUMNS),
+    root = image_root or default_root([file.parent, file.parent / "images"],
+                                      (row[0] for row in image_rows))
+    return finish(root, pd.DataFrame(image_rows, columns=IMAGE_COLUMNS),
                   pd.DataFrame(box_rows, columns=BOX_COLUMNS),
                   sorted(set(categories.values())), issues)
 

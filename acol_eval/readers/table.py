@@ -97,6 +97,22 @@ def describe(issues: dict[str, int]) -> str:
     return ", ".join(f"{name}: {amount}" for name, amount in sorted(issues.items())) or "none"
 
 
+def default_root(candidates: list[Path], names, probe: int = 20) -> Path:
+    """The first existing folder of `candidates` under which one of the first `probe`
+    relative image names is a file; when none is, the first existing folder (or the
+    last candidate). So a CSV naming 'images/a.jpg' beside an images/ folder still
+    finds its images, and a CSV naming 'a.jpg' finds them in images/."""
+    folders = [c for c in candidates if c.is_dir()] or candidates[-1:]
+    relative = [n for n in list(names)[:probe] if n and not Path(n).is_absolute()]
+    for folder in folders:
+        try:
+            if any((folder / name).is_file() for name in relative):
+                return folder
+        except (OSError, ValueError):  # a name with a NUL byte or too long
+            continue
+    return folders[0]
+
+
 def split_of(relative: str) -> str:
     first = relative.split("/", 1)[0]
     return first if "/" in relative and first in ("train", *VALIDATION_SPLITS) else "all"

@@ -16,6 +16,7 @@ from .table import (
     VALIDATION_SPLITS,
     Annotations,
     count,
+    default_root,
     finish,
     integers,
     read_table,
@@ -169,18 +170,18 @@ def read_csv(path: str | Path, image_root: Path | None = None) -> Annotations:
     """`image,label,x0,y0,x1,y1[,split][,...]` with a header; more rows for more boxes,
     empty box fields for an image without boxes.
 
-    Images resolve under `image_root`, else the file's folder, or its `images/`
-    folder when present; an absolute image path is kept as written.
+    Images resolve under `image_root`, else the file's `images/` folder or the file's
+    folder, whichever holds the first images named (`images/` when neither does);
+    an absolute image path is kept as written.
     """
     file = Path(path)
     issues: dict[str, int] = {}
     rows = [r for r in _csv_rows(read_text(file, issues).splitlines(), issues)
             if "".join(r).strip()]  # blank lines are no records
-    default_root = file.parent / "images" if (file.parent / "images").is_dir() else file.parent
-    root = image_root or default_root
     if not rows:
-        return finish(root, pd.DataFrame(columns=IMAGE_COLUMNS),
-                      pd.DataFrame(columns=BOX_COLUMNS), [], issues)
+        return finish(image_root or default_root([file.parent / "images", file.parent], []),
+                      pd.DataFrame(columns=IMAGE_COLUMNS), pd.DataFrame(columns=BOX_COLUMNS),
+                      [], issues)
     header = [h.strip().lower() for h in rows[0]]
     if header[:6] != ["image", "label", "x0", "y0", "x1", "y1"]:
         raise AcolError(f"{file}: the first line must be image,label,x0,y0,x1,y1[,split]")
@@ -200,4 +201,5 @@ def read_csv(path: str | Path, image_root: Path | None = None) -> Annotations:
     images = pd.DataFrame(image_rows, columns=IMAGE_COLUMNS)
     # several rows of one image are its boxes, not duplicates
     images = images.drop_duplicates("image") if len(images) else images
+    root = image_root or default_root([file.parent / "images", file.parent], images["image"])
     return finish(root, images, pd.DataFrame(box_rows, columns=BOX_COLUMNS), [], issues)

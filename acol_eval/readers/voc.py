@@ -14,6 +14,7 @@ from .table import (
     IMAGE_COLUMNS,
     Annotations,
     count,
+    default_root,
     describe,
     finish,
     read_member,
@@ -92,7 +93,8 @@ def _voc_file(file: Path, xml_dir: Path, mapping: dict[str, str], issues: dict[s
 
 def read_voc(path: str | Path, image_root: Path | None = None) -> Annotations:
     """Pascal VOC XML files (PATH or PATH/annotations); images resolve under
-    `image_root`, else PATH/images, else PATH. Boxes: bndbox xmin..ymax in pixels.
+    `image_root`, else PATH/images or PATH, whichever holds the first images named
+    (PATH/images when neither does). Boxes: bndbox xmin..ymax in pixels.
 
     A `classes.txt` (`id name` lines) in PATH maps object names (e.g. ImageNet synsets)
     to class names. The image label is the name with the largest total box area.
@@ -103,7 +105,6 @@ def read_voc(path: str | Path, image_root: Path | None = None) -> Annotations:
     if not folder.is_dir():
         raise AcolError(f"VOC folder {folder} does not exist")
     xml_dir = _xml_folder(folder)
-    root = image_root or (folder / "images" if (folder / "images").is_dir() else folder)
     issues: dict[str, int] = {}
     mapping: dict[str, str] = {}
     if (folder / "classes.txt").exists():
@@ -121,6 +122,7 @@ def read_voc(path: str | Path, image_root: Path | None = None) -> Annotations:
     if not image_rows:
         raise AcolError(f"no usable VOC files in {xml_dir} ({describe(issues)})")
     images = pd.DataFrame(image_rows, columns=IMAGE_COLUMNS)
+    root = image_root or default_root([folder / "images", folder], images["image"])
     boxes = pd.DataFrame(box_rows, columns=BOX_COLUMNS)
     classes = sorted(set(mapping.values())) if mapping else []
     return finish(root, images, boxes, classes, issues)
