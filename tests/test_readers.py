@@ -309,3 +309,24 @@ def test_csv_names_that_already_start_with_images_still_find_their_images(tmp_pa
     for table in (with_prefix, plain):
         assert table.images[["width", "height"]].values.tolist() == [[40.0, 30.0]]
         assert table.boxes["x1"].tolist() == [40.0] and table.issues == {"clipped_box": 1}
+
+
+IMAGENET_XML = """<annotation><folder>val</folder><filename>{name}</filename>
+<size><width>40</width><height>30</height><depth>3</depth></size>
+<object><name>n01751748</name><bndbox><xmin>1</xmin><ymin>2</ymin><xmax>50</xmax>
+<ymax>20</ymax></bndbox></object></annotation>"""
+
+
+def test_imagenet_xml_filename_without_extension_names_the_image_file(tmp_path):
+    name = "ILSVRC2012_val_00000001"
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / f"{name}.xml").write_text(IMAGENET_XML.format(name=name))
+    (tmp_path / "classes.txt").write_text("n01751748 sea_snake\n")
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (40, 30)).save(tmp_path / "images" / f"{name}.JPEG", "JPEG")
+    table = read_source(str(tmp_path))
+    assert table.images[["image", "label"]].values.tolist() == [[f"{name}.JPEG", "sea_snake"]]
+    assert table.boxes[["image", "x1"]].values.tolist() == [[f"{name}.JPEG", 40.0]]
+    assert (table.root / table.images["image"][0]).is_file()
+    (tmp_path / "images" / f"{name}.JPEG").unlink()
+    assert read_source(str(tmp_path)).images["image"].tolist() == [name]  # nothing to find

@@ -12,11 +12,13 @@ from ..errors import AcolError
 from .table import (
     BOX_COLUMNS,
     IMAGE_COLUMNS,
+    IMAGE_EXTENSIONS,
     Annotations,
     count,
     default_root,
     describe,
     finish,
+    is_image_file,
     read_member,
     read_table,
     split_of,
@@ -91,10 +93,31 @@ def _voc_file(file: Path, xml_dir: Path, mapping: dict[str, str], issues: dict[s
     return [relative, label, split_of(relative), *_size(tree)], boxes
 
 
+def _with_extensions(root: Path, names: pd.Series) -> dict[str, str]:
+    """Each name as it is, or, when it lacks an image extension (ImageNet writes
+    `<filename>ILSVRC2012_val_00000001</filename>`), with the extension of the image
+    file beside it under `root` ('.JPEG' first); as it is when there is none."""
+    endings = (".JPEG", *IMAGE_EXTENSIONS, *(e.upper() for e in IMAGE_EXTENSIONS))
+    named = {}
+    for name in names:
+        named[name] = name
+        if not is_image_file(Path(name)):
+            named[name] = next((name + e for e in endings if _is_file(root / (name + e))), name)
+    return named
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def read_voc(path: str | Path, image_root: Path | None = None) -> Annotations:
     """Pascal VOC XML files (PATH or PATH/annotations); images resolve under
     `image_root`, else PATH/images or PATH, whichever holds the first images named
-    (PATH/images when neither does). Boxes: bndbox xmin..ymax in pixels.
+    (PATH/images when neither does); a filename without an image extension gets the
+    extension of the image file found for it. Boxes: bndbox xmin..ymax in pixels.
 
     A `classes.txt` (`id name` lines) in PATH maps object names (e.g. ImageNet synsets)
     to class names. The image label is the name with the largest total box area.
@@ -124,5 +147,7 @@ def read_voc(path: str | Path, image_root: Path | None = None) -> Annotations:
     images = pd.DataFrame(image_rows, columns=IMAGE_COLUMNS)
     root = image_root or default_root([folder / "images", folder], images["image"])
     boxes = pd.DataFrame(box_rows, columns=BOX_COLUMNS)
+    named = _with_extensions(root, images["image"])
+    images["image"], boxes["image"] = images["image"].map(named), boxes["image"].map(named)
     classes = sorted(set(mapping.values())) if mapping else []
     return finish(root, images, boxes, classes, issues)
