@@ -540,7 +540,18 @@ FOLDERS = [
     ("nothing", lambda t: ((t / "f").mkdir(), f"folder:{t / 'f'}")[1], Error("no images found")),
 ]
 
+def nested_folders(tmp: Path) -> str:
+    deep = tmp / "f" / "cat"
+    deep.mkdir(parents=True)
+    for _ in range(1100):  # past Python's recursion limit (mkdir's parents= recurses too)
+        deep = deep / "d"
+        deep.mkdir()
+    picture(deep / "x.jpg")
+    return str(tmp / "f")
+
+
 SOURCES = [
+    ("folders-nested-1100-deep", nested_folders, Error("maximum recursion depth")),
     ("empty-string", lambda t: "", Error("the annotation source is empty")),
     ("format-without-path", lambda t: "cub:", Error("cub: needs a path")),
     ("nul-byte-in-path", lambda t: f"csv:{t}/a\x00.csv", Error("a\\x00.csv' does not exist")),

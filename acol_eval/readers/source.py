@@ -46,8 +46,9 @@ def detect_format(path: Path) -> str:
                 return "coco"
         elif path.is_dir():
             return _folder_format(path)
-    except OSError as exc:
-        raise AcolError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (OSError, RecursionError) as exc:  # RecursionError: folders nested too deep
+        raise AcolError(f"cannot read {shown(str(path))}: "
+                        f"{getattr(exc, 'strerror', None) or exc}") from None
     raise AcolError(f"cannot tell the annotation format of {path}; name it as FORMAT:PATH")
 
 
@@ -118,6 +119,6 @@ def read_source(source: str | Path, label_rule: str | None = None,
         options["label_rule"] = label_rule
     try:
         return READERS[fmt](path, **options)
-    except OSError as exc:  # e.g. a folder that cannot be listed
+    except (OSError, RecursionError) as exc:  # a folder that cannot be listed, or too deep
         raise AcolError(f"cannot read annotation source {shown(source)}: "
-                        f"{exc.strerror or exc}") from None
+                        f"{getattr(exc, 'strerror', None) or exc}") from None
