@@ -1,0 +1,124 @@
+"""Which reader reads a source: `FORMAT:PATH`, or a bare PATH whose format is detected."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import AcolError
+from .folders import holds_masks, read_folder, read_masks
+from .jsonfiles import COCO_LABEL_RULES, holds_labelme, read_coco, read_labelme
+from .table import Annotations
+from .textfiles import read_csv, read_cub, read_wsol
+from .voc import holds_voc, read_voc
+
+# Each reader is `reader(PATH, image_root=None) -> Annotations` (coco also takes label_rule).
+READERS: dict[str, Callable[..., Annotations]] = {
+    "folder": read_folder,
+    "cub": read_cub,
+    "wsol": read_wsol,
+    "voc": read_voc,
+    "coco": read_coco,
+    "labelme": read_labelme,
+    "csv": read_csv,
+    "masks": read_masks,
+}
+
+
+def detect_format(path: Path) -> str:
+    """The format of a bare annotation path, from the files it holds.
+
+    A `.csv` file is csv, a `.json` file coco. A folder is cub (images.txt and
+    image_class_labels.txt), wsol (image_ids.txt and class_labels.txt), voc (an XML
+    file with an `<annotation>` root in it or in annotations/), masks (a folder named
+    with 'mask' whose files share names with an image folder beside it), labelme
+    only when one of its first JSON files is a labelme file (an object with a
+    `shapes` list and an `imagePath`; acol-eval run and report folders inside are
+    ignored, so a stray JSON file or a run folder leaves a plain image folder a
+    folder), and otherwise folder.
+    """
+    path = Path(path)
+    try:
+        if path.is_file():
+            if path.suffix.lower() == ".csv":
+                return "csv"
+            if path.suffix.lower() == ".json":
+                return "coco"
+        elif path.is_dir():
+            return _folder_format(path)
+    except (OSError, RecursionError) as exc:  # RecursionError: folders nested too deep
+        raise AcolError(f"cannot read {shown(str(path))}: "
+                        f"{getattr(exc, 'strerror', None) or exc}") from None
+    raise AcolError(f"cannot tell the annotation format of {path}; name it as FORMAT:PATH")
+
+
+def _folder_format(path: Path) -> str:
+    if (path / "images.txt").is_file() and (path / "image_class_labels.txt").is_file():
+        return "cub"
+    if (path / "image_ids.txt").is_file() and (path / "class_labels.txt").is_file():
+        return "wsol"
+    if holds_voc(path):
+        return "voc"
+    if holds_masks(path):
+        return "masks"
+    if holds_labelme(path):
+        return "labelme"
+    return "folder"
+
+
+def shown(text: str) -> str:
+    """A name for a one-line message: as it is when printable, else quoted with escapes
+    (a newline or a NUL byte in a path must not break the line)."""
+    return text if text.isprintable() else repr(text)
+
+
+def _locate(source: str) -> tuple[str, str]:
+    """(format, path) of a source string; a one-line error for anything unusable."""
+    if not source.strip():
+        raise AcolError("the annotation source is empty")
+    fmt, sep, rest = source.partition(":")
+    try:
+        if sep and fmt in READERS:
+            if not rest.strip():
+                raise AcolError(f"{fmt}: needs a path, e.g. {fmt}:PATH")
+            if not Path(rest).exists():
+                raise AcolError(f"annotation source {shown(rest)} does not exist")
+            return fmt, rest
+        if sep and len(fmt) > 1 and not Path(source).exists():
+            raise AcolError(f"unknown annotation format {fmt!r}; known: {', '.join(READERS)}")
+        path = Path(source)
+        if not path.exists():
+            raise AcolError(f"data source {shown(source)} does not exist")
+        return detect_format(path), str(path)
+    except (OSError, ValueError) as exc:  # e.g. an over-long name in the path
+        raise AcolError(f"cannot use annotation source {shown(source)}: "
+                        f"{getattr(exc, 'strerror', None) or exc}") from None
+
+
+def read_source(source: str | Path, label_rule: str | None = None,
+                image_root: str | Path | None = None) -> Annotations:
+    """Read `FORMAT:PATH` or a bare PATH whose format is detected.
+
+    `label_rule` picks a coco image's label (largest-area, the default, or
+    most-boxes); other formats ignore it. `image_root` is where the source's relative
+    image paths resolve (`Annotations.root`, and where unknown sizes are read from);
+    without it each format has its own default (see each reader).
+    """
+    source = str(source)
+    if label_rule is not None and label_rule not in COCO_LABEL_RULES:
+        raise AcolError(f"unknown label rule {label_rule!r}; use {' or '.join(COCO_LABEL_RULES)}")
+    root = None
+    if image_root is not None:
+        root = Path(image_root)
+        if not str(image_root).strip() or not root.is_dir():
+            raise AcolError(f"image folder {shown(str(image_root))} does not exist or is not "
+                            "a folder")
+    fmt, path = _locate(source)
+    options: dict = {"image_root": root}
+    if fmt == "coco" and label_rule is not None:
+        options["label_rule"] = label_rule
+    try:
+        return READERS[fmt](path, **options)
+    except (OSError, RecursionError) as exc:  # a folder that cannot be listed, or too deep
+        raise AcolError(f"cannot read annotation source {shown(source)}: "
+                        f"{getattr(exc, 'strerror', None) or exc}") from None
