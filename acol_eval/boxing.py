@@ -25,27 +25,22 @@ import contextlib
 import csv
 import json
 import os
-import platform
 import shutil
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from multiprocessing import get_context
 from pathlib import Path
 from typing import IO, Any
 
-import cv2
 import numpy as np
 
-from . import __version__
 from .boxes import native_boxes, upsample_map
 from .errors import AcolError
 from .mapstore import INDEX_COLUMNS, MAP_DTYPE, MAPS_FORMAT
 from .overlays import write_overlay
+from .runtime import library_versions, ordered_map, resolve_workers
 from .safeio import (
     LOCK_NAME,
     FolderLock,
@@ -85,10 +80,7 @@ class BoxesConfig:
             check_threshold(self.cam_threshold, "--cam-threshold")
         if self.images is not None and not self.overlays:
             raise AcolError("--images is only used with --overlays DIR")
-        if self.workers:  # 0 needs no check (and no torch import, which runtime does)
-            from .runtime import resolve_workers
-
-            resolve_workers(self.workers)  # refuses negative and absurd counts
+        resolve_workers(self.workers)  # refuses negative and absurd counts
 
 
 @dataclass(frozen=True)
@@ -335,22 +327,6 @@ def read_items(run: Path, count: int) -> Iterator[list[Item]]:
             yield chunk
 
 
-def ordered_map(function: Callable, tasks: Iterator, workers: int) -> Iterator:
-    """function(task) for every task, in order: in this process (workers 0) or in
-    `workers` processes with at most 2 * workers + 1 tasks in flight (flat memory)."""
-    if workers == 0:
-        yield from map(function, tasks)
-        return
-    pending: deque = deque()
-    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-        for task in tasks:
-            pending.append(pool.submit(function, task))
-            if len(pending) > 2 * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
 @dataclass
 class Counts:
     images: int = 0
@@ -396,11 +372,6 @@ def _find_top1(top1: Iterator[tuple[str, int, str]], image: str, count: int
 
 
 # --------------------------------------------------------------------------- the job
-
-
-def _versions() -> dict[str, str]:
-    return {"acol_eval": __version__, "numpy": np.__version__, "opencv": cv2.__version__,
-            "python": platform.python_version()}
 
 
 def link_store(run: Path, out: Path) -> dict[str, str]:
@@ -449,7 +420,7 @@ def _write_outputs(config: BoxesConfig, run: Path, out: Path, maps: np.ndarray,
         "arguments": asdict(config),
         "source_arguments": record.get("arguments"),
         "map_store": links,
-        "versions": _versions(),
+        "versions": library_versions(),
         "counts": {"images": counts.images, "without_box": counts.without_box,
                    "maps": int(len(maps)), "overlay_failed": counts.overlay_failed,
                    "overlays": counts.images - counts.overlay_failed if job.overlays else 0},
@@ -502,11 +473,7 @@ def run(config: BoxesConfig, log: Callable[[str], None] | None = None) -> BoxesR
     began = time.perf_counter()
     run_dir, out = Path(config.run), Path(config.out)
     threshold, maps, record, image_root = _check_inputs(config, run_dir, out)
-    workers = 0
-    if config.workers != 0:
-        from .runtime import resolve_workers  # it imports torch: only when processes are asked
-
-        workers = resolve_workers(config.workers)
+    workers = resolve_workers(config.workers)
     overlays = Path(config.overlays) if config.overlays else None
     out_existed = out.exists()
     overlays_existed = overlays is not None and overlays.exists()

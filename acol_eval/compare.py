@@ -503,13 +503,12 @@ def _refuse_overwrite(out: Path, overwrite: bool) -> None:
 
 def _write_html(out: Path, reports: list[list[Path]], leaderboard: pd.DataFrame,
                 pairs: pd.DataFrame) -> None:
-    # ------------------------------------------------------------------ HTML HOOK
-    # SPEC 11: every compare writes report.html. The page is another engineer's work:
-    # write_compare_html(out_dir, reports, leaderboard, pairs), where reports is, per
-    # method (leaderboard row order), its report folders. When it is merged, call it here:
-    #     write_compare_html(out, reports, leaderboard, pairs)
-    # ------------------------------------------------------------------
-    return None
+    """report.html beside the tables (SPEC 11): leaderboard, pairs, every method's
+    curves on one plot, the images where the methods disagree most."""
+    from .htmlreport import write_compare_html
+
+    # one report folder per leaderboard row: a seed group's page shows its first seed
+    write_compare_html(out, [members[0] for members in reports], leaderboard, pairs)
 
 
 def run(config: CompareConfig, log: Callable[[str], None] = _stderr) -> CompareResult:

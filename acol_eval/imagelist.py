@@ -100,8 +100,8 @@ def _read_list_file(path: Path) -> list[str]:
 
 
 def _from_annotations(source: str, split: str | None, image_root: str | None) -> ImageList:
-    annotations = read_source(source)
-    root = Path(image_root) if image_root else annotations.root
+    annotations = read_source(source, image_root=image_root)
+    root = annotations.root
     if split is not None:
         if split not in annotations.splits:
             raise AcolError(

@@ -170,8 +170,9 @@ def read_thresholds(report: str | Path) -> dict[str, float]:
 
 STAGING = ".score-partial"
 # summary.csv last: a report folder with a summary.csv is whole
+PAGE_FILE = "report.html"  # written by htmlreport after the commit, from the files here
 REPORT_FILES = ("per_image.csv", "per_class.csv", "curve.csv", "curve.png", META_FILE,
-                OUTCOMES_FILE, SUMMARY_FILE)
+                OUTCOMES_FILE, PAGE_FILE, SUMMARY_FILE)
 
 
 class ReportStaging:

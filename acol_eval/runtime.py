@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import os
 import platform
-
-import numpy as np
-import torch
-import torch.distributed as dist
-import torchvision
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import AcolError
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that need it: `score`, `boxes --workers 0` and
+# `compare` read --workers through this module and must not pay torch's import (seconds)
 
 MAX_WORKERS = 64  # more processes than this is a typo, not a machine
 
@@ -29,17 +32,43 @@ def default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
-def resolve_workers(workers: int | None) -> int:
-    """`--workers` as every command reads it: None -> default_workers(), 0 -> the main
-    process, N -> N processes; negative or absurd counts are refused."""
+def resolve_workers(workers: int | None, default: int | None = None) -> int:
+    """`--workers` as every command reads it: N -> N worker processes, 0 -> the work in
+    the main process, None -> `default` (a command's own: `score` uses every core, since
+    it has no model threads to leave one to) or default_workers(); negative or absurd
+    counts are refused."""
     if workers is None:
-        return default_workers()
-    if not 0 <= workers <= MAX_WORKERS:
+        return default_workers() if default is None else default
+    if isinstance(workers, bool) or not 0 <= workers <= MAX_WORKERS:
         raise AcolError(f"--workers {workers} must be between 0 and {MAX_WORKERS}")
     return workers
 
 
+def ordered_map(function: Callable, tasks: Iterable, workers: int) -> Iterator:
+    """function(task) for every task, results in order: in this process (workers 0) or on
+    `workers` forked processes (compiled kernels and open map stores are inherited), with
+    at most 2 * workers + 1 tasks in flight, so memory stays flat however many tasks."""
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    if workers <= 0:
+        yield from map(function, tasks)
+        return
+    window = 2 * workers + 1
+    pending: deque = deque()
+    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+        for task in tasks:
+            pending.append(pool.submit(function, task))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def pick_device(name: str) -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -50,19 +79,30 @@ def pick_device(name: str) -> torch.device:
 
 
 def library_versions() -> dict[str, str]:
-    return {
-        "acol_eval": __version__,
-        "torch": str(torch.__version__),  # TorchVersion would not load with weights_only
-        "torchvision": str(torchvision.__version__),
-        "numpy": str(np.__version__),
-        "python": platform.python_version(),
-    }
+    """Versions of the libraries that made a file: always acol-eval, numpy and Python;
+    torch, torchvision and OpenCV when this process has loaded them (`score` and
+    `boxes` never import torch, and recording it would cost them seconds)."""
+    import sys
+
+    import numpy as np
+
+    versions = {"acol_eval": __version__, "numpy": str(np.__version__),
+                "python": platform.python_version()}
+    for name, module in (("torch", "torch"), ("torchvision", "torchvision"),
+                         ("opencv", "cv2")):
+        if module in sys.modules:
+            # str(): TorchVersion would not load back with weights_only
+            versions[name] = str(sys.modules[module].__version__)
+    return versions
 
 
 class Distributed:
     """World size, rank and helpers; a single process is a world of one."""
 
     def __init__(self, device_name: str) -> None:
+        import torch
+        import torch.distributed as dist
+
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.active = self.world > 1
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -84,10 +124,15 @@ class Distributed:
     def sum(self, values: list[float]) -> list[float]:
         if not self.active:
             return values
+        import torch
+        import torch.distributed as dist
+
         tensor = torch.tensor(values, dtype=torch.float64)
         dist.all_reduce(tensor)
         return tensor.tolist()
 
     def close(self) -> None:
+        import torch.distributed as dist
+
         if self.active and dist.is_initialized():
             dist.destroy_process_group()

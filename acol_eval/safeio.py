@@ -39,6 +39,8 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     path = Path(path)
     descriptor, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
                                             suffix=".tmp")
+    # mkstemp makes the file 0600; a report or run file gets the usual 0666 & ~umask
+    os.fchmod(descriptor, 0o666 & ~_umask())
     try:
         with os.fdopen(descriptor, mode, **kwargs) as handle:
             yield handle
@@ -48,6 +50,18 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask sets it, and another
+    thread could create a file in between)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

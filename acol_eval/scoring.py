@@ -31,6 +31,7 @@ from .metrics import error_type
 from .protocols import Protocol, ScoringProtocol, get_protocol, parse_protocol
 from .readers import Annotations, read_source
 from .reportfolder import Outcomes, ReportMeta, ReportStaging, read_thresholds
+from .runtime import library_versions, ordered_map, resolve_workers
 from .safeio import FolderLock, atomic_open
 from .sweep import load_compiled
 
@@ -40,18 +41,10 @@ MAX_BOOTSTRAP = 1_000_000
 DEFAULT_FIXED_THRESHOLD = 0.2
 
 
-MAX_WORKERS = 64  # runtime.MAX_WORKERS: runtime imports torch, which score must not
-
-
 def score_workers(workers: int | None) -> int:
-    """--workers as runtime.resolve_workers reads it (0: the main process, N: N worker
-    processes, negative refused) but with score's default, all cores: scoring is pure
-    CPU work with no model threads to leave a core to."""
-    if workers is None:
-        return os.cpu_count() or 1
-    if not 0 <= workers <= MAX_WORKERS:
-        raise AcolError(f"--workers {workers} must be between 0 and {MAX_WORKERS}")
-    return workers
+    """--workers (runtime.resolve_workers) with score's default, all cores: scoring is
+    pure CPU work with no model threads to leave a core to."""
+    return resolve_workers(workers, default=os.cpu_count() or 1)
 
 
 class Baseline(str, Enum):
@@ -403,28 +396,6 @@ def image_row(setup: PassSetup, item: ImageTask, record,
 # --------------------------------------------------------------------------- processes
 
 
-def ordered_map(function, tasks, workers: int):
-    """function over tasks, results in order: in this process (workers 0) or on
-    `workers` forked processes (the compiled sweep and open map stores are inherited)
-    with at most 2 * workers + 1 tasks in flight, so memory stays flat."""
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    if workers <= 0:
-        yield from map(function, tasks)
-        return
-    window = 2 * workers + 1
-    pending: deque = deque()
-    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-        for task in tasks:
-            pending.append(pool.submit(function, task))
-            if len(pending) >= window:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
 # --------------------------------------------------------------------------- maps
 
 _STORES: dict[str, np.ndarray] = {}  # run folder -> its memmap, one per process
@@ -769,7 +740,10 @@ def write_report(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
             curve.to_csv(handle, index=False, float_format="%.6g")
         reports.plot_curve(staging.path("curve.png"), curve, label)
         _meta(config, inputs, setup, choice).write(staging.folder)
-        staging.commit()
+        staging.commit()  # drops an older report.html: the page below is of these files
+    from .htmlreport import write_score_html
+
+    write_score_html(config.out)
     return summary
 
 
@@ -835,4 +809,4 @@ def _meta(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
         map_choice=config.map_choice.value, interval=float(config.interval),
         n_thresholds=len(setup.thresholds), iou=list(config.iou),
         threshold_source=sources.pop() if len(sources) == 1 else "mixed",
-        images=len(inputs.table))
+        images=len(inputs.table), version_info=library_versions())

@@ -181,7 +181,7 @@ def test_score_of_new_run_equals_score_of_run(world, tmp_path):
         out = tmp_path / f"report_{name}"
         summary = score(ScoreConfig(run=str(run), annotations=world["source"], out=str(out),
                                     split="test", protocol="native", interval=0.01,
-                                    workers=1))["summary"]
+                                    workers=1)).summary
         reports[name] = summary
     assert reports["new"]["count"].max() == 9
     pd.testing.assert_frame_equal(reports["run"], reports["new"])
@@ -191,7 +191,7 @@ def test_threshold_from_a_native_report(world, tmp_path):
     report = tmp_path / "report"
     summary = score(ScoreConfig(run=str(world["low"]), annotations=world["source"],
                                 out=str(report), split="test", protocol="native",
-                                interval=0.01, workers=1))["summary"]
+                                interval=0.01, workers=1)).summary
     best = summary.set_index("metric").loc["best_gt_known_loc", "threshold"]
     result = boxes_of(world["low"], tmp_path / "new", threshold_from=str(report))
     assert result.threshold.value == pytest.approx(best, abs=1e-9)
