@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from acol_eval.checkpoint import load_checkpoint
+from acol_eval.safeio import LOCK_NAME
 from conftest import ROOT, assert_one_line_error, run_cli, write_texture_folder
 
 FAST = ["--arch", "resnet18", "--weights", "none", "--input-size", "64", "--resize-size", "72",
@@ -80,7 +81,9 @@ def test_two_gloo_processes_train_one_epoch(texture_folder, tmp_path):
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "last.pt", "metrics.csv"]
+    visible = sorted(p.name for p in run.iterdir() if not p.name.startswith("."))
+    assert visible == ["best.pt", "last.pt", "metrics.csv"]  # no disk cache under torchrun
+    assert (run / LOCK_NAME).is_file()  # rank 0 held the lock (a second rank would be refused)
     payload = load_checkpoint(run / "last.pt")
     assert payload["world_size"] == 2 and payload["epoch"] == 1
     rows = read_metrics(run)
