@@ -145,7 +145,11 @@ def train(**options) -> None:
     from acol_eval.training import train as run_training
 
     for name in ("delta", "lr_steps", "loss_weights", "head_lr_mult"):
-        options[name] = _floats(options[name])
+        try:
+            options[name] = _floats(options[name])
+        except click.BadParameter as exc:
+            raise click.BadParameter(exc.message, param_hint=f"--{name.replace('_', '-')}") \
+                from None
     options["lr_steps"] = options["lr_steps"] or ()
     result = run_training(TrainConfig(**options))
     if result.epochs:

@@ -189,3 +189,229 @@ def test_ddp_survives_a_rank_with_only_unreadable_images_in_a_batch(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert float(read_metrics(run)[0]["skipped_images"]) == 3
+
+
+# ---------------------------------------------------------------- hostile and odd input
+# Library logic in process (TrainConfig, train()), the CLI only for its one line and exit 2.
+
+from click.testing import CliRunner  # noqa: E402
+
+from acol_eval.errors import AcolError  # noqa: E402
+from acol_eval.safeio import FolderLock  # noqa: E402
+from acol_eval.training import (  # noqa: E402
+    CacheMode,
+    Schedule,
+    TrainConfig,
+    Trainer,
+    hold_out,
+    train,
+)
+from cli import main  # noqa: E402
+
+FAST_CONFIG = dict(arch="resnet18", weights="none", input_size=64, resize_size=72,
+                   batch_size=16, lr=0.01, workers=0)
+
+# (field, value, phrase of the one-line error): issue 9 points 17 and 20 and more
+BAD_CONFIG = [
+    ("input_size", 0, "--input-size 0"), ("input_size", -224, "--input-size -224"),
+    ("input_size", 100_000, "--input-size 100000"), ("input_size", 2.5, "--input-size"),
+    ("resize_size", 32, "--resize-size 32"), ("resize_size", 10**6, "--resize-size"),
+    ("lr", -0.1, "--lr -0.1"), ("lr", 0.0, "--lr 0.0"), ("lr", float("nan"), "--lr nan"),
+    ("lr", float("inf"), "--lr inf"),
+    ("momentum", -0.5, "--momentum -0.5"), ("momentum", 1.5, "--momentum 1.5"),
+    ("momentum", float("nan"), "--momentum nan"),
+    ("weight_decay", -1e-4, "--weight-decay"), ("weight_decay", float("nan"), "--weight-decay"),
+    ("workers", -1, "--workers -1"), ("workers", -3, "--workers -3"),
+    ("workers", 10_000, "--workers 10000"),
+    ("epochs", 0, "--epochs 0"), ("epochs", -2, "--epochs -2"), ("epochs", 10**9, "--epochs"),
+    ("batch_size", 0, "--batch-size 0"), ("batch_size", 10**7, "--batch-size"),
+    ("lr_gamma", 0.0, "--lr-gamma"), ("lr_gamma", 2.0, "--lr-gamma"),
+    ("lr_steps", (0,), "--lr-steps 0"), ("lr_steps", (5, 3), "must rise"),
+    ("lr_steps", (2.5,), "whole number"),
+    ("loss_weights", (1.0,), "one weight per recipe letter"),
+    ("loss_weights", (1.0, -1.0), "--loss-weights -1.0"),
+    ("loss_weights", (1.0, float("nan")), "--loss-weights nan"),
+    ("loss_weights", (0.0, 0.0), "all 0"),
+    ("head_lr_mult", (10.0, 5.0, 1.0), "one per recipe letter"),
+    ("head_lr_mult", (0.0,), "--head-lr-mult 0.0"), ("head_lr_mult", (float("nan"),), "nan"),
+    ("delta", (float("nan"),), "delta nan"), ("delta", (0.0,), "delta 0.0"),
+    ("delta", (1.5,), "delta 1.5"), ("delta", (0.5, 0.6, 0.7), "deltas were given"),
+    ("val_fraction", -0.1, "--val-fraction"), ("val_fraction", 1.0, "--val-fraction"),
+    ("val_fraction", float("nan"), "--val-fraction"),
+    ("seed", -1, "--seed -1"), ("device", "gpu", "--device 'gpu'"),
+    ("head", "mlp", "--head 'mlp'"), ("schedule", "linear", "--schedule 'linear'"),
+    ("cache", "ram", "--cache 'ram'"), ("feature_stride", 4, "feature stride 4"),
+    ("recipe", "np", "must start with 'p'"), ("recipe", "", "non-empty"),
+    ("arch", "resnet9000", "unknown architecture"), ("data", "", "--data"),
+    ("out", "", "--out"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "phrase"), BAD_CONFIG,
+                         ids=[f"{n}={v}" for n, v, _ in BAD_CONFIG])
+def test_config_refuses_odd_values_in_one_line(tmp_path, name, value, phrase):
+    with pytest.raises(AcolError) as info:
+        TrainConfig(**{"data": str(tmp_path), "out": str(tmp_path / "r"), **FAST_CONFIG,
+                       "recipe": "pp", name: value})
+    assert phrase in str(info.value) and "\n" not in str(info.value)
+
+
+def test_config_refuses_both_validation_choices(tmp_path):
+    with pytest.raises(AcolError, match="not both"):
+        TrainConfig(data="d", out="o", val_fraction=0.2, val_split="test")
+
+
+def test_config_defaults_are_resolved_once_and_typed():
+    config = TrainConfig(data="d", out="o", input_size=448, workers=0, delta=[0.7],
+                         head="conv", schedule="step", lr_steps=[3.0, 6], cache="disk",
+                         head_lr_mult=5)
+    assert config.resize_size == 512 and config.workers == 0
+    assert config.delta == (0.7,) and config.lr_steps == (3, 6) and config.head_lr_mult == (5.0,)
+    assert config.schedule is Schedule.STEP and config.cache is CacheMode.DISK
+    assert config.head.value == "conv"
+    with pytest.raises(AttributeError):
+        config.lr = 1.0  # frozen
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, list(args), env={"ACOL_EVAL_OFFLINE": "1"})
+
+
+def assert_cli_error(result, *phrases: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("acol-eval"), result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+
+
+def snapshot(folder):
+    """Every file under `folder` (hidden ones too) with its bytes; None when absent."""
+    if not folder.exists():
+        return None
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+CLI_FAST = ["--arch", "resnet18", "--weights", "none", "--input-size", "64",
+            "--resize-size", "72", "--batch-size", "4", "--workers", "0"]
+
+
+@pytest.mark.parametrize("flags", [
+    ["--input-size", "0"], ["--input-size", "-5"], ["--lr", "-1"], ["--lr", "nan"],
+    ["--momentum", "-0.9"], ["--weight-decay", "-1"], ["--workers", "-1"], ["--epochs", "0"],
+    ["--batch-size", "0"], ["--lr", "inf"], ["--head-lr-mult", "nan"],
+    ["--val-fraction", "nan"], ["--delta", "abc"], ["--seed", "-3"],
+], ids=lambda flags: " ".join(flags))
+def test_cli_odd_values_are_one_line_exit_2_and_write_nothing(tmp_path, flags):
+    out = tmp_path / "run"
+    result = cli("train", "--data", str(tmp_path), "--out", str(out), *CLI_FAST, *flags)
+    assert_cli_error(result, flags[0])
+    assert not out.exists()
+
+
+def test_finished_run_without_resume_is_refused_and_untouched(finished_run):
+    data, run = finished_run
+    before = snapshot(run)
+    assert {"last.pt", "best.pt", "metrics.csv"} <= set(before)
+    result = cli("train", "--data", str(data), "--out", str(run), "--epochs", "1", *CLI_FAST)
+    assert_cli_error(result, "already holds a training run", "--resume")
+    assert snapshot(run) == before
+
+
+def test_second_train_on_a_locked_folder_is_refused(finished_run, tmp_path):
+    data, _ = finished_run
+    out = tmp_path / "busy"
+    with FolderLock(out, "train"):  # a first `train` still running on `out`
+        before = snapshot(out)
+        result = cli("train", "--data", str(data), "--out", str(out), "--epochs", "1",
+                     *CLI_FAST)
+        assert_cli_error(result, "another acol-eval command is writing")
+        assert snapshot(out) == before
+
+
+def test_resume_from_a_checkpoint_with_input_size_0_is_refused(finished_run, tmp_path):
+    data, source = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    payload = torch.load(run / "last.pt", weights_only=True)
+    payload["input_size"] = 0
+    torch.save(payload, run / "last.pt")
+    before = snapshot(run)
+    result = cli("train", "--data", str(data), "--out", str(run), "--epochs", "2", *CLI_FAST,
+                 "--resume")
+    assert_cli_error(result, "input_size 0")
+    assert snapshot(run) == before
+
+
+class Payload:
+    """Pickled by torch.save; unpickling it would make a folder (it must never run)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_pickled_weights_never_run_and_never_advise_weights_only_false(finished_run, tmp_path):
+    data, _ = finished_run
+    marker = tmp_path / "payload-ran"
+    evil = tmp_path / "evil.pth"
+    torch.save({"conv1.weight": Payload(marker)}, evil)
+    result = cli("train", "--data", str(data), "--out", str(tmp_path / "r"), *CLI_FAST,
+                 "--weights", str(evil))
+    assert_cli_error(result, "cannot read weights", "objects other than tensors")
+    assert "weights_only" not in result.stderr and "trust" not in result.stderr
+    assert not marker.exists()
+
+
+def test_resume_rebuilds_every_piece_before_writing(finished_run, tmp_path):
+    """Trainer.__init__ sets data, model, optimiser and the resume point: nothing is written."""
+    data, source = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    before = snapshot(run)
+    config = TrainConfig(data=str(data), out=str(run), epochs=2, resume=True,
+                         **{**FAST_CONFIG, "batch_size": 4})
+    from acol_eval.runtime import Distributed
+
+    trainer = Trainer(config, Distributed("cpu"), log=lambda message: None)
+    assert trainer.start_epoch == 1 and len(trainer.rows) == 1
+    assert trainer.best == pytest.approx(float(trainer.rows[0]["val_acc_1p"]))
+    assert snapshot(run) == before
+
+
+def test_hold_out_is_stratified_seeded_and_disjoint():
+    items = [(f"a{i}", 0) for i in range(10)] + [(f"b{i}", 1) for i in range(5)] + [("c", 2)]
+    train_items, val = hold_out(items, 0.2, seed=3)
+    assert sorted(label for _, label in val) == [0, 0, 1]  # round(2.0), max(1, round(1.0)), none
+    assert sorted(train_items + val) == sorted(items) and not set(train_items) & set(val)
+    assert hold_out(items, 0.2, seed=3) == (train_items, val)
+    assert hold_out(items, 0.2, seed=4)[1] != val
+    assert hold_out(items, 0.0, seed=3) == (items, [])
+
+
+def test_val_fraction_validates_on_held_out_training_images(tmp_path):
+    data = write_texture_folder(tmp_path / "data", train_per_class=10, val_per_class=2)
+    shutil.rmtree(data / "val")  # no val split at all: the held-out part is the only one
+    messages = []
+    result = train(TrainConfig(data=str(data), out=str(tmp_path / "r"), epochs=1,
+                               recipe="p", val_fraction=0.3, **FAST_CONFIG),
+                   log=messages.append)
+    assert (result.train_images, result.val_images) == (14, 6)
+    assert any("6 images held out of the train split" in m for m in messages)
+    assert "val_acc_1p" in read_metrics(tmp_path / "r")[0]
+
+
+def test_per_letter_head_learning_rates(finished_run, tmp_path):
+    data, _ = finished_run
+    from acol_eval.runtime import Distributed
+
+    config = TrainConfig(data=str(data), out=str(tmp_path / "r"), recipe="pn",
+                         head_lr_mult=(10.0, 2.0), **{**FAST_CONFIG, "lr": 0.01})
+    trainer = Trainer(config, Distributed("cpu"), log=lambda message: None)
+    groups = trainer.optimizer.param_groups
+    assert [g["lr"] for g in groups] == pytest.approx([0.01, 0.1, 0.02])
+    head_ids = [{id(p) for p in head.parameters()} for head in trainer.model.heads]
+    assert [{id(p) for p in g["params"]} for g in groups[1:]] == head_ids
