@@ -415,3 +415,23 @@ def test_per_letter_head_learning_rates(finished_run, tmp_path):
     assert [g["lr"] for g in groups] == pytest.approx([0.01, 0.1, 0.02])
     head_ids = [{id(p) for p in head.parameters()} for head in trainer.model.heads]
     assert [{id(p) for p in g["params"]} for g in groups[1:]] == head_ids
+
+
+def test_disk_cache_survives_a_stop_and_changes_no_number(tmp_path):
+    data = write_texture_folder(tmp_path / "data", train_per_class=6, val_per_class=2)
+    common = dict(data=str(data), recipe="pp", schedule="constant",
+                  **{**FAST_CONFIG, "batch_size": 4})
+    train(TrainConfig(out=str(tmp_path / "plain"), epochs=2, cache="off", **common),
+          log=lambda message: None)
+    cached = tmp_path / "cached"
+    train(TrainConfig(out=str(cached), epochs=1, cache="disk", **common),
+          log=lambda message: None)
+    assert (cached / "cache" / "train-72" / "key.json").is_file()
+    messages = []
+    train(TrainConfig(out=str(cached), epochs=2, cache="disk", resume=True, **common),
+          log=messages.append)
+    assert any("12 images already decoded" in m for m in messages), messages
+    a = load_checkpoint(tmp_path / "plain" / "last.pt")["state_dict"]
+    b = load_checkpoint(cached / "last.pt")["state_dict"]
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
