@@ -1,4 +1,6 @@
-"""`acol-eval train` end to end: real (tiny) training through the command line."""
+"""`acol-eval train`: training logic in process (TrainConfig, Trainer, train()); the
+command line only where the CLI is what is tested (one-line errors, exit codes, a SIGKILL,
+torchrun)."""
 
 import csv
 import os
@@ -10,13 +12,31 @@ import time
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 from acol_eval.checkpoint import load_checkpoint
-from acol_eval.safeio import LOCK_NAME
-from conftest import ROOT, assert_one_line_error, run_cli, write_texture_folder
+from acol_eval.errors import AcolError
+from acol_eval.runtime import Distributed
+from acol_eval.safeio import LOCK_NAME, FolderLock
+from acol_eval.training import (
+    CacheMode,
+    Schedule,
+    TrainConfig,
+    Trainer,
+    hold_out,
+    train,
+)
+from cli import main
+from conftest import ROOT, run_cli, write_texture_folder
 
 FAST = ["--arch", "resnet18", "--weights", "none", "--input-size", "64", "--resize-size", "72",
         "--batch-size", "16", "--lr", "0.01", "--workers", "0"]
+FAST_CONFIG = dict(arch="resnet18", weights="none", input_size=64, resize_size=72,
+                   batch_size=16, lr=0.01, workers=0)
+
+
+def quiet(message: str) -> None:
+    pass
 
 
 def read_metrics(run):
@@ -26,9 +46,9 @@ def read_metrics(run):
 
 def test_pn_reaches_90_percent_on_textures(texture_folder, tmp_path):
     run = tmp_path / "run"
-    result = run_cli("train", "--data", str(texture_folder), "--out", str(run),
-                     "--recipe", "pn", "--epochs", "5", *FAST)
-    assert result.returncode == 0, result.stderr
+    messages = []
+    result = train(TrainConfig(data=str(texture_folder), out=str(run), recipe="pn", epochs=5,
+                               **FAST_CONFIG), log=messages.append)
     rows = read_metrics(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
     for column in ("train_loss_1p", "train_acc_1p", "train_loss_2n", "train_acc_2n",
@@ -39,7 +59,11 @@ def test_pn_reaches_90_percent_on_textures(texture_folder, tmp_path):
     best = load_checkpoint(run / "best.pt")
     assert best["classes"] == ["checker", "stripes"] and best["recipe"] == "pn"
     assert best["metrics"]["val_acc_1p"] == max(float(r["val_acc_1p"]) for r in rows)
-    assert "epoch 5/5" in result.stderr
+    assert result.best_accuracy == best["metrics"]["val_acc_1p"]
+    assert (result.epochs, result.last_epoch, result.train_images, result.val_images) == (
+        5, 5, 80, 32)
+    assert result.metrics["epoch"] == 5
+    assert any(m.startswith("epoch 5/5:") for m in messages)
 
 
 def test_resume_after_sigkill_is_bitwise_equal(texture_folder, tmp_path):
@@ -97,54 +121,62 @@ def test_corrupt_training_image_is_skipped_and_counted(tmp_path):
     data = write_texture_folder(tmp_path / "data", train_per_class=12, val_per_class=4)
     (data / "train" / "checker" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     run = tmp_path / "run"
-    result = run_cli("train", "--data", str(data), "--out", str(run), "--epochs", "1", *FAST)
-    assert result.returncode == 0, result.stderr
-    assert "skipped 1 unreadable image(s)" in result.stderr
+    messages = []
+    train(TrainConfig(data=str(data), out=str(run), epochs=1, **FAST_CONFIG),
+          log=messages.append)
+    assert "skipped 1 unreadable image(s)" in messages[-1]
     assert float(read_metrics(run)[0]["skipped_images"]) == 1
 
 
-# ---------------------------------------------------------------- bad input, through the CLI
+# ---------------------------------------------------------------- bad input, in process
+
+
+def refused(config_fields: dict, *phrases: str) -> str:
+    """Train with these fields; assert a one-line AcolError holding every phrase."""
+    with pytest.raises(AcolError) as info:
+        train(TrainConfig(**{**FAST_CONFIG, **config_fields}), log=quiet)
+    message = str(info.value)
+    assert "\n" not in message
+    for phrase in phrases:
+        assert phrase in message, message
+    return message
 
 
 def test_empty_data_folder(tmp_path):
     (tmp_path / "data").mkdir()
-    result = run_cli("train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "r"),
-                     *FAST)
-    assert_one_line_error(result, 2, "no images found")
+    refused({"data": str(tmp_path / "data"), "out": str(tmp_path / "r")}, "no images found")
+    assert not (tmp_path / "r").exists()
 
 
 def test_class_folder_without_images(tmp_path):
     data = write_texture_folder(tmp_path / "data", train_per_class=2, val_per_class=1)
     (data / "train" / "dots").mkdir()
-    result = run_cli("train", "--data", str(data), "--out", str(tmp_path / "r"), *FAST)
-    assert_one_line_error(result, 2, "dots has no images")
+    refused({"data": str(data), "out": str(tmp_path / "r")}, "dots has no images")
 
 
 def test_unknown_architecture(texture_folder, tmp_path):
-    result = run_cli("train", "--data", str(texture_folder), "--out", str(tmp_path / "r"),
-                     *FAST, "--arch", "resnet9000")
-    assert_one_line_error(result, 2, "unknown architecture 'resnet9000'", "mobilenet_v2")
+    refused({"data": str(texture_folder), "out": str(tmp_path / "r"), "arch": "resnet9000"},
+            "unknown architecture 'resnet9000'", "mobilenet_v2")
 
 
 def test_stride_the_backbone_cannot_give(texture_folder, tmp_path):
-    result = run_cli("train", "--data", str(texture_folder), "--out", str(tmp_path / "r"),
-                     *FAST, "--feature-stride", "4")
-    assert_one_line_error(result, 2, "cannot give feature stride 4", "8, 16, 32")
+    refused({"data": str(texture_folder), "out": str(tmp_path / "r"), "feature_stride": 4},
+            "cannot give feature stride 4", "8, 16, 32")
 
 
-def test_imagenet_weights_missing_offline(texture_folder, tmp_path):
-    result = run_cli("train", "--data", str(texture_folder), "--out", str(tmp_path / "r"),
-                     *FAST, "--weights", "imagenet", env={"TORCH_HOME": str(tmp_path / "th")})
-    assert_one_line_error(result, 2, "resnet18-f37072fd.pth", str(tmp_path / "th"))
-    assert not (tmp_path / "r" / "last.pt").exists()
+def test_imagenet_weights_missing_offline(texture_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    monkeypatch.setenv("ACOL_EVAL_OFFLINE", "1")
+    refused({"data": str(texture_folder), "out": str(tmp_path / "r"), "weights": "imagenet"},
+            "resnet18-f37072fd.pth", str(tmp_path / "th"))
+    assert not (tmp_path / "r").exists()  # nothing recorded before the inputs are checked
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     data = write_texture_folder(tmp_path_factory.mktemp("d"), train_per_class=4, val_per_class=2)
     run = tmp_path_factory.mktemp("run")
-    result = run_cli("train", "--data", str(data), "--out", str(run), "--epochs", "1", *FAST)
-    assert result.returncode == 0, result.stderr
+    train(TrainConfig(data=str(data), out=str(run), epochs=1, **FAST_CONFIG), log=quiet)
     return data, run
 
 
@@ -156,20 +188,32 @@ def test_resume_from_a_damaged_checkpoint(finished_run, tmp_path, damage):
     last = run / "last.pt"
     content = last.read_bytes()
     last.write_bytes(content[: len(content) // 3] if damage == "truncate" else b"epoch=1\n")
-    before = {p.name: p.read_bytes() for p in run.iterdir()}
-    result = run_cli("train", "--data", str(data), "--out", str(run), "--epochs", "2", *FAST,
-                     "--resume")
-    assert_one_line_error(result, 2, "not a readable acol-eval checkpoint")
-    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # nothing lost
+    before = snapshot(run)
+    refused({"data": str(data), "out": str(run), "epochs": 2, "resume": True},
+            "not a readable acol-eval checkpoint")
+    assert snapshot(run) == before  # nothing lost
 
 
 def test_weights_file_that_is_not_a_checkpoint(finished_run, tmp_path):
     data, _ = finished_run
     junk = tmp_path / "weights.pth"
     junk.write_text("definitely not weights")
-    result = run_cli("train", "--data", str(data), "--out", str(tmp_path / "r"), *FAST,
-                     "--weights", str(junk))
-    assert_one_line_error(result, 2, "cannot read weights")
+    refused({"data": str(data), "out": str(tmp_path / "r"), "weights": str(junk)},
+            "cannot read weights")
+
+
+def test_resume_without_a_run_or_with_another_recipe(finished_run, tmp_path):
+    data, source = finished_run
+    refused({"data": str(data), "out": str(tmp_path / "none"), "resume": True},
+            "nothing to resume")
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    before = snapshot(run)
+    refused({"data": str(data), "out": str(run), "resume": True, "recipe": "pn"},
+            "was trained with recipe=pp, not pn")
+    refused({"data": str(data), "out": str(run), "resume": True, "head_lr_mult": (10, 5)},
+            "does not fit this run")
+    assert snapshot(run) == before
 
 
 def test_ddp_survives_a_rank_with_only_unreadable_images_in_a_batch(tmp_path):
@@ -192,24 +236,6 @@ def test_ddp_survives_a_rank_with_only_unreadable_images_in_a_batch(tmp_path):
 
 
 # ---------------------------------------------------------------- hostile and odd input
-# Library logic in process (TrainConfig, train()), the CLI only for its one line and exit 2.
-
-from click.testing import CliRunner  # noqa: E402
-
-from acol_eval.errors import AcolError  # noqa: E402
-from acol_eval.safeio import FolderLock  # noqa: E402
-from acol_eval.training import (  # noqa: E402
-    CacheMode,
-    Schedule,
-    TrainConfig,
-    Trainer,
-    hold_out,
-    train,
-)
-from cli import main  # noqa: E402
-
-FAST_CONFIG = dict(arch="resnet18", weights="none", input_size=64, resize_size=72,
-                   batch_size=16, lr=0.01, workers=0)
 
 # (field, value, phrase of the one-line error): issue 9 points 17 and 20 and more
 BAD_CONFIG = [
@@ -374,9 +400,7 @@ def test_resume_rebuilds_every_piece_before_writing(finished_run, tmp_path):
     before = snapshot(run)
     config = TrainConfig(data=str(data), out=str(run), epochs=2, resume=True,
                          **{**FAST_CONFIG, "batch_size": 4})
-    from acol_eval.runtime import Distributed
-
-    trainer = Trainer(config, Distributed("cpu"), log=lambda message: None)
+    trainer = Trainer(config, Distributed("cpu"), log=quiet)
     assert trainer.start_epoch == 1 and len(trainer.rows) == 1
     assert trainer.best == pytest.approx(float(trainer.rows[0]["val_acc_1p"]))
     assert snapshot(run) == before
@@ -406,11 +430,9 @@ def test_val_fraction_validates_on_held_out_training_images(tmp_path):
 
 def test_per_letter_head_learning_rates(finished_run, tmp_path):
     data, _ = finished_run
-    from acol_eval.runtime import Distributed
-
     config = TrainConfig(data=str(data), out=str(tmp_path / "r"), recipe="pn",
                          head_lr_mult=(10.0, 2.0), **{**FAST_CONFIG, "lr": 0.01})
-    trainer = Trainer(config, Distributed("cpu"), log=lambda message: None)
+    trainer = Trainer(config, Distributed("cpu"), log=quiet)
     groups = trainer.optimizer.param_groups
     assert [g["lr"] for g in groups] == pytest.approx([0.01, 0.1, 0.02])
     head_ids = [{id(p) for p in head.parameters()} for head in trainer.model.heads]
@@ -422,10 +444,10 @@ def test_disk_cache_survives_a_stop_and_changes_no_number(tmp_path):
     common = dict(data=str(data), recipe="pp", schedule="constant",
                   **{**FAST_CONFIG, "batch_size": 4})
     train(TrainConfig(out=str(tmp_path / "plain"), epochs=2, cache="off", **common),
-          log=lambda message: None)
+          log=quiet)
     cached = tmp_path / "cached"
     train(TrainConfig(out=str(cached), epochs=1, cache="disk", **common),
-          log=lambda message: None)
+          log=quiet)
     assert (cached / "cache" / "train-72" / "key.json").is_file()
     messages = []
     train(TrainConfig(out=str(cached), epochs=2, cache="disk", resume=True, **common),
