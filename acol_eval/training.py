@@ -308,6 +308,50 @@ class TrainResult:
     seconds: float
 
 
+def epoch_metrics(epoch: int, lr: float, train: EpochStats, val: EpochStats,
+                  seconds: float, recipe: str) -> dict[str, Any]:
+    """One row of metrics.csv (epoch counted from 1; images_per_s of training only)."""
+    metrics: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **train.row("train", recipe)}
+    if val.count:
+        metrics.update(val.row("val", recipe))
+    metrics.update({
+        "images_per_s": train.count / max(seconds, 1e-9),
+        "skipped_images": train.skipped + val.skipped,
+        "seconds": seconds,
+    })
+    return metrics
+
+
+def epoch_line(metrics: dict[str, Any], epochs: int, has_val: bool) -> str:
+    """The log line of one epoch."""
+    skipped = int(metrics["skipped_images"])
+    return (
+        f"epoch {metrics['epoch']}/{epochs}: loss {metrics['train_loss']:.4f} "
+        f"train acc {metrics['train_acc_1p']:.1f}% "
+        + (f"val acc {metrics['val_acc_1p']:.1f}% " if has_val else "")
+        + f"lr {metrics['lr']:.3g} {metrics['images_per_s']:.1f} img/s"
+        + (f" skipped {skipped} unreadable image(s)" if skipped else "")
+    )
+
+
+def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_metrics(path: Path, up_to_epoch: int) -> list[dict[str, Any]]:
+    """metrics.csv rows up to an epoch (a resumed run continues the file)."""
+    if not path.is_file():
+        return []
+    try:
+        with open(path, newline="") as handle:
+            return [row for row in csv.DictReader(handle) if int(row["epoch"]) <= up_to_epoch]
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError, csv.Error):
+        raise AcolError(f"--resume: {path} is not a metrics.csv of acol-eval") from None
+
+
 # --------------------------------------------------------------------------- data
 
 
@@ -426,7 +470,7 @@ class Trainer:
         self.start_epoch, self.best, self.rows = 0, -1.0, []
         if config.resume:
             self.start_epoch, self.best = self._resume()
-            self.rows = self._read_metrics(self.start_epoch)
+            self.rows = read_metrics(self.out / "metrics.csv", self.start_epoch)
 
     # ----------------------------------------------------------------- setup
 
@@ -592,37 +636,7 @@ class Trainer:
             world_size=self.dist.world,
         )
 
-    def _write_metrics(self, rows: list[dict[str, float]]) -> None:
-        with atomic_open(self.out / "metrics.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def _read_metrics(self, up_to_epoch: int) -> list[dict[str, Any]]:
-        path = self.out / "metrics.csv"
-        if not path.is_file():
-            return []
-        try:
-            with open(path, newline="") as handle:
-                return [row for row in csv.DictReader(handle)
-                        if int(row["epoch"]) <= up_to_epoch]
-        except (KeyError, TypeError, ValueError, UnicodeDecodeError, csv.Error):
-            raise AcolError(f"--resume: {path} is not a metrics.csv of acol-eval") from None
-
     # ----------------------------------------------------------------- main
-
-    def _epoch_metrics(self, epoch: int, lr: float, train: EpochStats, val: EpochStats,
-                       seconds: float) -> dict[str, Any]:
-        recipe = self.config.recipe
-        metrics: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **train.row("train", recipe)}
-        if val.count:
-            metrics.update(val.row("val", recipe))
-        metrics.update({
-            "images_per_s": train.count / max(seconds, 1e-9),
-            "skipped_images": train.skipped + val.skipped,
-            "seconds": seconds,
-        })
-        return metrics
 
     def _record(self, epoch: int, metrics: dict[str, Any], has_val: bool) -> None:
         """Rank 0: last.pt, best.pt when better, metrics.csv, and the log line."""
@@ -633,15 +647,8 @@ class Trainer:
         if accuracy > self.best:
             self.best = accuracy
             checkpoint.save(self.out / "best.pt")
-        self._write_metrics(self.rows)
-        skipped = int(metrics["skipped_images"])
-        self.log(
-            f"epoch {epoch + 1}/{self.config.epochs}: loss {metrics['train_loss']:.4f} "
-            f"train acc {metrics['train_acc_1p']:.1f}% "
-            + (f"val acc {metrics['val_acc_1p']:.1f}% " if has_val else "")
-            + f"lr {metrics['lr']:.3g} {metrics['images_per_s']:.1f} img/s"
-            + (f" skipped {skipped} unreadable image(s)" if skipped else "")
-        )
+        write_metrics(self.out / "metrics.csv", self.rows)
+        self.log(epoch_line(metrics, self.config.epochs, has_val))
 
     def run(self) -> TrainResult:
         config = self.config
@@ -665,7 +672,7 @@ class Trainer:
             seconds = time.perf_counter() - began
             val = self._run_epoch(epoch, train=False)
             self.scheduler.step()
-            metrics = self._epoch_metrics(epoch, lr, train, val, seconds)
+            metrics = epoch_metrics(epoch, lr, train, val, seconds, config.recipe)
             if self.dist.is_main:
                 self._record(epoch, metrics, bool(val.count))
         return TrainResult(
