@@ -152,7 +152,7 @@ def train(**options) -> None:
                 from None
     options["lr_steps"] = options["lr_steps"] or ()
     result = run_training(TrainConfig(**options))
-    if result.epochs:
+    if result.epochs and result.main_process:
         click.echo(f"trained {result.epochs} epoch(s) -> {result.out} (best.pt: "
                    f"{result.best_accuracy:.1f}% accuracy)")
 

@@ -306,6 +306,7 @@ class TrainResult:
     train_images: int
     val_images: int
     seconds: float
+    main_process: bool = True  # False on torchrun ranks other than 0 (they write nothing)
 
 
 def epoch_metrics(epoch: int, lr: float, train: EpochStats, val: EpochStats,
@@ -678,6 +679,7 @@ class Trainer:
         return TrainResult(
             self.out, max(0, config.epochs - self.start_epoch), config.epochs, metrics, self.best,
             len(self.data.train_set), len(self.data.val_set), time.perf_counter() - began_run,
+            self.dist.is_main,
         )
 
 

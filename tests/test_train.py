@@ -113,6 +113,7 @@ def test_two_gloo_processes_train_one_epoch(texture_folder, tmp_path):
     rows = read_metrics(run)
     assert len(rows) == 1
     assert result.stderr.count("epoch 1/1:") == 1  # only rank 0 reports
+    assert result.stdout.count("trained 1 epoch(s)") == 1
     # both ranks' samples are counted: 80 training images in all
     assert float(rows[0]["images_per_s"]) * float(rows[0]["seconds"]) == pytest.approx(80)
 
