@@ -75,7 +75,8 @@ def main() -> None:
               help="Training source: an ImageFolder root (train/ and val/ or validation/), "
                    "or FORMAT:PATH such as cub:PATH or folder:PATH.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Run folder: last.pt, best.pt, metrics.csv.")
+              help="Run folder: last.pt, best.pt, metrics.csv. A folder that already holds "
+                   "a run is refused unless --resume is given.")
 @click.option("--images", default=None, type=click.Path(file_okay=False),
               help="Image root for sources that hold only metadata (wsol:PATH).")
 @click.option("--arch", "--model", "arch", default="resnet50", show_default=True,
@@ -86,34 +87,51 @@ def main() -> None:
               help="Classifier chain over {p, n}: p = complementary (cross-entropy), "
                    "n = adversarial (rest cross-entropy); the first must be p.")
 @click.option("--delta", "--delta-list", "delta", default="0.6", show_default=True,
-              help="Erasing threshold(s) on the normalised map: one for every step, or one "
-                   "per step ('0.5,0.7').")
+              help="Erasing threshold(s) on the normalised map, in (0, 1]: one for every "
+                   "step, or one per step ('0.5,0.7').")
 @click.option("--head", type=click.Choice(["linear", "conv"]), default="linear",
               show_default=True, help="linear = 1x1 conv (seed); conv = 3x3-3x3-1x1 (official).")
 @click.option("--feature-stride", type=int, default=32, show_default=True,
               help="CAM stride: 32, 16 or 8 (dilation replaces the late strides).")
 @click.option("--weights", default="imagenet", show_default=True,
               help="Backbone initialisation: none, imagenet, or a torchvision state-dict file.")
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--epochs", type=int, default=10, show_default=True, help="1 to 10000.")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="1 to 1024.")
 @click.option("--lr", type=float, default=0.001, show_default=True,
-              help="Backbone learning rate; heads get --head-lr-mult times it.")
-@click.option("--head-lr-mult", type=float, default=10.0, show_default=True)
-@click.option("--momentum", type=float, default=0.9, show_default=True)
-@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
+              help="Backbone learning rate (above 0); heads get --head-lr-mult times it.")
+@click.option("--head-lr-mult", default="10", show_default=True,
+              help="Heads' learning rate over the backbone's: one value for every head, or "
+                   "one per recipe letter ('10,5' for pn).")
+@click.option("--momentum", type=float, default=0.9, show_default=True, help="0 to 0.999.")
+@click.option("--weight-decay", type=float, default=1e-4, show_default=True, help="0 or more.")
 @click.option("--schedule", type=click.Choice(["cosine", "step", "constant"]),
               default="cosine", show_default=True, help="Learning-rate schedule per epoch.")
 @click.option("--lr-steps", default=None, help="Epochs where 'step' multiplies the rate by "
               "--lr-gamma, e.g. '20,40'.")
-@click.option("--lr-gamma", type=float, default=0.1, show_default=True)
+@click.option("--lr-gamma", type=float, default=0.1, show_default=True, help="In (0, 1].")
 @click.option("--loss-weights", default=None,
-              help="One weight per recipe letter for the summed loss (default all 1).")
+              help="One weight (0 or more) per recipe letter for the summed loss "
+                   "(default all 1).")
 @click.option("--input-size", type=int, default=224, show_default=True,
-              help="Crop size for training, resize size for validation.")
+              help="Crop size for training, resize size for validation (32 to 2048).")
 @click.option("--resize-size", type=int, default=None,
-              help="Square resize before the random crop [default: input-size * 256/224].")
+              help="Square resize before the random crop, at least --input-size "
+                   "[default: input-size * 256/224].")
+@click.option("--val-fraction", type=float, default=0.0, show_default=True,
+              help="Hold out this share of the train split (stratified by class, seeded by "
+                   "--seed) as the validation split for best.pt, instead of the source's "
+                   "val/test split, which stays untouched. 0 to 0.9; 0: off.")
+@click.option("--val-split", default=None,
+              help="Validate on this split of the source [default: val, validation, else "
+                   "test, whichever exists].")
+@click.option("--cache", type=click.Choice(["auto", "memory", "disk", "off"]), default="auto",
+              show_default=True,
+              help="Decode each image once and keep it resized for later epochs: in memory, "
+                   "or in OUT/cache (reused by --resume and reruns); auto = memory when it "
+                   "fits a quarter of the free memory, else disk.")
 @click.option("--workers", type=int, default=None,
-              help="Data-loading worker processes [default: cores - 1, at most 8].")
+              help="Data-loading worker processes; 0 loads in the main process "
+                   "[default: cores - 1, at most 8].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--amp/--no-amp", default=True, show_default=True,
@@ -131,27 +149,35 @@ def train(**options) -> None:
     from acol_eval.training import TrainConfig
     from acol_eval.training import train as run_training
 
-    options["delta"] = _floats(options["delta"])
-    options["lr_steps"] = _ints(options["lr_steps"])
-    options["loss_weights"] = _floats(options["loss_weights"])
-    run_training(TrainConfig(**options))
+    for name in ("delta", "lr_steps", "loss_weights", "head_lr_mult"):
+        try:
+            options[name] = _floats(options[name])
+        except click.BadParameter as exc:
+            raise click.BadParameter(exc.message, param_hint=f"--{name.replace('_', '-')}") \
+                from None
+    options["lr_steps"] = options["lr_steps"] or ()
+    result = run_training(TrainConfig(**options))
+    if result.epochs and result.main_process:
+        click.echo(f"trained {result.epochs} epoch(s) -> {result.out} (best.pt: "
+                   f"{result.best_accuracy:.1f}% accuracy)")
 
 
 @main.command()
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--classes", type=int, default=4, show_default=True)
+@click.option("--classes", type=int, default=4, show_default=True, help="2 to 6.")
 @click.option("--train-per-class", type=int, default=60, show_default=True)
 @click.option("--val-per-class", type=int, default=25, show_default=True)
-@click.option("--size", type=int, default=160, show_default=True, help="Image side in pixels.")
+@click.option("--size", type=int, default=160, show_default=True,
+              help="Image side in pixels (32 to 1024).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True,
+              help="Write into OUT even when it holds files (they may be replaced); "
+                   "without it a non-empty OUT is refused.")
 def synth(out: str, **options) -> None:
     """Write the embedded default data set to OUT (deterministic from --seed)."""
     from acol_eval.synth import SynthConfig, write_synth
 
-    try:
-        counts = write_synth(out, SynthConfig(**options))
-    except ValueError as exc:
-        raise AcolError(str(exc)) from None
+    counts = write_synth(out, SynthConfig(**options))
     click.echo(
         f"wrote {counts['train']} train and {counts['val']} val images to {out} "
         f"(ImageFolder: {out}/images, csv: {out}/annotations.csv, cub: {out})"

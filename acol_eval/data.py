@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import mmap
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 
 from .readers import Annotations
+from .safeio import atomic_write_text
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -94,24 +98,162 @@ def eval_transform(
     ])
 
 
-class LabelledImages(Dataset):
-    """(image tensor, class index) pairs; an undecodable file yields None (see collate)."""
+# --------------------------------------------------------------------------- decoded cache
 
-    def __init__(self, root: Path, items: list[tuple[str, int]], transform) -> None:
+UNSEEN, READY, UNREADABLE = 0, 1, 2
+# The in-memory cache may take this fraction of the memory available at start-up;
+# a larger set goes to a disk cache in the run folder.
+CACHE_MEMORY_FRACTION = 0.25
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (Linux MemAvailable; else all physical memory)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def file_keys(root: Path, relatives: list[str]) -> list[list]:
+    """(path, size, mtime_ns) of each file: what a disk cache is valid for."""
+    keys = []
+    for relative in relatives:
+        try:
+            info = (root / relative).stat()
+            keys.append([relative, info.st_size, info.st_mtime_ns])
+        except OSError:
+            keys.append([relative, -1, -1])
+    return keys
+
+
+class DecodedCache:
+    """Decoded RGB images resized to `side` x `side`, one uint8 slot per image, and
+    one state byte per slot (UNSEEN, READY, UNREADABLE).
+
+    Both arrays are MAP_SHARED memory: an anonymous mapping (`folder` None) or two
+    files in `folder`. Loader workers are forked from the main process, so a slot a
+    worker fills is seen by the main process and by every later epoch's workers. A
+    disk cache is valid for `key` (side and each file's path, size and mtime): a
+    killed run reuses it, a changed file list or a changed file starts it afresh.
+    """
+
+    def __init__(self, side: int, count: int, folder: Path | None = None,
+                 key: dict | None = None) -> None:
+        self.side, self.count = side, count
+        self.folder = None if folder is None else Path(folder)
+        self.key = key
+        self.reused = False
+        if self.folder is not None:
+            self.reused = self._prepare_folder()
+        self._attach()
+
+    @property
+    def nbytes(self) -> int:
+        return self.count * (self.side * self.side * 3 + 1)
+
+    def _prepare_folder(self) -> bool:
+        """Keep the files when they were made for this key, else make them anew."""
+        key_path = self.folder / "key.json"
+        try:
+            if json.loads(key_path.read_text()) == self.key:
+                return True
+        except (OSError, ValueError):
+            pass
+        self.folder.mkdir(parents=True, exist_ok=True)
+        key_path.unlink(missing_ok=True)  # no key: files being made are never trusted
+        for name, size in (("states.u8", self.count),
+                           ("pixels.u8", self.count * self.side * self.side * 3)):
+            with open(self.folder / name, "wb") as handle:
+                handle.truncate(size)  # zeros: every slot UNSEEN
+        atomic_write_text(key_path, json.dumps(self.key))
+        return False
+
+    def _attach(self) -> None:
+        shape = (self.count, self.side, self.side, 3)
+        if self.folder is None:
+            self._states = np.frombuffer(mmap.mmap(-1, self.count), np.uint8)
+            self._pixels = np.frombuffer(mmap.mmap(-1, self.count * self.side ** 2 * 3),
+                                         np.uint8).reshape(shape)
+        else:
+            self._states = np.memmap(self.folder / "states.u8", np.uint8, "r+",
+                                     shape=(self.count,))
+            self._pixels = np.memmap(self.folder / "pixels.u8", np.uint8, "r+", shape=shape)
+
+    def __getstate__(self) -> dict:  # a spawned worker maps the files again
+        state = self.__dict__.copy()
+        del state["_states"], state["_pixels"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._attach()
+
+    def state(self, index: int) -> int:
+        return int(self._states[index])
+
+    def pixels(self, index: int) -> np.ndarray:
+        return self._pixels[index]
+
+    def put(self, index: int, pixels: np.ndarray | None) -> None:
+        """Store a decoded image (or that it is unreadable); pixels first, state last."""
+        if pixels is not None:
+            if pixels.shape != (self.side, self.side, 3):
+                return  # not what this cache holds; leave the slot unseen
+            self._pixels[index] = pixels
+        self._states[index] = READY if pixels is not None else UNREADABLE
+
+    def counts(self) -> dict[str, int]:
+        states = np.bincount(np.asarray(self._states), minlength=3)
+        return {"unseen": int(states[UNSEEN]), "ready": int(states[READY]),
+                "unreadable": int(states[UNREADABLE])}
+
+
+class LabelledImages(Dataset):
+    """(image tensor, class index) pairs; an undecodable file yields None (see collate).
+
+    With a `DecodedCache`, an image is decoded and resized to `cache.side` once (by
+    whichever loader process meets it first) and read back from the cache in later
+    epochs; `transform` then starts with a resize to that same side, a no-op, so the
+    tensors are those of an uncached run bit for bit.
+    """
+
+    def __init__(self, root: Path, items: list[tuple[str, int]], transform,
+                 cache: DecodedCache | None = None) -> None:
         self.root = Path(root)
         self.items = items
         self.transform = transform
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int):
-        relative, label = self.items[index]
-        try:
-            image = decode_image(self.root / relative)
-        except Exception:  # noqa: BLE001 - skipped and counted by the caller
+        image = self._decoded(index)
+        if image is None:
             return None
-        return self.transform(image), label
+        return self.transform(image), self.items[index][1]
+
+    def _decoded(self, index: int) -> Image.Image | None:
+        cache = self.cache
+        if cache is not None:
+            state = cache.state(index)
+            if state == READY:
+                return Image.fromarray(cache.pixels(index))
+            if state == UNREADABLE:
+                return None
+        try:
+            image = decode_image(self.root / self.items[index][0])
+        except Exception:  # noqa: BLE001 - skipped and counted by the caller
+            image = None
+        if cache is not None:
+            if image is not None:
+                image = transforms.functional.resize(image, [cache.side, cache.side])
+            cache.put(index, None if image is None else np.asarray(image))
+        return image
 
 
 def collate_skipping(batch):

@@ -12,6 +12,7 @@ The model is pure: no file I/O. Weights arrive as state dicts (see `weights.py`)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import Enum
 from typing import NamedTuple
 
 import torch
@@ -20,7 +21,15 @@ from torch import Tensor, nn
 from .backbones import build_backbone, get_spec
 from .errors import AcolError
 
-HEADS = ("linear", "conv")
+
+class Head(str, Enum):
+    """`--head`: linear = a 1x1 conv (the seed); conv = 3x3-3x3-1x1 (the official code)."""
+
+    LINEAR = "linear"
+    CONV = "conv"
+
+
+HEADS = tuple(head.value for head in Head)
 DEFAULT_DELTA = 0.6
 
 
@@ -72,7 +81,7 @@ class ClassifierHead(nn.Module):
         super().__init__()
         if kind not in HEADS:
             raise AcolError(f"head {kind!r} is not one of {', '.join(HEADS)}")
-        self.kind = kind
+        self.kind = Head(kind).value  # a plain string: compared and stored as one
         if kind == "conv":
             self.trunk: nn.Module = nn.Sequential(
                 nn.Conv2d(in_channels, 1024, 3, padding=1),
@@ -120,7 +129,7 @@ class ACoL(nn.Module):
         if "n" in recipe and num_classes < 2:
             raise AcolError("the adversarial classifier 'n' needs at least two classes")
         self.num_classes = num_classes
-        self.head_kind = head
+        self.head_kind = str(getattr(head, "value", head))
         self.backbone = backbone
         self.heads = nn.ModuleList(
             ClassifierHead(in_channels, num_classes, head) for _ in recipe

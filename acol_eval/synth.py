@@ -16,18 +16,37 @@ Layout of OUT:
 from __future__ import annotations
 
 import csv
+import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .errors import AcolError
+from .safeio import LOCK_NAME, FolderLock, atomic_write_bytes, atomic_write_text
+
 SHAPES = ("disc", "square", "triangle", "cross", "diamond", "ring")
 TEXTURES = ("stripes", "checker", "dots", "diagonal", "grid", "waves")
 
 
+MAX_PER_CLASS = 10_000
+MIN_SIZE, MAX_SIZE = 32, 1024
+MIN_OBJECT_SIDE = 8  # pixels: below this a shape and its texture are not recognisable
+
+
+def _whole(flag: str, value, low: int, high: int) -> int:
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value != int(value) or not low <= value <= high):
+        raise AcolError(f"{flag} {value!r} must be a whole number from {low} to {high}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class SynthConfig:
+    """`acol-eval synth` options; every check is here, each error names its flag."""
+
     classes: int = 4
     train_per_class: int = 60
     val_per_class: int = 25
@@ -35,11 +54,29 @@ class SynthConfig:
     min_scale: float = 0.3
     max_scale: float = 0.6
     seed: int = 0
+    overwrite: bool = False  # write into an OUT that already holds files
+
+    def __post_init__(self) -> None:
+        class_names(_whole("--classes", self.classes, -(2**31), 2**31))  # its own message
+        _whole("--train-per-class", self.train_per_class, 1, MAX_PER_CLASS)
+        _whole("--val-per-class", self.val_per_class, 1, MAX_PER_CLASS)
+        _whole("--size", self.size, MIN_SIZE, MAX_SIZE)
+        _whole("--seed", self.seed, 0, 2**63 - 1)
+        for flag, value in (("--min-scale", self.min_scale), ("--max-scale", self.max_scale)):
+            if not isinstance(value, (int, float)) or not (
+                    math.isfinite(value) and 0 < value <= 1):
+                raise AcolError(f"{flag} {value!r} must be a number in (0, 1]")
+        if self.min_scale > self.max_scale:
+            raise AcolError(f"--min-scale {self.min_scale} is above --max-scale "
+                            f"{self.max_scale}")
+        if int(self.size * self.min_scale) < MIN_OBJECT_SIDE:
+            raise AcolError(f"objects of {self.min_scale} x {self.size} pixels are under "
+                            f"{MIN_OBJECT_SIDE} pixels: raise --size or --min-scale")
 
 
 def class_names(count: int) -> list[str]:
     if not 2 <= count <= len(SHAPES):
-        raise ValueError(f"synth makes 2 to {len(SHAPES)} classes, not {count}")
+        raise AcolError(f"synth makes 2 to {len(SHAPES)} classes, not {count}")
     return [f"{SHAPES[i]}_{TEXTURES[i]}" for i in range(count)]
 
 
@@ -132,9 +169,35 @@ def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
+def check_out(out: Path, overwrite: bool) -> None:
+    """OUT must be a folder holding nothing (but our lock), unless `overwrite`."""
+    if out.exists() and not out.is_dir():
+        raise AcolError(f"{out} exists and is not a folder")
+    if out.is_dir() and not overwrite and any(p.name != LOCK_NAME for p in out.iterdir()):
+        raise AcolError(f"{out} is not empty; choose an empty or new folder, or add "
+                        f"--overwrite to replace the data set's files in it")
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise AcolError(f"cannot encode {path}")
+    atomic_write_bytes(path, encoded.tobytes())
+
+
 def write_synth(out: str | Path, config: SynthConfig = SynthConfig()) -> dict[str, int]:
-    """Write the whole data set under `out`; returns image counts per split."""
+    """Write the whole data set under `out`; returns image counts per split.
+
+    OUT must be empty or new unless `config.overwrite`; one synth writes it at a time.
+    """
     out = Path(out)
+    check_out(out, config.overwrite)
+    with FolderLock(out, "synth"):
+        check_out(out, config.overwrite)
+        return _write_all(out, config)
+
+
+def _write_all(out: Path, config: SynthConfig) -> dict[str, int]:
     names = class_names(config.classes)
     rng = np.random.default_rng(config.seed)
     records = []
@@ -148,23 +211,24 @@ def write_synth(out: str | Path, config: SynthConfig = SynthConfig()) -> dict[st
             for number in range(per_class):
                 image, mask = draw_sample(rng, index, config)
                 stem = f"{name}_{split}_{number:04d}"
-                cv2.imwrite(str(image_dir / f"{stem}.png"), image)
-                cv2.imwrite(str(mask_dir / f"{stem}.png"), mask * 255)
+                write_png(image_dir / f"{stem}.png", image)
+                write_png(mask_dir / f"{stem}.png", mask * 255)
                 relative = f"{split}/{name}/{stem}.png"
                 records.append((relative, name, split, *mask_box(mask)))
                 counts[split] += 1
-    with open(out / "annotations.csv", "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["image", "label", "x0", "y0", "x1", "y1", "split"])
-        for relative, name, split, *box in records:
-            writer.writerow([relative, name, *box, split])
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(["image", "label", "x0", "y0", "x1", "y1", "split"])
+    for relative, name, split, *box in records:
+        writer.writerow([relative, name, *box, split])
+    atomic_write_text(out / "annotations.csv", table.getvalue())
     _write_cub(out, names, records)
     return counts
 
 
 def _write_cub(out: Path, names: list[str], records: list[tuple]) -> None:
     def write(name: str, lines: list[str]) -> None:
-        (out / name).write_text("".join(line + "\n" for line in lines))
+        atomic_write_text(out / name, "".join(line + "\n" for line in lines))
 
     class_id = {name: i + 1 for i, name in enumerate(names)}
     write("classes.txt", [f"{class_id[n]} {n}" for n in names])

@@ -1,10 +1,17 @@
 """`acol-eval train`: fit an ACoL model on image-level labels (SPEC 3).
 
+One job shape: `TrainConfig` (every default and every check, in `__post_init__`)
+-> `train(config, log)` -> `TrainResult`.
+
 Determinism and resume: the global torch RNG is re-seeded from (seed, epoch)
 at the start of every epoch and the data order comes from a generator seeded
 the same way, so an epoch's randomness does not depend on what ran before it.
 A run resumed from `last.pt` therefore continues bit for bit (on CPU) where an
 uninterrupted run would be.
+
+Speed: each image is decoded once and kept resized to the size the transform
+starts with (`data.DecodedCache`: in memory within a budget, else on disk in
+OUT/cache), so epochs after the first cost the network, not JPEG decoding.
 """
 
 from __future__ import annotations
@@ -12,83 +19,259 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
-import os
+import re
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from .backbones import check_stride
-from .checkpoint import load_checkpoint, plain, save_checkpoint
+from .checkpoint import MAX_INPUT_SIZE, MIN_INPUT_SIZE, Checkpoint
 from .data import (
+    CACHE_MEMORY_FRACTION,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    DecodedCache,
     LabelledImages,
+    available_memory,
     collate_skipping,
     eval_transform,
+    file_keys,
     labelled_items,
     train_transform,
 )
 from .errors import AcolError
 from .losses import acol_loss
-from .model import ACoL, build_model, check_recipe, expand_deltas
+from .model import ACoL, Head, build_model, check_recipe, expand_deltas
 from .readers import VALIDATION_SPLITS, read_source
-from .runtime import Distributed, default_workers, library_versions
+from .runtime import Distributed, library_versions, resolve_workers
+from .safeio import FolderLock, atomic_open
 from .weights import resolve_weights
 
-SCHEDULES = ("cosine", "step", "constant")
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv")
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 1024  # 1024 x 3 x 224 x 224 floats are 600 MB before the network runs
+MAX_RESIZE_SIZE = 2 * MAX_INPUT_SIZE
+MAX_SEED = 2**63 - 1
 
 
-@dataclass
+class Schedule(str, Enum):
+    """`--schedule`: the learning-rate factor per epoch."""
+
+    COSINE = "cosine"
+    STEP = "step"
+    CONSTANT = "constant"
+
+
+SCHEDULES = tuple(schedule.value for schedule in Schedule)
+
+
+class CacheMode(str, Enum):
+    """`--cache`: where decoded images are kept between epochs."""
+
+    AUTO = "auto"  # memory when it fits CACHE_MEMORY_FRACTION of free memory, else disk
+    MEMORY = "memory"
+    DISK = "disk"  # OUT/cache, reused by a resumed or rerun run
+    OFF = "off"  # decode every image every epoch
+
+
+# --------------------------------------------------------------------------- the config
+
+
+def _choice(enum: type[Enum], flag: str, value: Any) -> Any:
+    try:
+        return enum(getattr(value, "value", value))
+    except ValueError:
+        names = ", ".join(member.value for member in enum)
+        raise AcolError(f"{flag} {value!r} is not one of {names}") from None
+
+
+def _number(flag: str, value: Any, low: float, high: float = math.inf,
+            low_open: bool = False) -> float:
+    """A finite float in [low, high] ((low, high] when `low_open`), else an AcolError."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise AcolError(f"{flag} {value!r} is not a number") from None
+    below = number <= low if low_open else number < low
+    if not math.isfinite(number) or below or number > high:
+        where = f"{'above' if low_open else 'at least'} {low:g}"
+        where += f" and at most {high:g}" if math.isfinite(high) else ""
+        raise AcolError(f"{flag} {value!r} must be a finite number {where}")
+    return number
+
+
+def _count(flag: str, value: Any, low: int, high: int) -> int:
+    """An integer in [low, high] (a float like 3.0 is accepted as 3), else an AcolError."""
+    number = _number(flag, value, low, high)
+    if isinstance(value, bool) or number != int(number):
+        raise AcolError(f"{flag} {value!r} must be a whole number")
+    return int(number)
+
+
+def _numbers(flag: str, values: Any) -> tuple[float, ...]:
+    if isinstance(values, (int, float, str)):
+        values = [values]
+    return tuple(_number(flag, v, -math.inf) for v in values)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
+    """Every option of `acol-eval train`; defaults and checks live here and only here."""
+
     data: str
     out: str
     images: str | None = None  # image root for sources that hold metadata only (wsol:)
     arch: str = "resnet50"
     recipe: str = "pp"
-    delta: list[float] = field(default_factory=lambda: [0.6])
-    head: str = "linear"
+    delta: tuple[float, ...] = (0.6,)
+    head: Head = Head.LINEAR
     feature_stride: int = 32
     weights: str = "imagenet"
     epochs: int = 10
     batch_size: int = 32
     lr: float = 0.001
-    head_lr_mult: float = 10.0
+    head_lr_mult: tuple[float, ...] = (10.0,)  # one for every head, or one per letter
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    schedule: str = "cosine"
-    lr_steps: list[int] = field(default_factory=list)
+    schedule: Schedule = Schedule.COSINE
+    lr_steps: tuple[int, ...] = ()
     lr_gamma: float = 0.1
-    loss_weights: list[float] | None = None
+    loss_weights: tuple[float, ...] | None = None
     input_size: int = 224
-    resize_size: int | None = None
-    workers: int | None = None  # None: data.default_workers()
+    resize_size: int | None = None  # None: round(input_size * 256 / 224)
+    workers: int | None = None  # None: runtime.default_workers()
     seed: int = 0
     device: str = "auto"
     amp: bool = True
     channels_last: bool = True
     resume: bool = False
+    val_fraction: float = 0.0  # > 0: hold out this stratified share of train for validation
+    val_split: str | None = None  # a named split of the source as the validation split
+    cache: CacheMode = CacheMode.AUTO
+
+    def __post_init__(self) -> None:
+        self._check_names()
+        self._check_model()
+        self._check_optimiser()
+        self._check_sizes()
+        self._check_validation()
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)  # normalising a frozen instance, once
+
+    def _check_names(self) -> None:
+        for flag, value in (("--data", self.data), ("--out", self.out),
+                            ("--weights", self.weights), ("--arch", self.arch)):
+            if not isinstance(value, str) or not value.strip() or "\0" in value:
+                raise AcolError(f"{flag} {value!r} is empty or not a usable name")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d{1,3})?", str(self.device)):
+            raise AcolError(f"--device {self.device!r} is not one of auto, cpu, cuda, cuda:N")
+        self._set("seed", _count("--seed", self.seed, 0, MAX_SEED))
+        if self.workers is not None:
+            self._set("workers", _count("--workers", self.workers, -(2**31), 2**31))
+        self._set("workers", resolve_workers(self.workers))
+        self._set("cache", _choice(CacheMode, "--cache", self.cache))
+
+    def _check_model(self) -> None:
+        check_recipe(self.recipe)
+        self._set("head", _choice(Head, "--head", self.head))
+        self._set("delta", expand_deltas(_numbers("--delta", self.delta), self.recipe))
+        self._set("feature_stride", _count("--feature-stride", self.feature_stride, 1, 64))
+        check_stride(self.arch, self.feature_stride)
+        if self.loss_weights is not None:
+            weights = tuple(_number("--loss-weights", w, 0.0) for w in
+                            _numbers("--loss-weights", self.loss_weights))
+            if len(weights) != len(self.recipe):
+                raise AcolError("--loss-weights needs one weight per recipe letter")
+            if not any(weights):
+                raise AcolError("--loss-weights are all 0: nothing would be trained")
+            self._set("loss_weights", weights)
+
+    def _check_optimiser(self) -> None:
+        self._set("epochs", _count("--epochs", self.epochs, 1, MAX_EPOCHS))
+        self._set("batch_size", _count("--batch-size", self.batch_size, 1, MAX_BATCH_SIZE))
+        self._set("lr", _number("--lr", self.lr, 0.0, low_open=True))
+        self._set("momentum", _number("--momentum", self.momentum, 0.0, 0.999))
+        self._set("weight_decay", _number("--weight-decay", self.weight_decay, 0.0))
+        self._set("lr_gamma", _number("--lr-gamma", self.lr_gamma, 0.0, 1.0, low_open=True))
+        self._set("schedule", _choice(Schedule, "--schedule", self.schedule))
+        steps = tuple(_count("--lr-steps", s, 1, MAX_EPOCHS)
+                      for s in _numbers("--lr-steps", self.lr_steps))
+        if list(steps) != sorted(set(steps)):
+            raise AcolError(f"--lr-steps {list(steps)} must rise strictly")
+        self._set("lr_steps", steps)
+        mults = tuple(_number("--head-lr-mult", m, 0.0, low_open=True)
+                      for m in _numbers("--head-lr-mult", self.head_lr_mult))
+        if len(mults) not in (1, len(self.recipe)):
+            raise AcolError(f"--head-lr-mult takes one value or one per recipe letter "
+                            f"({len(self.recipe)} for {self.recipe!r}), not {len(mults)}")
+        self._set("head_lr_mult", mults)
+
+    def _check_sizes(self) -> None:
+        self._set("input_size", _count("--input-size", self.input_size,
+                                       MIN_INPUT_SIZE, MAX_INPUT_SIZE))
+        if self.resize_size is None:
+            self._set("resize_size", round(self.input_size * 256 / 224))
+        else:
+            self._set("resize_size", _count("--resize-size", self.resize_size,
+                                            self.input_size, MAX_RESIZE_SIZE))
+
+    def _check_validation(self) -> None:
+        self._set("val_fraction", _number("--val-fraction", self.val_fraction, 0.0, 0.9))
+        if self.val_split is not None and (not isinstance(self.val_split, str)
+                                           or not self.val_split.strip()):
+            raise AcolError(f"--val-split {self.val_split!r} is not a split name")
+        if self.val_fraction and self.val_split:
+            raise AcolError("give --val-fraction or --val-split, not both")
+
+
+# --------------------------------------------------------------------------- pure parts
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 100_003 + epoch * 7_919 + 1) % (2**63 - 1)
 
 
-def lr_factor(schedule: str, epochs: int, steps: Sequence[int], gamma: float) -> Callable:
-    if schedule == "cosine":
+def lr_factor(schedule: Schedule | str, epochs: int, steps: Sequence[int],
+              gamma: float) -> Callable:
+    schedule = _choice(Schedule, "--schedule", schedule)
+    if schedule == Schedule.COSINE:
         return lambda e: 0.5 * (1 + math.cos(math.pi * e / max(epochs, 1)))
-    if schedule == "step":
+    if schedule == Schedule.STEP:
         return lambda e: gamma ** sum(e >= s for s in steps)
-    if schedule == "constant":
-        return lambda e: 1.0
-    raise AcolError(f"unknown schedule {schedule!r}; use {', '.join(SCHEDULES)}")
+    return lambda e: 1.0
+
+
+def hold_out(items: list[tuple[str, int]], fraction: float,
+             seed: int) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """Split (image, class) items into (train, validation), stratified by class.
+
+    Each class gives round(fraction * n) of its n images (at least 1 when it has
+    2 or more and fraction > 0), chosen by a generator seeded from `seed` alone;
+    both lists keep the input order.
+    """
+    rng = np.random.default_rng([seed, 0x5EED])
+    held: set[int] = set()
+    labels = np.array([label for _, label in items])
+    for label in sorted(set(labels.tolist())):
+        positions = np.flatnonzero(labels == label)
+        take = min(len(positions) - 1, max(1, round(fraction * len(positions))))
+        if fraction > 0 and take > 0:
+            held.update(rng.permutation(positions)[:take].tolist())
+    train = [item for i, item in enumerate(items) if i not in held]
+    val = [item for i, item in enumerate(items) if i in held]
+    return train, val
 
 
 def _log_default(message: str) -> None:
@@ -111,110 +294,252 @@ class EpochStats:
         return row
 
 
-class Trainer:
-    """One training run; `run()` does every epoch and writes the run folder."""
+@dataclass(frozen=True)
+class TrainResult:
+    """What one `train` run did; `metrics` is the last epoch's row of metrics.csv."""
 
-    def __init__(self, config: TrainConfig, log: Callable[[str], None] = _log_default) -> None:
+    out: Path
+    epochs: int  # epochs run by this command (fewer than --epochs after --resume)
+    last_epoch: int
+    metrics: dict[str, Any]
+    best_accuracy: float
+    train_images: int
+    val_images: int
+    seconds: float
+    main_process: bool = True  # False on torchrun ranks other than 0 (they write nothing)
+
+
+def epoch_metrics(epoch: int, lr: float, train: EpochStats, val: EpochStats,
+                  seconds: float, recipe: str) -> dict[str, Any]:
+    """One row of metrics.csv (epoch counted from 1; images_per_s of training only)."""
+    metrics: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **train.row("train", recipe)}
+    if val.count:
+        metrics.update(val.row("val", recipe))
+    metrics.update({
+        "images_per_s": train.count / max(seconds, 1e-9),
+        "skipped_images": train.skipped + val.skipped,
+        "seconds": seconds,
+    })
+    return metrics
+
+
+def epoch_line(metrics: dict[str, Any], epochs: int, has_val: bool) -> str:
+    """The log line of one epoch."""
+    skipped = int(metrics["skipped_images"])
+    return (
+        f"epoch {metrics['epoch']}/{epochs}: loss {metrics['train_loss']:.4f} "
+        f"train acc {metrics['train_acc_1p']:.1f}% "
+        + (f"val acc {metrics['val_acc_1p']:.1f}% " if has_val else "")
+        + f"lr {metrics['lr']:.3g} {metrics['images_per_s']:.1f} img/s"
+        + (f" skipped {skipped} unreadable image(s)" if skipped else "")
+    )
+
+
+def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_metrics(path: Path, up_to_epoch: int) -> list[dict[str, Any]]:
+    """metrics.csv rows up to an epoch (a resumed run continues the file)."""
+    if not path.is_file():
+        return []
+    try:
+        with open(path, newline="") as handle:
+            return [row for row in csv.DictReader(handle) if int(row["epoch"]) <= up_to_epoch]
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError, csv.Error):
+        raise AcolError(f"--resume: {path} is not a metrics.csv of acol-eval") from None
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class TrainingData:
+    classes: list[str]
+    train_set: LabelledImages
+    val_set: LabelledImages
+    note: str  # how the validation split was chosen, when that needs saying
+
+
+def _validation_items(config: TrainConfig, annotations, classes: list[str],
+                      train_items: list) -> tuple[list, list, str]:
+    splits = annotations.splits
+    if config.val_fraction > 0:
+        train_items, val_items = hold_out(train_items, config.val_fraction, config.seed)
+        return train_items, val_items, (
+            f"note: validation is {len(val_items)} images held out of the train split "
+            f"(--val-fraction {config.val_fraction:g}, stratified, seed {config.seed})")
+    if config.val_split is not None:
+        if config.val_split not in splits or config.val_split == "train":
+            raise AcolError(f"--val-split {config.val_split!r} is not a split of "
+                            f"{config.data} other than train (found: {', '.join(splits)})")
+        return train_items, labelled_items(annotations, config.val_split, classes), ""
+    val_split = next((s for s in VALIDATION_SPLITS if s in splits), None)
+    if val_split is None:
+        return train_items, [], ("note: no val/validation/test split; "
+                                 "best.pt follows training accuracy")
+    return train_items, labelled_items(annotations, val_split, classes), ""
+
+
+def load_training_data(config: TrainConfig) -> TrainingData:
+    """The train and validation sets of `config.data` (nothing cached yet)."""
+    annotations = read_source(config.data)
+    if config.images:
+        annotations.root = Path(config.images)
+    if "train" not in annotations.splits:
+        raise AcolError(
+            f"{config.data} has no 'train' split (found: {', '.join(annotations.splits)})"
+        )
+    classes = annotations.classes
+    if len(classes) < 2:
+        raise AcolError(f"{config.data} has {len(classes)} class; need at least 2")
+    train_items = labelled_items(annotations, "train", classes)
+    train_items, val_items, note = _validation_items(config, annotations, classes, train_items)
+    size = config.input_size
+    return TrainingData(
+        classes,
+        LabelledImages(annotations.root, train_items,
+                       train_transform(size, config.resize_size)),
+        LabelledImages(annotations.root, val_items, eval_transform(size)),
+        note,
+    )
+
+
+def attach_cache(dataset: LabelledImages, name: str, side: int, mode: CacheMode,
+                 folder: Path | None, budget: int) -> str:
+    """Give `dataset` a DecodedCache as `mode` says; returns where it went (or why not)."""
+    count = len(dataset)
+    needed = count * (side * side * 3 + 1)
+    if count == 0 or mode == CacheMode.OFF:
+        return "off"
+    if mode == CacheMode.MEMORY or (mode == CacheMode.AUTO and needed <= budget):
+        dataset.cache = DecodedCache(side, count)
+        return f"memory ({needed / 2**20:.0f} MB)"
+    if folder is None:
+        return "off (no disk cache under torchrun)"
+    folder.mkdir(parents=True, exist_ok=True)
+    if mode == CacheMode.AUTO and shutil.disk_usage(folder).free < 1.1 * needed:
+        return f"off ({needed / 2**30:.1f} GB fits neither memory nor {folder})"
+    key = {"side": side, "files": file_keys(dataset.root, [i for i, _ in dataset.items])}
+    cache = DecodedCache(side, count, folder / f"{name}-{side}", key)
+    dataset.cache = cache
+    reused = cache.counts()["ready"] if cache.reused else 0
+    return f"disk {cache.folder} ({needed / 2**20:.0f} MB, {reused} images already decoded)"
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Precision:
+    use_amp: bool
+    dtype: torch.dtype
+    scaler: torch.amp.GradScaler
+
+
+class Trainer:
+    """One training run: data, model, optimiser and resume state are all set up by
+    `__init__` (so a bad input fails before anything is written); `run()` writes."""
+
+    def __init__(self, config: TrainConfig, dist: Distributed,
+                 log: Callable[[str], None] = _log_default) -> None:
         self.config = config
         self.log = log
-        check_recipe(config.recipe)
-        self.deltas = expand_deltas(config.delta, config.recipe)
-        check_stride(config.arch, config.feature_stride)
-        if config.schedule not in SCHEDULES:
-            raise AcolError(f"unknown schedule {config.schedule!r}; use {', '.join(SCHEDULES)}")
-        if config.epochs < 1 or config.batch_size < 1:
-            raise AcolError("--epochs and --batch-size must be at least 1")
-        if config.loss_weights is not None and len(config.loss_weights) != len(config.recipe):
-            raise AcolError("--loss-weights needs one weight per recipe letter")
+        self.dist = dist
+        self.device = dist.device
         self.out = Path(config.out)
-        self.dist = Distributed(config.device)
-        self.device = self.dist.device
-        self.resize_size = config.resize_size or round(config.input_size * 256 / 224)
-        self.workers = default_workers() if config.workers is None else config.workers
-
-    # ----------------------------------------------------------------- setup
-
-    def _data(self) -> None:
-        annotations = read_source(self.config.data)
-        if self.config.images:
-            annotations.root = Path(self.config.images)
-        splits = annotations.splits
-        train_split = "train" if "train" in splits else None
-        if train_split is None:
-            raise AcolError(
-                f"{self.config.data} has no 'train' split (found: {', '.join(splits)})"
-            )
-        val_split = next((s for s in VALIDATION_SPLITS if s in splits), None)
-        self.classes = annotations.classes
-        if len(self.classes) < 2:
-            raise AcolError(f"{self.config.data} has {len(self.classes)} class; need at least 2")
-        train_items = labelled_items(annotations, train_split, self.classes)
-        val_items = labelled_items(annotations, val_split, self.classes) if val_split else []
-        size = self.config.input_size
-        self.train_set = LabelledImages(
-            annotations.root, train_items, train_transform(size, self.resize_size)
-        )
-        self.val_set = LabelledImages(annotations.root, val_items, eval_transform(size))
-        if not val_items and self.dist.is_main:
-            self.log("note: no val/validation/test split; best.pt follows training accuracy")
-
-    def _model(self) -> None:
-        config = self.config
-        torch.manual_seed(config.seed)
-        backbone_state = None
-        if not config.resume:
-            backbone_state = resolve_weights(config.weights, config.arch)
-        self.model: ACoL = build_model(
-            config.arch, len(self.classes), config.recipe, self.deltas, config.head,
-            config.feature_stride, backbone_state,
-        )
-        self.model.to(self.device)
-        if self.device.type == "cuda" and config.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        head_params = list(self.model.heads.parameters())
-        self.optimizer = torch.optim.SGD(
-            [
-                {"params": list(self.model.backbone.parameters()), "lr": config.lr},
-                {"params": head_params, "lr": config.lr * config.head_lr_mult},
-            ],
-            lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-        )
+        self.data = load_training_data(config)
+        if self.data.note and dist.is_main:
+            log(self.data.note)
+        self.model = self._build_model()
+        self.optimizer = self._build_optimizer()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lr_factor(config.schedule, config.epochs, config.lr_steps, config.lr_gamma),
         )
         self.net: nn.Module = self.model
-        if self.dist.active:
+        if dist.active:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.use_amp = config.amp and self.device.type == "cuda"
-        self.amp_dtype = (
-            torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        )
-        self.scaler = torch.amp.GradScaler(
-            "cuda", enabled=self.use_amp and self.amp_dtype == torch.float16
-        )
+        use_amp = config.amp and self.device.type == "cuda"
+        dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.precision = Precision(use_amp, dtype, torch.amp.GradScaler(
+            "cuda", enabled=use_amp and dtype == torch.float16))
+        self.start_epoch, self.best, self.rows = 0, -1.0, []
+        if config.resume:
+            self.start_epoch, self.best = self._resume()
+            self.rows = read_metrics(self.out / "metrics.csv", self.start_epoch)
+
+    # ----------------------------------------------------------------- setup
+
+    def _build_model(self) -> ACoL:
+        config = self.config
+        torch.manual_seed(config.seed)
+        backbone_state = None if config.resume else resolve_weights(config.weights, config.arch)
+        model = build_model(config.arch, len(self.data.classes), config.recipe, config.delta,
+                            config.head.value, config.feature_stride, backbone_state)
+        model.to(self.device)
+        if self.device.type == "cuda" and config.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return model
+
+    def _build_optimizer(self) -> torch.optim.SGD:
+        """Backbone at --lr; heads at --lr times --head-lr-mult (one group for all heads
+        when one multiplier is given, as checkpoints before per-letter ones hold)."""
+        config = self.config
+        groups = [{"params": list(self.model.backbone.parameters()), "lr": config.lr}]
+        if len(config.head_lr_mult) == 1:
+            groups.append({"params": list(self.model.heads.parameters()),
+                           "lr": config.lr * config.head_lr_mult[0]})
+        else:
+            groups += [{"params": list(head.parameters()), "lr": config.lr * mult}
+                       for head, mult in zip(self.model.heads, config.head_lr_mult)]
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
 
     def _resume(self) -> tuple[int, float]:
         path = self.out / "last.pt"
         if not path.is_file():
             raise AcolError(f"--resume: {path} does not exist (nothing to resume)")
-        payload = load_checkpoint(path)
-        for key, mine in (("arch", self.config.arch), ("recipe", self.config.recipe),
-                          ("head", self.config.head),
-                          ("feature_stride", self.config.feature_stride)):
-            if payload[key] != mine:
+        saved = Checkpoint.load(path)
+        config = self.config
+        for key, mine in (("arch", config.arch), ("recipe", config.recipe),
+                          ("head", config.head.value), ("feature_stride", config.feature_stride)):
+            if getattr(saved, key) != mine:
                 raise AcolError(
-                    f"--resume: {path} was trained with {key}={payload[key]}, not {mine}"
+                    f"--resume: {path} was trained with {key}={getattr(saved, key)}, not {mine}"
                 )
-        if list(payload["classes"]) != list(self.classes):
-            raise AcolError(f"--resume: {path} has other classes than {self.config.data}")
-        self.model.load_state_dict(payload["state_dict"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scheduler.load_state_dict(payload["scheduler"])
-        if "scaler" in payload and payload["scaler"]:
-            self.scaler.load_state_dict(payload["scaler"])
-        return int(payload["epoch"]), float(payload.get("best_accuracy", -1.0))
+        if list(saved.classes) != list(self.data.classes):
+            raise AcolError(f"--resume: {path} has other classes than {config.data}")
+        if saved.optimizer is None or saved.scheduler is None:
+            raise AcolError(f"--resume: {path} holds no optimiser state (not a training run's)")
+        try:
+            self.model.load_state_dict(saved.state_dict)
+            self.optimizer.load_state_dict(saved.optimizer)
+            self.scheduler.load_state_dict(saved.scheduler)
+            if saved.scaler:
+                self.precision.scaler.load_state_dict(saved.scaler)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            raise AcolError(f"--resume: {path} does not fit this run: {first}") from None
+        return int(saved.epoch), float(saved.best_accuracy)
+
+    def attach_caches(self) -> None:
+        """Decode each image once from now on (see data.DecodedCache)."""
+        config = self.config
+        folder = None if self.dist.active else self.out / "cache"
+        budget = int(CACHE_MEMORY_FRACTION * available_memory())
+        where = []
+        for name, dataset, side in (("train", self.data.train_set, config.resize_size),
+                                    ("val", self.data.val_set, config.input_size)):
+            where.append(attach_cache(dataset, name, side, config.cache, folder, budget))
+            if dataset.cache is not None and dataset.cache.folder is None:
+                budget -= dataset.cache.nbytes
+        if self.dist.is_main and config.cache != CacheMode.OFF:
+            self.log(f"decoded-image cache: train {where[0]}, val {where[1]}")
 
     # ----------------------------------------------------------------- epochs
 
@@ -233,15 +558,40 @@ class Trainer:
             batch_size=self.config.batch_size,
             shuffle=train and sampler is None,
             sampler=sampler,
-            num_workers=self.workers,
+            num_workers=self.config.workers,
             collate_fn=collate_skipping,
             generator=generator,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
         )
 
+    def _step(self, images: torch.Tensor, labels: torch.Tensor, train: bool,
+              stats: EpochStats) -> torch.Tensor:
+        """One batch forward (and backward when training); adds to `stats`."""
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        if self.device.type == "cuda" and self.config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        precision = self.precision
+        with torch.autocast("cuda", dtype=precision.dtype, enabled=precision.use_amp):
+            output = self.net(images, labels)
+            logits = [z.float() for z in output.logits]
+            total, parts = acol_loss(self.config.recipe, logits, labels,
+                                     self.config.loss_weights)
+        if train:
+            self.optimizer.zero_grad(set_to_none=True)
+            precision.scaler.scale(total).backward()
+            precision.scaler.step(self.optimizer)
+            precision.scaler.update()
+        n = labels.shape[0]
+        stats.count += n
+        for k, (part, z) in enumerate(zip(parts, logits)):
+            stats.loss[k] += part.item() * n
+            stats.correct[k] += (z.argmax(1) == labels).sum().item()
+        return total
+
     def _run_epoch(self, epoch: int, train: bool) -> EpochStats:
-        dataset = self.train_set if train else self.val_set
+        dataset = self.data.train_set if train else self.data.val_set
         recipe = self.config.recipe
         stats = EpochStats([0.0] * len(recipe), [0.0] * len(recipe), 0.0, 0.0)
         if len(dataset) == 0:
@@ -261,24 +611,7 @@ class Trainer:
                 stats.skipped += skipped
                 if images is None:
                     continue
-                images = images.to(self.device, non_blocking=True)
-                labels = labels.to(self.device, non_blocking=True)
-                if self.device.type == "cuda" and self.config.channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.use_amp):
-                    output = self.net(images, labels)
-                    logits = [z.float() for z in output.logits]
-                    total, parts = acol_loss(recipe, logits, labels, self.config.loss_weights)
-                if train:
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.scaler.scale(total).backward()
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                n = labels.shape[0]
-                stats.count += n
-                for k, (part, z) in enumerate(zip(parts, logits)):
-                    stats.loss[k] += part.item() * n
-                    stats.correct[k] += (z.argmax(1) == labels).sum().item()
+                total = self._step(images, labels, train, stats)
                 if show_bar:
                     bar.set_postfix(loss=f"{total.item():.3f}")
         reduced = self.dist.sum([*stats.loss, *stats.correct, stats.count, stats.skipped])
@@ -287,76 +620,52 @@ class Trainer:
 
     # ----------------------------------------------------------------- files
 
-    def _payload(self, epoch: int, metrics: dict[str, float], best: float) -> dict[str, Any]:
+    def _checkpoint(self, epoch: int, metrics: dict[str, float], best: float) -> Checkpoint:
         config = self.config
-        return {
-            "arch": config.arch,
-            "recipe": config.recipe,
-            "deltas": list(self.deltas),
-            "head": config.head,
-            "feature_stride": config.feature_stride,
-            "classes": list(self.classes),
-            "input_size": config.input_size,
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "epoch": epoch,
-            "metrics": plain(metrics),
-            "best_accuracy": best,
-            "args": plain(asdict(config)),
-            "versions": library_versions(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-            "rng": {"torch": torch.get_rng_state(), "seed": config.seed},
-            "world_size": self.dist.world,
-        }
-
-    def _write_metrics(self, rows: list[dict[str, float]]) -> None:
-        path = self.out / "metrics.csv"
-        tmp = path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-
-    def _read_metrics(self, up_to_epoch: int) -> list[dict[str, Any]]:
-        path = self.out / "metrics.csv"
-        if not path.is_file():
-            return []
-        with open(path, newline="") as handle:
-            return [row for row in csv.DictReader(handle) if int(row["epoch"]) <= up_to_epoch]
+        return Checkpoint(
+            arch=config.arch, recipe=config.recipe, deltas=tuple(self.model.deltas),
+            head=config.head.value, feature_stride=config.feature_stride,
+            classes=tuple(self.data.classes), input_size=config.input_size,
+            mean=IMAGENET_MEAN, std=IMAGENET_STD,
+            state_dict={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            epoch=epoch, metrics=metrics, best_accuracy=best, args=asdict(config),
+            versions=library_versions(), optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=(self.precision.scaler.state_dict()
+                    if self.precision.scaler.is_enabled() else {}),
+            rng={"torch": torch.get_rng_state(), "seed": config.seed},
+            world_size=self.dist.world,
+        )
 
     # ----------------------------------------------------------------- main
 
-    def run(self) -> dict[str, float]:
-        try:
-            return self._run()
-        finally:
-            self.dist.close()
+    def _record(self, epoch: int, metrics: dict[str, Any], has_val: bool) -> None:
+        """Rank 0: last.pt, best.pt when better, metrics.csv, and the log line."""
+        accuracy = metrics["val_acc_1p"] if has_val else metrics["train_acc_1p"]
+        self.rows.append(metrics)
+        checkpoint = self._checkpoint(epoch + 1, metrics, max(self.best, accuracy))
+        checkpoint.save(self.out / "last.pt")
+        if accuracy > self.best:
+            self.best = accuracy
+            checkpoint.save(self.out / "best.pt")
+        write_metrics(self.out / "metrics.csv", self.rows)
+        self.log(epoch_line(metrics, self.config.epochs, has_val))
 
-    def _run(self) -> dict[str, float]:
+    def run(self) -> TrainResult:
         config = self.config
+        began_run = time.perf_counter()
         if self.dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-        self._data()
-        self._model()
-        start, best = 0, -1.0
-        rows: list[dict[str, Any]] = []
-        if config.resume:
-            start, best = self._resume()
-            rows = self._read_metrics(start)
-            if self.dist.is_main:
-                self.log(f"resuming {self.out / 'last.pt'} after epoch {start}")
-        if self.dist.is_main:
+            if config.resume:
+                self.log(f"resuming {self.out / 'last.pt'} after epoch {self.start_epoch}")
             self.log(
-                f"training {config.arch} recipe {config.recipe} on {len(self.train_set)} images "
-                f"({len(self.val_set)} for validation), {len(self.classes)} classes, "
-                f"device {self.device}, {self.dist.world} process(es)"
+                f"training {config.arch} recipe {config.recipe} on "
+                f"{len(self.data.train_set)} images ({len(self.data.val_set)} for validation), "
+                f"{len(self.data.classes)} classes, device {self.device}, "
+                f"{self.dist.world} process(es)"
             )
-        metrics: dict[str, Any] = rows[-1] if rows else {}
-        for epoch in range(start, config.epochs):
+        self.attach_caches()
+        metrics: dict[str, Any] = self.rows[-1] if self.rows else {}
+        for epoch in range(self.start_epoch, config.epochs):
             torch.manual_seed(epoch_seed(config.seed, epoch))
             lr = self.optimizer.param_groups[0]["lr"]
             began = time.perf_counter()
@@ -364,35 +673,43 @@ class Trainer:
             seconds = time.perf_counter() - began
             val = self._run_epoch(epoch, train=False)
             self.scheduler.step()
-            metrics = {"epoch": epoch + 1, "lr": lr, **train.row("train", config.recipe)}
-            if val.count:
-                metrics.update(val.row("val", config.recipe))
-            accuracy = metrics["val_acc_1p"] if val.count else metrics["train_acc_1p"]
-            metrics.update({
-                "images_per_s": train.count / max(seconds, 1e-9),
-                "skipped_images": train.skipped + val.skipped,
-                "seconds": seconds,
-            })
-            if not self.dist.is_main:
-                continue
-            rows.append(metrics)
-            payload = self._payload(epoch + 1, metrics, max(best, accuracy))
-            save_checkpoint(self.out / "last.pt", payload)
-            if accuracy > best:
-                best = accuracy
-                save_checkpoint(self.out / "best.pt", payload)
-            self._write_metrics(rows)
-            skipped = int(train.skipped + val.skipped)
-            self.log(
-                f"epoch {epoch + 1}/{config.epochs}: loss {metrics['train_loss']:.4f} "
-                f"train acc {metrics['train_acc_1p']:.1f}% "
-                + (f"val acc {metrics['val_acc_1p']:.1f}% " if val.count else "")
-                + f"lr {lr:.3g} {metrics['images_per_s']:.1f} img/s"
-                + (f" skipped {skipped} unreadable image(s)" if skipped else "")
-            )
-        return metrics
+            metrics = epoch_metrics(epoch, lr, train, val, seconds, config.recipe)
+            if self.dist.is_main:
+                self._record(epoch, metrics, bool(val.count))
+        return TrainResult(
+            self.out, max(0, config.epochs - self.start_epoch), config.epochs, metrics, self.best,
+            len(self.data.train_set), len(self.data.val_set), time.perf_counter() - began_run,
+            self.dist.is_main,
+        )
 
 
-def train(config: TrainConfig, log: Callable[[str], None] = _log_default) -> dict[str, float]:
-    """Train as `config` says; returns the last epoch's metrics."""
-    return Trainer(config, log).run()
+# --------------------------------------------------------------------------- entry
+
+
+def check_out_folder(config: TrainConfig) -> None:
+    """Refuse to replace a run's files without --resume (reads only, writes nothing)."""
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise AcolError(f"--out {out} exists and is not a folder")
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not config.resume:
+        raise AcolError(f"{out} already holds a training run ({', '.join(found)}); "
+                        f"add --resume to continue it or choose another --out")
+    if config.resume and not (out / "last.pt").is_file():
+        raise AcolError(f"--resume: {out / 'last.pt'} does not exist (nothing to resume)")
+
+
+def train(config: TrainConfig, log: Callable[[str], None] = _log_default) -> TrainResult:
+    """Train as `config` says. Inputs (data, weights, the checkpoint to resume) are all
+    read and checked before the run folder is locked and written; rank 0 holds the lock."""
+    check_out_folder(config)
+    dist = Distributed(config.device)
+    try:
+        trainer = Trainer(config, dist, log)
+        lock = FolderLock(config.out, "train") if dist.is_main else contextlib.nullcontext()
+        with lock:
+            if dist.is_main:
+                check_out_folder(config)  # again, now that no other command can write
+            return trainer.run()
+    finally:
+        dist.close()

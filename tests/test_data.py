@@ -82,3 +82,84 @@ def test_decode_awkward_images(tmp_path):
         assert image.size == expected, name
     deep = np.asarray(decode_image(tmp_path / "deep.png"))
     assert deep.max() > 200 and deep.min() == 0  # 16-bit range scaled, not clipped to 255
+
+
+# ---------------------------------------------------------------- the decoded-image cache
+
+import pickle  # noqa: E402
+
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from acol_eval.data import (  # noqa: E402
+    READY,
+    UNREADABLE,
+    DecodedCache,
+    LabelledImages,
+    collate_skipping,
+    file_keys,
+    train_transform,
+)
+
+
+def small_set(texture_folder, cache=None):
+    table = read_folder(texture_folder)
+    train = table.images[table.images["split"] == "train"].iloc[::8]  # 10 images
+    items = [(image, int(label == "stripes")) for image, label in
+             zip(train["image"], train["label"])]
+    return LabelledImages(texture_folder, items, train_transform(48, 56), cache)
+
+
+def epoch_tensors(dataset, workers):
+    torch.manual_seed(7)
+    loader = DataLoader(dataset, batch_size=4, num_workers=workers,
+                        collate_fn=collate_skipping, generator=torch.Generator().manual_seed(1),
+                        shuffle=True)
+    return [(images, labels) for images, labels, _ in loader]
+
+
+def test_cached_tensors_equal_uncached_ones_bit_for_bit(texture_folder):
+    plain = small_set(texture_folder)
+    cache = DecodedCache(56, len(plain))
+    cached = small_set(texture_folder, cache)
+    first = epoch_tensors(cached, 1)  # a forked worker fills the shared cache...
+    assert cache.counts() == {"unseen": 0, "ready": 10, "unreadable": 0}  # ...seen here
+    for workers in (1, 0):  # then read back from the cache, in a worker and in-process
+        expected = epoch_tensors(plain, workers)
+        for got in ([first, epoch_tensors(cached, 1)] if workers else
+                    [epoch_tensors(cached, 0)]):
+            assert len(got) == len(expected) == 3
+            for (a, la), (b, lb) in zip(got, expected):
+                assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def test_disk_cache_is_reused_for_the_same_files_and_redone_for_changed_ones(
+        texture_folder, tmp_path):
+    dataset = small_set(texture_folder)
+    key = {"side": 56, "files": file_keys(texture_folder, [i for i, _ in dataset.items])}
+    first = DecodedCache(56, len(dataset), tmp_path / "c", key)
+    assert not first.reused
+    dataset.cache = first
+    for index in range(len(dataset)):
+        dataset[index]
+    again = DecodedCache(56, len(dataset), tmp_path / "c", key)  # a killed run, rerun
+    assert again.reused and again.counts()["ready"] == 10
+    assert torch.equal(torch.from_numpy(again.pixels(3).copy()),
+                       torch.from_numpy(first.pixels(3).copy()))
+    spawned = pickle.loads(pickle.dumps(again))  # a spawned worker maps the same files
+    assert spawned.state(3) == READY and (spawned.pixels(3) == first.pixels(3)).all()
+    changed = {**key, "files": [[*key["files"][0][:2], 1], *key["files"][1:]]}  # an mtime
+    fresh = DecodedCache(56, len(dataset), tmp_path / "c", changed)
+    assert not fresh.reused and fresh.counts()["ready"] == 0
+
+
+def test_unreadable_images_are_remembered_as_such(tmp_path):
+    Image.new("RGB", (20, 20), "red").save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
+    cache = DecodedCache(16, 2)
+    dataset = LabelledImages(tmp_path, [("good.png", 0), ("bad.png", 1)],
+                             train_transform(16, 16), cache)
+    assert dataset[1] is None and cache.state(1) == UNREADABLE
+    assert dataset[0][0].shape == (3, 16, 16) and cache.state(0) == READY
+    (tmp_path / "bad.png").unlink()  # read from the cache now, not the disk
+    assert dataset[1] is None

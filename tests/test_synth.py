@@ -35,3 +35,65 @@ def test_boxes_are_the_tight_boxes_of_the_masks(tmp_path):
             xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     folder = read_source(str(tmp_path / "images"))
     assert folder.splits == ["train", "val"] and len(folder.images) == 15
+
+
+# ---------------------------------------------------------------- odd input and existing files
+
+import pytest  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from acol_eval.errors import AcolError  # noqa: E402
+from cli import main  # noqa: E402
+
+BAD = [
+    ({"classes": 1}, "2 to 6 classes"), ({"classes": 9}, "2 to 6 classes"),
+    ({"train_per_class": 0}, "--train-per-class 0"), ({"train_per_class": -1}, "-1"),
+    ({"train_per_class": 10**7}, "--train-per-class"), ({"val_per_class": 0}, "--val-per-class"),
+    ({"size": 0}, "--size 0"), ({"size": 10}, "--size 10"), ({"size": 10**5}, "--size"),
+    ({"size": 64.5}, "--size 64.5"), ({"min_scale": 0.0}, "--min-scale"),
+    ({"max_scale": float("nan")}, "--max-scale nan"), ({"max_scale": 2.0}, "--max-scale 2.0"),
+    ({"min_scale": 0.6, "max_scale": 0.3}, "above --max-scale"),
+    ({"size": 32, "min_scale": 0.1}, "raise --size or --min-scale"), ({"seed": -1}, "--seed -1"),
+    ({"classes": True}, "--classes True"),
+]
+
+
+@pytest.mark.parametrize(("fields", "phrase"), BAD, ids=[str(f) for f, _ in BAD])
+def test_config_refuses_odd_values_with_acol_errors(fields, phrase):
+    with pytest.raises(AcolError) as info:
+        SynthConfig(**fields)
+    assert phrase in str(info.value) and "\n" not in str(info.value)
+
+
+def test_existing_files_are_never_replaced_without_overwrite(tmp_path):
+    out = tmp_path / "s"
+    write_synth(out, SMALL)
+    before = digest(out)
+    other = SynthConfig(**{**SMALL.__dict__, "seed": 5})
+    with pytest.raises(AcolError, match="not empty.*--overwrite"):
+        write_synth(out, other)
+    assert digest(out) == before
+    write_synth(out, SynthConfig(**{**other.__dict__, "overwrite": True}))
+    assert digest(out) != before and digest(out).keys() == before.keys()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(AcolError, match="not a folder"):
+        write_synth(tmp_path / "file", SMALL)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep me")
+    with pytest.raises(AcolError, match="not empty"):
+        write_synth(tmp_path / "notes", SMALL)
+    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["mine.txt"]
+
+
+def test_cli_refuses_a_non_empty_out_in_one_line_and_leaves_it(tmp_path):
+    out = tmp_path / "s"
+    write_synth(out, SMALL)
+    before = digest(out)
+    result = CliRunner().invoke(main, ["synth", str(out), "--size", "64"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--overwrite" in lines[0]
+    assert digest(out) == before
+    result = CliRunner().invoke(main, ["synth", str(out), "--size", "0"])
+    assert result.exit_code == 2 and "--size 0" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

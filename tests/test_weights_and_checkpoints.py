@@ -1,3 +1,5 @@
+import contextlib
+import warnings
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,122 @@ def test_newer_checkpoint_version_is_refused(tmp_path):
     torch.save(payload, tmp_path / "c.pt")
     with pytest.raises(AcolError, match="upgrade"):
         load_checkpoint(Path(tmp_path / "c.pt"))
+
+
+# ---------------------------------------------------------------- the Checkpoint dataclass
+
+from acol_eval.checkpoint import FORMAT, Checkpoint  # noqa: E402
+
+OLD_KEYS = {"format", "version", "arch", "recipe", "deltas", "head", "feature_stride",
+            "classes", "input_size", "mean", "std", "state_dict", "epoch", "metrics",
+            "best_accuracy", "args", "versions", "optimizer", "scheduler", "scaler", "rng",
+            "world_size"}
+
+
+def test_a_checkpoint_written_by_hand_before_the_dataclass_still_loads(tmp_path):
+    """The dict the trainer wrote by hand (format 1), saved with plain torch.save."""
+    payload = {"format": FORMAT, "version": 1, **small_payload(), "metrics": {"val_acc_1p": 50.0},
+               "best_accuracy": 50.0, "args": {"lr": 0.01, "delta": [0.7]},
+               "versions": {"torch": "2.0"}, "optimizer": {"state": {}, "param_groups": []},
+               "scheduler": {"last_epoch": 1}, "scaler": {},
+               "rng": {"torch": torch.get_rng_state(), "seed": 0}, "world_size": 1}
+    torch.save(payload, tmp_path / "old.pt")
+    loaded = Checkpoint.load(tmp_path / "old.pt")
+    assert loaded.classes == ("a", "b", "c") and loaded.input_size == 64
+    assert loaded.best_accuracy == 50.0 and loaded.scheduler == {"last_epoch": 1}
+    assert set(loaded.payload()) == OLD_KEYS  # the same fields are written back
+    model = loaded.model()
+    assert torch.equal(model.heads[1].classifier.weight,
+                       payload["state_dict"]["heads.1.classifier.weight"])
+    as_dict = load_checkpoint(tmp_path / "old.pt")
+    assert as_dict["deltas"] == [0.7] and as_dict["classes"] == ["a", "b", "c"]
+
+
+def test_saved_checkpoint_holds_only_plain_data(tmp_path):
+    from acol_eval.model import Head
+
+    values = {**small_payload(), "head": Head.LINEAR, "deltas": (0.7,), "classes": ("a", "b", "c"),
+              "mean": (0.5,) * 3, "std": (0.2,) * 3, "args": {"head": Head.LINEAR, "p": Path("x")}}
+    Checkpoint(**values).save(tmp_path / "c.pt")
+    raw = torch.load(tmp_path / "c.pt", weights_only=True)  # would fail on an Enum or a Path
+    assert set(raw) == OLD_KEYS
+    assert raw["head"] == "linear" and type(raw["head"]) is str
+    assert raw["args"] == {"head": "linear", "p": "x"} and raw["deltas"] == [0.7]
+
+
+BAD_FIELDS = [
+    ("input_size", 0, "input_size 0"), ("input_size", -5, "input_size -5"),
+    ("input_size", 10**9, "input_size 1000000000"), ("input_size", True, "input_size True"),
+    ("input_size", "224", "input_size '224'"), ("input_size", 2.5, "input_size 2.5"),
+    ("std", [0.0, 0.2, 0.2], "std"), ("std", [float("nan")] * 3, "std"),
+    ("mean", [0.5, 0.5], "mean"), ("mean", "abc", "mean"),
+    ("classes", [], "classes"), ("classes", ["a", "a", "b"], "one class twice"),
+    ("classes", [1, 2, 3], "classes"), ("version", "abc", "version 'abc'"),
+    ("epoch", -1, "epoch -1"), ("head", "mlp", "head 'mlp'"), ("recipe", "xp", "recipe 'xp'"),
+    ("deltas", [2.0], "delta 2.0"), ("deltas", "0.7", "deltas"),
+    ("feature_stride", 4, "feature stride 4"), ("arch", "nope", "unknown architecture"),
+    ("arch", 7, "arch 7"), ("state_dict", [1, 2], "state_dict"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "phrase"), BAD_FIELDS,
+                         ids=[f"{k}={v!r}" for k, v, _ in BAD_FIELDS])
+def test_checkpoint_with_impossible_values_is_refused_in_one_line(tmp_path, key, value, phrase):
+    payload = {"format": FORMAT, "version": 1, **small_payload(), key: value}
+    torch.save(payload, tmp_path / "c.pt")
+    with pytest.raises(AcolError) as info:
+        load_checkpoint(tmp_path / "c.pt")
+    assert phrase in str(info.value) and "\n" not in str(info.value)
+
+
+class RunsOnLoad:
+    """Unpickling this would create a folder: proof that a payload ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.marker,))
+
+
+def pickles(marker):
+    import pickle
+
+    import numpy as np
+
+    yield "raw pickle", pickle.dumps(RunsOnLoad(marker), protocol=4)
+    for name, value in (("torch.save of a payload", {"state_dict": RunsOnLoad(marker)}),
+                        ("a class instance", Arbitrary()),
+                        ("a numpy array", {"x": np.zeros(3)})):
+        buffer = __import__("io").BytesIO()
+        torch.save(value, buffer)
+        yield name, buffer.getvalue()
+
+
+ADVICE = ("weights_only", "weights only", "safe_globals", "trust", "Re-running")
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_pickles_never_run_and_the_message_never_advises_unsafe_loading(tmp_path, index):
+    marker = tmp_path / "ran"
+    name, data = list(pickles(marker))[index]
+    path = tmp_path / "x.pt"
+    path.write_bytes(data)
+    for load in (load_checkpoint, read_state_dict):
+        with no_warning(), pytest.raises(AcolError) as info:
+            load(path)
+        message = str(info.value)
+        assert "\n" not in message, name
+        assert "objects other than tensors" in message, (name, message)
+        assert not any(advice in message for advice in ADVICE), (name, message)
+    assert not marker.exists()
+
+
+@contextlib.contextmanager
+def no_warning():
+    """Any warning fails (torch's "Detected pickle protocol 4" would be a second line)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
