@@ -140,6 +140,10 @@ def main() -> None:
               help="channels_last memory format on CUDA (ignored on CPU).")
 @click.option("--resume", is_flag=True,
               help="Continue from OUT/last.pt exactly where it stopped.")
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+              help="When the data has boxes: after training, store in best.pt the CAM "
+                   "threshold with the best GT-known Loc on the validation images "
+                   "(native protocol, OUT/calibration/); localize then boxes with it.")
 def train(**options) -> None:
     """Train or fine-tune an ACoL model on image-level labels.
 
@@ -158,8 +162,10 @@ def train(**options) -> None:
     options["lr_steps"] = options["lr_steps"] or ()
     result = run_training(TrainConfig(**options))
     if result.epochs and result.main_process:
+        calibrated = (f"; CAM threshold {result.calibration.threshold:g}, calibrated"
+                      if result.calibration else "")
         click.echo(f"trained {result.epochs} epoch(s) -> {result.out} (best.pt: "
-                   f"{result.best_accuracy:.1f}% accuracy)")
+                   f"{result.best_accuracy:.1f}% accuracy{calibrated})")
 
 
 @main.command()

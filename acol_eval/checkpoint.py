@@ -204,6 +204,10 @@ class Checkpoint:
     scaler: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] | None = None
     world_size: int = 1
+    # the CAM threshold `train` calibrated on its validation boxes (None: uncalibrated,
+    # as in checkpoints from before calibration) and where it came from
+    cam_threshold: float | None = None
+    cam_threshold_source: str | None = None
 
     def payload(self) -> dict[str, Any]:
         """The dict written to disk: format tag, version, then every field as plain data."""

@@ -24,7 +24,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from .backbones import check_stride
+from .calibration import Calibration, calibrate
 from .checkpoint import MAX_INPUT_SIZE, MIN_INPUT_SIZE, Checkpoint
 from .data import (
     CACHE_MEMORY_FRACTION,
@@ -53,7 +54,7 @@ from .data import (
 from .errors import AcolError
 from .losses import acol_loss
 from .model import ACoL, Head, build_model, check_recipe, expand_deltas
-from .readers import VALIDATION_SPLITS, read_source
+from .readers import VALIDATION_SPLITS, Annotations, read_source
 from .runtime import Distributed, library_versions, resolve_workers
 from .safeio import FolderLock, atomic_open
 from .weights import resolve_weights
@@ -156,6 +157,7 @@ class TrainConfig:
     amp: bool = True
     channels_last: bool = True
     resume: bool = False
+    calibrate: bool = True  # data with boxes: best.pt gets the best GT-known CAM threshold
     val_fraction: float = 0.0  # > 0: hold out this stratified share of train for validation
     val_split: str | None = None  # a named split of the source as the validation split
     cache: CacheMode = CacheMode.AUTO
@@ -307,6 +309,7 @@ class TrainResult:
     val_images: int
     seconds: float
     main_process: bool = True  # False on torchrun ranks other than 0 (they write nothing)
+    calibration: Calibration | None = None  # best.pt's CAM threshold, when data has boxes
 
 
 def epoch_metrics(epoch: int, lr: float, train: EpochStats, val: EpochStats,
@@ -362,6 +365,7 @@ class TrainingData:
     train_set: LabelledImages
     val_set: LabelledImages
     note: str  # how the validation split was chosen, when that needs saying
+    annotations: Annotations | None = None  # the source, for calibrating on its boxes
 
 
 def _validation_items(config: TrainConfig, annotations, classes: list[str],
@@ -386,9 +390,7 @@ def _validation_items(config: TrainConfig, annotations, classes: list[str],
 
 def load_training_data(config: TrainConfig) -> TrainingData:
     """The train and validation sets of `config.data` (nothing cached yet)."""
-    annotations = read_source(config.data)
-    if config.images:
-        annotations.root = Path(config.images)
+    annotations = read_source(config.data, image_root=config.images)
     if "train" not in annotations.splits:
         raise AcolError(
             f"{config.data} has no 'train' split (found: {', '.join(annotations.splits)})"
@@ -405,6 +407,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
                        train_transform(size, config.resize_size)),
         LabelledImages(annotations.root, val_items, eval_transform(size)),
         note,
+        annotations,
     )
 
 
@@ -686,6 +689,28 @@ class Trainer:
 # --------------------------------------------------------------------------- entry
 
 
+def calibrate_best(config: TrainConfig, data: TrainingData,
+                   log: Callable[[str], None]) -> Calibration | None:
+    """Rank 0, after training: best.pt's CAM threshold, the best GT-known Loc on the
+    validation images that have boxes (calibration.py), written into best.pt. Without
+    boxes (an ImageFolder tree) best.pt stays uncalibrated and localize uses 0.2."""
+    best = Path(config.out) / "best.pt"
+    images = [name for name, _ in data.val_set.items]
+    if data.annotations is None or not best.is_file() or not images:
+        return None
+    found = calibrate(best, data.annotations, images, config.out, config.device,
+                      config.workers, log)
+    if found is None:
+        log("note: the validation images have no boxes: best.pt keeps no calibrated CAM "
+            "threshold (localize will use 0.2)")
+        return None
+    checkpoint = Checkpoint.load(best)
+    replace(checkpoint, cam_threshold=found.threshold,
+            cam_threshold_source=found.source).save(best)
+    log(f"calibrated CAM threshold {found.threshold:g}: {found.source}")
+    return found
+
+
 def check_out_folder(config: TrainConfig) -> None:
     """Refuse to replace a run's files without --resume (reads only, writes nothing)."""
     out = Path(config.out)
@@ -710,6 +735,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = _log_default) -> Tra
         with lock:
             if dist.is_main:
                 check_out_folder(config)  # again, now that no other command can write
-            return trainer.run()
+            result = trainer.run()
+            if dist.is_main and config.calibrate:
+                result = replace(result, calibration=calibrate_best(config, trainer.data, log))
+            return result
     finally:
         dist.close()

@@ -668,3 +668,29 @@ def test_centre_gaussian_baseline():
     # one side away from the centre in x: exp(-(0.5^2)/(2*0.25^2)) = exp(-2)
     wide = centre_gaussian_map(1, 1000)
     assert abs(wide[0, 0] / wide.max() - np.exp(-2)) < 0.01
+
+
+def test_an_uncalibrated_checkpoint_boxes_at_0_2_and_says_so(tmp_path):
+    """Checkpoints from before calibration carry no threshold: localize uses 0.2, says
+    it is uncalibrated, and run.json records the default as the source."""
+    make_checkpoint(tmp_path / "m.pt")
+    write_images(tmp_path / "images", ["a.png"])
+    said = []
+    run_localize(tmp_path / "images", tmp_path / "run", log=said.append,
+                 checkpoint=str(tmp_path / "m.pt"))
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (record["cam_threshold"], record["cam_threshold_source"]) == (0.2, "default")
+    assert any("uncalibrated" in line for line in said)
+    assert read_rows(tmp_path / "run" / "predictions.csv")[0]["cam_threshold"] == "0.2"
+
+
+def test_a_calibrated_checkpoint_boxes_at_its_threshold_unless_told(tmp_path):
+    make_checkpoint(tmp_path / "m.pt", cam_threshold=0.61,
+                    cam_threshold_source="best GT-known Loc 80.0% on 10 images")
+    write_images(tmp_path / "images", ["a.png"])
+    run_localize(tmp_path / "images", tmp_path / "run", checkpoint=str(tmp_path / "m.pt"))
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (record["cam_threshold"], record["cam_threshold_source"]) == (0.61, "checkpoint")
+    run_localize(tmp_path / "images", tmp_path / "run2", checkpoint=str(tmp_path / "m.pt"),
+                 cam_threshold=0.3)
+    assert read_rows(tmp_path / "run2" / "predictions.csv")[0]["cam_threshold"] == "0.3"
