@@ -175,6 +175,9 @@ def _check_header(path: Path, payload: Any) -> None:
         raise AcolError(f"{path} lacks checkpoint fields: {', '.join(missing)}")
 
 
+OPTIONAL_FIELDS = ("cam_threshold", "cam_threshold_source")  # written only when set
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """Everything one checkpoint file holds (SPEC 5); `payload()` is the file's dict.
@@ -214,6 +217,8 @@ class Checkpoint:
         out: dict[str, Any] = {"format": FORMAT, "version": VERSION}
         for item in fields(self):
             value = getattr(self, item.name)
+            if item.name in OPTIONAL_FIELDS and value is None:
+                continue  # uncalibrated: the file is exactly what older versions wrote
             if item.name in ("state_dict", "optimizer", "scheduler", "scaler", "rng"):
                 out[item.name] = value  # tensors inside: weights_only reads them as they are
             else:

@@ -67,5 +67,5 @@ def test_trained_acol_beats_the_centre_baseline_by_20_points(tmp_path):
                 correct |= bool(w * h / union >= 0.5)
         assert correct == scored[row["image"]], row["image"]
     if len(agree) == len(predictions):
-        assert 100.0 * np.mean([scored[p["image"]] for p in predictions]) == float(
-            native["best_gt_known_loc"]["value"])
+        assert np.isclose(100.0 * np.mean([scored[p["image"]] for p in predictions]),
+                          float(native["best_gt_known_loc"]["value"]), atol=1e-4)
