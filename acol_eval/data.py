@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def check_regular(path: str | Path) -> None:
+    """Refuse anything but a regular file before decoding it: a FIFO would wait forever
+    for a writer, a device could be read without end, a folder is no image."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise OSError("a folder, not an image file")
+    if not stat.S_ISREG(mode):
+        raise OSError("not a regular file (a FIFO, device or socket)")
+
+
 def decode_image(path: str | Path) -> Image.Image:
     """Decode by content (not extension), honour EXIF orientation, return RGB."""
     return decode_for_model(path, None)[0]
@@ -60,6 +71,7 @@ def decode_for_model(
     at least `DRAFT_FACTOR * input_size` (full size when `input_size` is None); the
     returned size is the full one.
     """
+    check_regular(path)  # before opening: a FIFO blocks open() itself
     with Image.open(path) as image:
         width, height = image.size
         if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .data import ImagesForModel, decode_for_model
+from .data import ImagesForModel, check_regular, decode_for_model
 from .errors import AcolError
 from .readers import READERS, is_image_file, read_source
 from .safeio import LOCK_NAME
@@ -185,16 +184,6 @@ def fingerprint(listing: ImageList) -> str:
 
 
 # --------------------------------------------------------------------------- decoding
-
-
-def check_regular(path: Path) -> None:
-    """Refuse anything but a regular file before decoding it: a FIFO would wait forever
-    for a writer, a device could be read without end, a folder is no image."""
-    mode = os.stat(path).st_mode
-    if stat.S_ISDIR(mode):
-        raise OSError("a folder, not an image file")
-    if not stat.S_ISREG(mode):
-        raise OSError("not a regular file (a FIFO, device or socket)")
 
 
 class SweepImages(ImagesForModel):

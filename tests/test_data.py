@@ -163,3 +163,20 @@ def test_unreadable_images_are_remembered_as_such(tmp_path):
     assert dataset[0][0].shape == (3, 16, 16) and cache.state(0) == READY
     (tmp_path / "bad.png").unlink()  # read from the cache now, not the disk
     assert dataset[1] is None
+
+
+def test_a_fifo_among_training_images_is_skipped_not_waited_on(tmp_path):
+    """A FIFO named like an image (in a class folder or a list) would block open() for
+    ever; decoding refuses non-regular files first, so training skips and counts it."""
+    import os
+    import signal
+
+    from acol_eval.data import LabelledImages, eval_transform
+
+    os.mkfifo(tmp_path / "pipe.jpg")
+    dataset = LabelledImages(tmp_path, [("pipe.jpg", 0)], eval_transform(32))
+    signal.alarm(20)  # a hang fails the test instead of the suite
+    try:
+        assert dataset[0] is None
+    finally:
+        signal.alarm(0)
