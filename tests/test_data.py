@@ -175,8 +175,13 @@ def test_a_fifo_among_training_images_is_skipped_not_waited_on(tmp_path):
 
     os.mkfifo(tmp_path / "pipe.jpg")
     dataset = LabelledImages(tmp_path, [("pipe.jpg", 0)], eval_transform(32))
-    signal.alarm(20)  # a hang fails the test instead of the suite
+    def hung(*_):
+        raise TimeoutError("decoding a FIFO hung")
+
+    previous = signal.signal(signal.SIGALRM, hung)  # a hang fails this test, not the suite
+    signal.alarm(20)
     try:
         assert dataset[0] is None
     finally:
         signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
