@@ -37,6 +37,7 @@ from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import IMAGENET_MEAN, IMAGENET_STD, collate_positions
 from .errors import AcolError
 from .imagelist import ImageList, SweepImages, fingerprint, label_indices, list_images, printable
+from .maps import overlay_caption
 from .methods import MapMethod, method_maps, method_record, resolve_target_layer
 from .model import ACoL, plain_cam_model
 from .overlays import write_overlay
@@ -354,7 +355,9 @@ def write_batch(sweep: Sweep, writer: ShardWriter, maps: BatchMaps, ids: list[in
             top1 = classes[maps.predicted[b][0]]
             box_rows += [[g, image, top1, *map(int, row)] for row in boxes]
         if sweep.overlays is not None:
-            write_overlay(sweep.overlays, image, sweep.listing.root / image, cam, boxes)
+            caption = overlay_caption(classes[maps.predicted[b][0]], float(maps.scores[b][0]))
+            write_overlay(sweep.overlays, image, sweep.listing.root / image, cam, boxes,
+                          sweep.listing.boxes.get(image), caption)
     writer.rows("predictions.csv", predictions)
     writer.rows("boxes.csv", box_rows)
     record_map_shape(sweep.partial, maps.fused.shape[-2:])
