@@ -738,7 +738,7 @@ def write_report(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
         curve = reports.curve_table(passed.curves)
         with atomic_open(staging.path("curve.csv")) as handle:
             curve.to_csv(handle, index=False, float_format="%.6g")
-        reports.plot_curve(staging.path("curve.png"), curve, label)
+        reports.plot_curve(staging.path("curve.png"), curve, label, summary)
         _meta(config, inputs, setup, choice).write(staging.folder)
         staging.commit()  # drops an older report.html: the page below is of these files
     from .htmlreport import write_score_html
