@@ -165,6 +165,22 @@ def curve_table(curves: Curves) -> pd.DataFrame:
     return curve
 
 
+def pxap_curve_table(hist: np.ndarray, thresholds: np.ndarray) -> pd.DataFrame:
+    """pxap_curve.csv: pixel precision and recall (percent) at every CAM threshold, from
+    score's PxAP histograms (hist[0] foreground, hist[1] background pixel scores in the
+    bins [t0, t1), ..., [t_last, 1), [1, 2), [2, 3)): a pixel is positive at t_i when
+    its score >= t_i. Precision is 0 where no pixel is positive, recall 0 without any
+    foreground pixel, as in metrics.pxap_from_histograms (whose area this curve has)."""
+    above = np.asarray(hist, np.float64)[:, ::-1].cumsum(axis=1)[:, ::-1][:, :len(thresholds)]
+    tp, fp = above
+    positive = tp + fp
+    precision = np.divide(tp, positive, out=np.zeros_like(tp), where=positive > 0)
+    foreground = float(np.asarray(hist, np.float64)[0].sum())
+    recall = tp / foreground if foreground > 0 else np.zeros_like(tp)
+    return pd.DataFrame({"threshold": np.asarray(thresholds, np.float64),
+                         "precision": precision * 100, "recall": recall * 100})
+
+
 # Okabe-Ito: told apart by colour-blind readers too; each line also gets its own dash
 # (curve.png and report.html draw every curve with the same pair)
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",

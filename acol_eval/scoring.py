@@ -739,6 +739,10 @@ def write_report(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
         with atomic_open(staging.path("curve.csv")) as handle:
             curve.to_csv(handle, index=False, float_format="%.6g")
         reports.plot_curve(staging.path("curve.png"), curve, label, summary)
+        if passed.hist is not None:  # masks were scored
+            with atomic_open(staging.path("pxap_curve.csv")) as handle:
+                reports.pxap_curve_table(passed.hist, setup.thresholds).to_csv(
+                    handle, index=False, float_format="%.6g")
         _meta(config, inputs, setup, choice).write(staging.folder)
         staging.commit()  # drops an older report.html: the page below is of these files
     from .htmlreport import write_score_html
