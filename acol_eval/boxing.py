@@ -41,6 +41,7 @@ from .errors import AcolError
 from .maps import overlay_caption
 from .mapstore import INDEX_COLUMNS, MAP_DTYPE, MAPS_FORMAT
 from .overlays import write_overlay
+from .progress import Progress
 from .runtime import library_versions, ordered_map, resolve_workers
 from .safeio import (
     LOCK_NAME,
@@ -350,11 +351,12 @@ class Counts:
 
 def rebox(run: Path, job: BoxJob, workers: int, predictions_out: IO[str],
           boxes_out: IO[str] | None, log: Callable[[str], None],
-          gt_boxes: dict[str, np.ndarray] | None = None) -> Counts:
+          gt_boxes: dict[str, np.ndarray] | None = None, images: int | None = None
+          ) -> Counts:
     """Stream RUN's predictions.csv into `predictions_out` with every box redone
     (:func:`box_chunk`), and every component into `boxes_out` (image, class_name, x0, y0,
     x1, y1) when given. Overlays (with `gt_boxes` drawn when given) that could not be drawn
-    are logged and counted."""
+    are logged and counted. `images`: how many rows to expect, for the progress bar."""
     counts = Counts()
     writer = csv.writer(predictions_out, lineterminator="\n")
     writer.writerow(_csv_header(run / "predictions.csv"))
@@ -362,15 +364,17 @@ def rebox(run: Path, job: BoxJob, workers: int, predictions_out: IO[str],
     if box_writer:
         box_writer.writerow(["image", "class_name", *BOX_FIELDS])
     items = read_items(run, job.shape[0], gt_boxes)
-    for result in ordered_map(partial(box_chunk, job), items, workers):
-        writer.writerows(result.predictions)
-        if box_writer:
-            box_writer.writerows(result.boxes)
-        counts.images += len(result.predictions)
-        counts.without_box += result.without_box
-        counts.overlay_failed += len(result.failed)
-        for image, reason in result.failed:
-            log(f"acol-eval: warning: no overlay for {image}: {reason}")
+    with Progress(images, "boxes", "images", log) as progress:
+        for result in ordered_map(partial(box_chunk, job), items, workers):
+            writer.writerows(result.predictions)
+            if box_writer:
+                box_writer.writerows(result.boxes)
+            counts.images += len(result.predictions)
+            counts.without_box += result.without_box
+            counts.overlay_failed += len(result.failed)
+            for image, reason in result.failed:
+                log(f"acol-eval: warning: no overlay for {image}: {reason}")
+            progress.update(len(result.predictions))
     return counts
 
 
@@ -421,6 +425,13 @@ def run_gt_boxes(record: dict[str, Any], log: Callable[[str], None]) -> dict[str
         return {}
 
 
+def _image_count(record: dict[str, Any]) -> int | None:
+    """RUN's image count as run.json records it (the progress bar's total), if it does."""
+    counts = record.get("counts")
+    images = counts.get("images") if isinstance(counts, dict) else None
+    return images if isinstance(images, int) and images >= 0 else None
+
+
 def _known_image_root(config: BoxesConfig, record: dict[str, Any], found: Path | None
                       ) -> str | None:
     """The image root NEW_RUN's run.json names (galleries of its reports look there)."""
@@ -442,7 +453,8 @@ def _write_outputs(config: BoxesConfig, run: Path, out: Path, maps: np.ndarray,
                                                  encoding="utf-8"))
                  if config.all_boxes else None)
         gt_boxes = run_gt_boxes(record, log) if job.overlays else None
-        counts = rebox(run, job, workers, predictions, boxes, log, gt_boxes)
+        counts = rebox(run, job, workers, predictions, boxes, log, gt_boxes,
+                       _image_count(record))
     if (run / "errors.csv").is_file():
         atomic_write_bytes(out / "errors.csv", (run / "errors.csv").read_bytes())
     links = link_store(run, out)

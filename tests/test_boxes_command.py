@@ -353,3 +353,18 @@ def test_overlays_show_ground_truth_class_and_score(world, tmp_path):
         assert magenta.mean() > 0.25 and (magenta | green).mean() > 0.7, row.image
         corner = picture[:6, :20]  # the caption band: white text on black
         assert (corner.max(axis=2) < 60).mean() > 0.3 and (corner.min(axis=2) > 180).any()
+
+
+def test_progress_lines_count_images_as_chunks_come_back(world, tmp_path, monkeypatch):
+    """Issue 12.4: off a terminal, boxes says how far it got (run.json gives the total)."""
+    import acol_eval.boxing
+    import acol_eval.progress
+
+    monkeypatch.setattr(acol_eval.boxing, "CHUNK", 4)
+    monkeypatch.setattr(acol_eval.progress, "AFTER", 0.0)
+    monkeypatch.setattr(acol_eval.progress, "PERIOD", 0.0)
+    lines = []
+    run_boxes(BoxesConfig(run=str(world["low"]), out=str(tmp_path / "new"),
+                          cam_threshold=HIGH, workers=0), lines.append)
+    assert [line.split(",")[0] for line in lines if line.startswith("boxes: ")] == [
+        "boxes: 4/9 images", "boxes: 8/9 images", "boxes: 9/9 images"]

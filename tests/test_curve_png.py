@@ -98,7 +98,7 @@ def test_dash_pieces_follow_the_pattern():
 def test_score_marks_its_own_summary_thresholds_on_curve_png(tmp_path):
     """A real score run (raccoon photos, VOC boxes): curve.png's dots sit where
     summary.csv says each metric's threshold is."""
-    from test_report_html import make_raccoon_report
+    from tests.test_report_html import make_raccoon_report
 
     report = make_raccoon_report(tmp_path, count=8)
     curve = pd.read_csv(report / "curve.csv")
