@@ -38,8 +38,10 @@ import numpy as np
 
 from .boxes import native_boxes, upsample_map
 from .errors import AcolError
+from .maps import overlay_caption
 from .mapstore import INDEX_COLUMNS, MAP_DTYPE, MAPS_FORMAT
 from .overlays import write_overlay
+from .progress import Progress
 from .runtime import library_versions, ordered_map, resolve_workers
 from .safeio import (
     LOCK_NAME,
@@ -264,8 +266,9 @@ class BoxJob:
     image_root: str | None = None
 
 
-# one image: (image, its predictions.csv row, width, height, top-1 map row, its class)
-Item = tuple[str, list[str], int, int, int, str]
+# one image: (image, its predictions.csv row, width, height, top-1 map row, its class, the
+# overlay's caption (top-1 class and score), its ground-truth boxes for the overlay or None)
+Item = tuple[str, list[str], int, int, int, str, str, "np.ndarray | None"]
 
 
 @dataclass
@@ -284,7 +287,7 @@ def box_chunk(job: BoxJob, items: list[Item]) -> ChunkResult:
     maps = (np.memmap(job.maps_file, dtype=MAP_DTYPE, mode="r", shape=job.shape)
             if job.shape[0] else np.zeros(job.shape, MAP_DTYPE))
     result = ChunkResult([], [])
-    for image, row, width, height, map_row, class_name in items:
+    for image, row, width, height, map_row, class_name, caption, gt in items:
         cam = upsample_map(maps[map_row], width, height)
         found = native_boxes(cam, job.threshold, all_boxes=job.all_boxes)
         largest = native_boxes(cam, job.threshold) if job.all_boxes else found
@@ -295,7 +298,8 @@ def box_chunk(job: BoxJob, items: list[Item]) -> ChunkResult:
         result.without_box += not len(largest)
         if job.overlays is not None and job.image_root is not None:
             try:  # every box with all_boxes, as localize draws them
-                write_overlay(job.overlays, image, Path(job.image_root) / image, cam, found)
+                write_overlay(job.overlays, image, Path(job.image_root) / image, cam, found,
+                              gt, caption)
             except AcolError:
                 raise
             except Exception as exc:  # noqa: BLE001 - an unreadable image is counted
@@ -303,8 +307,10 @@ def box_chunk(job: BoxJob, items: list[Item]) -> ChunkResult:
     return result
 
 
-def read_items(run: Path, count: int) -> Iterator[list[Item]]:
-    """RUN's predictions rows with their top-1 maps, CHUNK images at a time, streamed."""
+def read_items(run: Path, count: int, gt_boxes: dict[str, np.ndarray] | None = None
+               ) -> Iterator[list[Item]]:
+    """RUN's predictions rows with their top-1 maps, CHUNK images at a time, streamed;
+    `gt_boxes` (image -> ground-truth boxes) rides along for the overlays."""
     with open(run / "predictions.csv", newline="") as source, \
             open(run / "maps_index.csv", newline="") as index_file:
         reader = csv.reader(source)
@@ -319,12 +325,21 @@ def read_items(run: Path, count: int) -> Iterator[list[Item]]:
             image = row[columns["image"]]
             width, height = image_size(row, columns, image)
             map_row, class_name = _find_top1(top1, image, count)
-            chunk.append((image, row, width, height, map_row, class_name))
+            caption = overlay_caption(class_name, _score(row, columns.get("score_1")))
+            chunk.append((image, row, width, height, map_row, class_name, caption,
+                          (gt_boxes or {}).get(image)))
             if len(chunk) == CHUNK:
                 yield chunk
                 chunk = []
         if chunk:
             yield chunk
+
+
+def _score(row: list[str], column: int | None) -> float | None:
+    try:
+        return float(row[column]) if column is not None else None
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -335,25 +350,31 @@ class Counts:
 
 
 def rebox(run: Path, job: BoxJob, workers: int, predictions_out: IO[str],
-          boxes_out: IO[str] | None, log: Callable[[str], None]) -> Counts:
+          boxes_out: IO[str] | None, log: Callable[[str], None],
+          gt_boxes: dict[str, np.ndarray] | None = None, images: int | None = None
+          ) -> Counts:
     """Stream RUN's predictions.csv into `predictions_out` with every box redone
     (:func:`box_chunk`), and every component into `boxes_out` (image, class_name, x0, y0,
-    x1, y1) when given. Overlays that could not be drawn are logged and counted."""
+    x1, y1) when given. Overlays (with `gt_boxes` drawn when given) that could not be drawn
+    are logged and counted. `images`: how many rows to expect, for the progress bar."""
     counts = Counts()
     writer = csv.writer(predictions_out, lineterminator="\n")
     writer.writerow(_csv_header(run / "predictions.csv"))
     box_writer = csv.writer(boxes_out, lineterminator="\n") if boxes_out else None
     if box_writer:
         box_writer.writerow(["image", "class_name", *BOX_FIELDS])
-    for result in ordered_map(partial(box_chunk, job), read_items(run, job.shape[0]), workers):
-        writer.writerows(result.predictions)
-        if box_writer:
-            box_writer.writerows(result.boxes)
-        counts.images += len(result.predictions)
-        counts.without_box += result.without_box
-        counts.overlay_failed += len(result.failed)
-        for image, reason in result.failed:
-            log(f"acol-eval: warning: no overlay for {image}: {reason}")
+    items = read_items(run, job.shape[0], gt_boxes)
+    with Progress(images, "boxes", "images", log) as progress:
+        for result in ordered_map(partial(box_chunk, job), items, workers):
+            writer.writerows(result.predictions)
+            if box_writer:
+                box_writer.writerows(result.boxes)
+            counts.images += len(result.predictions)
+            counts.without_box += result.without_box
+            counts.overlay_failed += len(result.failed)
+            for image, reason in result.failed:
+                log(f"acol-eval: warning: no overlay for {image}: {reason}")
+            progress.update(len(result.predictions))
     return counts
 
 
@@ -385,6 +406,32 @@ def link_store(run: Path, out: Path) -> dict[str, str]:
     return links
 
 
+def run_gt_boxes(record: dict[str, Any], log: Callable[[str], None]) -> dict[str, np.ndarray]:
+    """Ground-truth boxes of RUN's images for the overlays, when localize read them from
+    an annotation source (run.json's IMAGES, --split, --image-root); {} otherwise or
+    when that source cannot be read any more (said once: the overlays go on without)."""
+    from .imagelist import source_boxes
+
+    arguments = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
+    images, split = arguments.get("images"), arguments.get("split")
+    image_root = arguments.get("image_root")
+    if not isinstance(images, str) or not images:
+        return {}
+    try:
+        return source_boxes(images, split if isinstance(split, str) else None,
+                            image_root if isinstance(image_root, str) else None)
+    except (AcolError, OSError, ValueError, KeyError) as exc:
+        log(f"acol-eval: warning: overlays without ground truth: {images}: {exc}")
+        return {}
+
+
+def _image_count(record: dict[str, Any]) -> int | None:
+    """RUN's image count as run.json records it (the progress bar's total), if it does."""
+    counts = record.get("counts")
+    images = counts.get("images") if isinstance(counts, dict) else None
+    return images if isinstance(images, int) and images >= 0 else None
+
+
 def _known_image_root(config: BoxesConfig, record: dict[str, Any], found: Path | None
                       ) -> str | None:
     """The image root NEW_RUN's run.json names (galleries of its reports look there)."""
@@ -405,7 +452,9 @@ def _write_outputs(config: BoxesConfig, run: Path, out: Path, maps: np.ndarray,
         boxes = (stack.enter_context(atomic_open(out / "boxes.csv", "w", newline="",
                                                  encoding="utf-8"))
                  if config.all_boxes else None)
-        counts = rebox(run, job, workers, predictions, boxes, log)
+        gt_boxes = run_gt_boxes(record, log) if job.overlays else None
+        counts = rebox(run, job, workers, predictions, boxes, log, gt_boxes,
+                       _image_count(record))
     if (run / "errors.csv").is_file():
         atomic_write_bytes(out / "errors.csv", (run / "errors.csv").read_bytes())
     links = link_store(run, out)

@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from .maps import BOX_COLOUR
+from .maps import BOX_COLOUR, GT_COLOUR
 
-PREDICTED_COLOUR = BOX_COLOUR  # RGB green, as in localize's overlays
-GT_COLOUR = (255, 0, 255)  # RGB magenta: the JET heatmap has no magenta, green is taken
+# RGB: ground truth magenta (no JET colour), prediction green, as in localize's overlays
+PREDICTED_COLOUR = BOX_COLOUR
 THUMB_SIDE = 200  # the longer side of a thumbnail, pixels
 LINE_WIDTH = 2
 # the error types of metrics.error_type, in the order the report lists them

@@ -28,16 +28,13 @@ import pandas as pd
 from . import gallery
 from .errors import AcolError
 from .reportfolder import ReportMeta
+from .reports import line_style
 from .safeio import atomic_write_text, is_inside
 
 if TYPE_CHECKING:
     from .readers import Annotations
 
 PAGE_FILE = "report.html"
-# Okabe-Ito: told apart by colour-blind readers too; each line also gets its own dash
-PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
-           "#999933"]
-DASHES = ["", "8 4", "2 3", "10 3 2 3", "5 2 1 2 1 2", "14 4"]
 INTEGER_COLUMNS = {"iou", "count", "images", "n"}  # floats only because of empty cells
 MAX_TABLE_ROWS = 2000  # per-class tables longer than this are cut (a note says so)
 MAX_MAP_VALUES = 4096 * 4096  # a .npy map larger than this is not read for the gallery
@@ -181,7 +178,7 @@ class Line:
     label: str
     xs: np.ndarray
     ys: np.ndarray
-    style: int  # index into PALETTE and DASHES
+    style: int  # reports.line_style's index
 
 
 @dataclass(frozen=True)
@@ -197,8 +194,7 @@ class Marker:
 
 
 def _style(style: int) -> tuple[str, str]:
-    colour = PALETTE[style % len(PALETTE)]
-    dash = DASHES[(style // len(PALETTE) + style) % len(DASHES)]
+    colour, dash = line_style(style)  # the same pair as curve.png's
     return colour, (f' stroke-dasharray="{dash}"' if dash else "")
 
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .data import ImagesForModel, check_regular, decode_for_model
 from .errors import AcolError
@@ -34,11 +35,15 @@ LIST_FILE_LIMIT = 1 << 30  # a list file of a gigabyte is a mistake, not a list
 @dataclass(frozen=True)
 class ImageList:
     """`images`: names relative to `root` ('/' separators; absolute when a list file
-    gave them so), sorted, unique; `labels`: class names or None, one per image."""
+    gave them so), sorted, unique; `labels`: class names or None, one per image;
+    `boxes`: image name -> (g, 4) float64 ground-truth boxes x0, y0, x1, y1 in original
+    pixels, x1/y1 exclusive, for images of an annotation source that has them (the
+    overlays draw them; nothing else reads them)."""
 
     root: Path
     images: list[str]
     labels: list[str | None]
+    boxes: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def printable(name: str) -> str:
@@ -110,7 +115,20 @@ def _from_annotations(source: str, split: str | None, image_root: str | None) ->
     table = annotations.images.drop_duplicates("image").sort_values("image")
     if table.empty:
         raise AcolError(f"{source} lists no images")
-    return ImageList(root, [str(v) for v in table["image"]], table["label"].tolist())
+    return ImageList(root, [str(v) for v in table["image"]], table["label"].tolist(),
+                     _boxes_by_image(annotations.boxes))
+
+
+def _boxes_by_image(boxes: pd.DataFrame) -> dict[str, np.ndarray]:
+    """image -> (g, 4) float64 boxes (x0, y0, x1, y1; original pixels, x1/y1 exclusive);
+    one sort instead of a pandas group per image (a million boxes in a second)."""
+    if not len(boxes):
+        return {}
+    codes, names = pd.factorize(boxes["image"].astype(str))
+    order = np.argsort(codes, kind="stable")
+    coords = boxes[["x0", "y0", "x1", "y1"]].to_numpy(dtype=np.float64)[order]
+    cuts = np.flatnonzero(np.diff(codes[order])) + 1
+    return dict(zip(names, np.split(coords, cuts)))
 
 
 def _labels_for(names: list[str], labels_source: str | None) -> list[str | None]:
@@ -147,6 +165,18 @@ def list_images(images: str, split: str | None = None, image_root: str | None = 
     if not names:
         raise AcolError(f"no images found in {images} (jpg, jpeg, png, bmp, webp, tif)")
     return ImageList(root, names, _labels_for(names, labels))
+
+
+def source_boxes(images: str, split: str | None = None, image_root: str | None = None
+                 ) -> dict[str, np.ndarray]:
+    """The ground-truth boxes of IMAGES (see ImageList.boxes) when it names an annotation
+    source, else {}: what `boxes --overlays` draws for a run localised from one."""
+    fmt, sep, _ = images.partition(":")
+    path = Path(images)
+    if (sep and fmt in READERS and not path.exists()) or (
+            path.is_dir() and _annotation_folder(path)):
+        return _from_annotations(images, split, image_root).boxes
+    return {}
 
 
 def label_indices(labels: list[str | None], classes: list[str]) -> tuple[list[int], int]:

@@ -29,7 +29,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from .backbones import imagenet_categories
 from .boxes import native_boxes, upsample_map
@@ -37,9 +36,11 @@ from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import IMAGENET_MEAN, IMAGENET_STD, collate_positions
 from .errors import AcolError
 from .imagelist import ImageList, SweepImages, fingerprint, label_indices, list_images, printable
+from .maps import overlay_caption
 from .methods import MapMethod, method_maps, method_record, resolve_target_layer
 from .model import ACoL, plain_cam_model
 from .overlays import write_overlay
+from .progress import Progress
 from .runtime import Distributed, library_versions, resolve_workers
 from .safeio import LOCK_NAME, FolderLock, atomic_write_text, is_inside
 from .shards import (
@@ -354,7 +355,9 @@ def write_batch(sweep: Sweep, writer: ShardWriter, maps: BatchMaps, ids: list[in
             top1 = classes[maps.predicted[b][0]]
             box_rows += [[g, image, top1, *map(int, row)] for row in boxes]
         if sweep.overlays is not None:
-            write_overlay(sweep.overlays, image, sweep.listing.root / image, cam, boxes)
+            caption = overlay_caption(classes[maps.predicted[b][0]], float(maps.scores[b][0]))
+            write_overlay(sweep.overlays, image, sweep.listing.root / image, cam, boxes,
+                          sweep.listing.boxes.get(image), caption)
     writer.rows("predictions.csv", predictions)
     writer.rows("boxes.csv", box_rows)
     record_map_shape(sweep.partial, maps.fused.shape[-2:])
@@ -375,9 +378,10 @@ def sweep_shard(sweep: Sweep, shard: list[int], writer: ShardWriter,
     loader = DataLoader(dataset, batch_size=sweep.config.batch_size, shuffle=False,
                         num_workers=sweep.config.workers, collate_fn=collate_positions,
                         pin_memory=device.type == "cuda")
-    show = distributed.is_main and sys.stderr.isatty()
-    bar = tqdm(total=len(shard) * distributed.world, initial=writer.done * distributed.world,
-               unit="img", desc="localize", disable=not show, smoothing=0.1)
+    # rank 0 speaks for all: the ranks' shards are the same size to within an image
+    progress = (Progress(len(shard) * distributed.world, "localize", "images",
+                         initial=writer.done * distributed.world)
+                if distributed.is_main else None)
     done = writer.done
     with torch.inference_mode():
         for positions, images, sizes, failed in loader:
@@ -391,8 +395,10 @@ def sweep_shard(sweep: Sweep, shard: list[int], writer: ShardWriter,
                 write_batch(sweep, writer, maps, ids, sizes)
             done += len(positions) + len(failed)
             writer.commit(done)
-            bar.update((len(positions) + len(failed)) * distributed.world)
-    bar.close()
+            if progress is not None:
+                progress.update((len(positions) + len(failed)) * distributed.world)
+    if progress is not None:
+        progress.close()
 
 
 def merge_run(sweep: Sweep, out: Path, world: int, unknown: int, seconds: float,

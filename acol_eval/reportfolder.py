@@ -2,6 +2,7 @@
 
 REPORT/
     summary.csv, per_class.csv, per_image.csv, curve.csv, curve.png   (SPEC 7)
+    pxap_curve.csv (threshold, precision, recall; when masks were scored)
     report.json     ReportMeta: what was scored, how, from where (this module)
     outcomes.npz    Outcomes: per image and CAM threshold, correct or not (this module)
     report.html     the page people look at
@@ -171,8 +172,8 @@ def read_thresholds(report: str | Path) -> dict[str, float]:
 STAGING = ".score-partial"
 # summary.csv last: a report folder with a summary.csv is whole
 PAGE_FILE = "report.html"  # written by htmlreport after the commit, from the files here
-REPORT_FILES = ("per_image.csv", "per_class.csv", "curve.csv", "curve.png", META_FILE,
-                OUTCOMES_FILE, PAGE_FILE, SUMMARY_FILE)
+REPORT_FILES = ("per_image.csv", "per_class.csv", "curve.csv", "curve.png",
+                "pxap_curve.csv", META_FILE, OUTCOMES_FILE, PAGE_FILE, SUMMARY_FILE)
 
 
 class ReportStaging:

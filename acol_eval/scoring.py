@@ -28,6 +28,7 @@ from .errors import AcolError
 from .maps import centre_gaussian_map
 from .mapstore import open_maps
 from .metrics import error_type
+from .progress import Progress
 from .protocols import Protocol, ScoringProtocol, get_protocol, parse_protocol
 from .readers import Annotations, read_source
 from .reportfolder import Outcomes, ReportMeta, ReportStaging, read_thresholds
@@ -276,9 +277,11 @@ def first_pass(inputs: ScoreInputs, setup: PassSetup, workers: int) -> FirstPass
     total = Counts.zeros(len(setup.iou), len(setup.thresholds))
     records = tempfile.TemporaryFile()
     tasks = (ChunkTask(setup, images) for _, images in _tasks(inputs))
-    for part in ordered_map(_first_pass_chunk, tasks, workers):
-        total.add(part.counts)
-        records.write(part.records)
+    with Progress(len(inputs.table), "score", "images") as progress:
+        for part in ordered_map(_first_pass_chunk, tasks, workers):
+            total.add(part.counts)
+            records.write(part.records)
+            progress.update(len(part.records) // setup.dtype.itemsize)
     boxed = int(sum(len(inputs.boxes.get(i, ())) > 0 for i in inputs.table["image"]))
     curves = reports.Curves(setup.thresholds, total.v1, total.top1, total.top5, total.v2,
                             setup.iou, boxed)
@@ -738,7 +741,11 @@ def write_report(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
         curve = reports.curve_table(passed.curves)
         with atomic_open(staging.path("curve.csv")) as handle:
             curve.to_csv(handle, index=False, float_format="%.6g")
-        reports.plot_curve(staging.path("curve.png"), curve, label)
+        reports.plot_curve(staging.path("curve.png"), curve, label, summary)
+        if passed.hist is not None:  # masks were scored
+            with atomic_open(staging.path("pxap_curve.csv")) as handle:
+                reports.pxap_curve_table(passed.hist, setup.thresholds).to_csv(
+                    handle, index=False, float_format="%.6g")
         _meta(config, inputs, setup, choice).write(staging.folder)
         staging.commit()  # drops an older report.html: the page below is of these files
     from .htmlreport import write_score_html
@@ -753,7 +760,8 @@ def _second_pass(inputs: ScoreInputs, setup: PassSetup, passed: FirstPass,
     record) and outcomes.npz, the per-threshold correctness of every scored image."""
     passed.records.seek(0)
     frames, scored, v1_bits, v2_bits = [], [], [], []
-    with atomic_open(staging.path("per_image.csv"), newline="") as handle:
+    with atomic_open(staging.path("per_image.csv"), newline="") as handle, \
+            Progress(len(inputs.table), "score (per-image rows)", "images") as progress:
         for start, images in _tasks(inputs):
             records = np.fromfile(passed.records, dtype=setup.dtype, count=len(images))
             kept = [(item, record) for item, record in zip(images, records) if record["ok"]]
@@ -769,6 +777,7 @@ def _second_pass(inputs: ScoreInputs, setup: PassSetup, passed: FirstPass,
             v1_bits.append(bits[0])
             v2_bits.append(bits[1])
             scored += [item for item, _ in kept]
+            progress.update(len(images))
     Outcomes.write_packed(
         staging.folder, [i.image for i in scored], setup.thresholds, setup.iou,
         np.concatenate(v2_bits, axis=1), np.concatenate(v1_bits),

@@ -333,3 +333,38 @@ def test_a_new_run_being_written_by_another_command_is_refused(world, tmp_path):
                          "--cam-threshold", "0.5", "--workers", "0")
         assert_one_line_error(result, 2, "another acol-eval command is writing")
         assert snapshot(tmp_path) == before
+
+
+def test_overlays_show_ground_truth_class_and_score(world, tmp_path):
+    """Issue 12.3: RUN was localised from a CUB-layout source, so boxes' overlays draw
+    its ground-truth boxes (magenta) beside the predicted one, under a caption band."""
+    from acol_eval.maps import BOX_COLOUR, GT_COLOUR
+
+    boxes_of(world["low"], tmp_path / "new", cam_threshold=HIGH,
+             overlays=str(tmp_path / "ov"))
+    truth = pd.read_csv(world["root"] / "s" / "annotations.csv")
+    for row in pd.read_csv(tmp_path / "new" / "predictions.csv").itertuples():
+        picture = cv2.cvtColor(cv2.imread(str(tmp_path / "ov" / f"{row.image}.jpg")),
+                               cv2.COLOR_BGR2RGB).astype(int)
+        x0, y0, x1, y1 = truth[truth["image"] == row.image][["x0", "y0", "x1", "y1"]].iloc[0]
+        edge = np.concatenate([picture[y1 - 1, x0:x1], picture[y0:y1, x1 - 1]])
+        magenta = np.abs(edge - np.array(GT_COLOUR)).max(axis=1) < 70
+        green = np.abs(edge - np.array(BOX_COLOUR)).max(axis=1) < 70  # drawn on top
+        assert magenta.mean() > 0.25 and (magenta | green).mean() > 0.7, row.image
+        corner = picture[:6, :20]  # the caption band: white text on black
+        assert (corner.max(axis=2) < 60).mean() > 0.3 and (corner.min(axis=2) > 180).any()
+
+
+def test_progress_lines_count_images_as_chunks_come_back(world, tmp_path, monkeypatch):
+    """Issue 12.4: off a terminal, boxes says how far it got (run.json gives the total)."""
+    import acol_eval.boxing
+    import acol_eval.progress
+
+    monkeypatch.setattr(acol_eval.boxing, "CHUNK", 4)
+    monkeypatch.setattr(acol_eval.progress, "AFTER", 0.0)
+    monkeypatch.setattr(acol_eval.progress, "PERIOD", 0.0)
+    lines = []
+    run_boxes(BoxesConfig(run=str(world["low"]), out=str(tmp_path / "new"),
+                          cam_threshold=HIGH, workers=0), lines.append)
+    assert [line.split(",")[0] for line in lines if line.startswith("boxes: ")] == [
+        "boxes: 4/9 images", "boxes: 8/9 images", "boxes: 9/9 images"]

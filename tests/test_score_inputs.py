@@ -155,6 +155,9 @@ def test_pxap_on_real_openimages_metadata_with_empty_sizes_equals_mask_evaluator
     expected = reference_pxap(maps, mask_root, lines, np.arange(0, 1, 0.01))
     assert summary.at["pxap", "value"] == pytest.approx(expected, abs=1e-9)
     assert 0 < expected < 100
+    curve = pd.read_csv(tmp_path / "rep" / "pxap_curve.csv")
+    assert len(curve) == 100 and curve["recall"].iloc[0] == 100
+    assert (np.diff(curve["recall"]) <= 1e-9).all()  # fewer pixels kept as t rises
     # masks only: no box metric is written as a zero
     assert not any(m.startswith(("gt_known", "max_box", "best_")) for m in summary.index)
     assert "issue:image_without_size" not in summary.index
@@ -180,6 +183,33 @@ def test_missing_masks_are_counted_and_instance_masks_of_other_sizes_are_read(tm
         summary = result.summary.set_index("metric")
         assert summary.at["issue:mask_unreadable", "value"] == 1
         assert summary.at["pxap", "value"] > 95    # both instances are foreground
+
+
+def test_pxap_curve_csv_holds_precision_and_recall_at_every_threshold(tmp_path):
+    """Issue 12.1: a 40x40 mask, its top left quarter foreground; the map is 1 there,
+    0.5 on the top right quarter and 0 below: every point of the curve by hand."""
+    meta = write_wsol_metadata(tmp_path / "meta", [("c/a.jpg", "0", 40, 40)],
+                               ["c/a.jpg,c/a.png,"])
+    (tmp_path / "meta" / "c").mkdir()
+    mask = np.zeros((40, 40), np.uint8)
+    mask[:20, :20] = 255
+    cv2.imwrite(str(tmp_path / "meta" / "c" / "a.png"), mask)
+    heat = np.zeros((40, 40))
+    heat[:20, :20], heat[:20, 20:] = 1.0, 0.5
+    save_maps(tmp_path / "maps", {"c/a.npy": heat})
+    result = run_score(tmp_path, tmp_path / "maps", f"wsol:{meta}", protocol="native",
+                       interval=0.25)
+    curve = pd.read_csv(tmp_path / "rep" / "pxap_curve.csv")
+    assert curve.columns.tolist() == ["threshold", "precision", "recall"]
+    assert curve.to_numpy().tolist() == [[0.0, 25.0, 100.0], [0.25, 50.0, 100.0],
+                                         [0.5, 50.0, 100.0], [0.75, 100.0, 100.0]]
+    # every foreground pixel scores the maximum: all recall comes at precision 100
+    assert result.summary.set_index("metric").at["pxap", "value"] == pytest.approx(100.0)
+    assert "precision against recall" in (tmp_path / "rep" / "report.html").read_text()
+    # scored again without masks: the old curve does not stay beside the new report
+    (tmp_path / "meta" / "localization.txt").write_text("c/a.jpg,0,0,20,20\n")
+    run_score(tmp_path, tmp_path / "maps", f"wsol:{meta}", protocol="native")
+    assert not (tmp_path / "rep" / "pxap_curve.csv").exists()
 
 
 # --------------------------------------------------------------------------- 4, 5: causes
