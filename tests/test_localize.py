@@ -657,6 +657,28 @@ def test_imagenet_mobilenet_over_real_photos(folder, tmp_path, monkeypatch):
             assert (width, height) == image.size or (height, width) == image.size
         x0, y0, x1, y1 = (int(row[k]) for k in ("x0", "y0", "x1", "y1"))
         assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+    if folder.startswith("raccoon"):
+        _score_top1_maps_of_a_plain_classifier(run, shared_data() / "raccoon", tmp_path)
+
+
+def _score_top1_maps_of_a_plain_classifier(run, raccoon, tmp_path):
+    """Issue 11: 'raccoon' is no ImageNet class, so the label's map does not exist;
+    `score --map top1` scores the top-1 class's map of all 200 photos against the VOC
+    boxes, and `--map label` is one line naming the cause."""
+    from acol_eval.errors import AcolError
+    from acol_eval.scoring import ScoreConfig, score
+
+    source = f"voc:{raccoon / 'annotations'}"
+    result = score(ScoreConfig(run=str(run), annotations=source, out=str(tmp_path / "top1"),
+                               map_choice="top1", interval=0.01, workers=0))
+    summary = result.summary.set_index("metric")
+    assert summary.at["max_box_acc_v2", "count"] == 200
+    assert summary.at["max_box_acc_v2", "value"] > 50  # a raccoon fills much of its photo
+    with pytest.raises(AcolError) as error:
+        score(ScoreConfig(run=str(run), annotations=source, out=str(tmp_path / "label"),
+                          map_choice="label", interval=0.01, workers=0))
+    assert "class" in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "label").exists()
 
 
 def test_centre_gaussian_baseline():
