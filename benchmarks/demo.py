@@ -35,7 +35,7 @@ SPLIT = "test"  # the CUB layout's name for the synthetic set's val split
 def gt_known_of_boxes(predictions: Path, truth: dict[str, np.ndarray]) -> float:
     """GT-known Loc (percent, IoU >= 0.5) of predictions.csv's boxes: each image's box
     (x0, y0, x1, y1, x1/y1 exclusive, original pixels; the top-1 class's map) against
-    its ground-truth boxes (same format), correct when it overlaps any of them by half.
+    its ground-truth boxes (same format), correct when its IoU with any of them is >= 0.5.
     An image without a box (empty map) counts as wrong."""
     correct = []
     with open(predictions, newline="") as handle:
