@@ -8,8 +8,8 @@ threshold from the map store, as a share of the time localize takes to make the 
 One process, one run: localize (random weights: speed does not depend on them) writes
 RUN at 0.2 over JPEG files of 500x375 on disk; then boxes redoes RUN at 0.6, in this
 process and in default_workers() processes, with --all-boxes, and as the
-`acol-eval boxes` command (its start-up included: Python, pandas, OpenCV, and torch,
-which acol_eval.runtime imports to resolve --workers; `--workers 0` skips it).
+`acol-eval boxes` command (its start-up included: Python, pandas, OpenCV; not torch,
+which acol_eval.runtime imports only where a model runs).
 Issue 10 wants boxes under a tenth of localize's time. The load average is printed
 because the machine may be shared: the ratio, measured in one run, is the figure.
 
