@@ -84,11 +84,13 @@ def summary_table(inputs: SummaryInputs) -> pd.DataFrame:
             low, high = bootstrap_interval(outcomes, inputs.bootstrap, inputs.seed)
         rows.append([metric, value, threshold, iou, inputs.protocol, n, low, high, source])
 
-    top1_ok = top5_ok = None
+    top1_ok = top5_ok = None  # None: unknown for every image, so no such rows
     if inputs.has_predictions:
-        top1_ok = per_image["top1_correct"].astype(float).to_numpy()
-        top5_ok = per_image["top5_correct"].astype(float).to_numpy()
+        top1_ok = _known(per_image["top1_correct"])
+        top5_ok = _known(per_image["top5_correct"])
+    if top1_ok is not None:
         add("cls_top1", np.nanmean(top1_ok) * 100, np.nan, np.nan, len(per_image), top1_ok)
+    if top5_ok is not None:
         add("cls_top5", np.nanmean(top5_ok) * 100, np.nan, np.nan, len(per_image), top5_ok)
     if curves.count:
         _box_rows(inputs, add, top1_ok, top5_ok)
@@ -98,6 +100,13 @@ def summary_table(inputs: SummaryInputs) -> pd.DataFrame:
         rows.append([f"issue:{name}", amount, np.nan, np.nan, inputs.protocol, amount,
                      np.nan, np.nan, ""])
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _known(column: pd.Series) -> np.ndarray | None:
+    """Per-image 0/1 correctness as floats, or None when it is unknown for every image
+    (no predictions, labels that are not model classes, a top-5 from fewer than five)."""
+    values = column.astype(float).to_numpy()
+    return values if np.isfinite(values).any() else None
 
 
 def _box_rows(inputs: SummaryInputs, add, top1_ok, top5_ok) -> None:
@@ -114,9 +123,10 @@ def _box_rows(inputs: SummaryInputs, add, top1_ok, top5_ok) -> None:
         gt_out = outcomes(column)
         add(f"{name}gt_known_loc", curves.percent(curves.gt_known)[index], thresholds[index],
             50, curves.count, gt_out, source)
-        if inputs.has_predictions:
+        if top1_ok is not None:
             add(f"{name}top1_loc", curves.percent(curves.top1)[index], thresholds[index], 50,
                 curves.count, gt_out * top1_ok if gt_out is not None else None, source)
+        if top5_ok is not None:
             add(f"{name}top5_loc", curves.percent(curves.top5)[index], thresholds[index], 50,
                 curves.count, gt_out * top5_ok if gt_out is not None else None, source)
     add("max_box_acc", curves.percent(curves.gt_known)[choice.best_gt],

@@ -554,11 +554,8 @@ def _store_table(run: Path, annotations: Annotations, choice: MapChoice,
     pred_cols = sorted((c for c in predictions if c.startswith("pred_")),
                        key=lambda c: int(c.split("_")[1]))
     preds = predictions[pred_cols].astype(str).to_numpy()
-    has = preds.shape[1] > 0
-    table = pd.DataFrame({
-        "image": predictions["image"],
-        "top1": preds[:, 0] == labels.to_numpy() if has else np.nan,
-        "top5": (preds[:, :5] == labels.to_numpy()[:, None]).any(axis=1) if has else np.nan})
+    table = pd.DataFrame({"image": predictions["image"],
+                          **_class_correctness(preds, labels, store.classes)})
     label_row = _row_of(index, index["is_label"].astype(str) == "1", table["image"])
     top_row = _row_of(index, index["pred_rank"].astype(str) == "1", table["image"])
     if choice is MapChoice.TOP1:
@@ -575,6 +572,24 @@ def _store_table(run: Path, annotations: Annotations, choice: MapChoice,
     table = table[table["key"].notna()].reset_index(drop=True)
     table["key"] = table["key"].astype(np.int64).astype(str)
     return MapSource(MapKind.STORE, str(run), tuple(store.maps.shape)), table
+
+
+def _class_correctness(preds: np.ndarray, labels: pd.Series, classes: list[str]
+                       ) -> dict[str, np.ndarray]:
+    """top1/top5: whether the label is the top-1 / among the top-5 predictions; NaN
+    (unknown) where the label is not a class of the model (class-agnostic scoring: no
+    class can be right or wrong), and top5 NaN for all when the run kept fewer than
+    five predictions of a model with more classes (a top-5 cannot be told from them)."""
+    n = len(labels)
+    if preds.shape[1] == 0:
+        return {"top1": np.full(n, np.nan), "top5": np.full(n, np.nan)}
+    truth = labels.to_numpy()[:, None]
+    known = labels.isin(classes).to_numpy()
+    top1 = np.where(known, preds[:, 0] == truth[:, 0], np.nan)
+    top5 = np.where(known, (preds[:, :5] == truth).any(axis=1), np.nan)
+    if preds.shape[1] < min(5, len(classes)):
+        top5 = np.full(n, np.nan)
+    return {"top1": top1, "top5": top5}
 
 
 def _row_of(index: pd.DataFrame, wanted: pd.Series, images: pd.Series) -> pd.Series:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import math
 import re
 import shutil
@@ -37,7 +38,7 @@ from tqdm import tqdm
 
 from .backbones import check_stride
 from .calibration import Calibration, calibrate
-from .checkpoint import MAX_INPUT_SIZE, MIN_INPUT_SIZE, Checkpoint
+from .checkpoint import MAX_INPUT_SIZE, MIN_INPUT_SIZE, Checkpoint, plain
 from .data import (
     CACHE_MEMORY_FRACTION,
     IMAGENET_MEAN,
@@ -517,6 +518,7 @@ class Trainer:
                 )
         if list(saved.classes) != list(self.data.classes):
             raise AcolError(f"--resume: {path} has other classes than {config.data}")
+        _check_same_options(path, saved.args, config)
         if saved.optimizer is None or saved.scheduler is None:
             raise AcolError(f"--resume: {path} holds no optimiser state (not a training run's)")
         try:
@@ -704,11 +706,35 @@ def calibrate_best(config: TrainConfig, data: TrainingData,
         log("note: the validation images have no boxes: best.pt keeps no calibrated CAM "
             "threshold (localize will use 0.2)")
         return None
+    if found.gt_known <= 0:  # every threshold ties at 0%: argmax would pick 0, whole-image boxes
+        log(f"warning: no CAM threshold gives a right box on the {found.images} validation "
+            "images (GT-known Loc 0%): best.pt stays uncalibrated (localize will use 0.2)")
+        return None
     checkpoint = Checkpoint.load(best)
     replace(checkpoint, cam_threshold=found.threshold,
             cam_threshold_source=found.source).save(best)
     log(f"calibrated CAM threshold {found.threshold:g}: {found.source}")
     return found
+
+
+# options that may change between a run and its --resume: how and where it runs, not what
+# it computes (the schedule, the data and the model must stay those of the killed run)
+RESUME_FREE = {"resume", "workers", "device", "cache", "calibrate", "out", "amp",
+               "channels_last"}
+
+
+def _check_same_options(path: Path, saved: dict[str, Any], config: TrainConfig) -> None:
+    """Refuse a --resume whose options differ from the run's (changing --epochs would
+    bend the learning-rate schedule mid-run; --input-size would mix two models)."""
+    mine = json.loads(json.dumps(plain(asdict(config))))
+    saved = json.loads(json.dumps(plain(saved or {})))
+    differ = sorted(key for key in mine if key not in RESUME_FREE and key in saved
+                    and saved[key] != mine[key])
+    if differ:
+        shown = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} (now {mine[k]!r})"
+                          for k in differ[:3])
+        raise AcolError(f"--resume: {path} was trained with other options: {shown}; resume "
+                        f"with the run's own options, or start a new --out")
 
 
 def check_out_folder(config: TrainConfig) -> None:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -674,6 +675,11 @@ def _score_top1_maps_of_a_plain_classifier(run, raccoon, tmp_path):
     summary = result.summary.set_index("metric")
     assert summary.at["max_box_acc_v2", "count"] == 200
     assert summary.at["max_box_acc_v2", "value"] > 50  # a raccoon fills much of its photo
+    # 'raccoon' is no model class: classification can be neither right nor wrong, so no
+    # cls_* or top-k Loc rows, and no box is called a wrong class
+    assert not {"cls_top1", "cls_top5", "top1_loc", "best_top5_loc"} & set(summary.index)
+    errors = set(pd.read_csv(tmp_path / "top1" / "per_image.csv")["error"])
+    assert "wrong_class" not in errors and "correct" in errors
     with pytest.raises(AcolError) as error:
         score(ScoreConfig(run=str(run), annotations=source, out=str(tmp_path / "label"),
                           map_choice="label", interval=0.01, workers=0))

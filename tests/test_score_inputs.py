@@ -488,3 +488,22 @@ def test_score_runs_whatever_protocol_the_registry_holds(tmp_path, monkeypatch):
     plain = pd.read_csv(tmp_path / "plain" / "per_image.csv")["iou"].iloc[0]
     shifted = pd.read_csv(tmp_path / "rep" / "per_image.csv")["iou"].iloc[0]
     assert shifted < plain     # the shifted ground truth is what was scored
+
+
+def test_top5_is_unknown_from_fewer_than_five_predictions_and_for_foreign_labels():
+    """A run that kept only the top-1 class of a 10-class model cannot tell a top-5 (the
+    review found cls_top5 == cls_top1 there); a label that is no model class makes
+    classification unknown, not wrong."""
+    from acol_eval.scoring import _class_correctness
+
+    classes = [f"c{i}" for i in range(10)]
+    preds = np.array([["c1"], ["c2"], ["c3"]])
+    labels = pd.Series(["c1", "c9", "raccoon"])
+    got = _class_correctness(preds, labels, classes)
+    assert got["top1"][:2].tolist() == [1.0, 0.0] and np.isnan(got["top1"][2])
+    assert np.isnan(got["top5"]).all()
+    five = _class_correctness(np.array([["c1", "c9", "c2", "c3", "c4"]]), pd.Series(["c9"]),
+                              classes)
+    assert five["top1"].tolist() == [0.0] and five["top5"].tolist() == [1.0]
+    two = _class_correctness(np.array([["c1", "c0"]]), pd.Series(["c0"]), ["c0", "c1"])
+    assert two["top5"].tolist() == [1.0]  # two classes: two predictions are all of them

@@ -213,8 +213,62 @@ def test_resume_without_a_run_or_with_another_recipe(finished_run, tmp_path):
     refused({"data": str(data), "out": str(run), "resume": True, "recipe": "pn"},
             "was trained with recipe=pp, not pn")
     refused({"data": str(data), "out": str(run), "resume": True, "head_lr_mult": (10, 5)},
-            "does not fit this run")
+            "was trained with other options", "--head-lr-mult")
     assert snapshot(run) == before
+
+
+@pytest.mark.parametrize(("field", "value", "flag"), [
+    ("epochs", 3, "--epochs 1 (now 3)"), ("input_size", 56, "--input-size 64 (now 56)"),
+    ("lr", 0.5, "--lr")])
+def test_resume_with_other_options_is_refused(finished_run, tmp_path, field, value, flag):
+    """A changed --epochs bent the cosine schedule mid-run (epochs at learning rate 0) and
+    a changed --input-size mixed two models: a resume must use the run's own options."""
+    data, source = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    before = snapshot(run)
+    refused({"data": str(data), "out": str(run), "epochs": 1, "resume": True, field: value},
+            "was trained with other options", flag)
+    assert snapshot(run) == before
+
+
+def test_resume_may_change_how_it_runs(finished_run, tmp_path):
+    data, source = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    result = train(TrainConfig(**{**FAST_CONFIG, "data": str(data), "out": str(run),
+                                  "epochs": 1, "resume": True, "cache": "off",
+                                  "device": "cpu"}), log=quiet)
+    assert result.epochs == 0 and result.last_epoch == 1
+
+
+def test_a_calibration_where_nothing_is_right_leaves_best_pt_uncalibrated(finished_run,
+                                                                         tmp_path,
+                                                                         monkeypatch):
+    """Every threshold at 0% GT-known ties, and argmax would store 0 (whole-image boxes)
+    as 'calibrated': such a calibration is dropped with a warning."""
+    import acol_eval.training as training
+    from acol_eval.calibration import Calibration
+    from acol_eval.checkpoint import Checkpoint
+    from acol_eval.readers import read_source
+
+    data, source = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    monkeypatch.setattr(training, "calibrate",
+                        lambda *a, **k: Calibration(0.0, 0.0, 4, "best GT-known Loc 0.0%"))
+    config = TrainConfig(**{**FAST_CONFIG, "data": str(data), "out": str(run), "epochs": 1})
+    said = []
+    found = training.calibrate_best(config, training.TrainingData(
+        ["checker", "stripes"], None, _FakeSet([("val/checker/a.png", 0)]), "",
+        read_source(str(data))), said.append)
+    assert found is None and any("stays uncalibrated" in line for line in said)
+    assert Checkpoint.load(run / "best.pt").cam_threshold is None
+
+
+class _FakeSet:
+    def __init__(self, items):
+        self.items = items
 
 
 def test_ddp_survives_a_rank_with_only_unreadable_images_in_a_batch(tmp_path):
@@ -399,8 +453,7 @@ def test_resume_rebuilds_every_piece_before_writing(finished_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(source, run)
     before = snapshot(run)
-    config = TrainConfig(data=str(data), out=str(run), epochs=2, resume=True,
-                         **{**FAST_CONFIG, "batch_size": 4})
+    config = TrainConfig(data=str(data), out=str(run), epochs=1, resume=True, **FAST_CONFIG)
     trainer = Trainer(config, Distributed("cpu"), log=quiet)
     assert trainer.start_epoch == 1 and len(trainer.rows) == 1
     assert trainer.best == pytest.approx(float(trainer.rows[0]["val_acc_1p"]))
