@@ -85,6 +85,10 @@ def read_torch_file(path: str | Path, kind: str, failure: str) -> Any:
     message when the file cannot be read (the reason follows it).
     """
     path = Path(path)
+    if path.is_dir():
+        hint = next((f"; did you mean {path / n}?" for n in ("best.pt", "last.pt")
+                     if (path / n).is_file()), "")
+        raise AcolError(f"{kind} {path} is a folder, not a file{hint}")
     if not path.is_file():
         raise AcolError(f"{kind} {path} does not exist")
     try:

@@ -159,7 +159,9 @@ def list_images(images: str, split: str | None = None, image_root: str | None = 
     if path.is_dir():
         names, root = _scan_folder(path, list(skip)), path
     elif path.is_file():
-        names, root = _read_list_file(path), path.parent
+        # one image file is a list of one (a photo is no text list of paths)
+        names, root = (([path.name], path.parent) if is_image_file(path)
+                       else (_read_list_file(path), path.parent))
     else:
         raise AcolError(f"{images} is neither a folder nor a list file")
     if not names:

@@ -140,7 +140,7 @@ HOSTILE_LOCALIZE = {
     # issue 9.11/9.14/9.17: bad inputs found at start-up leave nothing behind
     "checkpoint garbage": ([], {"checkpoint": "garbage.pt"}, "not a readable"),
     "checkpoint missing": ([], {"checkpoint": "nowhere.pt"}, "does not exist"),
-    "checkpoint a folder": ([], {"checkpoint": "empty"}, "does not exist"),
+    "checkpoint a folder": ([], {"checkpoint": "empty"}, "is a folder, not a file"),
     "checkpoint input_size 0": ([], {"checkpoint": "size0.pt"}, "input_size 0"),
     "images missing": ([], {"images": "{sandbox}/nowhere"}, "does not exist"),
     "images empty folder": ([], {"images": "{sandbox}/empty"}, "no images found"),

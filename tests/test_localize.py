@@ -722,3 +722,22 @@ def test_a_calibrated_checkpoint_boxes_at_its_threshold_unless_told(tmp_path):
     run_localize(tmp_path / "images", tmp_path / "run2", checkpoint=str(tmp_path / "m.pt"),
                  cam_threshold=0.3)
     assert read_rows(tmp_path / "run2" / "predictions.csv")[0]["cam_threshold"] == "0.3"
+
+
+def test_one_image_file_is_a_list_of_one(tmp_path):
+    """A photo given as IMAGES was read as a list file ('it holds NUL bytes')."""
+    write_images(tmp_path / "images", ["a.png", "b.png"])
+    run_localize(tmp_path / "images" / "b.png", tmp_path / "run", arch="resnet18",
+                 weights="none", top_k=1)
+    assert [r["image"] for r in read_rows(tmp_path / "run" / "predictions.csv")] == ["b.png"]
+
+
+def test_a_checkpoint_folder_names_the_file_to_give(tmp_path):
+    from acol_eval.errors import AcolError
+
+    (tmp_path / "train").mkdir()
+    make_checkpoint(tmp_path / "train" / "best.pt")
+    write_images(tmp_path / "images", ["a.png"])
+    with pytest.raises(AcolError, match="is a folder, not a file; did you mean .*best.pt"):
+        run_localize(tmp_path / "images", tmp_path / "run", checkpoint=str(tmp_path / "train"))
+    assert not (tmp_path / "run").exists()
