@@ -725,10 +725,14 @@ RESUME_FREE = {"resume", "workers", "device", "cache", "calibrate", "out", "amp"
 
 def _check_same_options(path: Path, saved: dict[str, Any], config: TrainConfig) -> None:
     """Refuse a --resume whose options differ from the run's (changing --epochs would
-    bend the learning-rate schedule mid-run; --input-size would mix two models)."""
+    bend the cosine schedule mid-run; --input-size would mix two models). More epochs
+    are fine under the step and constant schedules, whose rates ignore the length."""
     mine = json.loads(json.dumps(plain(asdict(config))))
     saved = json.loads(json.dumps(plain(saved or {})))
-    differ = sorted(key for key in mine if key not in RESUME_FREE and key in saved
+    free = set(RESUME_FREE)
+    if config.schedule is not Schedule.COSINE:
+        free.add("epochs")  # step and constant rates do not depend on the run's length
+    differ = sorted(key for key in mine if key not in free and key in saved
                     and saved[key] != mine[key])
     if differ:
         shown = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} (now {mine[k]!r})"
