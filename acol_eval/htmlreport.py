@@ -28,7 +28,7 @@ import pandas as pd
 from . import gallery
 from .errors import AcolError
 from .reportfolder import ReportMeta
-from .reports import line_style
+from .reports import chosen_metric, line_style
 from .safeio import atomic_write_text, is_inside
 
 if TYPE_CHECKING:
@@ -372,11 +372,8 @@ def chosen_row(report: Report, column: str) -> pd.Series | None:
     """The summary.csv row whose threshold was chosen on curve.csv's `column`:
     max_box_acc_v2@k for box_acc_v2@k, best_gt_known_loc for gt_known_loc (or a row
     that ends so: a calibrated run may prefix its names); None for the other columns."""
-    if column == "gt_known_loc":
-        wanted = "best_gt_known_loc"
-    elif column.startswith("box_acc_v2@"):
-        wanted = "max_" + column
-    else:
+    wanted = chosen_metric(column)
+    if wanted is None:
         return None
     row = report.metric(wanted)
     if row is not None or "metric" not in report.summary:
