@@ -39,7 +39,7 @@ import numpy as np
 from .boxes import native_boxes, upsample_map
 from .errors import AcolError
 from .maps import overlay_caption
-from .mapstore import INDEX_COLUMNS, MAP_DTYPE, MAPS_FORMAT
+from .mapstore import INDEX_COLUMNS, MAP_DTYPE, open_map_array
 from .overlays import write_overlay
 from .progress import Progress
 from .runtime import library_versions, ordered_map, resolve_workers
@@ -99,30 +99,6 @@ class BoxesResult:
 # --------------------------------------------------------------------------- checks
 
 
-def open_store(run: Path) -> np.ndarray:
-    """RUN's maps as a read-only (count, h, w) float16 memmap, after checking that
-    maps.json is an acol-eval map store and maps.f16 holds exactly what it says."""
-    try:
-        meta = json.loads((run / "maps.json").read_text())
-        shape = (int(meta["count"]), int(meta["height"]), int(meta["width"]))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise AcolError(f"{run} has no readable map store (maps.json: "
-                        f"{getattr(exc, 'strerror', None) or exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != MAPS_FORMAT or min(shape) < 0:
-        raise AcolError(f"{run / 'maps.json'} is not an acol-eval map store")
-    expected = shape[0] * shape[1] * shape[2] * MAP_DTYPE.itemsize
-    try:
-        size = (run / "maps.f16").stat().st_size
-    except OSError:
-        size = -1
-    if size != expected:
-        raise AcolError(f"{run / 'maps.f16'} holds {max(size, 0)} bytes, maps.json says "
-                        f"{expected}: the map store is incomplete; localize RUN again")
-    if not shape[0]:
-        return np.zeros(shape, MAP_DTYPE)
-    return np.memmap(run / "maps.f16", dtype=MAP_DTYPE, mode="r", shape=shape)
-
-
 def _csv_header(path: Path) -> list[str]:
     try:
         with open(path, newline="") as handle:
@@ -140,7 +116,7 @@ def check_run(run: Path) -> tuple[np.ndarray, dict[str, Any]]:
         raise AcolError(f"{run / 'predictions.csv'} is not a localize predictions.csv")
     if _csv_header(run / "maps_index.csv") != INDEX_COLUMNS:
         raise AcolError(f"{run / 'maps_index.csv'} is not a localize map index")
-    maps = open_store(run)
+    maps, _ = open_map_array(run)
     try:
         record = json.loads((run / "run.json").read_text())
     except (OSError, ValueError):

@@ -44,9 +44,11 @@ def maps_meta(height: int, width: int, count: int, classes: list[str]) -> dict:
             "classes": list(classes)}
 
 
-def open_maps(run: str | Path) -> MapStore:
-    """Memory-map the maps of a finished localize run, after checking that maps.json,
-    maps.f16 and maps_index.csv agree (each failure one AcolError line)."""
+def open_map_array(run: str | Path) -> tuple[np.ndarray, list[str]]:
+    """RUN's maps as a read-only (count, h, w) float16 memmap and the class names, after
+    checking that maps.json is an acol-eval map store and maps.f16 holds exactly what it
+    says (each failure one AcolError line). For readers that stream the index
+    themselves (`boxes`); `open_maps` adds the index."""
     run = Path(run)
     try:
         meta = json.loads((run / "maps.json").read_text())
@@ -66,9 +68,19 @@ def open_maps(run: str | Path) -> MapStore:
     expected = shape[0] * shape[1] * shape[2] * MAP_DTYPE.itemsize
     size = (run / "maps.f16").stat().st_size if (run / "maps.f16").is_file() else -1
     if size != expected:
-        raise AcolError(f"{run / 'maps.f16'} holds {size} bytes, maps.json says {expected}")
+        raise AcolError(f"{run / 'maps.f16'} holds {max(size, 0)} bytes, maps.json says "
+                        f"{expected}: the map store is incomplete; localize RUN again")
     maps = (np.memmap(run / "maps.f16", dtype=MAP_DTYPE, mode="r", shape=shape)
             if shape[0] else np.zeros(shape, MAP_DTYPE))
+    return maps, classes
+
+
+def open_maps(run: str | Path) -> MapStore:
+    """Memory-map the maps of a finished localize run, after checking that maps.json,
+    maps.f16 and maps_index.csv agree (each failure one AcolError line)."""
+    run = Path(run)
+    maps, classes = open_map_array(run)
+    shape = maps.shape
     try:
         index = pd.read_csv(run / "maps_index.csv", keep_default_na=False, dtype={"image": str})
     except (OSError, ValueError, UnicodeDecodeError) as exc:
