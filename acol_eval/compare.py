@@ -30,6 +30,7 @@ import pandas as pd
 import scipy.sparse
 
 from .errors import AcolError
+from .progress import Progress
 from .reportfolder import ReportMeta
 from .safeio import FolderLock, atomic_write_text
 from .stats import interval, mcnemar_exact, resample_weights
@@ -320,39 +321,6 @@ def group_metrics(members: list[Resampleable], weights: np.ndarray
 # --------------------------------------------------------------------------- bootstrap
 
 
-class Progress:
-    """Bootstrap progress once it has taken `after` seconds: a tqdm bar on a terminal,
-    a plain line every `period` seconds otherwise (logs, CI)."""
-
-    def __init__(self, total: int, log: Callable[[str], None], stream=None,
-                 after: float = 3.0, period: float = 10.0) -> None:
-        self.total, self.log, self.done = total, log, 0
-        self.stream = stream if stream is not None else sys.stderr
-        self.after, self.period = after, period
-        self.start = self.last = time.monotonic()
-        self.bar = None
-
-    def update(self, rounds: int) -> None:
-        self.done += rounds
-        now = time.monotonic()
-        if self.bar is not None:
-            self.bar.update(rounds)
-        elif now - self.start < self.after:
-            return
-        elif getattr(self.stream, "isatty", lambda: False)():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=self.total, initial=self.done, desc="bootstrap",
-                            unit="round", file=self.stream, leave=False)
-        elif now - self.last >= self.period or self.done == self.total:
-            self.last = now
-            self.log(f"bootstrap: {self.done}/{self.total} rounds, {now - self.start:.0f} s")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def bootstrap(methods: list[list[Resampleable]], images: int, rounds: int, seed: int,
               progress: Progress | None = None) -> list[dict[str, np.ndarray]]:
     """Per method (a list of seed reports), every metric in each of `rounds` paired
@@ -530,7 +498,7 @@ def run(config: CompareConfig, log: Callable[[str], None] = _stderr) -> CompareR
             log(f"acol-eval: warning: {line}")
         methods = [[prepare(r, common) for r in members] for members in reports]
         observed = [observed_values(members, len(common)) for members in methods]
-        progress = Progress(config.bootstrap, log)
+        progress = Progress(config.bootstrap, "bootstrap", "rounds", log)
         try:
             samples = bootstrap(methods, len(common), config.bootstrap, config.seed,
                                 progress) if config.bootstrap else [{} for _ in methods]

@@ -297,13 +297,15 @@ def test_thresholds_taken_from_another_report_stay_fixed(tmp_path):
 
 def test_progress_is_plain_lines_off_a_terminal():
     lines: list[str] = []
-    progress = Progress(300, lines.append, stream=io.StringIO(), after=0.0, period=0.0)
+    progress = Progress(300, "bootstrap", "rounds", lines.append, stream=io.StringIO(), after=0.0,
+                        period=0.0)
     for _ in range(3):
         progress.update(100)
     progress.close()
     assert lines[-1].startswith("bootstrap: 300/300 rounds")
     quiet: list[str] = []
-    slow_start = Progress(300, quiet.append, stream=io.StringIO(), after=60.0)
+    slow_start = Progress(300, "bootstrap", "rounds", quiet.append, stream=io.StringIO(),
+                           after=60.0)
     slow_start.update(300)
     assert quiet == []                           # short bootstraps print nothing
 
