@@ -71,6 +71,10 @@ def main() -> None:
 
 
 @main.command()
+@click.option("--preset", type=click.Choice(["wsol-cub"]), default=None,
+              help="A named recipe from the cub10 search (README 'Real results'): fills "
+                   "every option not given on the command line, printed at the start and "
+                   "written to OUT/preset.json; explicit flags override it.")
 @click.option("--data", "--input-path", "data", required=True,
               help="Training source: an ImageFolder root (train/ and val/ or validation/), "
                    "or FORMAT:PATH such as cub:PATH or folder:PATH.")
@@ -144,13 +148,15 @@ def main() -> None:
               help="When the data has boxes: after training, store in best.pt the CAM "
                    "threshold with the best GT-known Loc on the validation images "
                    "(native protocol, OUT/calibration/); localize then boxes with it.")
-def train(**options) -> None:
+@click.pass_context
+def train(ctx: click.Context, preset: str | None, **options) -> None:
     """Train or fine-tune an ACoL model on image-level labels.
 
     Writes OUT/last.pt every epoch, OUT/best.pt (best validation accuracy) and
     OUT/metrics.csv. Runs unchanged under torchrun (DistributedDataParallel).
     """
-    from acol_eval.training import TrainConfig
+    from acol_eval.presets import apply_preset
+    from acol_eval.training import TrainConfig, source_splits
     from acol_eval.training import train as run_training
 
     for name in ("delta", "lr_steps", "loss_weights", "head_lr_mult"):
@@ -160,7 +166,13 @@ def train(**options) -> None:
             raise click.BadParameter(exc.message, param_hint=f"--{name.replace('_', '-')}") \
                 from None
     options["lr_steps"] = options["lr_steps"] or ()
-    result = run_training(TrainConfig(**options))
+    applied = None
+    if preset is not None:
+        explicit = {name for name in options
+                    if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+        options, applied = apply_preset(
+            preset, options, explicit, lambda: source_splits(options["data"], options["images"]))
+    result = run_training(TrainConfig(**options), preset=applied)
     if result.epochs and result.main_process:
         calibrated = (f"; CAM threshold {result.calibration.threshold:g}, calibrated"
                       if result.calibration else "")

@@ -55,9 +55,10 @@ from .data import (
 from .errors import AcolError
 from .losses import acol_loss
 from .model import ACoL, Head, build_model, check_recipe, expand_deltas
+from .presets import AppliedPreset
 from .readers import VALIDATION_SPLITS, Annotations, read_source
 from .runtime import Distributed, library_versions, resolve_workers
-from .safeio import FolderLock, atomic_open
+from .safeio import FolderLock, atomic_open, atomic_write_text
 from .weights import resolve_weights
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.csv")
@@ -754,17 +755,30 @@ def check_out_folder(config: TrainConfig) -> None:
         raise AcolError(f"--resume: {out / 'last.pt'} does not exist (nothing to resume)")
 
 
-def train(config: TrainConfig, log: Callable[[str], None] = _log_default) -> TrainResult:
+def source_splits(data: str, images: str | None = None) -> list[str]:
+    """The splits a training source has (what a preset's validation choice depends on)."""
+    return list(read_source(data, image_root=images).splits)
+
+
+def train(config: TrainConfig, log: Callable[[str], None] = _log_default,
+          preset: AppliedPreset | None = None) -> TrainResult:
     """Train as `config` says. Inputs (data, weights, the checkpoint to resume) are all
-    read and checked before the run folder is locked and written; rank 0 holds the lock."""
+    read and checked before the run folder is locked and written; rank 0 holds the lock.
+    `preset`: the preset `config` was filled from, printed first and kept in
+    OUT/preset.json so the run folder says which flags it stood for."""
     check_out_folder(config)
     dist = Distributed(config.device)
+    if preset is not None and dist.is_main:
+        log(preset.summary())
     try:
         trainer = Trainer(config, dist, log)
         lock = FolderLock(config.out, "train") if dist.is_main else contextlib.nullcontext()
         with lock:
             if dist.is_main:
                 check_out_folder(config)  # again, now that no other command can write
+                if preset is not None:
+                    atomic_write_text(Path(config.out) / "preset.json",
+                                      json.dumps(preset.record(), indent=1) + "\n")
             result = trainer.run()
             if dist.is_main and config.calibrate:
                 result = replace(result, calibration=calibrate_best(config, trainer.data, log))

@@ -1,0 +1,87 @@
+"""`train --preset`: a named recipe fills what the command line leaves out (issue 13)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from acol_eval.errors import AcolError
+from acol_eval.presets import PRESETS, Preset, apply_preset, flag_text
+from acol_eval.synth import SynthConfig, write_synth
+from tests.conftest import assert_one_line_error, run_cli
+
+DEFAULTS = {"arch": "resnet50", "recipe": "pp", "epochs": 10, "lr": 0.001,
+            "val_fraction": 0.0, "val_split": None, "data": "cub:X", "images": None}
+
+
+def no_splits_read():
+    raise AssertionError("the source's splits were read though --val-* was given")
+
+
+def test_preset_fills_only_what_the_command_line_left_out():
+    options = {**DEFAULTS, "epochs": 3}
+    merged, applied = apply_preset("wsol-cub", options, {"epochs", "data", "val_fraction"},
+                                   no_splits_read)
+    spec = PRESETS[Preset.WSOL_CUB].options
+    assert merged["epochs"] == 3 and "epochs" not in applied.applied
+    assert applied.overridden == ("epochs",)
+    assert merged["arch"] == spec["arch"] == "mobilenet_v2"
+    assert merged["recipe"] == spec["recipe"] and merged["lr"] == spec["lr"]
+    assert merged["val_fraction"] == 0.0  # given explicitly: the preset leaves it alone
+    assert "--epochs" not in " ".join(applied.flags())
+    assert "(given on the command line: --epochs)" in applied.summary()
+
+
+@pytest.mark.parametrize(("splits", "fraction", "phrase"), [
+    (["train", "test"], 0.2, "held out of the train split, never the test split"),
+    (["train", "val", "test"], 0.0, "validation on the source's 'val' split"),
+    (["train", "validation"], 0.0, "'validation' split"),
+])
+def test_preset_holds_out_validation_only_when_the_source_has_no_val_split(
+        splits, fraction, phrase):
+    merged, applied = apply_preset(Preset.WSOL_CUB, dict(DEFAULTS), {"data"}, lambda: splits)
+    assert merged["val_fraction"] == fraction
+    assert phrase in applied.note
+    assert ("--val-fraction 0.2" in applied.flags()) == bool(fraction)
+
+
+def test_flags_read_as_a_user_would_type_them():
+    assert flag_text("head_lr_mult", (10.0, 20.0)) == "--head-lr-mult 10,20"
+    assert flag_text("delta", (0.8,)) == "--delta 0.8"
+    assert flag_text("lr", 0.001) == "--lr 0.001"
+    assert flag_text("feature_stride", 16) == "--feature-stride 16"
+
+
+def test_unknown_preset_is_a_clear_error():
+    with pytest.raises(AcolError, match="'wsol-imagenet' is not a preset .*wsol-cub"):
+        apply_preset("wsol-imagenet", dict(DEFAULTS), set(), lambda: [])
+
+
+def test_cli_prints_writes_and_lets_flags_override_the_preset(tmp_path):
+    data = tmp_path / "s"
+    write_synth(data, SynthConfig(classes=2, train_per_class=10, val_per_class=2, size=64))
+    run = tmp_path / "run"
+    # the preset's backbone and size overridden to keep the test fast; the rest is its own
+    result = run_cli("train", "--preset", "wsol-cub", "--data", f"cub:{data}", "--out",
+                     str(run), "--arch", "resnet18", "--weights", "none", "--input-size",
+                     "64", "--epochs", "1", "--workers", "0", "--no-calibrate")
+    assert result.returncode == 0, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith("preset wsol-cub: ") and "--recipe pn" in first
+    assert "--val-fraction 0.2" in first and "--arch" not in first.split("(")[0]
+    assert "given on the command line: --arch, --weights, --input-size, --epochs" in first
+    assert "4 images held out of the train split" in result.stderr  # 20 * 0.2
+    record = json.loads((run / "preset.json").read_text())
+    assert record["preset"] == "wsol-cub" and "--recipe pn" in record["flags"]
+    assert record["overridden"] == ["--arch", "--weights", "--input-size", "--epochs"]
+    from acol_eval.checkpoint import load_checkpoint
+    args = load_checkpoint(run / "best.pt")["args"]
+    assert (args["recipe"], args["arch"], args["epochs"], args["val_fraction"]) == \
+        ("pn", "resnet18", 1, 0.2)
+
+
+def test_cli_refuses_an_unknown_preset_in_one_line(tmp_path):
+    result = run_cli("train", "--preset", "nope", "--data", "x", "--out", str(tmp_path / "r"))
+    assert_one_line_error(result, 2, "--preset")
+    assert not (tmp_path / "r").exists()
