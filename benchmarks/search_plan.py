@@ -205,8 +205,19 @@ def fine_recipes(settings: Settings, family: str, scored: dict[Recipe, float]) -
         return []
     ranked = sorted(mine, key=lambda r: (-mine[r], r.key))[:settings.top_k]
     base = replace(settings.base, recipe=family, epochs=settings.coarse_epochs)
-    candidates = [*ranked, combined_recipe(base, mine)]
+    # the best first, then the combination (what one-axis runs cannot see), then the rest
+    candidates = [*ranked[:1], combined_recipe(base, mine), *ranked[1:]]
     return list(dict.fromkeys(replace(r, epochs=settings.fine_epochs) for r in candidates))
+
+
+def fine_steps(settings: Settings, scored: dict[Recipe, float]) -> list[Step]:
+    """Every family's fine recipes interleaved by rank (every family's best, then every
+    combination, then the runners-up), so that a budget cut drops runners-up across the
+    families before any family loses its only fine run."""
+    per_family = [fine_recipes(settings, f, scored) for f in settings.families]
+    return [Step("train", "fine", recipes[rank])
+            for rank in range(max(map(len, per_family), default=0))
+            for recipes in per_family if rank < len(recipes)]
 
 
 def best_recipe(scored: dict[Recipe, float], family: str) -> Recipe | None:
@@ -249,8 +260,7 @@ def plan(records: list[dict], settings: Settings) -> tuple[list[Step], str]:
     if todo(coarse):
         return todo(coarse), "coarse"
     coarse_scores = validation_scores(records, [s.recipe for s in coarse])
-    fine = [Step("train", "fine", r) for f in settings.families
-            for r in fine_recipes(settings, f, coarse_scores)]
+    fine = fine_steps(settings, coarse_scores)
     if todo(fine):
         return todo(fine), "fine"
     fine_scores = validation_scores(records, [s.recipe for s in fine])

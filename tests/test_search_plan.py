@@ -79,6 +79,19 @@ def test_fine_stage_takes_top_k_per_family_and_their_combination():
     p = [s.recipe for s in fine if s.recipe.family == "p"]
     assert (p[0].feature_stride, p[0].lr) == (8, 0.002)  # 55 first
     assert any(r.feature_stride == 8 and r.lr == 0.001 for r in p)  # the combination
+    # interleaved by rank: every family's best, then every combination, then runners-up
+    assert [(s.recipe.family, s.recipe.lr, s.recipe.delta, s.recipe.feature_stride)
+            for s in fine[:4]] == [("p", 0.002, 0.8, 8), ("pp", 0.001, 0.8, 16),
+                                   ("p", 0.001, 0.8, 8), ("pp", 0.001, 0.6, 16)]
+
+
+def test_a_budget_cut_of_the_fine_stage_leaves_every_family_its_best_recipe():
+    coarse, _ = plan([], SMALL)
+    log = [record(s, 50 + (s.recipe.lr == 0.001)) for s in coarse]
+    fine, _ = plan(log, SMALL)
+    kept, cut = cut_to_budget(fine, 2.5, lambda step: 1.0)
+    assert [s.recipe.family for s in kept] == ["p", "pp"]
+    assert {s.recipe.family for s in cut} == {"p", "pp"}
 
 
 def test_combination_keeps_axes_that_did_not_beat_the_base():
