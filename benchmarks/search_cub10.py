@@ -36,14 +36,17 @@ from search_plan import (  # noqa: E402
     Calibration,
     Settings,
     Step,
+    axis_effects,
     budgeted_plan,
     estimate_seconds,
     finished,
     fit_budget,
+    length_pairs,
     plan,
     projected,
     recipe_from_dict,
     refit,
+    stage_curve,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -360,6 +363,36 @@ def table(records: list[dict], settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def evidence(records: list[dict], settings: Settings) -> str:
+    """What was tried and what the budget bought, from the log alone: each coarse
+    axis's effect on validation MaxBoxAccV2 per family, what longer training changed for
+    the same recipe, and the best validation score against the hours spent."""
+    families = list(settings.families)
+    lines = ["| axis | value | " + " | ".join(f"`{f}`" for f in families) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in families) + " |"]
+    for row in axis_effects(records, settings):
+        cells = []
+        for family in families:
+            if family not in row:
+                cells.append("")
+            elif row["axis"] == "base":
+                cells.append(f"{row[family][0]:.1f}")
+            else:
+                cells.append(f"{row[family][0]:.1f} ({row[family][1]:+.1f})")
+        lines.append(f"| {row['axis']} | {row['value']} | " + " | ".join(cells) + " |")
+    lines += ["", "| recipe | epochs | validation MaxBoxAccV2 | change |",
+              "| --- | --- | --- | --- |"]
+    for recipe, short, long in length_pairs(records):
+        lines.append(f"| `{' '.join(recipe.train_flags())}` | {settings.coarse_epochs} -> "
+                     f"{recipe.epochs} | {short:.1f} -> {long:.1f} | {long - short:+.1f} |")
+    lines += ["", "| after stage | train runs | search hours | best validation MaxBoxAccV2 |",
+              "| --- | --- | --- | --- |"]
+    for row in stage_curve(records, families):
+        best = ", ".join(f"`{f}` {v:.1f}" for f, v in row["best"].items())
+        lines.append(f"| {row['stage']} | {row['runs']} | {row['hours']:.2f} | {best} |")
+    return "\n".join(lines)
+
+
 def mean_std(values: list[float]) -> str:
     if len(values) < 2:
         return f"{values[0]:.1f}" if values else "-"
@@ -466,6 +499,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     parser.add_argument("--table", action="store_true", help="print the README table")
+    parser.add_argument("--evidence", action="store_true",
+                        help="print what was tried: axis effects, epochs, budget curve")
     parser.add_argument("--pilot", action="store_true",
                         help="time one 1-epoch base run into OUT/pilot, write OUT/calibration.json")
     return parser.parse_args()
@@ -481,6 +516,9 @@ def main() -> None:
         raise SystemExit(f"--data {args.data}: not a CUB folder (no images.txt)")
     if args.table:
         print(table(search.records(), settings))
+        return
+    if args.evidence:
+        print(evidence(search.records(), settings))
         return
     if args.pilot:
         print(json.dumps(pilot(search), indent=1))

@@ -413,3 +413,77 @@ def fit_budget(records: list[dict], settings: Settings, budget_s: float,
         if sum(estimate(s) for s in later) <= (1 - coarse_share) * (budget_s - spent):
             return rung
     return rungs[-1]
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+def stage_curve(records: list[dict], families: Iterable[str]) -> list[dict]:
+    """Budget against accuracy, from the log: after each stage's train runs (in log
+    order), the cumulative search hours and each family's best validation score so far.
+    One row per stage that has finished train runs."""
+    rows, best, hours, current = [], {}, 0.0, None
+    for record in records:
+        hours += record.get("seconds", 0.0) / 3600
+        if not (record.get("ok") and record.get("kind") == "train"):
+            continue
+        value = record.get("val", {}).get(CHOICE_METRIC)
+        if value is None:
+            continue
+        if current is not None and record["stage"] != current["stage"]:
+            rows.append(current)
+        family = record["recipe"]["recipe"]
+        best[family] = max(best.get(family, -math.inf), value)
+        runs = (current["runs"] + 1) if current and current["stage"] == record["stage"] else 1
+        current = {"stage": record["stage"], "runs": runs, "hours": hours,
+                   "best": {f: best[f] for f in families if f in best}}
+    if current is not None:
+        rows.append(current)
+    return rows
+
+
+def axis_effects(records: list[dict], settings: Settings) -> list[dict]:
+    """The coarse stage's one-axis changes against each family's base run: per changed
+    axis value, per family, the validation score and its difference from the base."""
+    scores = validation_scores(records, [s.recipe for s in coarse_steps(settings)])
+    rows: dict[tuple[str, str], dict] = {}
+    for recipe, value in scores.items():
+        base = replace(settings.base, recipe=recipe.family, epochs=settings.coarse_epochs)
+        if base not in scores:
+            continue
+        changed = [a for a in AXES if getattr(recipe, a) != getattr(base, a)]
+        if len(changed) > 1:
+            continue
+        axis = changed[0] if changed else "base"
+        shown = getattr(recipe, axis) if changed else "-"
+        if isinstance(shown, tuple):
+            shown = ",".join(f"{v:g}" for v in shown)
+        row = rows.setdefault((axis, str(shown)), {"axis": axis, "value": str(shown)})
+        row[recipe.family] = (value, value - scores[base])
+    return sorted(rows.values(), key=lambda r: (AXES.index(r["axis"]) if r["axis"] in AXES
+                                                else -1, _numeric(r["value"]), r["value"]))
+
+
+def _numeric(text: str) -> float:
+    try:
+        return float(text.split(",")[0])
+    except ValueError:
+        return math.inf
+
+
+def length_pairs(records: list[dict]) -> list[tuple[Recipe, float, float]]:
+    """Recipes trained (seed 0) at two lengths: (recipe at the longer length, validation
+    score short, validation score long), the cheapest view of what epochs buy."""
+    by_recipe: dict[Recipe, dict[int, float]] = {}
+    for record in finished(records).values():
+        if record.get("kind") == "train" and record.get("seed") == 0:
+            value = record.get("val", {}).get(CHOICE_METRIC)
+            if value is not None:
+                recipe = recipe_from_dict(record["recipe"])
+                by_recipe.setdefault(replace(recipe, epochs=0), {})[recipe.epochs] = value
+    found = []
+    for recipe, lengths in by_recipe.items():
+        if len(lengths) >= 2:
+            short, long = min(lengths), max(lengths)
+            found.append((replace(recipe, epochs=long), lengths[short], lengths[long]))
+    return sorted(found, key=lambda item: item[0].key)

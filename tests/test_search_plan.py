@@ -14,14 +14,17 @@ from search_plan import (  # noqa: E402
     Recipe,
     Settings,
     Step,
+    axis_effects,
     budgeted_plan,
     coarse_recipes,
     combined_recipe,
     cut_to_budget,
     estimate_seconds,
     fine_recipes,
+    length_pairs,
     plan,
     refit,
+    stage_curve,
 )
 
 SMALL = Settings(families=("p", "pp"), deltas=(0.6,), lrs=(0.001,), head_lr_mults=(5.0,),
@@ -299,3 +302,24 @@ def test_the_settings_line_of_the_log_gives_back_the_same_settings():
         assert settings_of([line]) == settings
         assert plan([line], settings) == plan([], settings)  # the line is not a step
     assert settings_of([]) is None
+
+
+def test_the_evidence_tables_come_from_the_log():
+    coarse, _ = plan([], SMALL)
+    # lr 0.001 helps by 2 points, everything else changes nothing; each run takes 0.5 h
+    log = [record(s, 50 + 2 * (s.recipe.lr == 0.001), seconds=1800) for s in coarse]
+    rows = {(r["axis"], r["value"]): r for r in axis_effects(log, SMALL)}
+    assert rows[("base", "-")]["pp"] == (50, 0)
+    assert rows[("lr", "0.001")]["p"] == (52, 2) and rows[("lr", "0.001")]["pp"] == (52, 2)
+    assert "pp" in rows[("delta", "0.6")] and "p" not in rows[("delta", "0.6")]
+    fine, _ = plan(log, SMALL)
+    log += [record(s, 55, seconds=3600) for s in fine]
+    curve = stage_curve(log, SMALL.families)
+    assert [(r["stage"], r["runs"]) for r in curve] == [("coarse", 13), ("fine", len(fine))]
+    assert curve[0]["hours"] == pytest.approx(6.5) and curve[0]["best"] == {"p": 52, "pp": 52}
+    assert curve[1]["best"] == {"p": 55, "pp": 55}
+    assert curve[1]["hours"] == pytest.approx(6.5 + len(fine))
+    longer = length_pairs(log)  # the fine runs that are a coarse recipe trained longer
+    assert longer and all((short, long) == (50 + 2 * (r.lr == 0.001), 55)
+                          for r, short, long in longer)
+    assert all(r.epochs == SMALL.fine_epochs for r, _, _ in longer)
