@@ -234,8 +234,9 @@ def infer(model: ACoL, images: torch.Tensor, label_ids: list[int], top_k: int,
     model's fused maps, which reuse the features already computed, or a post-hoc
     method's at `target_layer` (one more forward, one backward per class rank)."""
     use_cuda = images.device.type == "cuda"
-    if use_cuda:
-        images = images.contiguous(memory_format=torch.channels_last)
+    # channels_last on every device: the model is in it (sweep_shard), and oneDNN's CPU
+    # convolutions run 1.4-1.5x faster in it too (mobilenet_v2, resnet50 forward)
+    images = images.contiguous(memory_format=torch.channels_last)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda):
         features = model.backbone(images)
     features = features.float()
@@ -369,8 +370,7 @@ def sweep_shard(sweep: Sweep, shard: list[int], writer: ShardWriter,
     committing progress after every batch."""
     device = distributed.device
     model = sweep.loaded.model.to(device).eval()
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    model.to(memory_format=torch.channels_last)  # faster on CPU as on CUDA (see infer)
     todo = shard[writer.done:]
     loaded = sweep.loaded
     dataset = SweepImages(sweep.listing.root, [sweep.listing.images[g] for g in todo],

@@ -453,7 +453,14 @@ def test_two_gloo_processes_match_one(images, tmp_path, checkpoint):
          "2", str(ROOT / "cli.py"), "localize", *common, "--out", str(double)],
         capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert (single / "predictions.csv").read_bytes() == (double / "predictions.csv").read_bytes()
+    # one process with 2 threads against 2 processes with 1 thread each: oneDNN's
+    # channels_last kernels split their sums by thread, so scores may differ in the last
+    # printed digit; everything else (classes, boxes, order) must be equal
+    one, two = (pd.read_csv(f / "predictions.csv", keep_default_na=False)
+                for f in (single, double))
+    scores = [c for c in one.columns if c.startswith("score_")]
+    pd.testing.assert_frame_equal(one.drop(columns=scores), two.drop(columns=scores))
+    assert np.allclose(one[scores], two[scores], atol=2e-6, rtol=0)
     assert (single / "maps_index.csv").read_bytes() == (double / "maps_index.csv").read_bytes()
     assert np.allclose(np.asarray(open_maps(single).maps, np.float32),
                        np.asarray(open_maps(double).maps, np.float32), atol=2e-3)

@@ -47,10 +47,13 @@ def read_metrics(run):
 def test_pn_reaches_90_percent_on_textures(texture_folder, tmp_path):
     run = tmp_path / "run"
     messages = []
-    result = train(TrainConfig(data=str(texture_folder), out=str(run), recipe="pn", epochs=5,
+    # 8 epochs: from random weights the first epochs sit at chance, and when the jump
+    # comes depends on rounding (channels_last moved it from epoch 5 to 6 for seed 0);
+    # at 8 epochs seeds 0, 3, 4 and 5 all end at 100% with channels_last
+    result = train(TrainConfig(data=str(texture_folder), out=str(run), recipe="pn", epochs=8,
                                **FAST_CONFIG), log=messages.append)
     rows = read_metrics(run)
-    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
     for column in ("train_loss_1p", "train_acc_1p", "train_loss_2n", "train_acc_2n",
                    "val_loss_1p", "val_acc_1p", "val_loss_2n", "val_acc_2n", "lr",
                    "images_per_s"):
@@ -61,9 +64,9 @@ def test_pn_reaches_90_percent_on_textures(texture_folder, tmp_path):
     assert best["metrics"]["val_acc_1p"] == max(float(r["val_acc_1p"]) for r in rows)
     assert result.best_accuracy == best["metrics"]["val_acc_1p"]
     assert (result.epochs, result.last_epoch, result.train_images, result.val_images) == (
-        5, 5, 80, 32)
-    assert result.metrics["epoch"] == 5
-    assert any(m.startswith("epoch 5/5:") for m in messages)
+        8, 8, 80, 32)
+    assert result.metrics["epoch"] == 8
+    assert any(m.startswith("epoch 8/8:") for m in messages)
 
 
 def test_resume_after_sigkill_is_bitwise_equal(texture_folder, tmp_path):
@@ -511,3 +514,31 @@ def test_disk_cache_survives_a_stop_and_changes_no_number(tmp_path):
     b = load_checkpoint(cached / "last.pt")["state_dict"]
     for key, value in a.items():
         assert torch.equal(value, b[key]), key
+
+
+def test_channels_last_changes_no_number_of_a_training_step():
+    """channels_last is on by default on CPU too (faster): in float64, where rounding
+    cannot hide a difference, the loss and every gradient of one step equal the
+    contiguous layout's. (In float32 both layouts are ~0.5-1% off float64 on a random
+    resnet18's first-layer gradients, the contiguous one about half as far.)"""
+    from acol_eval.losses import acol_loss
+    from acol_eval.model import build_model
+
+    images = torch.randn(4, 3, 64, 64, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 2, 1])
+    found = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        model = build_model("resnet18", 3, "pn", [0.6], "linear", 16, None).train().double()
+        batch = images
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            batch = images.contiguous(memory_format=torch.channels_last)
+        total, _ = acol_loss("pn", list(model(batch, labels).logits), labels)
+        total.backward()
+        found.append((total.item(), {n: p.grad for n, p in model.named_parameters()}))
+    (loss_a, grads_a), (loss_b, grads_b) = found
+    assert loss_a == pytest.approx(loss_b, rel=1e-12)
+    assert grads_a.keys() == grads_b.keys() and len(grads_a) > 50
+    for name, grad in grads_a.items():
+        assert torch.allclose(grad, grads_b[name], rtol=1e-9, atol=1e-12), name
