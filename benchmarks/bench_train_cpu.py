@@ -2,6 +2,7 @@
 the options issue 13 names (channels_last on CPU, frozen batch norm, torch threads).
 
     .venv/bin/python benchmarks/bench_train_cpu.py [--arch mobilenet_v2] [--recipe pn]
+    .venv/bin/python benchmarks/bench_train_cpu.py --forward --arch resnet50 --stride 32
 
 The step is `train`'s own: `ACoL(images, labels)`, `acol_loss`, backward, SGD step, on
 tensors already in memory (the decoded-image cache makes data loading ~free after
@@ -58,6 +59,22 @@ def make_step(args: argparse.Namespace, channels_last: bool = False, frozen_bn: 
     return step
 
 
+def make_forward(args: argparse.Namespace, channels_last: bool = False) -> Callable[[], None]:
+    """localize's backbone pass (inference mode), in either memory layout."""
+    torch.manual_seed(0)
+    model = build_model(args.arch, 10, args.recipe, [0.8], "linear", args.stride, None).eval()
+    images = torch.randn(args.batch, 3, args.size, args.size)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+
+    def forward() -> None:
+        with torch.inference_mode():
+            model.backbone(images)
+
+    return forward
+
+
 def timed(step: Callable[[], None], threads: int, count: int) -> list[float]:
     torch.set_num_threads(threads)
     step()  # warm-up (allocator, oneDNN kernels for this layout)
@@ -78,9 +95,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--forward", action="store_true",
+                        help="time localize's forward pass (both layouts) instead")
     args = parser.parse_args()
     cores = torch.get_num_threads()
     variants = {
+        "forward, contiguous": (make_forward(args), cores),
+        "forward, channels_last": (make_forward(args, channels_last=True), cores),
+    } if args.forward else {
         "default (contiguous, BN trained)": (make_step(args), cores),
         "channels_last on CPU": (make_step(args, channels_last=True), cores),
         "frozen batch norm": (make_step(args, frozen_bn=True), cores),
