@@ -310,7 +310,8 @@ def boxes(run: str, **options) -> None:
                    "folder) or a bare PATH whose format is detected.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Report folder: summary.csv, per_class.csv, per_image.csv, curve.csv, "
-                   "curve.png, report.json, outcomes.npz (all replaced together at the end).")
+                   "curve.png, report.json, outcomes.npz, report.html (a folder holding a "
+                   "report is refused unless --overwrite).")
 @click.option("--split", default=None, help="Score only this split of the annotations.")
 @click.option("--protocol", type=click.Choice(["wsoleval", "native"]), default="wsoleval",
               show_default=True, help="wsoleval = clovaai/wsolevaluation's 224x224 box "
@@ -349,6 +350,9 @@ def boxes(run: str, **options) -> None:
                    "and the top-1 map elsewhere (counted, and named in per_image.csv).")
 @click.option("--strict", is_flag=True,
               help="Exit 1 when any annotated image has no map.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the report already in --out (without it, such an --out is "
+                   "refused and left as it was).")
 def score(run: str, **options) -> None:
     """Score maps against box and mask annotations into CSV reports.
 
@@ -367,7 +371,7 @@ def score(run: str, **options) -> None:
         workers=options["workers"], baseline=options["baseline"],
         label_rule=options["label_rule"], mask_root=options["mask_root"],
         images=options["images"], map_choice=options["map_choice"],
-        strict=options["strict"])
+        strict=options["strict"], overwrite=options["overwrite"])
     result = run_score(config)
     if config.baseline:
         click.echo(f"baseline: {config.baseline.value} (a centred Gaussian map for every "

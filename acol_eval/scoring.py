@@ -31,7 +31,7 @@ from .metrics import error_type
 from .progress import Progress
 from .protocols import Protocol, ScoringProtocol, get_protocol, parse_protocol
 from .readers import Annotations, read_source
-from .reportfolder import Outcomes, ReportMeta, ReportStaging, read_thresholds
+from .reportfolder import REPORT_FILES, Outcomes, ReportMeta, ReportStaging, read_thresholds
 from .runtime import library_versions, ordered_map, resolve_workers
 from .safeio import FolderLock, atomic_open
 from .sweep import load_compiled
@@ -87,6 +87,7 @@ class ScoreConfig:
     images: str | None = None  # where the annotations' relative image paths resolve
     strict: bool = False  # exit 1 when an annotated image has no map
     map_choice: MapChoice = MapChoice.AUTO
+    overwrite: bool = False  # replace a report already in --out
 
     def __post_init__(self) -> None:
         put = object.__setattr__
@@ -320,6 +321,7 @@ def choose_thresholds(curves: reports.Curves, fixed: float | None, other: dict[s
 def score(config: ScoreConfig) -> ScoreResult:
     """The whole job: inputs, first pass, thresholds, report folder."""
     protocol = get_protocol(config.protocol)
+    check_report_folder(config.out, config.overwrite)
     other = read_thresholds(config.threshold_from) if config.threshold_from else {}
     inputs = load_inputs(config, protocol)  # all input checks before --out is touched
     if config.baseline is Baseline.CENTRE:
@@ -329,6 +331,7 @@ def score(config: ScoreConfig) -> ScoreResult:
     setup = PassSetup(inputs.source, protocol, thresholds, config.iou,
                       protocol.record_dtype(len(thresholds)))
     with FolderLock(config.out, "score"):
+        check_report_folder(config.out, config.overwrite)  # again, now no one else writes
         passed = first_pass(inputs, setup, score_workers(config.workers))
         _warn(passed.problems)
         choice = choose_thresholds(passed.curves, config.threshold, other,
@@ -339,6 +342,19 @@ def score(config: ScoreConfig) -> ScoreResult:
     missing = inputs.issues.get("annotation_without_map", 0)
     exit_code = 1 if failed or (config.strict and missing) else 0
     return ScoreResult(summary, issues, failed, missing, exit_code, config.out)
+
+
+def check_report_folder(out: str | Path, overwrite: bool) -> None:
+    """Refuse to replace a report without --overwrite (reads only). A folder a killed
+    score left (its staging folder, no report files) is not a report: a rerun finishes it."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise AcolError(f"--out {out} exists and is not a folder")
+    found = [name for name in REPORT_FILES if (out / name).exists()]
+    if found and not overwrite:
+        raise AcolError(f"--out {out} already holds a score report ({', '.join(found[:3])}"
+                        f"{', ...' if len(found) > 3 else ''}); add --overwrite to replace "
+                        f"it, or choose another --out")
 
 
 def _warn(issues: dict[str, int]) -> None:

@@ -208,7 +208,7 @@ def test_pxap_curve_csv_holds_precision_and_recall_at_every_threshold(tmp_path):
     assert "precision against recall" in (tmp_path / "rep" / "report.html").read_text()
     # scored again without masks: the old curve does not stay beside the new report
     (tmp_path / "meta" / "localization.txt").write_text("c/a.jpg,0,0,20,20\n")
-    run_score(tmp_path, tmp_path / "maps", f"wsol:{meta}", protocol="native")
+    run_score(tmp_path, tmp_path / "maps", f"wsol:{meta}", protocol="native", overwrite=True)
     assert not (tmp_path / "rep" / "pxap_curve.csv").exists()
 
 
@@ -318,11 +318,41 @@ def test_a_failing_run_leaves_the_old_report_whole_and_a_second_run_is_refused(t
     monkeypatch.setattr(reports, "plot_curve", killed)
     (tmp_path / "maps" / "c" / "b.npy").unlink()
     with pytest.raises(KeyboardInterrupt):
-        run_score(tmp_path, tmp_path / "maps", f"wsol:{meta}")
+        run_score(tmp_path, tmp_path / "maps", f"wsol:{meta}", overwrite=True)
     after = {p.name: p.read_bytes() for p in (tmp_path / "rep").iterdir() if p.is_file()}
     assert after == before
     with FolderLock(tmp_path / "rep", "score"), pytest.raises(AcolError, match="another"):
-        run_score(tmp_path, tmp_path / "maps", f"wsol:{meta}")
+        run_score(tmp_path, tmp_path / "maps", f"wsol:{meta}", overwrite=True)
+
+
+def test_a_finished_report_is_replaced_only_when_asked(tmp_path):
+    """The house rule: nothing existing is overwritten without being asked."""
+    meta = two_image_metadata(tmp_path)
+    save_maps(tmp_path / "maps", {"c/a.npy": blob_map((10, 10, 60, 60), 100, 100),
+                                  "c/b.npy": blob_map((40, 40, 90, 90), 100, 100)})
+    common = ["score", str(tmp_path / "maps"), "--annotations", f"wsol:{meta}",
+              "--out", str(tmp_path / "rep")]
+    assert run_cli(*common).returncode == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "rep").iterdir() if p.is_file()}
+    (tmp_path / "maps" / "c" / "b.npy").unlink()  # a second run would score differently
+    refused = run_cli(*common)
+    assert_one_line_error(refused, 2, "already holds a score report", "--overwrite")
+    after = {p.name: p.read_bytes() for p in (tmp_path / "rep").iterdir() if p.is_file()}
+    assert after == before
+    replaced = run_cli(*common, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert (tmp_path / "rep" / "per_image.csv").read_bytes() != before["per_image.csv"]
+
+
+def test_a_folder_a_killed_score_left_is_finished_without_overwrite(tmp_path):
+    meta = two_image_metadata(tmp_path)
+    save_maps(tmp_path / "maps", {"c/a.npy": blob_map((10, 10, 60, 60), 100, 100),
+                                  "c/b.npy": blob_map((40, 40, 90, 90), 100, 100)})
+    (tmp_path / "rep" / ".score-partial").mkdir(parents=True)  # staging only: no report
+    (tmp_path / "rep" / ".score-partial" / "per_image.csv").write_text("half\n")
+    run_score(tmp_path, tmp_path / "maps", f"wsol:{meta}")
+    assert (tmp_path / "rep" / "summary.csv").is_file()
+    assert not (tmp_path / "rep" / ".score-partial").exists()
 
 
 # --------------------------------------------------------------------------- 18, 20: bounds
