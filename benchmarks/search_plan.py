@@ -105,6 +105,7 @@ class Settings:
     coarse_epochs: int = 3
     fine_epochs: int = 8
     top_k: int = 2
+    combine: bool = True  # fine stage: also the every-axis-at-its-best recipe
     seeds: tuple[int, ...] = (0, 1, 2)
     families: tuple[str, ...] = FAMILIES
     base: Recipe = Recipe()
@@ -206,7 +207,8 @@ def fine_recipes(settings: Settings, family: str, scored: dict[Recipe, float]) -
     ranked = sorted(mine, key=lambda r: (-mine[r], r.key))[:settings.top_k]
     base = replace(settings.base, recipe=family, epochs=settings.coarse_epochs)
     # the best first, then the combination (what one-axis runs cannot see), then the rest
-    candidates = [*ranked[:1], combined_recipe(base, mine), *ranked[1:]]
+    combination = [combined_recipe(base, mine)] if settings.combine else []
+    candidates = [*ranked[:1], *combination, *ranked[1:]]
     return list(dict.fromkeys(replace(r, epochs=settings.fine_epochs) for r in candidates))
 
 
@@ -283,7 +285,7 @@ def projected(records: list[dict], settings: Settings) -> list[Step]:
     if stage == "coarse":
         for family in settings.families:
             stand_in = replace(settings.base, recipe=family, epochs=settings.fine_epochs)
-            later += [Step("train", "fine", stand_in)] * (settings.top_k + 1)
+            later += [Step("train", "fine", stand_in)] * (settings.top_k + settings.combine)
     if stage in ("coarse", "fine"):
         for family in settings.families:
             stand_in = replace(settings.base, recipe=family, epochs=settings.fine_epochs)

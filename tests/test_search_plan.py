@@ -23,6 +23,7 @@ from search_plan import (  # noqa: E402
     fine_recipes,
     length_pairs,
     plan,
+    projected,
     refit,
     stage_curve,
 )
@@ -323,3 +324,15 @@ def test_the_evidence_tables_come_from_the_log():
     assert longer and all((short, long) == (50 + 2 * (r.lr == 0.001), 55)
                           for r, short, long in longer)
     assert all(r.epochs == SMALL.fine_epochs for r, _, _ in longer)
+
+
+def test_without_combination_the_fine_stage_is_each_familys_best_trained_longer():
+    coarse, _ = plan([], SMALL)
+    log = [record(s, 50 + 2 * (s.recipe.lr == 0.001) + (s.recipe.delta == 0.6)) for s in coarse]
+    lean = replace(SMALL, top_k=1, combine=False, fine_epochs=6)
+    fine, stage = plan(log, lean)
+    assert stage == "fine"
+    assert [(s.recipe.family, s.recipe.lr, s.recipe.epochs) for s in fine] == [
+        ("p", 0.001, 6), ("pp", 0.001, 6)]
+    # per family: one fine run, then seeds 1 and 2 trained and all 3 seeds tested
+    assert len(projected([], lean)) == len(coarse) + 2 * (1 + 2 + 3)
