@@ -541,9 +541,12 @@ def main() -> None:
         print(describe(kept, cut, reserve, calibration, budget_s, spent, later), flush=True)
         if args.dry_run:
             return
-        if stage == "coarse" and not kept:
+        coarse_started = any(r.get("stage") == "coarse" and r.get("ok") for r in records)
+        if stage == "coarse" and not kept and not coarse_started:
             raise SystemExit("the budget leaves no time for the coarse stage once the later "
                              f"stages' ~{reserve / 3600:.1f} h are reserved: raise --budget-hours")
+        # a coarse stage under way whose rest does not fit: its cut steps are logged as
+        # skipped below, so the fine stage starts (exiting here left the search stuck)
         if not steps:
             try:
                 search.baselines_and_compare(settings)
