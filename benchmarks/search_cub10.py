@@ -34,6 +34,7 @@ from search_plan import (  # noqa: E402
     FAMILIES,
     GPU_SETTINGS,
     Calibration,
+    Recipe,
     Settings,
     Step,
     axis_effects,
@@ -446,10 +447,10 @@ def describe(steps: list[Step], cut: list[Step], reserve: float, calibration: Ca
     return "\n".join(lines)
 
 
-def pilot(search: Search) -> dict:
+def pilot(search: Search, base: Recipe) -> dict:
     """One 1-epoch run of the base recipe (train, localise and score validation): the
     per-GFLOP rates every estimate scales from. Written to OUT/calibration.json."""
-    recipe = replace(Settings().base, epochs=1)
+    recipe = replace(base, epochs=1)
     step = Step("train", "pilot", recipe)
     pilot_search = Search(argparse.Namespace(**{**vars(search.args),
                                                 "out": str(search.out / "pilot")}))
@@ -497,6 +498,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--arch", default=None,
+                        help="backbone of every recipe [default: mobilenet_v2, the one whose "
+                             "ImageNet weights ship offline]; fixed when a search starts")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     parser.add_argument("--table", action="store_true", help="print the README table")
     parser.add_argument("--evidence", action="store_true",
@@ -510,6 +514,8 @@ def main() -> None:
     args = parse()
     wanted = GPU_SETTINGS if args.scale == "gpu" else Settings()
     wanted = replace(wanted, families=tuple(args.families.split(",")))
+    if args.arch:
+        wanted = replace(wanted, base=replace(wanted.base, arch=args.arch))
     settings = settings_of(search_records(args)) or wanted
     search = Search(args)
     if not (search.data / "images.txt").is_file():
@@ -521,7 +527,7 @@ def main() -> None:
         print(evidence(search.records(), settings))
         return
     if args.pilot:
-        print(json.dumps(pilot(search), indent=1))
+        print(json.dumps(pilot(search, settings.base), indent=1))
         return
     budget_s = args.budget_hours * 3600
     while True:
