@@ -322,7 +322,9 @@ def score(config: ScoreConfig) -> ScoreResult:
     """The whole job: inputs, first pass, thresholds, report folder."""
     protocol = get_protocol(config.protocol)
     check_report_folder(config.out, config.overwrite)
-    other = read_thresholds(config.threshold_from) if config.threshold_from else {}
+    label = reports.protocol_label(protocol.name,
+                                   config.baseline.value if config.baseline else None)
+    other = read_thresholds(config.threshold_from, label) if config.threshold_from else {}
     inputs = load_inputs(config, protocol)  # all input checks before --out is touched
     if config.baseline is Baseline.CENTRE:
         inputs = inputs.with_source(_centre_source(inputs.source))
