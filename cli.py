@@ -25,10 +25,6 @@ def _floats(text: str | None) -> list[float] | None:
         raise click.BadParameter(f"{text!r} is not a list of numbers") from None
 
 
-def _ints(text: str | None) -> list[int]:
-    return [int(v) for v in _floats(text) or []]
-
-
 class OneLineErrors(click.Group):
     """Every error as one line on stderr with SPEC 9's exit status: the library's
     AcolError (bad input, 2) and click's usage errors (a bad choice, a missing option, 2)."""
@@ -365,7 +361,7 @@ def score(run: str, **options) -> None:
 
     config = ScoreConfig(
         run=run, annotations=options["annotations"], out=options["out"],
-        split=options["split"], protocol=options["protocol"], iou=_ints(options["iou"]),
+        split=options["split"], protocol=options["protocol"], iou=_floats(options["iou"]) or (),
         interval=options["cam_curve_interval"], threshold=options["threshold"],
         threshold_from=options["threshold_from"], bootstrap=options["bootstrap"],
         workers=options["workers"], baseline=options["baseline"],

@@ -147,9 +147,16 @@ class Outcomes:
 SUMMARY_FILE = "summary.csv"
 
 
-def read_thresholds(report: str | Path) -> dict[str, float]:
+def read_thresholds(report: str | Path, protocol: str | None = None) -> dict[str, float]:
     """metric -> CAM threshold of another report's summary.csv (REPORT folder or the file
-    itself), for `--threshold-from`; rows without a threshold are left out."""
+    itself), for `--threshold-from`; rows without a threshold are left out.
+
+    `protocol`: the protocol label the thresholds will be used under (summary.csv's
+    protocol field, e.g. 'wsoleval' or 'native (baseline: centre)'). A report whose
+    thresholds were chosen under another one is refused: a wsoleval threshold is a level
+    of a 224x224 map, a native one a fraction of the map's range at the image's size, and
+    a baseline's belong to the baseline's maps. A hand-made summary.csv without a
+    protocol column is taken as it is."""
     import pandas as pd
 
     path = Path(report)
@@ -163,6 +170,14 @@ def read_thresholds(report: str | Path) -> dict[str, float]:
     if not {"metric", "threshold"} <= set(table.columns):
         raise AcolError(f"--threshold-from: {file} is not an acol-eval summary.csv")
     values = pd.to_numeric(table["threshold"], errors="coerce")
+    if protocol is not None and "protocol" in table.columns:
+        found = sorted({str(p).strip() for p, t in zip(table["protocol"], values)
+                        if pd.notna(t) and pd.notna(p) and str(p).strip()})
+        if found and found != [protocol]:
+            raise AcolError(f"--threshold-from: {file} chose its thresholds under "
+                            f"{' and '.join(found)}, this score runs {protocol}; the "
+                            f"thresholds would mean something else: use a report scored the "
+                            f"same way (--protocol, --baseline)")
     return {str(m): float(t) for m, t in zip(table["metric"], values)
             if pd.notna(t) and 0 <= t <= 1}
 

@@ -96,11 +96,17 @@ class ScoreConfig:
         if self.baseline is not None:
             put(self, "baseline", _enum(Baseline, self.baseline, "--baseline"))
         try:
-            iou = tuple(int(k) for k in self.iou)
+            given = tuple(float(k) for k in self.iou)
         except (TypeError, ValueError):
-            iou = ()
-        if not iou or any(not 0 < k <= 100 for k in iou):
-            raise AcolError("--iou takes percentages in (0, 100], e.g. 30,50,70")
+            given = ()
+        # whole percentages only: 0.5 is not read as 50 (nor 50.5 cut to 50), and each
+        # IoU once (a repeated one would weigh twice in MaxBoxAccV2's mean)
+        if not given or any(not (0 < k <= 100 and k == int(k)) for k in given):
+            shown = ",".join(f"{k:g}" for k in given) or repr(self.iou)
+            raise AcolError(f"--iou {shown}: give whole percentages in (0, 100], e.g. 30,50,70")
+        iou = tuple(int(k) for k in given)
+        if len(set(iou)) != len(iou):
+            raise AcolError(f"--iou {','.join(map(str, iou))} lists an IoU twice")
         put(self, "iou", iou)
         if not (np.isfinite(self.interval) and MIN_INTERVAL <= self.interval < 1):
             raise AcolError(f"--cam-curve-interval {self.interval} must be at least "
@@ -322,7 +328,9 @@ def score(config: ScoreConfig) -> ScoreResult:
     """The whole job: inputs, first pass, thresholds, report folder."""
     protocol = get_protocol(config.protocol)
     check_report_folder(config.out, config.overwrite)
-    other = read_thresholds(config.threshold_from) if config.threshold_from else {}
+    label = reports.protocol_label(protocol.name,
+                                   config.baseline.value if config.baseline else None)
+    other = read_thresholds(config.threshold_from, label) if config.threshold_from else {}
     inputs = load_inputs(config, protocol)  # all input checks before --out is touched
     if config.baseline is Baseline.CENTRE:
         inputs = inputs.with_source(_centre_source(inputs.source))

@@ -178,6 +178,27 @@ def test_threshold_from_applies_the_other_reports_thresholds(tmp_path):
     assert summary.at["max_box_acc_v2@50", "threshold"] == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize(("first", "then", "phrase"), [
+    (["--protocol", "native"], ["--protocol", "wsoleval"],
+     "chose its thresholds under native, this score runs wsoleval"),
+    (["--baseline", "centre"], [],
+     "under wsoleval (baseline: centre), this score runs wsoleval"),
+])
+def test_threshold_from_refuses_thresholds_chosen_another_way(tmp_path, first, then, phrase):
+    boxes = [(10, 10, 50, 50), (40, 40, 90, 90)]
+    run = write_run(tmp_path, boxes, ["a", "b"], ["a", "b"], square_maps(boxes))
+    common = ["score", str(run), "--annotations", str(tmp_path / "ann.csv")]
+    assert run_cli(*common, "--out", str(tmp_path / "val"), *first).returncode == 0
+    result = run_cli(*common, "--out", str(tmp_path / "test"), *then,
+                     "--threshold-from", str(tmp_path / "val"))
+    assert_one_line_error(result, 2, phrase, "--threshold-from")
+    assert not (tmp_path / "test").exists()
+    # scored the same way, the same report's thresholds are taken
+    same = run_cli(*common, "--out", str(tmp_path / "same"), *first,
+                   "--threshold-from", str(tmp_path / "val"))
+    assert same.returncode == 0, same.stderr
+
+
 def test_bootstrap_interval_holds_the_value_and_narrows_with_more_images(tmp_path):
     widths = []
     for n in (8, 64):

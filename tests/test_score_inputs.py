@@ -361,15 +361,27 @@ def test_a_folder_a_killed_score_left_is_finished_without_overwrite(tmp_path):
 @pytest.mark.parametrize("options", [
     {"interval": 1e-9}, {"interval": float("nan")}, {"threshold": 5.0},
     {"threshold": float("nan")}, {"bootstrap": -5}, {"workers": -3}, {"iou": (0,)},
+    {"iou": (0.5,)}, {"iou": (50.5,)}, {"iou": (50, 50)}, {"iou": ()},
     {"protocol": "fancy"}, {"map_choice": "any"}])
 def test_bad_arguments_are_refused_by_the_config(tmp_path, options):
     with pytest.raises(AcolError):
         ScoreConfig(run=str(tmp_path), annotations="x", out=str(tmp_path / "r"), **options)
 
 
+def test_iou_percentages_are_whole_and_each_given_once(tmp_path):
+    config = ScoreConfig(run=str(tmp_path), annotations="x", out=str(tmp_path / "r"),
+                         iou=[30.0, 50.0, 70.0])
+    assert config.iou == (30, 50, 70)
+    with pytest.raises(AcolError, match=r"--iou 0\.5: give whole percentages"):
+        ScoreConfig(run=str(tmp_path), annotations="x", out=str(tmp_path / "r"), iou=[0.5])
+    with pytest.raises(AcolError, match="--iou 50,50 lists an IoU twice"):
+        ScoreConfig(run=str(tmp_path), annotations="x", out=str(tmp_path / "r"), iou=[50, 50])
+
+
 @pytest.mark.parametrize("flag,value", [("--threshold", "5"), ("--threshold", "nan"),
                                         ("--bootstrap", "-5"), ("--workers", "-3"),
-                                        ("--cam-curve-interval", "1e-9")])
+                                        ("--cam-curve-interval", "1e-9"),
+                                        ("--iou", "0.5"), ("--iou", "50,50")])
 def test_bad_arguments_through_the_cli_are_one_line_exit_2(tmp_path, flag, value):
     meta = two_image_metadata(tmp_path)
     assert_one_line_error(run_cli("score", str(tmp_path), "--annotations", f"wsol:{meta}",
