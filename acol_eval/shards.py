@@ -28,10 +28,9 @@ from typing import Any
 import numpy as np
 
 from .errors import AcolError
-from .mapstore import MAP_DTYPE, MapStoreWriter
+from .mapstore import MAP_DTYPE, PARTIAL, MapStoreWriter
 from .safeio import atomic_open, atomic_write_text
 
-PARTIAL = ".partial"
 RECORD = "record.json"
 BOX_FIELDS = ["x0", "y0", "x1", "y1"]
 

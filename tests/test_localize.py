@@ -31,6 +31,7 @@ from acol_eval.mapstore import MapStoreWriter, open_maps
 from conftest import (
     CLASSES,
     ROOT,
+    assert_one_line_error,
     make_checkpoint,
     read_rows,
     run_cli,
@@ -365,6 +366,20 @@ def test_resume_after_sigkill_gives_the_same_files(tmp_path):
         assert (straight / name).read_bytes() == (killed / name).read_bytes(), name
     assert np.array_equal(open_maps(straight).maps, open_maps(killed).maps)
     assert not (killed / ".partial").exists()
+
+
+def test_score_and_boxes_say_an_unfinished_run_must_be_finished(images, tmp_path, checkpoint):
+    run = tmp_path / "run"
+    with pytest.raises(Stop):
+        run_localize(images, run, log=stop, checkpoint=str(checkpoint))
+    (tmp_path / "ann.csv").write_text("image,label,x0,y0,x1,y1\n"
+                                      "train/checker/checker_000.png,checker,1,1,9,9\n")
+    for command in (["boxes", str(run), "--out", str(tmp_path / "new"), "--cam-threshold", "0.5"],
+                    ["score", str(run), "--annotations", f"csv:{tmp_path / 'ann.csv'}",
+                     "--out", str(tmp_path / "rep")]):
+        assert_one_line_error(run_cli(*command), 2, "is an unfinished localize run",
+                              "rerun the same localize command")
+    assert not (tmp_path / "new").exists() and not (tmp_path / "rep").exists()
 
 
 def test_rerun_with_other_arguments_is_refused(images, tmp_path, checkpoint):
