@@ -255,7 +255,7 @@ def localize(**options) -> None:
         rate = summary.images / max(summary.seconds, 1e-9)
         click.echo(
             f"localised {summary.images} images ({rate:.1f} img/s), {summary.maps} maps "
-            f"-> {summary.out}" + (f"; {summary.failed} could not be decoded (see "
+            f"-> {summary.out}" + (f"; {summary.failed} could not be read or decoded (see "
                                    f"{summary.out}/errors.csv)" if summary.failed else "")
         )
     if summary.failed:

@@ -39,7 +39,7 @@ import numpy as np
 from .boxes import native_boxes, upsample_map
 from .errors import AcolError
 from .maps import overlay_caption
-from .mapstore import INDEX_COLUMNS, MAP_DTYPE, open_map_array
+from .mapstore import INDEX_COLUMNS, MAP_DTYPE, check_finished, open_map_array
 from .overlays import write_overlay
 from .progress import Progress
 from .runtime import library_versions, ordered_map, resolve_workers
@@ -111,6 +111,7 @@ def check_run(run: Path) -> tuple[np.ndarray, dict[str, Any]]:
     """The maps and run.json of a finished localize run; AcolError when RUN is not one."""
     if not run.is_dir():
         raise AcolError(f"{run} is not a localize run folder")
+    check_finished(run)  # before predictions.csv, which an unfinished run lacks
     header = _csv_header(run / "predictions.csv")
     if header[-len(TAIL):] != TAIL or not {"image", "width", "height"} <= set(header):
         raise AcolError(f"{run / 'predictions.csv'} is not a localize predictions.csv")

@@ -44,12 +44,25 @@ def maps_meta(height: int, width: int, count: int, classes: list[str]) -> dict:
             "classes": list(classes)}
 
 
+PARTIAL = ".partial"  # a localize run's shards until the merge writes the map store
+
+
+def check_finished(run: str | Path) -> None:
+    """Refuse a localize run that was stopped before its merge (its shards are still in
+    RUN/.partial and there is no map store yet), saying how to finish it."""
+    run = Path(run)
+    if (run / PARTIAL).is_dir() and not (run / "maps.json").exists():
+        raise AcolError(f"{run} is an unfinished localize run (its work is in {run / PARTIAL}):"
+                        f" rerun the same localize command to finish it, then use it")
+
+
 def open_map_array(run: str | Path) -> tuple[np.ndarray, list[str]]:
     """RUN's maps as a read-only (count, h, w) float16 memmap and the class names, after
     checking that maps.json is an acol-eval map store and maps.f16 holds exactly what it
     says (each failure one AcolError line). For readers that stream the index
     themselves (`boxes`); `open_maps` adds the index."""
     run = Path(run)
+    check_finished(run)
     try:
         meta = json.loads((run / "maps.json").read_text())
     except (OSError, ValueError) as exc:

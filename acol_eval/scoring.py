@@ -26,7 +26,7 @@ import pandas as pd
 from . import reports
 from .errors import AcolError
 from .maps import centre_gaussian_map
-from .mapstore import open_maps
+from .mapstore import check_finished, open_maps
 from .metrics import error_type
 from .progress import Progress
 from .protocols import Protocol, ScoringProtocol, get_protocol, parse_protocol
@@ -635,6 +635,7 @@ def _npy_table(run: Path, annotations: Annotations, issues: dict[str, int]
     wsolevaluation's inference saves them) or without it."""
     if not run.is_dir():
         raise AcolError(f"{run} is neither a localize run folder nor a folder of .npy maps")
+    check_finished(run)
     keys = sorted(p.relative_to(run).as_posix()[:-4] for p in run.rglob("*.npy"))
     if not keys:
         raise AcolError(f"{run} has no maps.json and no .npy score maps")

@@ -28,10 +28,9 @@ from typing import Any
 import numpy as np
 
 from .errors import AcolError
-from .mapstore import MAP_DTYPE, MapStoreWriter
+from .mapstore import MAP_DTYPE, PARTIAL, MapStoreWriter
 from .safeio import atomic_open, atomic_write_text
 
-PARTIAL = ".partial"
 RECORD = "record.json"
 BOX_FIELDS = ["x0", "y0", "x1", "y1"]
 
@@ -53,11 +52,25 @@ class RunRecord:
                                       "images_sha256": self.images_sha256}))
 
 
+def _differences(before: dict[str, Any], now: dict[str, Any], shown: int = 3) -> str:
+    """'--batch-size 16, now 32; ...': the arguments a rerun changed, as flags."""
+    keys = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    def name(key: str) -> str:  # resolved_*: what the options resolved to, not a flag
+        return (key.removeprefix("resolved_").replace("_", " ") if key.startswith("resolved_")
+                else f"--{key.replace('_', '-')}")
+
+    parts = [f"{name(k)} {before.get(k)!r}, now {now.get(k)!r}" for k in keys[:shown]]
+    return "; ".join(parts) + (f"; {len(keys) - shown} more" if len(keys) > shown else "")
+
+
 def _mismatch(previous: Any, record: RunRecord) -> str | None:
     """Why `previous` (a record.json read back) cannot be continued by `record`."""
     current = record.as_json()
-    if not isinstance(previous, dict) or previous.get("arguments") != current["arguments"]:
-        return "an unfinished run with other arguments"
+    if not isinstance(previous, dict) or not isinstance(previous.get("arguments"), dict):
+        return "an unfinished run whose record cannot be read"
+    if previous["arguments"] != current["arguments"]:
+        return "an unfinished run with other arguments (" + _differences(
+            previous["arguments"], current["arguments"]) + ")"
     if previous.get("model_sha256") != current["model_sha256"]:
         return "an unfinished run of another model (the checkpoint or weights file changed)"
     if previous.get("images_sha256") != current["images_sha256"]:

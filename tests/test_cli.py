@@ -209,7 +209,7 @@ def test_localize_prints_its_counts_and_exits_1_when_files_failed(sandbox):
     result = CliRunner().invoke(main, localize_args(sandbox))
     assert result.exit_code == 1, (result.output, result.exception)
     assert result.stdout.startswith("localised 2 images (")
-    assert "6 maps" in result.stdout and "1 could not be decoded" in result.stdout
+    assert "6 maps" in result.stdout and "1 could not be read or decoded" in result.stdout
     assert result.stderr.startswith("localising 3 images with resnet18")
 
 

@@ -31,6 +31,7 @@ from acol_eval.mapstore import MapStoreWriter, open_maps
 from conftest import (
     CLASSES,
     ROOT,
+    assert_one_line_error,
     make_checkpoint,
     read_rows,
     run_cli,
@@ -313,7 +314,7 @@ def test_names_that_are_not_utf8_are_error_rows_without_a_crash(tmp_path, checkp
                      str(checkpoint), "--workers", "0", "--overlays", str(tmp_path / "ov"),
                      timeout=300)
     assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr and "1 could not be decoded" in result.stdout
+    assert "Traceback" not in result.stderr and "1 could not be read or decoded" in result.stdout
     errors = read_rows(tmp_path / "run" / "errors.csv")
     assert [e["image"] for e in errors] == ["caf\\xe9.png"]
     assert "UTF-8" in errors[0]["reason"]
@@ -367,13 +368,30 @@ def test_resume_after_sigkill_gives_the_same_files(tmp_path):
     assert not (killed / ".partial").exists()
 
 
+def test_score_and_boxes_say_an_unfinished_run_must_be_finished(images, tmp_path, checkpoint):
+    run = tmp_path / "run"
+    with pytest.raises(Stop):
+        run_localize(images, run, log=stop, checkpoint=str(checkpoint))
+    (tmp_path / "ann.csv").write_text("image,label,x0,y0,x1,y1\n"
+                                      "train/checker/checker_000.png,checker,1,1,9,9\n")
+    for command in (["boxes", str(run), "--out", str(tmp_path / "new"), "--cam-threshold", "0.5"],
+                    ["score", str(run), "--annotations", f"csv:{tmp_path / 'ann.csv'}",
+                     "--out", str(tmp_path / "rep")]):
+        assert_one_line_error(run_cli(*command), 2, "is an unfinished localize run",
+                              "rerun the same localize command")
+    assert not (tmp_path / "new").exists() and not (tmp_path / "rep").exists()
+
+
 def test_rerun_with_other_arguments_is_refused(images, tmp_path, checkpoint):
     run = tmp_path / "run"
     with pytest.raises(Stop):
         run_localize(images, run, log=stop, checkpoint=str(checkpoint))
     record = (run / ".partial" / "record.json").read_bytes()
-    with pytest.raises(AcolError, match="other arguments"):
+    with pytest.raises(AcolError, match=r"other arguments \(--top-k 5, now 2\)"):
         run_localize(images, run, checkpoint=str(checkpoint), top_k=2)
+    with pytest.raises(AcolError, match=r"\(--cam-threshold None, now 0\.5; cam threshold "
+                                        r"0\.2, now 0\.5\)"):
+        run_localize(images, run, checkpoint=str(checkpoint), cam_threshold=0.5)
     assert (run / ".partial" / "record.json").read_bytes() == record
     # --workers, --device and the like may change between the parts of a run
     result = run_localize(images, run, checkpoint=str(checkpoint), workers=1, device="cpu")
