@@ -81,6 +81,23 @@ def summary(report: Path) -> dict[str, float]:
                 if row["value"] not in ("", "nan")}
 
 
+def calibrated(val_report: Path) -> list[str]:
+    """score flags for the test split at the thresholds chosen on validation: every
+    metric's own (--threshold-from), and the fixed-threshold metrics (top1_loc,
+    gt_known_loc, what `compare` pairs) at the threshold with the best validation
+    GT-known Loc (--threshold), not at score's default 0.2."""
+    gt_known = threshold_of(val_report, "best_gt_known_loc")
+    return ["--threshold-from", str(val_report), "--threshold", f"{gt_known:.6g}"]
+
+
+def threshold_of(report: Path, metric: str) -> float:
+    with open(report / "summary.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["metric"] == metric:
+                return float(row["threshold"])
+    raise RuntimeError(f"{report}/summary.csv has no {metric} row")
+
+
 def trained_seconds(train_dir: Path, epochs: int) -> float | None:
     """The summed epoch seconds of a run whose metrics.csv reached `epochs` and whose
     best.pt exists; None for a run that is not finished."""
@@ -248,7 +265,7 @@ class Search:
                              *self.common()], text)
         reports = [(f"{which}-report", [])]
         if which == "test":
-            reports.append(("test-cal", ["--threshold-from", str(folder / "val-report")]))
+            reports.append(("test-cal", calibrated(folder / "val-report")))
         for name, extra in reports:
             shutil.rmtree(folder / name, ignore_errors=True)  # half-written by a kill
             seconds += acol(["score", str(folder / f"{which}-run"), "--annotations", source,
@@ -299,8 +316,7 @@ class Search:
         for name, run, split, extra in (
                 ("val-report", base / "val-run", "val", []),
                 ("test-report", base / "test-run", "test", []),
-                ("test-cal", base / "test-run", "test",
-                 ["--threshold-from", str(centre / "val-report")])):
+                ("test-cal", base / "test-run", "test", calibrated(centre / "val-report"))):
             source = (f"csv:{split_file(self.out, self.data, self.args.val_fraction, base_seed)}"
                       if split == "val" else f"cub:{self.data}")
             shutil.rmtree(centre / name, ignore_errors=True)

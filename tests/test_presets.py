@@ -68,17 +68,17 @@ def test_cli_prints_writes_and_lets_flags_override_the_preset(tmp_path):
                      "64", "--epochs", "1", "--workers", "0", "--no-calibrate")
     assert result.returncode == 0, result.stderr
     first = result.stderr.splitlines()[0]
-    assert first.startswith("preset wsol-cub: ") and "--recipe pn" in first
+    assert first.startswith("preset wsol-cub: ") and "--recipe pp" in first
     assert "--val-fraction 0.2" in first and "--arch" not in first.split("(")[0]
     assert "given on the command line: --arch, --weights, --input-size, --epochs" in first
     assert "4 images held out of the train split" in result.stderr  # 20 * 0.2
     record = json.loads((run / "preset.json").read_text())
-    assert record["preset"] == "wsol-cub" and "--recipe pn" in record["flags"]
+    assert record["preset"] == "wsol-cub" and "--recipe pp" in record["flags"]
     assert record["overridden"] == ["--arch", "--weights", "--input-size", "--epochs"]
     from acol_eval.checkpoint import load_checkpoint
     args = load_checkpoint(run / "best.pt")["args"]
     assert (args["recipe"], args["arch"], args["epochs"], args["val_fraction"]) == \
-        ("pn", "resnet18", 1, 0.2)
+        ("pp", "resnet18", 1, 0.2)
 
 
 def test_cli_refuses_an_unknown_preset_in_one_line(tmp_path):

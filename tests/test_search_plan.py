@@ -336,3 +336,18 @@ def test_without_combination_the_fine_stage_is_each_familys_best_trained_longer(
         ("p", 0.001, 6), ("pp", 0.001, 6)]
     # per family: one fine run, then seeds 1 and 2 trained and all 3 seeds tested
     assert len(projected([], lean)) == len(coarse) + 2 * (1 + 2 + 3)
+
+
+def test_test_split_is_scored_at_the_validation_thresholds(tmp_path):
+    """Every metric at its validation threshold, and the fixed-threshold metrics (Top-1
+    Loc, what compare pairs) at the best validation GT-known threshold, not at 0.2."""
+    from search_cub10 import calibrated
+
+    report = tmp_path / "val-report"
+    report.mkdir()
+    (report / "summary.csv").write_text("metric,value,threshold\ntop1_loc,40,0.2\n"
+                                        "best_gt_known_loc,66.7,0.322\n")
+    assert calibrated(report) == ["--threshold-from", str(report), "--threshold", "0.322"]
+    (report / "summary.csv").write_text("metric,value,threshold\ntop1_loc,40,0.2\n")
+    with pytest.raises(RuntimeError, match="no best_gt_known_loc row"):
+        calibrated(report)
