@@ -152,6 +152,7 @@ def train(ctx: click.Context, preset: str | None, **options) -> None:
     Writes OUT/last.pt every epoch, OUT/best.pt (best validation accuracy) and
     OUT/metrics.csv. Runs unchanged under torchrun (DistributedDataParallel).
     """
+    from acol_eval.flags import option_flag
     from acol_eval.presets import apply_preset
     from acol_eval.training import TrainConfig, source_splits
     from acol_eval.training import train as run_training
@@ -160,7 +161,7 @@ def train(ctx: click.Context, preset: str | None, **options) -> None:
         try:
             options[name] = _floats(options[name])
         except click.BadParameter as exc:
-            raise click.BadParameter(exc.message, param_hint=f"--{name.replace('_', '-')}") \
+            raise click.BadParameter(exc.message, param_hint=option_flag(name)) \
                 from None
     options["lr_steps"] = options["lr_steps"] or ()
     applied = None

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .errors import AcolError
+from .flags import changed_options, option_flag
 from .mapstore import MAP_DTYPE, PARTIAL, MapStoreWriter
 from .safeio import atomic_open, atomic_write_text
 
@@ -52,15 +53,12 @@ class RunRecord:
                                       "images_sha256": self.images_sha256}))
 
 
-def _differences(before: dict[str, Any], now: dict[str, Any], shown: int = 3) -> str:
-    """'--batch-size 16, now 32; ...': the arguments a rerun changed, as flags."""
-    keys = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
-    def name(key: str) -> str:  # resolved_*: what the options resolved to, not a flag
-        return (key.removeprefix("resolved_").replace("_", " ") if key.startswith("resolved_")
-                else f"--{key.replace('_', '-')}")
-
-    parts = [f"{name(k)} {before.get(k)!r}, now {now.get(k)!r}" for k in keys[:shown]]
-    return "; ".join(parts) + (f"; {len(keys) - shown} more" if len(keys) > shown else "")
+def _argument_name(key: str) -> str:
+    """A recorded argument as the user knows it: resolved_* keys hold what the options
+    resolved to (the CAM threshold), not a flag."""
+    if key.startswith("resolved_"):
+        return key.removeprefix("resolved_").replace("_", " ")
+    return option_flag(key)
 
 
 def _mismatch(previous: Any, record: RunRecord) -> str | None:
@@ -69,8 +67,10 @@ def _mismatch(previous: Any, record: RunRecord) -> str | None:
     if not isinstance(previous, dict) or not isinstance(previous.get("arguments"), dict):
         return "an unfinished run whose record cannot be read"
     if previous["arguments"] != current["arguments"]:
-        return "an unfinished run with other arguments (" + _differences(
-            previous["arguments"], current["arguments"]) + ")"
+        before, now = previous["arguments"], current["arguments"]
+        keys = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        return ("an unfinished run with other arguments ("
+                + changed_options(before, now, keys, name=_argument_name) + ")")
     if previous.get("model_sha256") != current["model_sha256"]:
         return "an unfinished run of another model (the checkpoint or weights file changed)"
     if previous.get("images_sha256") != current["images_sha256"]:

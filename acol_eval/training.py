@@ -53,6 +53,7 @@ from .data import (
     train_transform,
 )
 from .errors import AcolError
+from .flags import changed_options
 from .losses import acol_loss
 from .model import ACoL, Head, build_model, check_recipe, expand_deltas
 from .presets import AppliedPreset
@@ -736,8 +737,7 @@ def _check_same_options(path: Path, saved: dict[str, Any], config: TrainConfig) 
     differ = sorted(key for key in mine if key not in free and key in saved
                     and saved[key] != mine[key])
     if differ:
-        shown = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} (now {mine[k]!r})"
-                          for k in differ[:3])
+        shown = changed_options(saved, mine, differ)
         raise AcolError(f"--resume: {path} was trained with other options: {shown}; resume "
                         f"with the run's own options, or start a new --out")
 

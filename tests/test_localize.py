@@ -387,10 +387,10 @@ def test_rerun_with_other_arguments_is_refused(images, tmp_path, checkpoint):
     with pytest.raises(Stop):
         run_localize(images, run, log=stop, checkpoint=str(checkpoint))
     record = (run / ".partial" / "record.json").read_bytes()
-    with pytest.raises(AcolError, match=r"other arguments \(--top-k 5, now 2\)"):
+    with pytest.raises(AcolError, match=r"other arguments \(--top-k 5 \(now 2\)\)"):
         run_localize(images, run, checkpoint=str(checkpoint), top_k=2)
-    with pytest.raises(AcolError, match=r"\(--cam-threshold None, now 0\.5; cam threshold "
-                                        r"0\.2, now 0\.5\)"):
+    with pytest.raises(AcolError, match=r"\(--cam-threshold None \(now 0\.5\), cam threshold "
+                                        r"0\.2 \(now 0\.5\)\)"):
         run_localize(images, run, checkpoint=str(checkpoint), cam_threshold=0.5)
     assert (run / ".partial" / "record.json").read_bytes() == record
     # --workers, --device and the like may change between the parts of a run
