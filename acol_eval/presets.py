@@ -16,18 +16,21 @@ the images the scores are measured on).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from .errors import AcolError
+from .flags import option_flag
+from .readers import VALIDATION_SPLITS
 
 
 class Preset(str, Enum):
     WSOL_CUB = "wsol-cub"
 
 
-OWN_VALIDATION_SPLITS = ("val", "validation")  # a split the source keeps for validation
+# a split the source keeps for validation (train's fallback, test, is what a preset avoids)
+OWN_VALIDATION_SPLITS = tuple(s for s in VALIDATION_SPLITS if s != "test")
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,6 @@ class PresetSpec:
     source: str
     # held out of the train split as validation when the source has no val split
     val_fraction_without_val_split: float = 0.0
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
 
 # The winner of benchmarks/search_cub10.py on ../shared/data/cub10 (2026-11-28; its log
@@ -87,7 +89,7 @@ def flag_text(name: str, value: Any) -> str:
         value = f"{value:g}"
     elif isinstance(value, Enum):
         value = value.value
-    return f"--{name.replace('_', '-')} {value}"
+    return f"{option_flag(name)} {value}"
 
 
 @dataclass(frozen=True)
@@ -106,15 +108,15 @@ class AppliedPreset:
     def summary(self) -> str:
         line = f"preset {self.preset.value}: {' '.join(self.flags())}"
         if self.overridden:
-            line += " (given on the command line: " + ", ".join(
-                f"--{n.replace('_', '-')}" for n in self.overridden) + ")"
+            line += (" (given on the command line: "
+                     + ", ".join(map(option_flag, self.overridden)) + ")")
         return line + (f"; {self.note}" if self.note else "")
 
     def record(self) -> dict[str, Any]:
         """preset.json's content."""
         return {"preset": self.preset.value, "source": PRESETS[self.preset].source,
                 "flags": self.flags(),
-                "overridden": [f"--{n.replace('_', '-')}" for n in self.overridden],
+                "overridden": [option_flag(n) for n in self.overridden],
                 "note": self.note}
 
 
