@@ -328,9 +328,8 @@ def score(config: ScoreConfig) -> ScoreResult:
     """The whole job: inputs, first pass, thresholds, report folder."""
     protocol = get_protocol(config.protocol)
     check_report_folder(config.out, config.overwrite)
-    label = reports.protocol_label(protocol.name,
-                                   config.baseline.value if config.baseline else None)
-    other = read_thresholds(config.threshold_from, label) if config.threshold_from else {}
+    other = (read_thresholds(config.threshold_from, protocol_label(config, protocol))
+             if config.threshold_from else {})
     inputs = load_inputs(config, protocol)  # all input checks before --out is touched
     if config.baseline is Baseline.CENTRE:
         inputs = inputs.with_source(_centre_source(inputs.source))
@@ -350,6 +349,13 @@ def score(config: ScoreConfig) -> ScoreResult:
     missing = inputs.issues.get("annotation_without_map", 0)
     exit_code = 1 if failed or (config.strict and missing) else 0
     return ScoreResult(summary, issues, failed, missing, exit_code, config.out)
+
+
+def protocol_label(config: ScoreConfig, protocol: ScoringProtocol) -> str:
+    """summary.csv's protocol field for this run: the registry protocol's name, plus the
+    baseline ('wsoleval (baseline: centre)')."""
+    return reports.protocol_label(protocol.name,
+                                  config.baseline.value if config.baseline else None)
 
 
 def check_report_folder(out: str | Path, overwrite: bool) -> None:
@@ -764,8 +770,7 @@ def write_report(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
                  issues: dict[str, int]) -> pd.DataFrame:
     """The second pass (per-image rows from the records, streamed to per_image.csv) and
     every report file, staged and moved into --out together. Returns the summary."""
-    label = reports.protocol_label(setup.protocol.name,
-                                   config.baseline.value if config.baseline else None)
+    label = protocol_label(config, setup.protocol)
     with ReportStaging(config.out) as staging:
         per_image = _second_pass(inputs, setup, passed, choice, staging)
         summary = reports.summary_table(reports.SummaryInputs(
