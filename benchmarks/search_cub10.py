@@ -75,10 +75,11 @@ def acol(args: list[str], log_file: Path) -> float:
     return time.perf_counter() - began
 
 
-def summary(report: Path) -> dict[str, float]:
+def summary(report: Path, column: str = "value") -> dict[str, float]:
+    """metric -> its value (or its `column`, e.g. threshold) in REPORT/summary.csv."""
     with open(report / "summary.csv", newline="") as handle:
-        return {row["metric"]: float(row["value"]) for row in csv.DictReader(handle)
-                if row["value"] not in ("", "nan")}
+        return {row["metric"]: float(row[column]) for row in csv.DictReader(handle)
+                if row.get(column) not in (None, "", "nan")}
 
 
 def calibrated(val_report: Path) -> list[str]:
@@ -86,16 +87,11 @@ def calibrated(val_report: Path) -> list[str]:
     metric's own (--threshold-from), and the fixed-threshold metrics (top1_loc,
     gt_known_loc, what `compare` pairs) at the threshold with the best validation
     GT-known Loc (--threshold), not at score's default 0.2."""
-    gt_known = threshold_of(val_report, "best_gt_known_loc")
-    return ["--threshold-from", str(val_report), "--threshold", f"{gt_known:.6g}"]
-
-
-def threshold_of(report: Path, metric: str) -> float:
-    with open(report / "summary.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["metric"] == metric:
-                return float(row["threshold"])
-    raise RuntimeError(f"{report}/summary.csv has no {metric} row")
+    thresholds = summary(val_report, "threshold")
+    if "best_gt_known_loc" not in thresholds:
+        raise RuntimeError(f"{val_report}/summary.csv has no best_gt_known_loc row")
+    return ["--threshold-from", str(val_report), "--threshold",
+            f"{thresholds['best_gt_known_loc']:.6g}"]
 
 
 def trained_seconds(train_dir: Path, epochs: int) -> float | None:
