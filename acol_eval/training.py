@@ -62,7 +62,10 @@ from .runtime import Distributed, library_versions, resolve_workers
 from .safeio import FolderLock, atomic_open, atomic_write_text
 from .weights import resolve_weights
 
-RUN_FILES = ("last.pt", "best.pt", "metrics.csv")
+# a run's own files: an OUT holding one is refused without --resume (calibration/ is
+# cleared and redone by each calibration, so a folder of that name must be the run's)
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "calibration")
+PRESET_FILE = "preset.json"
 MAX_EPOCHS = 10_000
 MAX_BATCH_SIZE = 1024  # 1024 x 3 x 224 x 224 floats are 600 MB before the network runs
 MAX_RESIZE_SIZE = 2 * MAX_INPUT_SIZE
@@ -753,6 +756,22 @@ def check_out_folder(config: TrainConfig) -> None:
                         f"add --resume to continue it or choose another --out")
     if config.resume and not (out / "last.pt").is_file():
         raise AcolError(f"--resume: {out / 'last.pt'} does not exist (nothing to resume)")
+    preset = out / PRESET_FILE
+    if preset.exists() and not _is_preset_record(preset):
+        raise AcolError(f"{preset} is not a preset record acol-eval wrote, and train would "
+                        f"replace it; move it or choose another --out")
+
+
+def _is_preset_record(path: Path) -> bool:
+    """A preset.json train wrote (a run killed before its first checkpoint leaves one,
+    which its rerun may replace), not a file of the user's."""
+    try:
+        if path.stat().st_size > 2**20:  # ours is a few hundred bytes: not read whole
+            return False
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(found, dict) and {"preset", "flags", "overridden"} <= found.keys()
 
 
 def source_splits(data: str, images: str | None = None) -> list[str]:
@@ -777,7 +796,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = _log_default,
             if dist.is_main:
                 check_out_folder(config)  # again, now that no other command can write
                 if preset is not None:
-                    atomic_write_text(Path(config.out) / "preset.json",
+                    atomic_write_text(Path(config.out) / PRESET_FILE,
                                       json.dumps(preset.record(), indent=1) + "\n")
             result = trainer.run()
             if dist.is_main and config.calibrate:

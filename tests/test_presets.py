@@ -85,3 +85,43 @@ def test_cli_refuses_an_unknown_preset_in_one_line(tmp_path):
     result = run_cli("train", "--preset", "nope", "--data", "x", "--out", str(tmp_path / "r"))
     assert_one_line_error(result, 2, "--preset")
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("source", ["cub:{data}/cub10", "wsol:{data}/wsol-metadata/CUB/train"])
+def test_preset_on_real_sources_as_shipped_holds_validation_out_of_train(source):
+    """Real CUB (cub10, official train/test split) and wsolevaluation's CUB train
+    metadata, as they ship: neither has a val split train could use, so the preset holds
+    20% of train out instead of letting train fall back to the test split."""
+    from acol_eval.training import source_splits
+    from tests.conftest import shared_data
+
+    data = source.format(data=shared_data())
+    merged, applied = apply_preset("wsol-cub", {**DEFAULTS, "data": data}, {"data"},
+                                   lambda: source_splits(data))
+    assert merged["val_fraction"] == 0.2 and "never the test split" in applied.note
+
+
+def test_train_replaces_no_preset_json_or_calibration_folder_it_did_not_write(tmp_path):
+    """The run folder may hold a user's files: train refuses to replace a preset.json
+    that is not its own record, or a calibration/ folder (cleared by calibration),
+    and leaves them as they were; its own record from a killed run may be replaced."""
+    from acol_eval.training import TrainConfig, check_out_folder
+
+    out = tmp_path / "run"
+    out.mkdir()
+    config = TrainConfig(data="cub:x", out=str(out))
+    (out / "preset.json").write_text('{"mine": 1}\n')
+    with pytest.raises(AcolError, match="preset.json is not a preset record acol-eval wrote"):
+        check_out_folder(config)
+    assert (out / "preset.json").read_text() == '{"mine": 1}\n'
+    (out / "preset.json").write_bytes(b"\xff\xfe not json")
+    with pytest.raises(AcolError, match="not a preset record"):
+        check_out_folder(config)
+    _, applied = apply_preset("wsol-cub", dict(DEFAULTS), {"data"}, lambda: ["train"])
+    (out / "preset.json").write_text(json.dumps(applied.record()))
+    check_out_folder(config)  # a killed run's own record: the rerun goes on
+    (out / "calibration").mkdir()
+    (out / "calibration" / "notes.txt").write_text("keep")
+    with pytest.raises(AcolError, match=r"already holds a training run \(calibration\)"):
+        check_out_folder(config)
+    assert (out / "calibration" / "notes.txt").read_text() == "keep"
