@@ -147,6 +147,27 @@ class Outcomes:
 SUMMARY_FILE = "summary.csv"
 
 
+def read_summary(report: str | Path, columns: set[str]):
+    """(table, file): another report's summary.csv (REPORT folder or the file itself),
+    for `--threshold-from`, with at least `columns`; one AcolError line otherwise. Text
+    fields stay text ('nan' is a name), empty fields are missing."""
+    import pandas as pd
+
+    path = Path(report)
+    file = path / SUMMARY_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise AcolError(f"--threshold-from {report}: not an acol-eval report "
+                        f"(no {SUMMARY_FILE})")
+    try:
+        table = pd.read_csv(file, dtype={"metric": str, "protocol": str},
+                            keep_default_na=False, na_values=[""])
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise AcolError(f"--threshold-from {report}: {file} is unreadable ({exc})") from None
+    if not columns <= set(table.columns):
+        raise AcolError(f"--threshold-from {report}: {file} is not an acol-eval summary.csv")
+    return table, file
+
+
 def read_thresholds(report: str | Path, protocol: str | None = None) -> dict[str, float]:
     """metric -> CAM threshold of another report's summary.csv (REPORT folder or the file
     itself), for `--threshold-from`; rows without a threshold are left out.
@@ -159,16 +180,7 @@ def read_thresholds(report: str | Path, protocol: str | None = None) -> dict[str
     protocol column is taken as it is."""
     import pandas as pd
 
-    path = Path(report)
-    file = path / SUMMARY_FILE if path.is_dir() else path
-    if not file.is_file():
-        raise AcolError(f"--threshold-from: no {SUMMARY_FILE} at {report}")
-    try:
-        table = pd.read_csv(file)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise AcolError(f"--threshold-from: {file} is not a readable CSV ({exc})") from None
-    if not {"metric", "threshold"} <= set(table.columns):
-        raise AcolError(f"--threshold-from: {file} is not an acol-eval summary.csv")
+    table, file = read_summary(report, {"metric", "threshold"})
     values = pd.to_numeric(table["threshold"], errors="coerce")
     if protocol is not None and "protocol" in table.columns:
         found = sorted({str(p).strip() for p, t in zip(table["protocol"], values)

@@ -33,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import AcolError
+from .reportfolder import read_summary
 
 DEFAULT_CAM_THRESHOLD = 0.2
 REPORT_METRIC = "best_gt_known_loc"
@@ -93,14 +94,6 @@ def check_threshold(value: float, what: str) -> float:
     return number
 
 
-def _summary_file(report: str | Path) -> Path:
-    path = Path(report)
-    file = path / "summary.csv" if path.is_dir() else path
-    if not file.is_file():
-        raise AcolError(f"--threshold-from {report}: not an acol-eval report (no summary.csv)")
-    return file
-
-
 def threshold_from_report(report: str | Path) -> tuple[float, str]:
     """The `best_gt_known_loc` threshold of a `score` report (folder or its summary.csv)
     scored under the native protocol, and the summary.csv it came from.
@@ -109,14 +102,7 @@ def threshold_from_report(report: str | Path) -> tuple[float, str]:
     were scored), a wsoleval report (its thresholds are uint8 levels of a 224x224 map:
     no exact conversion, see the module docstring), a baseline report, a threshold
     outside [0, 1]."""
-    file = _summary_file(report)
-    try:
-        table = pd.read_csv(file, dtype={"metric": str, "protocol": str},
-                            keep_default_na=False, na_values=[""])
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise AcolError(f"--threshold-from {report}: {file} is unreadable ({exc})") from None
-    if not {"metric", "threshold", "protocol"} <= set(table.columns):
-        raise AcolError(f"--threshold-from {report}: {file} is not an acol-eval summary.csv")
+    table, file = read_summary(report, {"metric", "threshold", "protocol"})
     rows = table[table["metric"] == REPORT_METRIC]
     if rows.empty:
         raise AcolError(f"--threshold-from {report}: {file} has no {REPORT_METRIC} threshold "
