@@ -44,6 +44,9 @@ class ReportMeta:
     images_root: where the run's images are, when known. map_choice: 'label', 'top1' or
     'auto'. thresholds: the CAM threshold grid's step (interval) and count.
     threshold_source: 'oracle', 'fixed' or 'from:PATH'.
+    images: the images scored (N); annotated: the annotated images of the scored split
+    (M), so a report of part of the benchmark says so ("N of M"); subset: why N < M was
+    accepted ('allow-missing', 'images' for an --images list), None when N == M.
     """
 
     protocol: str
@@ -59,7 +62,20 @@ class ReportMeta:
     iou: list[int] = field(default_factory=lambda: [30, 50, 70])
     threshold_source: str = "oracle"
     images: int = 0
+    annotated: int = 0
+    subset: str | None = None
     version_info: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def partial(self) -> bool:
+        """True when fewer images were scored than the split annotates."""
+        return 0 < self.annotated and self.images < self.annotated
+
+    @property
+    def coverage(self) -> str:
+        """'N of M annotated images', what every view of a report shows."""
+        total = self.annotated or self.images
+        return f"{self.images} of {total} annotated image{'s' if total != 1 else ''}"
 
     def write(self, folder: str | Path) -> None:
         record = {"format": REPORT_FORMAT, "version": REPORT_VERSION, **asdict(self)}
