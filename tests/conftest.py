@@ -167,3 +167,100 @@ def write_images(folder: Path, names: list[str], size: tuple[int, int] = (72, 56
                                  (0, 0), 2)
         assert cv2.imwrite(str(path), image), path
     return folder
+
+
+# --------------------------------------------------------------------------- wsoleval reference
+# Written from wsolevaluation's definitions with numpy and OpenCV only: nothing here
+# calls acol_eval, so a test that compares the package with these functions checks the
+# package against something other than itself.
+
+WSOLEVAL_SIDE = 224
+
+
+def reference_uint8(raw: np.ndarray) -> np.ndarray:
+    """wsolevaluation's map: resized to 224x224 (bicubic, float64), min-max normalised in
+    place (a map with NaN or a constant one becomes zeros), times 255, cast to uint8."""
+    cam = cv2.resize(np.asarray(raw, dtype=np.float64), (WSOLEVAL_SIDE, WSOLEVAL_SIDE),
+                     interpolation=cv2.INTER_CUBIC)
+    if np.isnan(cam).any() or cam.min() == cam.max():
+        cam = np.zeros_like(cam)
+    else:
+        cam -= cam.min()
+        cam /= cam.max()
+    return (cam * 255).astype(np.uint8)
+
+
+def reference_scores(raw: np.ndarray) -> np.ndarray:
+    """The float map wsolevaluation's mask evaluator histograms: bicubic to 224x224 in
+    float64, then min-max normalised (no uint8 step)."""
+    cam = cv2.resize(np.asarray(raw, dtype=np.float64), (WSOLEVAL_SIDE, WSOLEVAL_SIDE),
+                     interpolation=cv2.INTER_CUBIC)
+    if np.isnan(cam).any() or cam.min() == cam.max():
+        return np.zeros_like(cam)
+    cam -= cam.min()
+    cam /= cam.max()
+    return cam
+
+
+def reference_boxes(u8: np.ndarray, threshold: float) -> tuple[list, list]:
+    """(every box, the largest contour's box) of the uint8 map at one CAM threshold:
+    cv2.threshold at int(t * max) (pixels strictly above it), findContours RETR_TREE +
+    CHAIN_APPROX_SIMPLE, bounding rectangles as x, y, min(x + w, 223), min(y + h, 223);
+    the largest is the contour of largest cv2.contourArea (max keeps the first of equal
+    areas); no contour gives [0, 0, 0, 0] for both."""
+    _, binary = cv2.threshold(u8, int(threshold * np.max(u8)), 255, cv2.THRESH_BINARY)
+    contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+    if len(contours) == 0:
+        return [[0, 0, 0, 0]], [[0, 0, 0, 0]]
+    height, width = u8.shape
+
+    def box(contour) -> list[int]:
+        x, y, w, h = cv2.boundingRect(contour)
+        return [x, y, min(x + w, width - 1), min(y + h, height - 1)]
+
+    return [box(c) for c in contours], [box(max(contours, key=cv2.contourArea))]
+
+
+def reference_iou(box, gt) -> float:
+    """IoU with pixels counted inclusively (a box x0..x1 is x1 - x0 + 1 wide)."""
+    inter_w = min(box[2], gt[2]) - max(box[0], gt[0]) + 1
+    inter_h = min(box[3], gt[3]) - max(box[1], gt[1]) + 1
+    inter = max(0, inter_w) * max(0, inter_h)
+    area_box = (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
+    area_gt = (gt[2] - gt[0] + 1) * (gt[3] - gt[1] + 1)
+    union = area_box + area_gt - inter
+    return inter / union if union > 0 else 0.0
+
+
+def reference_best_iou(boxes, gts) -> float:
+    """The best IoU of any box against any ground-truth box (0 without ground truth)."""
+    return max((reference_iou(b, g) for b in boxes for g in gts), default=0.0)
+
+
+def reference_gt224(boxes, width: float, height: float) -> list[list[int]]:
+    """Ground-truth boxes into the 224 frame: int(x * 224 / width), as wsolevaluation."""
+    return [[int(x0 * WSOLEVAL_SIDE / width), int(y0 * WSOLEVAL_SIDE / height),
+             int(x1 * WSOLEVAL_SIDE / width), int(y1 * WSOLEVAL_SIDE / height)]
+            for x0, y0, x1, y1 in boxes]
+
+
+def reference_pxap(scores: list[np.ndarray], masks: list[np.ndarray],
+                   thresholds: np.ndarray) -> float:
+    """PxAP (percent) the way wsolevaluation's mask evaluator computes it, from the pixels
+    themselves: at every threshold t of the grid, TP / FP = foreground / background
+    pixels with score >= t (pixels marked 255 are ignored); precision = TP / (TP + FP),
+    recall = TP / all foreground; the area is sum over the grid, from the highest
+    threshold down, of precision times the rise in recall. The grid is extended by 1
+    and 2 above (no pixel scores 2 or more: the curve starts at recall 0)."""
+    edges = list(np.append(thresholds, [1.0, 2.0]))[::-1]  # highest first
+    positives = sum(int((m == 1).sum()) for m in masks)
+    precision, recall = [], []
+    for t in edges:
+        tp = sum(int(((s >= t) & (m == 1)).sum()) for s, m in zip(scores, masks))
+        fp = sum(int(((s >= t) & (m == 0)).sum()) for s, m in zip(scores, masks))
+        precision.append(tp / (tp + fp) if tp + fp else float("nan"))
+        recall.append(tp / positives)
+    area = 0.0
+    for k in range(1, len(edges)):
+        area += precision[k] * (recall[k] - recall[k - 1])
+    return area * 100

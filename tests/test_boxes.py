@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from acol_eval.boxes import native_boxes
+from conftest import reference_boxes, reference_uint8
 
 
 def test_native_boxes_largest_and_all_in_raster_order():
@@ -42,11 +43,10 @@ def test_native_boxes_constant_or_nan_map_gives_no_box():
 
 
 def test_wsoleval_boxes_of_the_protocol_equal_the_reference_contours():
-    """The wsoleval reference (findContours RETR_TREE, boundingRect, x1/y1 clipped to 223)
-    at several levels against the box the protocol reports from its first-pass record."""
-    import cv2
-
-    from acol_eval.boxes import wsoleval_uint8
+    """The wsoleval reference written here from numpy and OpenCV (bicubic 224x224 in
+    float64, min-max, x255 truncated to uint8, findContours RETR_TREE, the largest
+    contourArea's boundingRect, x1/y1 clipped to 223) at several levels against the box
+    the protocol reports from its first-pass record."""
     from acol_eval.protocols import get_protocol
 
     protocol = get_protocol("wsoleval")
@@ -58,13 +58,8 @@ def test_wsoleval_boxes_of_the_protocol_equal_the_reference_contours():
         record = np.zeros((), protocol.record_dtype(len(thresholds)))
         protocol.image_record(heat, np.array([[50.0, 50, 150, 150]]), 224, 224, thresholds,
                               record)
-        u8 = wsoleval_uint8(heat)
+        u8 = reference_uint8(heat)
         for index, t in enumerate(thresholds):
-            _, binary = cv2.threshold(u8, int(t * u8.max()), 255, cv2.THRESH_BINARY)
-            contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
-            expected = [0, 0, 0, 0]
-            if contours:
-                x, y, w, h = cv2.boundingRect(max(contours, key=cv2.contourArea))
-                expected = [x, y, min(x + w, 223), min(y + h, 223)]
+            _, largest = reference_boxes(u8, t)
             got = protocol.box_at(record, thresholds, index, lambda: None)
-            assert got.tolist() == [expected], (side, t)
+            assert got.tolist() == largest, (side, t)
