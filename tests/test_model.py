@@ -192,11 +192,40 @@ def test_vgg_is_no_plain_cam_model():
         plain_cam_model("vgg16", None)
 
 
+def test_logits_of_a_linear_head_by_hand():
+    """Two channels, two positions, two classes: the logits are the pooled class maps,
+    worked out on paper. Maps: class 0 = 1*f0 + 2*f1 + 0.5 -> 5.5 and 11.5, mean 8.5;
+    class 1 = 3*f0 - f1 - 1 -> 0 and 4, mean 2."""
+    model = toy_model("p", ())
+    set_head(model, 0, [[1.0, 2.0], [3.0, -1.0]], [0.5, -1.0])
+    features = torch.tensor([[[[1.0, 3.0]], [[2.0, 4.0]]]])  # (1, 2, 1, 2)
+    with torch.no_grad():
+        assert model.logits(features).tolist() == [[8.5, 2.0]]
+
+
 @pytest.mark.parametrize("head", ["linear", "conv"])
 def test_logits_equal_the_pooled_class_maps(head):
+    """The logits against the class maps pooled by a plain loop over positions, the maps
+    computed from the parameters with torch.nn.functional (the conv head's trunk: conv,
+    ReLU, conv, ReLU), in float64, not through the model's own modules."""
     torch.manual_seed(2)
     model = ACoL(nn.Identity(), 6, 5, "pp", [0.5], head).eval()
     features = torch.rand(3, 6, 4, 5)
+    state = {k: v.double() for k, v in model.heads[0].state_dict().items()}
+    hidden = features.double()
+    if head == "conv":
+        for n in (0, 2):
+            hidden = torch.relu(torch.nn.functional.conv2d(
+                hidden, state[f"trunk.{n}.weight"], state[f"trunk.{n}.bias"], padding=1))
+    weight, bias = state["classifier.weight"][:, :, 0, 0], state["classifier.bias"]
+    expected = torch.zeros(3, 5, dtype=torch.float64)
+    for b in range(3):
+        for c in range(5):
+            total = 0.0
+            for y in range(4):
+                for x in range(5):
+                    total += float(weight[c] @ hidden[b, :, y, x]) + float(bias[c])
+            expected[b, c] = total / 20
     with torch.no_grad():
-        expected = model.heads[0](features).mean((2, 3))
-        assert torch.allclose(model.logits(features), expected, atol=1e-5)
+        found = model.logits(features).double()
+    torch.testing.assert_close(found, expected, atol=1e-5, rtol=0)
