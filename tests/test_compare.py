@@ -371,8 +371,8 @@ def test_compare_with_reports_written_by_score(tmp_path):
         # one annotation file for both runs, as a user would score them
         score(ScoreConfig(run=str(run_folder), annotations=str(tmp_path / "near" / "ann.csv"),
                           out=str(out), protocol="native", interval=0.01, workers=1))
-        if not (out / "report.json").exists():
-            pytest.skip("score does not write report.json / outcomes.npz on this branch yet")
+        # compare reads these two: a score that stops writing them must fail here
+        assert (out / "report.json").is_file() and (out / "outcomes.npz").is_file()
         reports.append(out)
     result = compare(tmp_path, *reports)
     board = result.leaderboard
