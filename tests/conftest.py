@@ -264,3 +264,38 @@ def reference_pxap(scores: list[np.ndarray], masks: list[np.ndarray],
     for k in range(1, len(edges)):
         area += precision[k] * (recall[k] - recall[k - 1])
     return area * 100
+
+
+# --------------------------------------------------------------------------- native reference
+
+
+def reference_native_box(raw: np.ndarray, width: int, height: int, threshold: float):
+    """The native protocol's box of a low-resolution map, from its definition, with
+    OpenCV's resize and scipy's labelling (not the package's code): the map bicubic to
+    the image size in float64, pixels >= min + t * (max - min), 8-connected components,
+    the one with most pixels (ties: first in raster order), as x0, y0, x1, y1 with x1/y1
+    exclusive. None when no component (a constant or non-finite map)."""
+    from scipy import ndimage
+
+    values = np.asarray(raw, dtype=np.float64)
+    if values.shape != (height, width):
+        values = cv2.resize(values, (width, height), interpolation=cv2.INTER_CUBIC)
+    low, high = values.min(), values.max()
+    if not np.isfinite(values).all() or high <= low:
+        return None
+    labels, count = ndimage.label(values >= low + threshold * (high - low),
+                                  structure=np.ones((3, 3)))
+    if count == 0:
+        return None
+    sizes = np.bincount(labels.ravel())[1:]
+    # scipy numbers components in raster order of their first pixel: argmax keeps the first
+    rows, cols = ndimage.find_objects(labels)[int(np.argmax(sizes))]
+    return cols.start, rows.start, cols.stop, rows.stop
+
+
+def reference_iou_exclusive(box, gt) -> float:
+    """Intersection area / union area of boxes with exclusive x1/y1; empty union: 0."""
+    w = max(0.0, min(box[2], gt[2]) - max(box[0], gt[0]))
+    h = max(0.0, min(box[3], gt[3]) - max(box[1], gt[1]))
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (gt[2] - gt[0]) * (gt[3] - gt[1]) - w * h
+    return w * h / union if union > 0 else 0.0

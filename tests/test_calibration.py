@@ -4,19 +4,49 @@ image."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import cv2
 import numpy as np
 
 from acol_eval.calibration import calibrate, calibration_rows
 from acol_eval.readers import read_source
-from conftest import read_rows, synth_with_checkpoint
+from conftest import (
+    read_rows,
+    reference_iou_exclusive,
+    reference_native_box,
+    synth_with_checkpoint,
+)
+
+GRID = np.arange(0, 1, 0.001)  # score's default grid, which calibration uses
 
 
-def _iou(box, gt):
-    inter = (max(0.0, min(box[2], gt[2]) - max(box[0], gt[0]))
-             * max(0.0, min(box[3], gt[3]) - max(box[1], gt[1])))
-    union = ((box[2] - box[0]) * (box[3] - box[1]) + (gt[2] - gt[0]) * (gt[3] - gt[1])
-             - inter)
-    return inter / union if union > 0 else 0.0
+def label_maps(run: Path, root: str) -> dict[str, np.ndarray]:
+    """image (relative to the annotation root) -> its label's map, read from the map
+    store with numpy as the store's format describes it."""
+    meta = json.loads((run / "maps.json").read_text())
+    maps = np.fromfile(run / "maps.f16", dtype="<f2").reshape(
+        meta["count"], meta["height"], meta["width"])
+    return {r["image"][len(root) + 1:]: maps[int(r["row"])].astype(np.float64)
+            for r in read_rows(run / "maps_index.csv") if r["is_label"] == "1"}
+
+
+def gt_known_curve(maps: dict[str, np.ndarray], annotations) -> np.ndarray:
+    """(images, thresholds) 0/1: the label map's native box at every grid threshold has
+    IoU >= 0.5 with some ground-truth box (conftest's reference, not the package)."""
+    sizes = annotations.images.set_index("image")
+    boxes = annotations.boxes.groupby("image")
+    right = np.zeros((len(maps), len(GRID)), bool)
+    for n, (name, cam) in enumerate(sorted(maps.items())):
+        width, height = (int(sizes.at[name, k]) for k in ("width", "height"))
+        gts = boxes.get_group(name)[["x0", "y0", "x1", "y1"]].to_numpy()
+        big = cv2.resize(cam, (width, height), interpolation=cv2.INTER_CUBIC)  # once
+        for i, t in enumerate(GRID):
+            box = reference_native_box(big, width, height, t)
+            right[n, i] = box is not None and max(
+                reference_iou_exclusive(box, g) for g in gts) >= 0.5
+    return right
 
 
 def test_localize_at_the_calibrated_threshold_gives_the_calibrated_accuracy(tmp_path):
@@ -26,7 +56,12 @@ def test_localize_at_the_calibrated_threshold_gives_the_calibrated_accuracy(tmp_
     calibration = calibrate(tmp_path / "m.pt", annotations, images, tmp_path / "train",
                             workers=0)
     assert calibration is not None and calibration.images == len(images) == 18
-    assert 0.0 <= calibration.threshold < 1.0
+    # the best GT-known threshold, first of the best ones, found here from the maps
+    root = str(annotations.root.resolve())
+    curve = 100.0 * gt_known_curve(label_maps(tmp_path / "train" / "calibration" / "run", root),
+                                   annotations).mean(axis=0)
+    assert calibration.threshold == GRID[int(np.argmax(curve))]
+    assert calibration.gt_known == curve.max()
     # the label's map of each image, boxed as localize boxes its top-1 map, at the
     # calibrated threshold: GT-known must be the calibration's figure, image for image
     from acol_eval.boxes import native_boxes, upsample_map
@@ -35,7 +70,6 @@ def test_localize_at_the_calibrated_threshold_gives_the_calibrated_accuracy(tmp_
     store = open_maps(tmp_path / "train" / "calibration" / "run")
     labelled = store.index[store.index["is_label"] == 1]
     sizes = annotations.images.set_index("image")
-    root = str(annotations.root.resolve())
     right = 0
     for row in labelled.itertuples():
         name = row.image[len(root) + 1:]
@@ -44,11 +78,41 @@ def test_localize_at_the_calibrated_threshold_gives_the_calibrated_accuracy(tmp_
         found = native_boxes(cam, calibration.threshold)
         gt = annotations.boxes[annotations.boxes["image"] == name][
             ["x0", "y0", "x1", "y1"]].to_numpy()
-        right += len(found) > 0 and max(_iou(found[0], g) for g in gt) >= 0.5
+        right += len(found) > 0 and max(reference_iou_exclusive(found[0], g) for g in gt) >= 0.5
     assert len(labelled) == 18
     assert 100.0 * right / len(labelled) == calibration.gt_known
     report = read_rows(tmp_path / "train" / "calibration" / "report" / "per_image.csv")
     assert sum(int(r["correct"]) for r in report) == right
+
+
+def test_calibration_picks_the_first_threshold_of_the_one_best_range(tmp_path):
+    """Ground truth made from the model's own maps: every image's box is its label map's
+    native box at 0.5, so GT-known is 100% on one range of thresholds around 0.5 (and
+    lower elsewhere); calibration must pick that range's first threshold."""
+    data, _ = synth_with_checkpoint(tmp_path, train_per_class=2, val_per_class=6)
+    annotations = read_source(f"cub:{data}").split("test")
+    images = sorted(annotations.images["image"])
+    root = str(annotations.root.resolve())
+    first = calibrate(tmp_path / "m.pt", annotations, images, tmp_path / "a", workers=0)
+    assert first is not None
+    maps = label_maps(tmp_path / "a" / "calibration" / "run", root)
+    sizes = annotations.images.set_index("image")
+    rows = []
+    for name, cam in sorted(maps.items()):
+        width, height = (int(sizes.at[name, k]) for k in ("width", "height"))
+        rows.append([name, *(float(v) for v in reference_native_box(cam, width, height, 0.5))])
+    annotations.boxes = annotations.boxes.iloc[0:0].__class__(
+        rows, columns=["image", "x0", "y0", "x1", "y1"])
+    all_right = gt_known_curve(maps, annotations).all(axis=0)
+    best = np.flatnonzero(all_right)
+    assert len(best) and np.array_equal(best, np.arange(best[0], best[-1] + 1)), "one range"
+    assert 0.2 < GRID[best[0]] <= 0.5 < GRID[best[-1]]
+    calibration = calibrate(tmp_path / "m.pt", annotations, images, tmp_path / "b", workers=0)
+    assert calibration is not None and calibration.gt_known == 100.0
+    assert calibration.threshold == GRID[best[0]]
+    # the second calibration localized the same maps
+    assert all(np.array_equal(maps[k], v) for k, v in
+               label_maps(tmp_path / "b" / "calibration" / "run", root).items())
 
 
 def test_images_without_boxes_give_no_calibration(tmp_path):
