@@ -13,6 +13,12 @@ import pytest
 
 from acol_eval.synth import background, texture
 
+# pytest imports this file as the module `conftest` (tests/ is no package); importing it
+# as `tests.conftest` would make a second copy with its own state, so that is refused.
+if __name__ != "conftest":
+    raise ImportError(f"import the test helpers as `from conftest import ...`, not as "
+                      f"{__name__}")
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_ENV = "ACOL_EVAL_SHARED_DATA"
 

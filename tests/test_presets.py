@@ -9,7 +9,7 @@ import pytest
 from acol_eval.errors import AcolError
 from acol_eval.presets import PRESETS, Preset, apply_preset, flag_text
 from acol_eval.synth import SynthConfig, write_synth
-from tests.conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli
 
 DEFAULTS = {"arch": "resnet50", "recipe": "pp", "epochs": 10, "lr": 0.001,
             "val_fraction": 0.0, "val_split": None, "data": "cub:X", "images": None}
@@ -93,7 +93,7 @@ def test_preset_on_real_sources_as_shipped_holds_validation_out_of_train(source)
     metadata, as they ship: neither has a val split train could use, so the preset holds
     20% of train out instead of letting train fall back to the test split."""
     from acol_eval.training import source_splits
-    from tests.conftest import shared_data
+    from conftest import shared_data
 
     data = source.format(data=shared_data())
     merged, applied = apply_preset("wsol-cub", {**DEFAULTS, "data": data}, {"data"},

@@ -11,7 +11,7 @@ from PIL import Image
 
 from acol_eval.errors import AcolError
 from acol_eval.readers import detect_format, read_source
-from tests.conftest import shared_data, write_wsol_metadata
+from conftest import shared_data, write_wsol_metadata
 
 
 @pytest.mark.parametrize("source, fmt, images, boxes", [
