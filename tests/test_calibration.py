@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from acol_eval.calibration import calibrate, calibration_rows
 from acol_eval.readers import read_source
@@ -49,6 +50,7 @@ def gt_known_curve(maps: dict[str, np.ndarray], annotations) -> np.ndarray:
     return right
 
 
+@pytest.mark.slow
 def test_localize_at_the_calibrated_threshold_gives_the_calibrated_accuracy(tmp_path):
     data, _ = synth_with_checkpoint(tmp_path, train_per_class=2, val_per_class=6)
     annotations = read_source(f"cub:{data}").split("test")
@@ -85,6 +87,7 @@ def test_localize_at_the_calibrated_threshold_gives_the_calibrated_accuracy(tmp_
     assert sum(int(r["correct"]) for r in report) == right
 
 
+@pytest.mark.slow
 def test_calibration_picks_the_first_threshold_of_the_one_best_range(tmp_path):
     """Ground truth made from the model's own maps: every image's box is its label map's
     native box at 0.5, so GT-known is 100% on one range of thresholds around 0.5 (and
