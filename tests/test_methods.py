@@ -72,6 +72,7 @@ def top_classes(model: ACoL, images: torch.Tensor, k: int) -> torch.Tensor:
         return model.logits(model.backbone(images)).topk(k, 1).indices
 
 
+@pytest.mark.slow
 def test_gradcam_equals_the_library_on_real_photos(photos, mobilenet, imagenet_state):
     """Ours on the acol-eval model at its default layer = the library on torchvision's own
     MobileNetV2 at features[-1], for the top-1 and the top-2 class of each photo."""
