@@ -43,7 +43,7 @@ def test_trained_acol_beats_the_centre_baseline_by_20_points(tmp_path):
     assert model["max_box_acc_v2"] >= centre["max_box_acc_v2"] + 20.0, (model, centre)
 
     # train had boxes (cub:), so best.pt carries a calibrated CAM threshold and localize,
-    # given none, boxed with it (issue 10)
+    # given none, boxed with it
     record = json.loads((run / "run.json").read_text())
     assert record["cam_threshold_source"] == "checkpoint"
     native = {r["metric"]: r for r in read_rows(tmp_path / "native" / "summary.csv")}
