@@ -187,7 +187,7 @@ class Checkpoint:
     """Everything one checkpoint file holds (SPEC 5); `payload()` is the file's dict.
 
     The model fields describe the network `model()` rebuilds; the rest records the
-    run (epoch, metrics, arguments, versions) and, for `--resume`, the optimiser,
+    run (epoch, metrics, arguments, versions, determinism flags) and, for `--resume`, the optimiser,
     scheduler, gradient scaler and RNG state.
     """
 
@@ -211,6 +211,10 @@ class Checkpoint:
     scaler: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] | None = None
     world_size: int = 1
+    # what else decides a run's numbers besides seed, arguments and versions: the
+    # deterministic-algorithm and cuDNN flags, the intra-op thread count (float sums
+    # are split across threads), the device, the random-draw scheme (training.determinism)
+    determinism: dict[str, Any] = field(default_factory=dict)
     # the CAM threshold `train` calibrated on its validation boxes (None: uncalibrated,
     # as in checkpoints from before calibration) and where it came from
     cam_threshold: float | None = None
