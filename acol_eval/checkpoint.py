@@ -179,7 +179,8 @@ def _check_header(path: Path, payload: Any) -> None:
         raise AcolError(f"{path} lacks checkpoint fields: {', '.join(missing)}")
 
 
-OPTIONAL_FIELDS = ("cam_threshold", "cam_threshold_source")  # written only when set
+# written only when set: a file read and saved again keeps the fields it had
+OPTIONAL_FIELDS = ("cam_threshold", "cam_threshold_source", "determinism")
 
 
 @dataclass(frozen=True)
@@ -225,8 +226,8 @@ class Checkpoint:
         out: dict[str, Any] = {"format": FORMAT, "version": VERSION}
         for item in fields(self):
             value = getattr(self, item.name)
-            if item.name in OPTIONAL_FIELDS and value is None:
-                continue  # uncalibrated: the file is exactly what older versions wrote
+            if item.name in OPTIONAL_FIELDS and value in (None, {}):
+                continue  # unset: the file is exactly what older versions wrote
             if item.name in ("state_dict", "optimizer", "scheduler", "scaler", "rng"):
                 out[item.name] = value  # tensors inside: weights_only reads them as they are
             else:

@@ -3,11 +3,14 @@
 One job shape: `TrainConfig` (every default and every check, in `__post_init__`)
 -> `train(config, log)` -> `TrainResult`.
 
-Determinism and resume: the global torch RNG is re-seeded from (seed, epoch)
-at the start of every epoch and the data order comes from a generator seeded
-the same way, so an epoch's randomness does not depend on what ran before it.
-A run resumed from `last.pt` therefore continues bit for bit (on CPU) where an
-uninterrupted run would be.
+Determinism and resume: every random draw derives from (seed, epoch) and, for
+an image's augmentation, its index in the training set (data.KeyedSampler,
+data.sample_generator), never from a loader worker's RNG; the main process's
+global torch RNG is re-seeded from (seed, epoch) at the start of every epoch.
+An epoch's randomness thus depends neither on what ran before it nor on
+--workers or the cache, and a run resumed from `last.pt` with any --workers
+continues bit for bit (on CPU) where an uninterrupted run would be
+(docs/reproducibility.md says what is identical across machines and world sizes).
 
 Speed: each image is decoded once and kept resized to the size the transform
 starts with (`data.DecodedCache`: in memory within a budget, else on disk in

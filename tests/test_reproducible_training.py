@@ -155,3 +155,35 @@ def test_augment_crops_and_flips_as_its_generator_says():
     # every offset in 0..2 and both flips occur: the draws cover the recipe's range
     assert {t for t, _, _ in seen} == {0, 1, 2} == {x for _, x, _ in seen}
     assert {f for _, _, f in seen} == {False, True}
+
+
+def test_under_torchrun_ranks_load_the_same_images_with_any_worker_count(data, tmp_path):
+    """Each rank's loader (DistributedSampler's share, keyed draws) gives the same tensors
+    with 0 or 2 workers; an image's crop and flip are the same at world size 1 and 2."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from acol_eval.runtime import Distributed
+
+    config = TrainConfig(data=str(data), out=str(tmp_path / "r"), workers=0, **TINY)
+    trainer = Trainer(config, Distributed("cpu"), log=lambda message: None)
+    dataset = trainer.data.train_set
+    per_image = {}
+    for world, rank in ((1, 0), (2, 0), (2, 1)):
+        loaded = []
+        for workers in (0, 2):
+            trainer.dist = SimpleNamespace(active=world > 1, world=world, rank=rank)
+            trainer.config = replace(config, workers=workers)
+            loader = trainer._loader(dataset, True, epoch=1)
+            order = [index for index, _ in loader.sampler]
+            images = torch.cat([batch[0] for batch in loader])
+            loaded.append((order, images))
+        (order, images), (order_2, images_2) = loaded
+        assert order == order_2 and torch.equal(images, images_2)
+        if world == 2:
+            assert len(order) == len(dataset) // 2
+        for index, image in zip(order, images):
+            per_image.setdefault(index, []).append(image)
+    assert sorted(per_image) == list(range(len(dataset)))
+    for index, seen in per_image.items():  # once at world 1, once on one of the ranks
+        assert len(seen) == 2 and torch.equal(seen[0], seen[1]), index
