@@ -289,7 +289,7 @@ def test_resume_may_change_how_it_runs_and_continues_the_same_run(finished_run, 
         assert torch.equal(value, b["state_dict"][key]), key
     momentum_a = [s["momentum_buffer"] for s in a["optimizer"]["state"].values()]
     momentum_b = [s["momentum_buffer"] for s in b["optimizer"]["state"].values()]
-    assert len(momentum_a) == len(momentum_b) > 100
+    assert len(momentum_a) == len(momentum_b) > 50
     assert all(torch.equal(x, y) for x, y in zip(momentum_a, momentum_b))
     assert a["scheduler"] == b["scheduler"] and a["scheduler"]["last_epoch"] == 2
     columns = ("epoch", "lr", "train_loss", "train_acc_1p", "val_loss", "val_acc_1p")
