@@ -187,3 +187,19 @@ def test_under_torchrun_ranks_load_the_same_images_with_any_worker_count(data, t
     assert sorted(per_image) == list(range(len(dataset)))
     for index, seen in per_image.items():  # once at world 1, once on one of the ranks
         assert len(seen) == 2 and torch.equal(seen[0], seen[1]), index
+
+
+def test_a_resume_in_another_kind_of_process_says_it_may_round_otherwise():
+    from acol_eval.training import determinism, determinism_notes
+
+    now = determinism(torch.device("cpu"))
+    assert determinism_notes(now, now) == []
+    assert determinism_notes({}, now) == [  # a run from before draws were keyed
+        "note: last.pt was trained under random-draw scheme of a version before "
+        "seed-epoch-index/1: the resumed epochs crop and flip otherwise than that run "
+        "would have"]
+    other = {**now, "intra_op_threads": now["intra_op_threads"] + 3}
+    (note,) = determinism_notes(other, now)
+    assert note.startswith(f"note: last.pt was trained with thread count "
+                           f"{now['intra_op_threads'] + 3}, this process has "
+                           f"{now['intra_op_threads']}: ")
