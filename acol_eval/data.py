@@ -108,17 +108,18 @@ def draw_seed(seed: int, epoch: int, tag: int, index: int) -> int:
     return (int(state[0]) << 31) ^ int(state[1])
 
 
-def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
-    """The generator of every draw for sample `index` (its position in the training set)
-    in `epoch`: the augmentation's crop and flip, and any per-sample draw of a method."""
-    return torch.Generator().manual_seed(draw_seed(seed, epoch, SAMPLE_DRAWS, index))
+def sample_generator(seed: int, epoch: int, index: int,
+                     tag: int = SAMPLE_DRAWS) -> torch.Generator:
+    """The generator of sample `index` (its position in the whole training set) in
+    `epoch`. With the default tag it is the augmentation's (crop, flip); a method that
+    draws per image passes a tag of its own, so its draws are not the crop's."""
+    return torch.Generator().manual_seed(draw_seed(seed, epoch, tag, index))
 
 
 def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
-    """The generator for draws made once per batch (HaS's grid, CutMix's box and pairing),
-    for the `batch`-th batch of `epoch` in the main process. A method that needs draws
-    tied to the images themselves rather than to the batch's place draws from
-    `sample_generator` of each sample's index (what `KeyedSampler` hands the dataset)."""
+    """The generator for draws made once per batch (Hide-and-Seek's grid, CutMix's box
+    and pairing) of the `batch`-th batch of `epoch`, drawn in the training loop. Under
+    torchrun a rank numbers its batches `k * world + rank`, so ranks draw apart."""
     return torch.Generator().manual_seed(draw_seed(seed, epoch, BATCH_DRAWS, batch))
 
 

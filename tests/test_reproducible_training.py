@@ -127,6 +127,9 @@ def test_draw_seeds_depend_on_seed_epoch_and_index_only():
     a = sample_generator(1, 2, 3)
     b = sample_generator(1, 2, 3)
     assert torch.equal(torch.rand(5, generator=a), torch.rand(5, generator=b))
+    # a method's own tag is another stream than the crop's and flip's
+    assert not torch.equal(torch.rand(5, generator=sample_generator(1, 2, 3, tag=7)),
+                           torch.rand(5, generator=sample_generator(1, 2, 3)))
     # the batch stream is another stream: batch 3's draws are not sample 3's
     assert not torch.equal(torch.rand(5, generator=batch_generator(1, 2, 3)),
                            torch.rand(5, generator=sample_generator(1, 2, 3)))
