@@ -73,6 +73,7 @@ def assert_same_run(a, b):
             assert torch.equal(value, state_b[key]), (name, key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_any_worker_count_and_cache_trains_the_same_model(runs, workers):
     assert_same_run(runs[0], runs[workers])
@@ -84,6 +85,7 @@ class Killed(Exception):
     """Stands for a SIGKILL right after an epoch's files were written."""
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumed_with_other_workers_is_the_uninterrupted_run(
         runs, data, tmp_path, monkeypatch):
     record = Trainer._record

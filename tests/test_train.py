@@ -260,6 +260,7 @@ class Killed(Exception):
     """Stands for a kill right after an epoch's files were written."""
 
 
+@pytest.mark.slow
 def test_resume_may_change_how_it_runs_and_continues_the_same_run(finished_run, tmp_path,
                                                                   monkeypatch):
     """Killed after epoch 1 of 2 and resumed with other workers, cache and device
