@@ -131,8 +131,11 @@ def main() -> None:
                    "fits a quarter of the free memory, else disk.")
 @click.option("--workers", type=int, default=None,
               help="Data-loading worker processes; 0 loads in the main process "
-                   "[default: cores - 1, at most 8].")
-@click.option("--seed", type=int, default=0, show_default=True)
+                   "[default: cores - 1, at most 8]. The trained model does not depend "
+                   "on it.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Every random draw (initial weights, order, crops, flips) derives from "
+                   "it, the epoch and the image's index.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--amp/--no-amp", default=True, show_default=True,
               help="Automatic mixed precision on CUDA (ignored on CPU).")

@@ -179,7 +179,8 @@ def _check_header(path: Path, payload: Any) -> None:
         raise AcolError(f"{path} lacks checkpoint fields: {', '.join(missing)}")
 
 
-OPTIONAL_FIELDS = ("cam_threshold", "cam_threshold_source")  # written only when set
+# written only when set: a file read and saved again keeps the fields it had
+OPTIONAL_FIELDS = ("cam_threshold", "cam_threshold_source", "determinism")
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ class Checkpoint:
     """Everything one checkpoint file holds (SPEC 5); `payload()` is the file's dict.
 
     The model fields describe the network `model()` rebuilds; the rest records the
-    run (epoch, metrics, arguments, versions) and, for `--resume`, the optimiser,
+    run (epoch, metrics, arguments, versions, determinism flags) and, for `--resume`, the optimiser,
     scheduler, gradient scaler and RNG state.
     """
 
@@ -211,6 +212,10 @@ class Checkpoint:
     scaler: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] | None = None
     world_size: int = 1
+    # what else decides a run's numbers besides seed, arguments and versions: the
+    # deterministic-algorithm and cuDNN flags, the intra-op thread count (float sums
+    # are split across threads), the device, the random-draw scheme (training.determinism)
+    determinism: dict[str, Any] = field(default_factory=dict)
     # the CAM threshold `train` calibrated on its validation boxes (None: uncalibrated,
     # as in checkpoints from before calibration) and where it came from
     cam_threshold: float | None = None
@@ -221,8 +226,8 @@ class Checkpoint:
         out: dict[str, Any] = {"format": FORMAT, "version": VERSION}
         for item in fields(self):
             value = getattr(self, item.name)
-            if item.name in OPTIONAL_FIELDS and value is None:
-                continue  # uncalibrated: the file is exactly what older versions wrote
+            if item.name in OPTIONAL_FIELDS and value in (None, {}):
+                continue  # unset: the file is exactly what older versions wrote
             if item.name in ("state_dict", "optimizer", "scheduler", "scaler", "rng"):
                 out[item.name] = value  # tensors inside: weights_only reads them as they are
             else:

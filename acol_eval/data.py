@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 from torchvision import transforms
+from torchvision.transforms import functional as TF
 
 from .readers import Annotations
 from .safeio import atomic_write_text
@@ -87,17 +88,107 @@ def decode_for_model(
 # --------------------------------------------------------------------------- data sets
 
 
-def train_transform(
-    input_size: int, resize_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD
-) -> transforms.Compose:
-    """The official recipe: resize to a square, random crop, horizontal flip."""
-    return transforms.Compose([
-        transforms.Resize((resize_size, resize_size)),
-        transforms.RandomCrop(input_size),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize(mean, std),
-    ])
+# --------------------------------------------------------------------------- random draws
+#
+# Every random draw of training comes from a generator seeded by a hash of (--seed,
+# the epoch, what is drawn for), never from a process's global RNG: a loader worker's
+# global RNG depends on how many workers there are and which one a sample lands on.
+
+SAMPLE_DRAWS = 0x5A4D  # tags keep the streams apart: sample 3's and batch 3's differ
+BATCH_DRAWS = 0xBA7C
+
+
+def draw_seed(seed: int, epoch: int, tag: int, index: int) -> int:
+    """A 63-bit seed hashed from (seed, epoch, tag, index): nearby inputs give unrelated
+    seeds (numpy's SeedSequence), and nothing else enters it."""
+    words = [int(seed), int(epoch), int(tag), int(index)]
+    if min(words) < 0:
+        raise ValueError(f"draw_seed takes counts, not {words}")
+    state = np.random.SeedSequence(words).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def sample_generator(seed: int, epoch: int, index: int,
+                     tag: int = SAMPLE_DRAWS) -> torch.Generator:
+    """The generator of sample `index` (its position in the whole training set) in
+    `epoch`. With the default tag it is the augmentation's (crop, flip); a method that
+    draws per image passes a tag of its own, so its draws are not the crop's."""
+    return torch.Generator().manual_seed(draw_seed(seed, epoch, tag, index))
+
+
+def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
+    """The generator for draws made once per batch (Hide-and-Seek's grid, CutMix's box
+    and pairing) of the `batch`-th batch of `epoch`, drawn in the training loop. Under
+    torchrun a rank numbers its batches `k * world + rank`, so ranks draw apart."""
+    return torch.Generator().manual_seed(draw_seed(seed, epoch, BATCH_DRAWS, batch))
+
+
+class KeyedSampler(Sampler):
+    """Wraps a sampler of indices and yields (index, draw seed) pairs: the seed is
+    `draw_seed(seed, epoch, SAMPLE_DRAWS, index)`, made in the main process, so a
+    sample's augmentation is the same in any worker, with any number of workers, and
+    under any world size (the index is the sample's place in the whole training set)."""
+
+    def __init__(self, order: Sampler | list[int], seed: int, epoch: int) -> None:
+        self.order, self.seed, self.epoch = order, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self):
+        for index in self.order:
+            index = int(index)
+            yield index, draw_seed(self.seed, self.epoch, SAMPLE_DRAWS, index)
+
+
+class EpochOrder(Sampler):
+    """A permutation of range(count) from a generator seeded by `order_seed` alone (the
+    shuffle of one epoch on a single process)."""
+
+    def __init__(self, count: int, order_seed: int) -> None:
+        self.count, self.order_seed = count, order_seed
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.order_seed)
+        return iter(torch.randperm(self.count, generator=generator).tolist())
+
+
+class TrainAugment:
+    """The official recipe: resize to a square, random crop, horizontal flip, then the
+    tensor normalised. The crop offsets and the flip are drawn from the generator each
+    call is given (never the global RNG), in that order: top, left, flip."""
+
+    def __init__(self, input_size: int, resize_size: int, mean=IMAGENET_MEAN,
+                 std=IMAGENET_STD) -> None:
+        if resize_size < input_size:
+            raise ValueError(f"resize size {resize_size} is below the crop {input_size}")
+        self.input_size, self.resize_size = input_size, resize_size
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def draws(self, generator: torch.Generator) -> tuple[int, int, bool]:
+        """(top, left, flip) of one sample."""
+        room = self.resize_size - self.input_size + 1
+        top, left = torch.randint(0, room, (2,), generator=generator).tolist()
+        flip = bool(torch.rand((), generator=generator) < 0.5)
+        return top, left, flip
+
+    def __call__(self, image: Image.Image, generator: torch.Generator) -> torch.Tensor:
+        top, left, flip = self.draws(generator)
+        side = self.resize_size
+        image = TF.resize(image, [side, side])  # a no-op on a cached (already resized) image
+        image = TF.crop(image, top, left, self.input_size, self.input_size)
+        if flip:
+            image = TF.hflip(image)
+        return TF.normalize(TF.to_tensor(image), self.mean, self.std)
+
+
+def train_transform(input_size: int, resize_size: int, mean=IMAGENET_MEAN,
+                    std=IMAGENET_STD) -> TrainAugment:
+    """The training augmentation (see `TrainAugment`); call it with (image, generator)."""
+    return TrainAugment(input_size, resize_size, mean, std)
 
 
 def eval_transform(
@@ -227,6 +318,9 @@ class DecodedCache:
 class LabelledImages(Dataset):
     """(image tensor, class index) pairs; an undecodable file yields None (see collate).
 
+    Random augmentation draws only from the seed its key carries (see `KeyedSampler`),
+    so a sample's tensor is the same whichever process loads it.
+
     With a `DecodedCache`, an image is decoded and resized to `cache.side` once (by
     whichever loader process meets it first) and read back from the cache in later
     epochs; `transform` then starts with a resize to that same side, a no-op, so the
@@ -243,11 +337,19 @@ class LabelledImages(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        """`key`: an index, or (index, draw seed) from a `KeyedSampler`; a `TrainAugment`
+        draws from a generator of that seed (of seed 0, epoch 0 for a bare index)."""
+        index, seed = key if isinstance(key, tuple) else (
+            key, draw_seed(0, 0, SAMPLE_DRAWS, key))
         image = self._decoded(index)
         if image is None:
             return None
-        return self.transform(image), self.items[index][1]
+        if isinstance(self.transform, TrainAugment):
+            tensor = self.transform(image, torch.Generator().manual_seed(seed))
+        else:
+            tensor = self.transform(image)
+        return tensor, self.items[index][1]
 
     def _decoded(self, index: int) -> Image.Image | None:
         cache = self.cache

@@ -3,11 +3,14 @@
 One job shape: `TrainConfig` (every default and every check, in `__post_init__`)
 -> `train(config, log)` -> `TrainResult`.
 
-Determinism and resume: the global torch RNG is re-seeded from (seed, epoch)
-at the start of every epoch and the data order comes from a generator seeded
-the same way, so an epoch's randomness does not depend on what ran before it.
-A run resumed from `last.pt` therefore continues bit for bit (on CPU) where an
-uninterrupted run would be.
+Determinism and resume: every random draw derives from (seed, epoch) and, for
+an image's augmentation, its index in the training set (data.KeyedSampler,
+data.sample_generator), never from a loader worker's RNG; the main process's
+global torch RNG is re-seeded from (seed, epoch) at the start of every epoch.
+An epoch's randomness thus depends neither on what ran before it nor on
+--workers or the cache, and a run resumed from `last.pt` with any --workers
+continues bit for bit (on CPU) where an uninterrupted run would be
+(docs/reproducibility.md says what is identical across machines and world sizes).
 
 Speed: each image is decoded once and kept resized to the size the transform
 starts with (`data.DecodedCache`: in memory within a budget, else on disk in
@@ -44,6 +47,8 @@ from .data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     DecodedCache,
+    EpochOrder,
+    KeyedSampler,
     LabelledImages,
     available_memory,
     collate_skipping,
@@ -57,6 +62,7 @@ from .flags import changed_options
 from .losses import acol_loss
 from .model import ACoL, Head, build_model, check_recipe, expand_deltas
 from .presets import AppliedPreset
+from .progress import Progress
 from .readers import VALIDATION_SPLITS, Annotations, read_source
 from .runtime import Distributed, library_versions, resolve_workers
 from .safeio import FolderLock, atomic_open, atomic_write_text
@@ -280,6 +286,53 @@ def hold_out(items: list[tuple[str, int]], fraction: float,
     train = [item for i, item in enumerate(items) if i not in held]
     val = [item for i, item in enumerate(items) if i in held]
     return train, val
+
+
+# The scheme by which training's random draws derive from --seed (data.draw_seed):
+# recorded in checkpoints, so a run made under another scheme is known for what it is.
+DRAW_SCHEME = "seed-epoch-index/1"
+
+
+def determinism(device: torch.device) -> dict[str, Any]:
+    """What decides a run's numbers beyond its seed, arguments and library versions.
+
+    Training leaves torch's flags as it finds them (deterministic algorithms off, cuDNN
+    benchmark off, the default thread count): on CPU, one machine and thread count give
+    the same model bit for bit; on CUDA, atomic adds in some backward kernels may round
+    differently from run to run unless deterministic algorithms are switched on.
+    """
+    found = {
+        "draws": DRAW_SCHEME,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "deterministic_warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "intra_op_threads": torch.get_num_threads(),
+        "device": device.type,
+    }
+    if device.type == "cuda":
+        found["gpu"] = torch.cuda.get_device_name(device)
+    return found
+
+
+def determinism_notes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Lines for a --resume whose process differs from the run's in what can change the
+    numbers (a thread count, a device): the run continues, but not bit for bit."""
+    notes = []
+    if saved.get("draws") != now["draws"]:
+        notes.append(f"note: last.pt was trained under random-draw scheme "
+                     f"{saved.get('draws', 'of a version before ' + now['draws'])}: the "
+                     f"resumed epochs crop and flip otherwise than that run would have")
+    for key, what in (("intra_op_threads", "thread count"),
+                      ("device", "device"), ("gpu", "GPU"),
+                      ("deterministic_algorithms", "deterministic-algorithms flag"),
+                      ("cudnn_deterministic", "cuDNN deterministic flag"),
+                      ("cudnn_benchmark", "cuDNN benchmark flag")):
+        if saved.get(key, now.get(key)) != now.get(key):
+            notes.append(f"note: last.pt was trained with {what} {saved.get(key)}, this "
+                         f"process has {now.get(key)}: the resumed epochs may round "
+                         f"differently from an uninterrupted run")
+    return notes
 
 
 def _log_default(message: str) -> None:
@@ -535,6 +588,9 @@ class Trainer:
         except (RuntimeError, ValueError, KeyError) as exc:
             first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
             raise AcolError(f"--resume: {path} does not fit this run: {first}") from None
+        if self.dist.is_main:
+            for note in determinism_notes(saved.determinism, determinism(self.device)):
+                self.log(note)
         return int(saved.epoch), float(saved.best_accuracy)
 
     def attach_caches(self) -> None:
@@ -554,23 +610,30 @@ class Trainer:
     # ----------------------------------------------------------------- epochs
 
     def _loader(self, dataset, train: bool, epoch: int) -> DataLoader:
-        generator = torch.Generator().manual_seed(epoch_seed(self.config.seed, epoch))
+        """An epoch's loader. Training order: a permutation seeded by (seed, epoch) in
+        this process (DistributedSampler's own under torchrun), each index handed to the
+        dataset with its draw seed (data.KeyedSampler): no draw depends on the workers."""
+        config = self.config
+        generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
         sampler = None
-        if self.dist.active and train:
-            sampler = DistributedSampler(
-                dataset, self.dist.world, self.dist.rank, shuffle=True, seed=self.config.seed
-            )
-            sampler.set_epoch(epoch)
+        if train:
+            if self.dist.active:
+                order = DistributedSampler(dataset, self.dist.world, self.dist.rank,
+                                           shuffle=True, seed=config.seed)
+                order.set_epoch(epoch)
+            else:
+                order = EpochOrder(len(dataset), epoch_seed(config.seed, epoch))
+            sampler = KeyedSampler(order, config.seed, epoch)
         elif self.dist.active:
             dataset = Subset(dataset, range(self.dist.rank, len(dataset), self.dist.world))
         return DataLoader(
             dataset,
-            batch_size=self.config.batch_size,
-            shuffle=train and sampler is None,
+            batch_size=config.batch_size,
+            shuffle=False,
             sampler=sampler,
-            num_workers=self.config.workers,
+            num_workers=config.workers,
             collate_fn=collate_skipping,
-            generator=generator,
+            generator=generator,  # only seeds the workers' own RNGs, which nothing draws from
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
         )
@@ -611,19 +674,23 @@ class Trainer:
         show_bar = self.dist.is_main and sys.stderr.isatty()
         label = f"epoch {epoch + 1}/{self.config.epochs} {'train' if train else 'val'}"
         bar = tqdm(loader, desc=label, unit="batch", disable=not show_bar, leave=False)
+        # not on a terminal (a log file, CI): a plain line now and then instead of the bar
+        progress = (Progress(len(loader.sampler), label, "images", self.log)
+                    if self.dist.is_main and not show_bar else contextlib.nullcontext())
         grad = torch.enable_grad() if train else torch.no_grad()
         # A rank whose batch was wholly undecodable skips it and so runs fewer steps
         # than the others; DDP's join() shadows the missing collectives instead of hanging.
         uneven = (self.net.join() if isinstance(self.net, nn.parallel.DistributedDataParallel)
                   else contextlib.nullcontext())
-        with grad, uneven:
+        with grad, uneven, progress as counter:
             for images, labels, skipped in bar:
                 stats.skipped += skipped
-                if images is None:
-                    continue
-                total = self._step(images, labels, train, stats)
-                if show_bar:
-                    bar.set_postfix(loss=f"{total.item():.3f}")
+                if images is not None:
+                    total = self._step(images, labels, train, stats)
+                    if show_bar:
+                        bar.set_postfix(loss=f"{total.item():.3f}")
+                if counter is not None:
+                    counter.update(skipped + (0 if images is None else images.shape[0]))
         reduced = self.dist.sum([*stats.loss, *stats.correct, stats.count, stats.skipped])
         k = len(recipe)
         return EpochStats(reduced[:k], reduced[k : 2 * k], reduced[2 * k], reduced[2 * k + 1])
@@ -644,7 +711,7 @@ class Trainer:
             scaler=(self.precision.scaler.state_dict()
                     if self.precision.scaler.is_enabled() else {}),
             rng={"torch": torch.get_rng_state(), "seed": config.seed},
-            world_size=self.dist.world,
+            world_size=self.dist.world, determinism=determinism(self.device),
         )
 
     # ----------------------------------------------------------------- main

@@ -4,6 +4,7 @@ torchrun)."""
 
 import csv
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -87,7 +88,8 @@ def test_resume_after_sigkill_is_bitwise_equal(texture_folder, tmp_path):
     assert process.returncode == -signal.SIGKILL
     assert load_checkpoint(killed / "last.pt")["epoch"] < 3  # really cut short
 
-    resumed = run_cli(*args, "--out", str(killed), "--resume")
+    # another --workers (the last one given counts) continues the same run
+    resumed = run_cli(*args, "--out", str(killed), "--resume", "--workers", "1")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
     a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(killed / "last.pt")
@@ -235,14 +237,65 @@ def test_resume_with_other_options_is_refused(finished_run, tmp_path, field, val
     assert snapshot(run) == before
 
 
-def test_resume_may_change_how_it_runs(finished_run, tmp_path):
-    data, source = finished_run
+def test_an_epoch_logged_to_a_file_says_how_far_it_is(finished_run, tmp_path, monkeypatch):
+    """stderr not a terminal (a log file, CI): instead of a bar, plain lines as batches
+    finish (here with no quiet start and no period, so every batch gives one)."""
+    import functools
+
+    import acol_eval.training as training
+    from acol_eval.progress import Progress
+
+    monkeypatch.setattr(training, "Progress",
+                        functools.partial(Progress, after=0.0, period=0.0))
+    data, _ = finished_run
+    said = []
+    train(TrainConfig(**{**FAST_CONFIG, "data": str(data), "out": str(tmp_path / "r"),
+                         "epochs": 1, "batch_size": 4}), log=said.append)
+    found = [re.match(r"epoch 1/1 (train|val): (\d+)/(\d+) images", line) for line in said]
+    assert [m.groups() for m in found if m] == [
+        ("train", "4", "8"), ("train", "8", "8"), ("val", "4", "4")], said
+
+
+class Killed(Exception):
+    """Stands for a kill right after an epoch's files were written."""
+
+
+@pytest.mark.slow
+def test_resume_may_change_how_it_runs_and_continues_the_same_run(finished_run, tmp_path,
+                                                                  monkeypatch):
+    """Killed after epoch 1 of 2 and resumed with other workers, cache and device
+    spelling: the resume trains epoch 2 and ends where the uninterrupted run ends, in
+    weights, momentum buffers, learning rate and metrics.csv."""
+    data, _ = finished_run
+    common = {**FAST_CONFIG, "data": str(data), "epochs": 2, "batch_size": 4}
+    train(TrainConfig(**common, out=str(tmp_path / "straight")), log=quiet)
+    record = Trainer._record
+
+    def record_then_die(self, epoch, metrics, has_val):
+        record(self, epoch, metrics, has_val)
+        raise Killed
+
     run = tmp_path / "run"
-    shutil.copytree(source, run)
-    result = train(TrainConfig(**{**FAST_CONFIG, "data": str(data), "out": str(run),
-                                  "epochs": 1, "resume": True, "cache": "off",
-                                  "device": "cpu"}), log=quiet)
-    assert result.epochs == 0 and result.last_epoch == 1
+    monkeypatch.setattr(Trainer, "_record", record_then_die)
+    with pytest.raises(Killed):
+        train(TrainConfig(**common, out=str(run)), log=quiet)
+    monkeypatch.undo()
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1
+    result = train(TrainConfig(**{**common, "out": str(run), "resume": True, "cache": "off",
+                                  "device": "cpu", "workers": 1}), log=quiet)
+    assert result.epochs == 1 and result.last_epoch == 2
+    a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(run / "last.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    momentum_a = [s["momentum_buffer"] for s in a["optimizer"]["state"].values()]
+    momentum_b = [s["momentum_buffer"] for s in b["optimizer"]["state"].values()]
+    assert len(momentum_a) == len(momentum_b) > 50
+    assert all(torch.equal(x, y) for x, y in zip(momentum_a, momentum_b))
+    assert a["scheduler"] == b["scheduler"] and a["scheduler"]["last_epoch"] == 2
+    columns = ("epoch", "lr", "train_loss", "train_acc_1p", "val_loss", "val_acc_1p")
+    assert ([[r[c] for c in columns] for r in read_metrics(tmp_path / "straight")]
+            == [[r[c] for c in columns] for r in read_metrics(run)])
 
 
 def test_a_calibration_where_nothing_is_right_leaves_best_pt_uncalibrated(finished_run,
