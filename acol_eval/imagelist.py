@@ -27,6 +27,7 @@ import pandas as pd
 from .data import ImagesForModel, check_regular, decode_for_model
 from .errors import AcolError
 from .readers import READERS, is_image_file, read_source
+from .readers.textfiles import check_split_folders
 from .safeio import LOCK_NAME
 
 LIST_FILE_LIMIT = 1 << 30  # a list file of a gigabyte is a mistake, not a list
@@ -165,6 +166,8 @@ def list_images(images: str, split: str | None = None, image_root: str | None = 
     else:
         raise AcolError(f"{images} is neither a folder nor a list file")
     if not names:
+        if path.is_dir():
+            check_split_folders(path)  # wsolevaluation metadata one level too high
         raise AcolError(f"no images found in {images} (jpg, jpeg, png, bmp, webp, tif)")
     return ImageList(root, names, _labels_for(names, labels))
 
