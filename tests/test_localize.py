@@ -281,16 +281,17 @@ def test_a_folder_scan_skips_fifos(tmp_path):
     assert list_images(str(tmp_path)).images == ["a.png"]
 
 
-def test_a_list_whose_entries_all_fail_writes_an_empty_store(tmp_path, checkpoint):
-    """Issue 9.14: no decodable image used to end in ZeroDivisionError at the merge."""
+def test_a_list_whose_entries_all_fail_keeps_nothing(tmp_path, checkpoint):
+    """Issue 9.14: no decodable image used to end in ZeroDivisionError at the merge; such
+    a run now ends in one line (exit 1) and keeps nothing that would block its --out."""
+    from acol_eval.localization import NothingLocalised
+
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
     listing = tmp_path / "list.txt"
     listing.write_text("bad.jpg\nmissing.png\n")
-    result = run_localize(listing, tmp_path / "run", checkpoint=str(checkpoint))
-    assert (result.images, result.failed, result.maps) == (0, 2, 0)
-    store = open_maps(tmp_path / "run")
-    assert store.maps.shape == (0, 0, 0) and len(store.index) == 0
-    assert read_rows(tmp_path / "run" / "predictions.csv") == []
+    with pytest.raises(NothingLocalised, match=r"\(2 failures; first: bad\.jpg: "):
+        run_localize(listing, tmp_path / "run", checkpoint=str(checkpoint))
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_checkpoint_with_input_size_zero_is_refused(tmp_path, images):
