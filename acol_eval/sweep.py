@@ -61,19 +61,23 @@ def best_box_iou(x0, y0, x1, y1, gt, inclusive):
 
 
 @njit(cache=True, nogil=True)
-def _buckets(flat, n_buckets):
-    """Counting sort of pixel indices by level: (order, start of each level)."""
-    counts = np.zeros(n_buckets + 1, np.int64)
+def _buckets(flat, n_buckets, order, starts):
+    """Counting sort of pixel indices by level into `order`, and the start of each level
+    into `starts` (n_buckets + 1 entries; while filling, each entry is its level's next
+    free slot). No arrays are made here (see sweep_components)."""
+    for level in range(n_buckets + 1):
+        starts[level] = 0
     for p in range(flat.size):
-        counts[flat[p] + 1] += 1
-    starts = np.cumsum(counts)
-    order = np.empty(flat.size, np.int64)
-    fill = starts[:-1].copy()
+        starts[flat[p] + 1] += 1
+    for level in range(1, n_buckets + 1):
+        starts[level] += starts[level - 1]
     for p in range(flat.size):
         level = flat[p]
-        order[fill[level]] = p
-        fill[level] += 1
-    return order, starts
+        order[starts[level]] = p
+        starts[level] += 1
+    for level in range(n_buckets, 0, -1):
+        starts[level] = starts[level - 1]
+    starts[0] = 0
 
 
 # --------------------------------------------------------------------------- union-find core
@@ -111,8 +115,7 @@ def _union(parent, count, bx0, by0, bx1, by1, root, other):
     return root, other
 
 
-@njit(cache=True, nogil=True)
-def sweep_components(levels, n_levels, gt, wsoleval):
+def sweep_components(levels: np.ndarray, n_levels: int, gt: np.ndarray, wsoleval: bool):
     """Per threshold index i in [0, n_levels): the 8-connected components of `levels > i`.
 
     levels: int (H, W), values in [0, n_levels]. gt: int64 (g, 4) boxes.
@@ -126,27 +129,42 @@ def sweep_components(levels, n_levels, gt, wsoleval):
       that is sure (contour area lies between the count of pixels with all four
       neighbours in the component and the area of the box of pixel centres);
     - the component count.
+    The arrays are made here and the pass is compiled (`_sweep_components_into`): on a
+    fresh install every numpy allocation in jitted code is one more compilation.
     """
-    height, width = levels.shape
-    flat = levels.ravel()
-    size = flat.size
-    order, starts = _buckets(flat, n_levels + 1)
-    parent = np.full(size, -1, np.int64)
-    bx0 = np.empty(size, np.int32)
-    by0 = np.empty(size, np.int32)
-    bx1 = np.empty(size, np.int32)
-    by1 = np.empty(size, np.int32)
-    count = np.zeros(size, np.int32)
-    first = np.empty(size, np.int32)
-    neighbours_in = np.zeros(size, np.int8)
-    interior = np.zeros(size, np.int32)
-    roots = np.empty(size, np.int32)
+    levels = np.ascontiguousarray(levels, dtype=np.int32)
+    gt = np.ascontiguousarray(gt, dtype=np.int64).reshape(-1, 4)
+    size = levels.size
+    work = np.empty((8, size), np.int32)  # bx0, by0, bx1, by1, first, roots, order, parent
+    work[7] = -1
+    counts = np.zeros((2, size), np.int32)  # count, interior
+    outputs = (np.full(n_levels, -1.0), np.full(n_levels, -1.0), np.full(n_levels, -1.0),
+               np.zeros(n_levels, np.bool_), np.zeros(n_levels, np.int64))
+    _sweep_components_into(levels.reshape(-1), levels.shape[0], levels.shape[1],
+                           int(n_levels), gt, bool(wsoleval), work, counts,
+                           np.zeros(size, np.int8), np.empty(n_levels + 2, np.int64),
+                           *outputs)
+    return outputs
+
+
+@njit(cache=True, nogil=True)
+def _sweep_components_into(flat, height, width, n_levels, gt, wsoleval, work, counts,
+                           neighbours_in, starts, best_all, best_largest, best_contour,
+                           contour_sure, n_components):
+    """sweep_components' pass over the map `flat` (height x width, raster order), into
+    the arrays it made."""
+    order = work[6]
+    _buckets(flat, n_levels + 1, order, starts)
+    bx0 = work[0]
+    by0 = work[1]
+    bx1 = work[2]
+    by1 = work[3]
+    first = work[4]
+    roots = work[5]
+    parent = work[7]
+    count = counts[0]
+    interior = counts[1]
     n_roots = 0
-    best_all = np.full(n_levels, -1.0)
-    best_largest = np.full(n_levels, -1.0)
-    best_contour = np.full(n_levels, -1.0)
-    contour_sure = np.zeros(n_levels, np.bool_)
-    n_components = np.zeros(n_levels, np.int64)
     for i in range(n_levels - 1, -1, -1):
         for k in range(starts[i + 1], starts[i + 2]):
             p = order[k]
@@ -198,10 +216,11 @@ def sweep_components(levels, n_levels, gt, wsoleval):
             roots[kept] = r
             kept += 1
             if wsoleval:
-                iou = best_box_iou(bx0[r], by0[r], min(bx1[r] + 1, width - 1),
-                                min(by1[r] + 1, height - 1), gt, True)
-            else:
-                iou = best_box_iou(bx0[r], by0[r], bx1[r] + 1, by1[r] + 1, gt, False)
+                iou = best_box_iou(bx0[r] + 0, by0[r] + 0, min(bx1[r] + 1, width - 1),
+                                   min(by1[r] + 1, height - 1), gt, wsoleval)
+            else:  # int64 coordinates, a bool argument: one best_box_iou compilation
+                iou = best_box_iou(bx0[r] + 0, by0[r] + 0, bx1[r] + 1, by1[r] + 1, gt,
+                                   wsoleval)
             if iou > best:
                 best = iou
             if largest < 0 or count[r] > count[largest] or (
@@ -221,7 +240,6 @@ def sweep_components(levels, n_levels, gt, wsoleval):
                 if r != sure:
                     ceiling = max(ceiling, (bx1[r] - bx0[r]) * (by1[r] - by0[r]))
             contour_sure[i] = interior[sure] > ceiling
-    return best_all, best_largest, best_contour, contour_sure, n_components
 
 
 # --------------------------------------------------------------------------- wsoleval, fast
@@ -557,8 +575,10 @@ def wsoleval_sweep(u8: np.ndarray, gt: np.ndarray):
     return outputs
 
 
-def load_compiled() -> None:
-    """Load (or compile) the wsoleval sweep in this process, before worker processes fork.
+def load_compiled(native: bool = False) -> None:
+    """Load (or compile) the sweep of the protocol in use (wsoleval's, or with `native`
+    the native protocol's) in this process, before worker processes fork: each of them
+    would compile it again on a fresh install.
 
     numba's first use imports numba.np.arraymath, which imports scipy.linalg only to see
     whether np.dot could use BLAS: 0.2 s of every run. The sweep uses no linear algebra,
@@ -569,7 +589,10 @@ def load_compiled() -> None:
     if blocked:
         sys.modules[check] = None
     try:
-        wsoleval_sweep(np.zeros((4, 4), np.uint8), np.zeros((1, 4), np.int64))
+        if native:
+            sweep_components(np.zeros((4, 4), np.int32), 2, np.zeros((1, 4), np.int64), False)
+        else:
+            wsoleval_sweep(np.zeros((4, 4), np.uint8), np.zeros((1, 4), np.int64))
         best_box_iou(0, 0, 0, 0, np.zeros((1, 4), np.int64), True)  # called from Python too
     finally:
         if blocked and sys.modules.get(check, 0) is None:
