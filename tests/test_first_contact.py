@@ -260,3 +260,18 @@ def test_localize_says_at_start_when_gradcam_is_the_cam(tmp_path):
     run_localize(folder, tmp_path / "run2", log=lines.append,
                  checkpoint=str(tmp_path / "m.pt"), method="gradcam", target_layer="backbone.6")
     assert not [line for line in lines if line.startswith("note:")]
+
+
+# --------------------------------------------------------------------------- plurals
+
+
+def test_localize_counts_one_image_one_map_in_the_singular(tmp_path):
+    folder = write_images(tmp_path / "img", ["a.png"])
+    make_checkpoint(tmp_path / "m.pt")
+    result = CliRunner().invoke(main, ["localize", str(folder), "--out", str(tmp_path / "run"),
+                                       "--checkpoint", str(tmp_path / "m.pt"), "--workers",
+                                       "0", "--top-k", "1"])
+    assert result.exit_code == 0, result.output
+    assert "localising 1 image with resnet18 (3 classes) on cpu, 1 process;" in result.output
+    assert f"), 1 map -> {tmp_path / 'run'}" in result.output
+    assert "localised 1 image (" in result.output
