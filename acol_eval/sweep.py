@@ -263,7 +263,7 @@ def _u8_buckets(u8, padded_width, order, starts):
         starts[v] = 0
     for y in range(height):
         for x in range(width):
-            starts[u8[y, x] + 1] += 1
+            starts[int(u8[y, x]) + 1] += 1  # int: a uint8 255 + 1 wraps to 0 in Python
     for v in range(1, WSOLEVAL_LEVELS + 1):
         starts[v] += starts[v - 1]
     for y in range(height):
