@@ -530,7 +530,7 @@ def run(config: LocalizeConfig, log: Callable[[str], None]) -> LocalizeResult:
                         else resolve_target_layer(loaded.model, config.target_layer))
         threshold = resolve_cam_threshold(config.cam_threshold, config.threshold_from,
                                           loaded.cam_threshold, loaded.cam_threshold_source)
-        listing = _list(config, log)
+        listing = _list(config, log if distributed.is_main else (lambda message: None))
         labels, unknown = label_indices(listing.labels, loaded.classes)
         with contextlib.ExitStack() as locks:
             resumed = False

@@ -282,8 +282,8 @@ def test_a_folder_scan_skips_fifos(tmp_path):
 
 
 def test_a_list_whose_entries_all_fail_keeps_nothing(tmp_path, checkpoint):
-    """Issue 9.14: no decodable image used to end in ZeroDivisionError at the merge; such
-    a run now ends in one line (exit 1) and keeps nothing that would block its --out."""
+    """No decodable image used to end in ZeroDivisionError at the merge; such a run now
+    ends in one line (exit 1) and keeps nothing that would block its --out."""
     from acol_eval.localization import NothingLocalised
 
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
