@@ -399,12 +399,13 @@ def sweep_shard(sweep: Sweep, shard: list[int], writer: ShardWriter,
     loader = DataLoader(dataset, batch_size=sweep.config.batch_size, shuffle=False,
                         num_workers=sweep.config.workers, collate_fn=collate_positions,
                         pin_memory=device.type == "cuda")
-    # rank 0 speaks for all: the ranks' shards are the same size to within an image
+    # rank 0 speaks for all: the ranks' shards are the same size to within an image; a
+    # heartbeat, since one batch of a slow method (Score-CAM on a CPU) can take minutes
     progress = (Progress(len(shard) * distributed.world, "localize", "images",
-                         initial=writer.done * distributed.world)
-                if distributed.is_main else None)
+                         initial=writer.done * distributed.world, heartbeat=True)
+                if distributed.is_main else contextlib.nullcontext())
     done = writer.done
-    with torch.inference_mode():
+    with torch.inference_mode(), progress:
         for positions, images, sizes, failed in loader:
             writer.rows("errors.csv", [[todo[p], printable(sweep.listing.images[todo[p]]),
                                         reason] for p, reason in failed])
@@ -416,10 +417,8 @@ def sweep_shard(sweep: Sweep, shard: list[int], writer: ShardWriter,
                 write_batch(sweep, writer, maps, ids, sizes)
             done += len(positions) + len(failed)
             writer.commit(done)
-            if progress is not None:
+            if distributed.is_main:
                 progress.update((len(positions) + len(failed)) * distributed.world)
-    if progress is not None:
-        progress.close()
 
 
 def merge_run(sweep: Sweep, out: Path, world: int, unknown: int, seconds: float,

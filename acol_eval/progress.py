@@ -12,6 +12,7 @@ the time left at that rate: 'score: 12800/50000 images, 640 img/s, 20 s so far, 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -49,12 +50,16 @@ class Progress:
     'score: 12800/50000 images, 640 img/s, 20 s so far, ETA 58 s' then, every `period`
     seconds (default PERIOD) after, and at the end. `total` None: counts without a
     total (and without an ETA); `initial`: done before (a resumed run; the rate counts
-    only what this process did). `clock` is for tests."""
+    only what this process did). `heartbeat`: where one step of work may outlast
+    `period` (a batch of Score-CAM on a CPU), a thread repeats the line every `period`
+    between updates, until `close` (so use it as a context manager). `clock` is for
+    tests."""
 
     def __init__(self, total: int | None, what: str, unit: str,
                  log: Callable[[str], None] | None = None, stream=None,
                  after: float | None = None, period: float | None = None,
-                 clock: Callable[[], float] = time.monotonic, initial: int = 0) -> None:
+                 clock: Callable[[], float] = time.monotonic, initial: int = 0,
+                 heartbeat: bool = False) -> None:
         self.total, self.what, self.unit, self.done = total, what, unit, initial
         self.initial = initial
         self.stream = stream if stream is not None else sys.stderr
@@ -66,8 +71,33 @@ class Progress:
         self.bar = None
         self.lines = 0  # plain lines written
         self.shown = initial  # the count the last plain line gave
+        self.lock = threading.Lock()  # update() and the heartbeat thread both write lines
+        self.stopped = threading.Event()
+        self.thread = None
+        # period 0 writes a line at every update already
+        if heartbeat and self.period > 0 and not getattr(self.stream, "isatty",
+                                                         lambda: False)():
+            self.thread = threading.Thread(target=self._beat, daemon=True,
+                                           name=f"progress of {what}")
+            self.thread.start()
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(self.period / 4):
+            self.tick()
+
+    def tick(self) -> None:
+        """Between updates: the line again when `period` has passed since the last one
+        (and the quiet start is over); what the heartbeat thread calls."""
+        with self.lock:
+            now = self.clock()
+            if now - self.start >= self.after and now - self.last >= self.period:
+                self._line(now)
 
     def update(self, amount: int) -> None:
+        with self.lock:
+            self._update(amount)
+
+    def _update(self, amount: int) -> None:
         self.done += amount
         if self.bar is not None:
             self.bar.update(amount)
@@ -104,6 +134,10 @@ class Progress:
 
     def close(self) -> None:
         """The bar goes; a run that wrote plain lines ends with the final count."""
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
         if self.bar is not None:
             self.bar.close()
             self.bar = None

@@ -94,8 +94,8 @@ def test_a_fresh_install_in_a_read_only_folder_compiles_few_kernels_into_the_use
                        "sweep.wsoleval_sweep_into"]
     assert not [p for p in copy.rglob("*") if p.suffix in (".nbi", ".nbc")]
     assert found["iou"] == 1
-    assert len(found["compiled"]) <= 12, found["compiled"]  # the wsoleval protocol's
-    assert len(found["native"]) <= 12, found["native"]
+    assert len(found["compiled"]) <= 10, found["compiled"]  # the wsoleval protocol's (main: 31)
+    assert len(found["native"]) <= 10, found["native"]  # (main: 30)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")

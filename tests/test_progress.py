@@ -74,6 +74,39 @@ def test_a_long_run_off_a_terminal_speaks_at_least_every_30_s_with_rate_and_eta(
     assert lines[-1] == "score: 50000/50000 images, 640 img/s, 78 s so far"
 
 
+def test_a_heartbeat_repeats_the_line_when_one_step_outlasts_the_period():
+    """A batch that takes 70 s (Score-CAM on a CPU): the line still comes every period."""
+    clock, lines = Clock(), []
+    progress = Progress(64, "localize", "images", lines.append, stream=io.StringIO(),
+                        after=3, period=10, clock=clock)
+    clock.now += 1
+    progress.update(32)  # quiet start: no line yet
+    for _ in range(14):  # the second batch: 70 s, the heartbeat looking every 5 s
+        clock.now += 5
+        progress.tick()
+    progress.update(32)
+    progress.close()
+    assert [line.split(", ")[0] for line in lines] == ["localize: 32/64 images"] * 7 + [
+        "localize: 64/64 images"]
+    # lines at 11 s, 21 s, ...: the rate falls while the batch runs, the ETA grows
+    assert [line.split(", ")[-1] for line in lines[:2]] == ["ETA 11 s", "ETA 21 s"]
+
+
+def test_the_heartbeat_thread_speaks_between_updates_and_stops_at_close():
+    import time
+
+    lines: list[str] = []
+    with Progress(10, "localize", "images", lines.append, stream=io.StringIO(), after=0,
+                  period=0.05, heartbeat=True) as progress:
+        progress.update(1)
+        time.sleep(0.5)  # no update meanwhile
+    assert len(lines) >= 3 and all(line.startswith("localize: 1/10 images") for line in lines)
+    count = len(lines)
+    time.sleep(0.2)
+    assert len(lines) == count  # closed: the thread is gone
+    assert progress.thread is None
+
+
 def test_a_resumed_count_rates_only_this_processes_work():
     clock, lines = Clock(), []
     with Progress(100, "localize", "images", lines.append, stream=io.StringIO(), after=0,
