@@ -1,4 +1,4 @@
-"""Which images `localize` sweeps, relative to which root, with their labels (SPEC 4).
+"""Which images `localize` sweeps, relative to which root, with their labels.
 
 IMAGES is read the same way every time:
 - `FORMAT:PATH` (cub:, wsol:, labelme:, ...): an annotation source, labels known;

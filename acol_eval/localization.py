@@ -1,4 +1,4 @@
-"""`acol-eval localize`: sweep images through the fused-CAM generator into boxes (SPEC 4).
+"""`acol-eval localize`: sweep images through the fused-CAM generator into boxes.
 
     LocalizeConfig (validated) -> run(config, log) -> LocalizeResult
 
@@ -141,7 +141,7 @@ class LoadedModel:
     mean: list[float]
     std: list[float]
     description: dict[str, Any]
-    cam_threshold: float | None = None  # calibrated by train (checkpoints since issue 10)
+    cam_threshold: float | None = None  # calibrated by train (newer checkpoints)
     cam_threshold_source: str | None = None
 
 

@@ -1,4 +1,4 @@
-"""Overlays of `localize --overlays` and `boxes --overlays` (issue 12, item 3): the map over
+"""Overlays of `localize --overlays` and `boxes --overlays`: the map over
 the image, ground truth magenta and the prediction green (report.html's gallery colours),
 and the class name and score on a filled band sized to the image."""
 
