@@ -194,11 +194,12 @@ def train(ctx: click.Context, preset: str | None, **options) -> None:
                    "without it a non-empty OUT is refused.")
 def synth(out: str, **options) -> None:
     """Write the embedded default data set to OUT (deterministic from --seed)."""
+    from acol_eval.progress import counted
     from acol_eval.synth import SynthConfig, write_synth
 
     counts = write_synth(out, SynthConfig(**options))
     click.echo(
-        f"wrote {counts['train']} train and {counts['val']} val images to {out} "
+        f"wrote {counts['train']} train and {counted(counts['val'], 'val image')} to {out} "
         f"(ImageFolder: {out}/images, csv: {out}/annotations.csv, cub: {out})"
     )
 
@@ -253,14 +254,16 @@ def localize(**options) -> None:
     """
     from acol_eval.localization import LocalizeConfig
     from acol_eval.localization import localize as run_localize
+    from acol_eval.progress import counted
 
     summary = run_localize(LocalizeConfig(**options))  # a LocalizeResult
     if summary.images or summary.failed:
         rate = summary.images / max(summary.seconds, 1e-9)
         click.echo(
-            f"localised {summary.images} images ({rate:.1f} img/s), {summary.maps} maps "
-            f"-> {summary.out}" + (f"; {summary.failed} could not be read or decoded (see "
-                                   f"{summary.out}/errors.csv)" if summary.failed else "")
+            f"localised {counted(summary.images, 'image')} ({rate:.1f} img/s), "
+            f"{counted(summary.maps, 'map')} -> {summary.out}"
+            + (f"; {summary.failed} could not be read or decoded (see "
+               f"{summary.out}/errors.csv)" if summary.failed else "")
         )
     if summary.failed:
         sys.exit(1)

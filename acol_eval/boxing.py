@@ -302,7 +302,8 @@ def read_items(run: Path, count: int, gt_boxes: dict[str, np.ndarray] | None = N
             image = row[columns["image"]]
             width, height = image_size(row, columns, image)
             map_row, class_name = _find_top1(top1, image, count)
-            caption = overlay_caption(class_name, _score(row, columns.get("score_1")))
+            caption = overlay_caption(class_name, _score(row, columns.get("score_1")),
+                                      row[columns["label"]] if "label" in columns else None)
             chunk.append((image, row, width, height, map_row, class_name, caption,
                           (gt_boxes or {}).get(image)))
             if len(chunk) == CHUNK:

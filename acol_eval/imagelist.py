@@ -1,4 +1,4 @@
-"""Which images `localize` sweeps, relative to which root, with their labels (SPEC 4).
+"""Which images `localize` sweeps, relative to which root, with their labels.
 
 IMAGES is read the same way every time:
 - `FORMAT:PATH` (cub:, wsol:, labelme:, ...): an annotation source, labels known;
@@ -27,6 +27,7 @@ import pandas as pd
 from .data import ImagesForModel, check_regular, decode_for_model
 from .errors import AcolError
 from .readers import READERS, is_image_file, read_source
+from .readers.textfiles import check_split_folders
 from .safeio import LOCK_NAME
 
 LIST_FILE_LIMIT = 1 << 30  # a list file of a gigabyte is a mistake, not a list
@@ -44,6 +45,7 @@ class ImageList:
     images: list[str]
     labels: list[str | None]
     boxes: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str | None = None  # the annotation source the names come from, if any
 
 
 def printable(name: str) -> str:
@@ -116,7 +118,7 @@ def _from_annotations(source: str, split: str | None, image_root: str | None) ->
     if table.empty:
         raise AcolError(f"{source} lists no images")
     return ImageList(root, [str(v) for v in table["image"]], table["label"].tolist(),
-                     _boxes_by_image(annotations.boxes))
+                     _boxes_by_image(annotations.boxes), source)
 
 
 def _boxes_by_image(boxes: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -165,6 +167,8 @@ def list_images(images: str, split: str | None = None, image_root: str | None = 
     else:
         raise AcolError(f"{images} is neither a folder nor a list file")
     if not names:
+        if path.is_dir():
+            check_split_folders(path)  # wsolevaluation metadata one level too high
         raise AcolError(f"no images found in {images} (jpg, jpeg, png, bmp, webp, tif)")
     return ImageList(root, names, _labels_for(names, labels))
 
@@ -179,6 +183,20 @@ def source_boxes(images: str, split: str | None = None, image_root: str | None =
             path.is_dir() and _annotation_folder(path)):
         return _from_annotations(images, split, image_root).boxes
     return {}
+
+
+def missing_images(listing: ImageList) -> list[str]:
+    """The listed names with no file under the listing's root (absolute names as they
+    are), in listing order: a stat per image, no decoding."""
+    missing = []
+    for name in listing.images:
+        try:
+            found = os.path.isfile(listing.root / name)
+        except (OSError, ValueError):  # a name the file system cannot even look up
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
 
 
 def label_indices(labels: list[str | None], classes: list[str]) -> tuple[list[int], int]:

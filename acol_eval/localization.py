@@ -1,4 +1,4 @@
-"""`acol-eval localize`: sweep images through the fused-CAM generator into boxes (SPEC 4).
+"""`acol-eval localize`: sweep images through the fused-CAM generator into boxes.
 
     LocalizeConfig (validated) -> run(config, log) -> LocalizeResult
 
@@ -35,12 +35,20 @@ from .boxes import native_boxes, upsample_map
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import IMAGENET_MEAN, IMAGENET_STD, collate_positions
 from .errors import AcolError
-from .imagelist import ImageList, SweepImages, fingerprint, label_indices, list_images, printable
+from .imagelist import (
+    ImageList,
+    SweepImages,
+    fingerprint,
+    label_indices,
+    list_images,
+    missing_images,
+    printable,
+)
 from .maps import overlay_caption
-from .methods import MapMethod, method_maps, method_record, resolve_target_layer
+from .methods import MapMethod, cam_note, method_maps, method_record, resolve_target_layer
 from .model import ACoL, plain_cam_model
 from .overlays import write_overlay
-from .progress import Progress
+from .progress import Progress, counted
 from .runtime import Distributed, library_versions, resolve_workers
 from .safeio import LOCK_NAME, FolderLock, atomic_write_text, is_inside
 from .shards import (
@@ -51,6 +59,7 @@ from .shards import (
     merge_csv,
     merge_csv_if_any,
     merge_maps,
+    merged_rows,
     prepare_run_folder,
     read_map_shape,
     record_map_shape,
@@ -132,7 +141,7 @@ class LoadedModel:
     mean: list[float]
     std: list[float]
     description: dict[str, Any]
-    cam_threshold: float | None = None  # calibrated by train (checkpoints since issue 10)
+    cam_threshold: float | None = None  # calibrated by train (newer checkpoints)
     cam_threshold_source: str | None = None
 
 
@@ -294,11 +303,22 @@ def prediction_header(top_k: int) -> list[str]:
 # --------------------------------------------------------------------------- overlays
 
 
+def label_name(raw: str | None, label: int, classes: list[str]) -> str | None:
+    """An image's true label for its overlay: the model's class name where the label is
+    one of its classes (wsolevaluation's class ids become names), else the label as the
+    annotations give it; None where there is none."""
+    if label >= 0:
+        return classes[label]
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)) or str(raw) == "":
+        return None
+    return str(raw)
+
+
 def check_overlays(overlays: str, out: Path, listing: ImageList, resuming: bool) -> None:
     """Refuse an overlay folder where an overlay could replace an input: no listed image
     may lie inside it, and a new run needs it new or empty (only a resumed run finds its
-    own earlier overlays there). Names inside it come from `safeio.output_path`, so they
-    stay inside and never collide (x.png -> x.png.jpg, x.jpg -> x.jpg.jpg)."""
+    own earlier overlays there). Names inside it come from `overlays.overlay_path`, so
+    they stay inside and never collide (x.jpg -> x.jpg, x.png -> x.png.jpg)."""
     folder = Path(overlays)
     if folder.exists() and not folder.is_dir():
         raise AcolError(f"--overlays {overlays} is not a folder")
@@ -356,7 +376,8 @@ def write_batch(sweep: Sweep, writer: ShardWriter, maps: BatchMaps, ids: list[in
             top1 = classes[maps.predicted[b][0]]
             box_rows += [[g, image, top1, *map(int, row)] for row in boxes]
         if sweep.overlays is not None:
-            caption = overlay_caption(classes[maps.predicted[b][0]], float(maps.scores[b][0]))
+            caption = overlay_caption(classes[maps.predicted[b][0]], float(maps.scores[b][0]),
+                                      label_name(sweep.listing.labels[g], label, classes))
             write_overlay(sweep.overlays, image, sweep.listing.root / image, cam, boxes,
                           sweep.listing.boxes.get(image), caption)
     writer.rows("predictions.csv", predictions)
@@ -378,12 +399,13 @@ def sweep_shard(sweep: Sweep, shard: list[int], writer: ShardWriter,
     loader = DataLoader(dataset, batch_size=sweep.config.batch_size, shuffle=False,
                         num_workers=sweep.config.workers, collate_fn=collate_positions,
                         pin_memory=device.type == "cuda")
-    # rank 0 speaks for all: the ranks' shards are the same size to within an image
+    # rank 0 speaks for all: the ranks' shards are the same size to within an image; a
+    # heartbeat, since one batch of a slow method (Score-CAM on a CPU) can take minutes
     progress = (Progress(len(shard) * distributed.world, "localize", "images",
-                         initial=writer.done * distributed.world)
-                if distributed.is_main else None)
+                         initial=writer.done * distributed.world, heartbeat=True)
+                if distributed.is_main else contextlib.nullcontext())
     done = writer.done
-    with torch.inference_mode():
+    with torch.inference_mode(), progress:
         for positions, images, sizes, failed in loader:
             writer.rows("errors.csv", [[todo[p], printable(sweep.listing.images[todo[p]]),
                                         reason] for p, reason in failed])
@@ -395,10 +417,8 @@ def sweep_shard(sweep: Sweep, shard: list[int], writer: ShardWriter,
                 write_batch(sweep, writer, maps, ids, sizes)
             done += len(positions) + len(failed)
             writer.commit(done)
-            if progress is not None:
+            if distributed.is_main:
                 progress.update((len(positions) + len(failed)) * distributed.world)
-    if progress is not None:
-        progress.close()
 
 
 def merge_run(sweep: Sweep, out: Path, world: int, unknown: int, seconds: float,
@@ -433,6 +453,38 @@ def merge_run(sweep: Sweep, out: Path, world: int, unknown: int, seconds: float,
     return LocalizeResult(images, failed, count, seconds, out, resumed)
 
 
+class NothingLocalised(AcolError):
+    """Every image of the run failed: the run ran (exit 1, inputs failed) but kept nothing,
+    so that the same --out takes the corrected command without --overwrite."""
+
+    exit_code = 1
+
+
+def nothing_localised(folders: list[Path]) -> str | None:
+    """Why no image of the run was localised, when none was and some failed; else None."""
+    if any((folder / "predictions.csv").stat().st_size for folder in folders):
+        return None
+    failures = [row for _, row in merged_rows(folders, "errors.csv")]
+    if not failures:
+        return None
+    _, image, reason = failures[0]
+    return (f"no image could be read or decoded ({counted(len(failures), 'failure')}; "
+            f"first: {image}: {reason})")
+
+
+def discard_run(out: Path, out_existed: bool, overlays: Path | None,
+                overlays_existed: bool) -> None:
+    """Remove what a run that localised nothing wrote: its unfinished state, and OUT and
+    the overlay folder where this run created them (they hold nothing else then)."""
+    import shutil
+
+    shutil.rmtree(out / PARTIAL, ignore_errors=True)
+    for folder, existed in ((out, out_existed), (overlays, overlays_existed)):
+        if folder is not None and not existed and all(
+                p.name == LOCK_NAME for p in folder.iterdir()):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _record(config: LocalizeConfig, loaded: LoadedModel, listing: ImageList,
             threshold: CamThreshold) -> RunRecord:
     arguments = asdict(config)
@@ -444,9 +496,26 @@ def _record(config: LocalizeConfig, loaded: LoadedModel, listing: ImageList,
     return RunRecord(arguments, loaded.description["sha256"], fingerprint(listing))
 
 
-def _list(config: LocalizeConfig) -> ImageList:
+def _list(config: LocalizeConfig, log: Callable[[str], None]) -> ImageList:
+    """The images to sweep; for an annotation source, every image is looked up first so
+    that images not where the source says (an annotation folder without its images) are
+    one line naming --image-root, before anything is written."""
     own = tuple(Path(p) for p in (config.out, config.overlays) if p)
-    return list_images(config.images, config.split, config.image_root, config.labels, own)
+    listing = list_images(config.images, config.split, config.image_root, config.labels, own)
+    if listing.source is None:
+        return listing
+    missing = missing_images(listing)
+    if not missing:
+        return listing
+    verb = "is" if len(missing) == 1 else "are"
+    where = (f"{len(missing)} of {counted(len(listing.images), 'image')} of {listing.source} "
+             f"{verb} not under {printable(str(listing.root))} (first: {printable(missing[0])})")
+    hint = ("check --image-root" if config.image_root is not None
+            else "pass --image-root FOLDER (where the images are)")
+    if len(missing) == len(listing.images):
+        raise AcolError(f"{where}: {hint}")
+    log(f"acol-eval: warning: {where}; they go to errors.csv ({hint} if they are elsewhere)")
+    return listing
 
 
 def run(config: LocalizeConfig, log: Callable[[str], None]) -> LocalizeResult:
@@ -460,10 +529,12 @@ def run(config: LocalizeConfig, log: Callable[[str], None]) -> LocalizeResult:
                         else resolve_target_layer(loaded.model, config.target_layer))
         threshold = resolve_cam_threshold(config.cam_threshold, config.threshold_from,
                                           loaded.cam_threshold, loaded.cam_threshold_source)
-        listing = _list(config)
+        listing = _list(config, log if distributed.is_main else (lambda message: None))
         labels, unknown = label_indices(listing.labels, loaded.classes)
         with contextlib.ExitStack() as locks:
             resumed = False
+            out_existed = out.exists()
+            overlays_existed = config.overlays is not None and Path(config.overlays).exists()
             if distributed.is_main:
                 if config.overlays is not None:  # read-only, so before OUT is created
                     check_overlays(config.overlays, out, listing, (out / PARTIAL).exists())
@@ -478,21 +549,35 @@ def run(config: LocalizeConfig, log: Callable[[str], None]) -> LocalizeResult:
                           overlays, out / PARTIAL, threshold, target_layer)
             writer = ShardWriter(sweep.partial / f"rank{distributed.rank}")
             if distributed.is_main:
-                log(f"{'resuming' if resumed else 'localising'} {len(listing.images)} images "
-                    f"with {loaded.description['arch']} ({len(loaded.classes)} classes) on "
-                    f"{distributed.device}, {distributed.world} process(es); "
+                classes = counted(len(loaded.classes), "class", "classes")
+                log(f"{'resuming' if resumed else 'localising'} "
+                    f"{counted(len(listing.images), 'image')} with "
+                    f"{loaded.description['arch']} ({classes}) on {distributed.device}, "
+                    f"{counted(distributed.world, 'process', 'processes')}; "
                     f"{threshold.describe()}")
+                note = cam_note(loaded.model, config.method, target_layer)
+                if note:
+                    log(note)
             sweep_shard(sweep, list(range(distributed.rank, len(listing.images),
                                           distributed.world)), writer, distributed)
             writer.close()
             if distributed.active:
                 dist.barrier()
             result = LocalizeResult(0, 0, 0, 0.0, out, resumed)
+            failed = None
             if distributed.is_main:
-                result = merge_run(sweep, out, distributed.world, unknown,
-                                   time.perf_counter() - began, resumed)
+                failed = nothing_localised([sweep.partial / f"rank{r}"
+                                            for r in range(distributed.world)])
+                if failed:
+                    discard_run(out, out_existed, overlays, overlays_existed)
+                else:
+                    result = merge_run(sweep, out, distributed.world, unknown,
+                                       time.perf_counter() - began, resumed)
             if distributed.active:
                 dist.barrier()
+            if failed:
+                raise NothingLocalised(f"{failed}; nothing was kept in {out}: correct the "
+                                       "input and rerun the same command")
             return result
     finally:
         distributed.close()

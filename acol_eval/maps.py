@@ -95,10 +95,12 @@ def overlay(
     return blended
 
 
-def overlay_caption(class_name: str, score: float | None) -> str:
-    """The caption of an overlay: the predicted class and its softmax score."""
-    return class_name if score is None or not np.isfinite(score) else \
+def overlay_caption(class_name: str, score: float | None, label: str | None = None) -> str:
+    """The caption of an overlay: the predicted class and its softmax score, and beside
+    them the true label where it is known ('tabby 0.51 | true: tiger')."""
+    caption = class_name if score is None or not np.isfinite(score) else \
         f"{class_name} {score:.2f}"
+    return f"{caption} | true: {label}" if label else caption
 
 
 def centre_gaussian_map(height: int, width: int, sigma: float = 0.25) -> np.ndarray:

@@ -156,6 +156,56 @@ def resolve_target_layer(model: ACoL, name: str | None) -> str:
                     f"{', '.join(examples)}")
 
 
+# Methods whose map is the class map itself where the first logit's gradient is the same
+# at every position of the target layer. With a head that is linear in the layer and
+# then averaged (a 1x1 conv and global average pooling: logit_c = sum_k w_ck mean(A_k)
+# + b_c) the gradient is w_ck / (h w) everywhere, so
+#   Grad-CAM:  weights = mean gradient = w_ck / hw        -> ReLU(sum_k w_ck A_k) / hw
+#   HiResCAM:  sum_k gradient * A_k = sum_k w_ck A_k / hw  -> the same
+#   XGrad-CAM: weights = sum(A_k * gradient) / (sum(A_k) + 1e-7) = w_ck / hw (up to the
+#              1e-7 of the library's guard)                 -> the same
+# i.e. the classifier's CAM without its bias, ReLU'd, and after min-max scaling the
+# model's own map where that CAM is not negative. Not so for the others: Grad-CAM++ and
+# LayerCAM keep only positive gradients' parts and reweight them, Grad-CAM element-wise
+# ReLUs each channel's product, Eigen-CAM and Score-CAM use no gradient.
+_CAM_WHERE_GRADIENT_IS_CONSTANT = {MapMethod.GRADCAM, MapMethod.HIRESCAM, MapMethod.XGRADCAM}
+
+
+def _constant_gradient_layers(model: ACoL) -> set[str]:
+    """Target layers at which the first logit is the spatial mean of a map linear in the
+    layer's output: the class maps (the first head and its last 1x1 conv, any head), and
+    with a linear head the head's input, which is the backbone's output and that of the
+    last module of each sequential block that ends it (backbone.7, backbone.7.1, ...)."""
+    layers = {"heads.0", "heads.0.classifier"}
+    if model.heads[0].kind == "linear":
+        layers |= {"heads.0.trunk", DEFAULT_TARGET_LAYER}
+        module, name = model.backbone, DEFAULT_TARGET_LAYER
+        while isinstance(module, nn.Sequential) and len(module):
+            child, module = list(module.named_children())[-1]
+            name = f"{name}.{child}"
+            layers.add(name)
+    return layers
+
+
+def cam_note(model: ACoL, method: MapMethod, target_layer: str | None) -> str | None:
+    """A line for the start of a run whose post-hoc maps are the model's own CAM (see
+    above), naming a layer that gives a different map; None for every other run."""
+    if method not in _CAM_WHERE_GRADIENT_IS_CONSTANT:
+        return None
+    layer = target_layer or DEFAULT_TARGET_LAYER
+    if layer not in _constant_gradient_layers(model):
+        return None
+    where = ("the class maps" if layer.startswith("heads.0") and layer != "heads.0.trunk"
+             else f"the input of a {model.heads[0].kind} head")
+    own = ("the model's own CAM (--method model)" if model.recipe.count("p") == 1
+           else "its first classifier's CAM (--method model fuses it with the others')")
+    children = [name for name, _ in model.backbone.named_children()]
+    other = (f"; --target-layer backbone.{children[-2]} (an earlier layer) gives a "
+             "different map" if len(children) > 1 else "")
+    return (f"note: {method.value} at {layer} ({where}) equals {own} up to normalisation "
+            f"(ReLU, then min-max){other}")
+
+
 def method_record(method: MapMethod, target_layer: str | None) -> dict[str, str | None]:
     """What the map store must record about how its maps were made (maps.json)."""
     if method is MapMethod.MODEL:

@@ -1,15 +1,21 @@
 """Writing overlay JPEGs (heatmap over the image, boxes drawn) safely: `localize
 --overlays` and `boxes --overlays` both call :func:`write_overlay`.
 
-Safe means: the file for input name `a/b.png` is `DIR/a/b.png.jpg` (the whole name plus
-'.jpg', so `x.png` and `x.jpg` never share a file), a name that tries to leave DIR
-(`../x.png`, `/etc/x.png`, a link inside DIR pointing out) cannot, and each JPEG is
-written atomically (a reader never sees half a picture).
+Names: a JPEG's overlay has the image's own name (`a/b.jpg` -> `DIR/a/b.jpg`), any
+other image's the whole name plus '.jpg' (`a/b.png` -> `DIR/a/b.png.jpg`), so `x.png`
+and `x.jpg` never share a file. Two rules keep every name distinct: a JPEG whose name
+less '.jpg' is itself an image name gets '.jpg' added too (`x.png.jpg` ->
+`x.png.jpg.jpg`, not the `x.png.jpg` of `x.png`), and a name with no image extension
+gets '.jpg.jpg' (`x` -> `x.jpg.jpg`, not the `x.jpg` of `x.jpg`).
+
+Safe means: a name that tries to leave DIR (`../x.png`, `/etc/x.png`, a link inside DIR
+pointing out) cannot, and each JPEG is written atomically (a reader never sees half a
+picture).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
@@ -17,9 +23,11 @@ import numpy as np
 from .boxes import upsample_map
 from .errors import AcolError
 from .maps import overlay
-from .safeio import atomic_write_bytes, output_path
+from .readers.table import IMAGE_EXTENSIONS
+from .safeio import atomic_write_bytes, contained_name, output_path
 
 OVERLAY_SUFFIX = ".jpg"
+JPEG_EXTENSIONS = (".jpg", ".jpeg")
 JPEG_QUALITY = 90
 # full-resolution colour (4:4:4): with the default 4:2:0 a box line two pixels wide
 # turns into a muddy smear of the map's colours
@@ -27,9 +35,24 @@ JPEG_OPTIONS = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY,
                 cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
 
 
+def _is_image_name(name: str) -> bool:
+    return PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def overlay_suffix(name: str) -> str:
+    """What the overlay of input image `name` adds to its (contained) name: nothing for a
+    JPEG, '.jpg' for other images, and more where that would meet another image's
+    overlay name (see the module docstring)."""
+    name = contained_name(name)
+    if PurePosixPath(name).suffix.lower() in JPEG_EXTENSIONS and \
+            not _is_image_name(PurePosixPath(name).stem):
+        return ""
+    return OVERLAY_SUFFIX if _is_image_name(name) else OVERLAY_SUFFIX * 2
+
+
 def overlay_path(root: str | Path, name: str) -> Path:
     """Where the overlay of input image `name` (relative, '/'-separated) goes under `root`."""
-    return output_path(root, name, OVERLAY_SUFFIX)
+    return output_path(root, name, overlay_suffix(name))
 
 
 def encode_overlay(picture: np.ndarray, cam: np.ndarray, boxes: np.ndarray,

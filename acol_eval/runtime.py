@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Callable, Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
@@ -23,6 +25,35 @@ if TYPE_CHECKING:
 # `compare` read --workers through this module and must not pay torch's import (seconds)
 
 MAX_WORKERS = 64  # more processes than this is a typo, not a machine
+NUMBA_CACHE_VARIABLE = "NUMBA_CACHE_DIR"
+
+
+def numba_cache_dir(environ: MutableMapping[str, str] = os.environ) -> Path:
+    """Where the compiled score kernels are kept unless the user says otherwise: the
+    user's cache folder ($XDG_CACHE_HOME, else ~/.cache) / acol-eval / numba. Not beside
+    the package (numba's default), which is read-only in many installs."""
+    base = environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # the XDG rule: a relative or empty value is ignored
+        base = os.path.join(environ.get("HOME") or str(Path.home()), ".cache")
+    return Path(base) / "acol-eval" / "numba"
+
+
+def configure_numba_cache(environ: MutableMapping[str, str] = os.environ) -> str:
+    """Point numba's cache at `numba_cache_dir()` unless NUMBA_CACHE_DIR is set already
+    (the user's choice wins); the folder in use. Call it before numba is imported: numba
+    reads the variable once, at import. Where the user's own code imported numba first,
+    its configuration is left alone (numba then caches beside the package or, where that
+    is read-only, in its own user cache folder). Worker processes inherit the variable."""
+    if environ.get(NUMBA_CACHE_VARIABLE):
+        return environ[NUMBA_CACHE_VARIABLE]
+    if "numba" in sys.modules:
+        return ""
+    try:
+        folder = str(numba_cache_dir(environ))
+    except (KeyError, RuntimeError):  # no home folder at all: numba's own default
+        return ""
+    environ[NUMBA_CACHE_VARIABLE] = folder
+    return folder
 
 
 def default_workers() -> int:

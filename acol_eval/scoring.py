@@ -280,7 +280,8 @@ _NO_BOXES = np.zeros((0, 4))
 
 def first_pass(inputs: ScoreInputs, setup: PassSetup, workers: int) -> FirstPass:
     """Every image at every threshold, on `workers` processes, records kept on disk."""
-    load_compiled()  # compile or load the sweep once, before the workers fork
+    # compile or load the protocol's sweep once, before the workers fork
+    load_compiled(native=setup.protocol.name == "native")
     total = Counts.zeros(len(setup.iou), len(setup.thresholds))
     records = tempfile.TemporaryFile()
     tasks = (ChunkTask(setup, images) for _, images in _tasks(inputs))

@@ -15,7 +15,11 @@ by one pixel.
 
 Compiled with numba when it is installed (wsoleval_sweep: about 1.8 ms per 224x224
 bench map, ~1.1 ms of it the outer pass, ~0.6 ms the hole pass); without it the same
-code runs as plain Python, correct but slow.
+code runs as plain Python, correct but slow. The compiled kernels are kept in the
+user's cache folder (runtime.configure_numba_cache), so only the first `score` of an
+install compiles them, and that compilation is kept short: the kernels allocate no
+arrays (each numpy allocation in jitted code is a compilation of its own) and each
+helper is called with one set of argument types (one compilation each).
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ import sys
 
 import numpy as np
 
+from .runtime import configure_numba_cache
+
+configure_numba_cache()  # before numba's import: the kernels' cache in the user's folder
 try:
     from numba import njit
 except ImportError:  # pragma: no cover - exercised only where numba is missing
@@ -54,19 +61,23 @@ def best_box_iou(x0, y0, x1, y1, gt, inclusive):
 
 
 @njit(cache=True, nogil=True)
-def _buckets(flat, n_buckets):
-    """Counting sort of pixel indices by level: (order, start of each level)."""
-    counts = np.zeros(n_buckets + 1, np.int64)
+def _buckets(flat, n_buckets, order, starts):
+    """Counting sort of pixel indices by level into `order`, and the start of each level
+    into `starts` (n_buckets + 1 entries; while filling, each entry is its level's next
+    free slot). No arrays are made here (see sweep_components)."""
+    for level in range(n_buckets + 1):
+        starts[level] = 0
     for p in range(flat.size):
-        counts[flat[p] + 1] += 1
-    starts = np.cumsum(counts)
-    order = np.empty(flat.size, np.int64)
-    fill = starts[:-1].copy()
+        starts[flat[p] + 1] += 1
+    for level in range(1, n_buckets + 1):
+        starts[level] += starts[level - 1]
     for p in range(flat.size):
         level = flat[p]
-        order[fill[level]] = p
-        fill[level] += 1
-    return order, starts
+        order[starts[level]] = p
+        starts[level] += 1
+    for level in range(n_buckets, 0, -1):
+        starts[level] = starts[level - 1]
+    starts[0] = 0
 
 
 # --------------------------------------------------------------------------- union-find core
@@ -104,8 +115,7 @@ def _union(parent, count, bx0, by0, bx1, by1, root, other):
     return root, other
 
 
-@njit(cache=True, nogil=True)
-def sweep_components(levels, n_levels, gt, wsoleval):
+def sweep_components(levels: np.ndarray, n_levels: int, gt: np.ndarray, wsoleval: bool):
     """Per threshold index i in [0, n_levels): the 8-connected components of `levels > i`.
 
     levels: int (H, W), values in [0, n_levels]. gt: int64 (g, 4) boxes.
@@ -119,27 +129,42 @@ def sweep_components(levels, n_levels, gt, wsoleval):
       that is sure (contour area lies between the count of pixels with all four
       neighbours in the component and the area of the box of pixel centres);
     - the component count.
+    The arrays are made here and the pass is compiled (`_sweep_components_into`): on a
+    fresh install every numpy allocation in jitted code is one more compilation.
     """
-    height, width = levels.shape
-    flat = levels.ravel()
-    size = flat.size
-    order, starts = _buckets(flat, n_levels + 1)
-    parent = np.full(size, -1, np.int64)
-    bx0 = np.empty(size, np.int32)
-    by0 = np.empty(size, np.int32)
-    bx1 = np.empty(size, np.int32)
-    by1 = np.empty(size, np.int32)
-    count = np.zeros(size, np.int32)
-    first = np.empty(size, np.int32)
-    neighbours_in = np.zeros(size, np.int8)
-    interior = np.zeros(size, np.int32)
-    roots = np.empty(size, np.int32)
+    levels = np.ascontiguousarray(levels, dtype=np.int32)
+    gt = np.ascontiguousarray(gt, dtype=np.int64).reshape(-1, 4)
+    size = levels.size
+    work = np.empty((8, size), np.int32)  # bx0, by0, bx1, by1, first, roots, order, parent
+    work[7] = -1
+    counts = np.zeros((2, size), np.int32)  # count, interior
+    outputs = (np.full(n_levels, -1.0), np.full(n_levels, -1.0), np.full(n_levels, -1.0),
+               np.zeros(n_levels, np.bool_), np.zeros(n_levels, np.int64))
+    _sweep_components_into(levels.reshape(-1), levels.shape[0], levels.shape[1],
+                           int(n_levels), gt, bool(wsoleval), work, counts,
+                           np.zeros(size, np.int8), np.empty(n_levels + 2, np.int64),
+                           *outputs)
+    return outputs
+
+
+@njit(cache=True, nogil=True)
+def _sweep_components_into(flat, height, width, n_levels, gt, wsoleval, work, counts,
+                           neighbours_in, starts, best_all, best_largest, best_contour,
+                           contour_sure, n_components):
+    """sweep_components' pass over the map `flat` (height x width, raster order), into
+    the arrays it made."""
+    order = work[6]
+    _buckets(flat, n_levels + 1, order, starts)
+    bx0 = work[0]
+    by0 = work[1]
+    bx1 = work[2]
+    by1 = work[3]
+    first = work[4]
+    roots = work[5]
+    parent = work[7]
+    count = counts[0]
+    interior = counts[1]
     n_roots = 0
-    best_all = np.full(n_levels, -1.0)
-    best_largest = np.full(n_levels, -1.0)
-    best_contour = np.full(n_levels, -1.0)
-    contour_sure = np.zeros(n_levels, np.bool_)
-    n_components = np.zeros(n_levels, np.int64)
     for i in range(n_levels - 1, -1, -1):
         for k in range(starts[i + 1], starts[i + 2]):
             p = order[k]
@@ -191,10 +216,11 @@ def sweep_components(levels, n_levels, gt, wsoleval):
             roots[kept] = r
             kept += 1
             if wsoleval:
-                iou = best_box_iou(bx0[r], by0[r], min(bx1[r] + 1, width - 1),
-                                min(by1[r] + 1, height - 1), gt, True)
-            else:
-                iou = best_box_iou(bx0[r], by0[r], bx1[r] + 1, by1[r] + 1, gt, False)
+                iou = best_box_iou(bx0[r] + 0, by0[r] + 0, min(bx1[r] + 1, width - 1),
+                                   min(by1[r] + 1, height - 1), gt, wsoleval)
+            else:  # int64 coordinates, a bool argument: one best_box_iou compilation
+                iou = best_box_iou(bx0[r] + 0, by0[r] + 0, bx1[r] + 1, by1[r] + 1, gt,
+                                   wsoleval)
             if iou > best:
                 best = iou
             if largest < 0 or count[r] > count[largest] or (
@@ -214,7 +240,6 @@ def sweep_components(levels, n_levels, gt, wsoleval):
                 if r != sure:
                     ceiling = max(ceiling, (bx1[r] - bx0[r]) * (by1[r] - by0[r]))
             contour_sure[i] = interior[sure] > ceiling
-    return best_all, best_largest, best_contour, contour_sure, n_components
 
 
 # --------------------------------------------------------------------------- wsoleval, fast
@@ -228,23 +253,29 @@ WSOLEVAL_LEVELS = 256
 
 
 @njit(cache=True, nogil=True)
-def _u8_buckets(u8, padded_width):
-    """Padded pixel indices sorted by value (counting sort): (order, start of each value)."""
+def _u8_buckets(u8, padded_width, order, starts):
+    """Padded pixel indices sorted by value (counting sort) into `order`, and the start
+    of each value into `starts` (WSOLEVAL_LEVELS + 1 entries; while filling, each entry
+    is its value's next free slot). No arrays are made here: each numpy allocation in
+    jitted code is one more compilation on a fresh install."""
     height, width = u8.shape
-    counts = np.zeros(WSOLEVAL_LEVELS + 1, np.int32)
+    for v in range(WSOLEVAL_LEVELS + 1):
+        starts[v] = 0
     for y in range(height):
         for x in range(width):
-            counts[u8[y, x] + 1] += 1
-    starts = np.cumsum(counts).astype(np.int32)
-    fill = starts[:-1].copy()
-    order = np.empty(height * width, np.int32)
+            starts[int(u8[y, x]) + 1] += 1  # int: a uint8 255 + 1 wraps to 0 in Python
+    for v in range(1, WSOLEVAL_LEVELS + 1):
+        starts[v] += starts[v - 1]
     for y in range(height):
         row = (y + 1) * padded_width + 1
         for x in range(width):
             value = u8[y, x]
-            order[fill[value]] = row + x
-            fill[value] += 1
-    return order, starts
+            # starts[value] is the next free slot of value until the pass ends: shift back
+            order[starts[value]] = row + x
+            starts[value] += 1
+    for v in range(WSOLEVAL_LEVELS, 0, -1):
+        starts[v] = starts[v - 1]
+    starts[0] = 0
 
 
 def _neighbourhood_tables():
@@ -283,19 +314,27 @@ RUN_LIST = np.array([[j for j in range(8) if (int(c) >> j) & 1] + [0] * (4 - bin
 
 @njit(cache=True, nogil=True)
 def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, run_starts,
-                        run_count, run_list):
+                        run_count, run_list, ring, order, starts, inclusive, best_all,
+                        best_contour, contour_box, contour_sure, n_components, n_holes,
+                        candidates):
     """Per level L in [0, 256) of a uint8 map (pixels kept: u8 > L), as OpenCV's
-    findContours(RETR_TREE) would give them under the wsoleval protocol:
+    findContours(RETR_TREE) would give them under the wsoleval protocol, written into
+    the last seven arrays (256 rows each, made by `wsoleval_sweep`):
 
     - best IoU over the boxes of all contours, outer and hole (-1: no contour);
     - IoU and box of the component whose contour area is surely the largest, and
       whether that is sure (else ask OpenCV); x1/y1 inclusive, clipped to W-1/H-1;
-      where it is not sure, the pixel box (inclusive) of the components that may have
-      the largest contour (the last output);
     - the number of 8-connected components;
-    - the number of holes (4-connected background components off the edge).
+    - the number of holes (4-connected background components off the edge);
+    - where the largest contour is not sure, the pixel box (inclusive) of the
+      components that may have it.
 
-    gt: int64 (g, 4) boxes in the map's frame, inclusive.
+    gt: int64 (g, 4) boxes in the map's frame, inclusive. `inclusive` is True (the
+    wsoleval IoU): an argument, not a constant, so that best_box_iou compiles once for
+    this caller and for Python's. `ring`: the 8 neighbour offsets in the padded map, in
+    ring order (consecutive ones touch each other); `order`, `starts`: _u8_buckets'.
+    Nothing is allocated here: on a fresh install every numpy allocation in jitted code
+    is one more compilation, seconds of the first `score`.
     The hole pass runs only up to the highest level that has a hole: the outer pass
     counts holes for free as components minus the Euler number, which changes by a
     local amount (four 2x2 quads) with each pixel.
@@ -303,9 +342,7 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
     height, width = u8.shape
     pw = width + 2
     size = pw * (height + 2)
-    order, starts = _u8_buckets(u8, pw)
-    # the 8 neighbours in ring order: consecutive ones touch each other
-    ring = np.array([-pw - 1, -pw, -pw + 1, 1, pw + 1, pw, pw - 1, -1], np.int32)
+    _u8_buckets(u8, pw, order, starts)
     parent = work[0]
     count = work[1]
     interior = work[2]
@@ -319,13 +356,6 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
     interior[:size + 1] = 0
     n_roots = 0
     euler4 = 0
-    best_all = np.full(WSOLEVAL_LEVELS, -1.0)
-    best_contour = np.full(WSOLEVAL_LEVELS, -1.0)
-    contour_box = np.zeros((WSOLEVAL_LEVELS, 4), np.int64)
-    contour_sure = np.zeros(WSOLEVAL_LEVELS, np.bool_)
-    n_components = np.zeros(WSOLEVAL_LEVELS, np.int64)
-    n_holes = np.zeros(WSOLEVAL_LEVELS, np.int64)
-    candidates = np.zeros((WSOLEVAL_LEVELS, 4), np.int64)
     # ---- outer contours: 8-connected components of u8 > L, L going down
     for level in range(WSOLEVAL_LEVELS - 2, -1, -1):
         for k in range(starts[level + 1], starts[level + 2]):
@@ -362,7 +392,7 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                 continue
             # p joins the component of its first run of neighbours, which then merges
             # with the components of the other runs (run_list: where each run starts)
-            root = -1
+            root = np.int64(-1)  # typed, not the literal -1: one _union compilation
             for t in range(run_count[code]):
                 other = _find(parent, p + ring[run_list[code, t]])
                 if root < 0:
@@ -392,8 +422,8 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
             roots[kept] = r
             kept += 1
             if dirty[r]:
-                cached[r] = best_box_iou(bx0[r], by0[r], min(bx1[r] + 1, width - 1),
-                                      min(by1[r] + 1, height - 1), gt, True)
+                cached[r] = best_box_iou(bx0[r] + 0, by0[r] + 0, min(bx1[r] + 1, width - 1),
+                                         min(by1[r] + 1, height - 1), gt, inclusive)
                 dirty[r] = False
             if cached[r] > best:
                 best = cached[r]
@@ -459,7 +489,7 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
             p = order[k]
             y = p // pw - 1
             x = p - (y + 1) * pw - 1
-            root = -1
+            root = np.int64(-1)  # typed, not the literal -1: one _union compilation
             for j in range(1, 8, 2):
                 q = p + ring[j]
                 if parent[q] < 0 or parent[q] == root:
@@ -504,15 +534,13 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
             kept += 1
             if dirty[r]:
                 cached[r] = best_box_iou(bx0[r] - 1, by0[r] - 1, min(bx1[r] + 2, width - 1),
-                                      min(by1[r] + 2, height - 1), gt, True)
+                                         min(by1[r] + 2, height - 1), gt, inclusive)
                 dirty[r] = False
             if cached[r] > best:
                 best = cached[r]
         n_roots = kept
         if best > best_all[level]:
             best_all[level] = best
-    return (best_all, best_contour, contour_box, contour_sure, n_components, n_holes,
-            candidates)
 
 
 _WORK: dict = {}
@@ -520,23 +548,37 @@ _WORK: dict = {}
 
 def wsoleval_sweep(u8: np.ndarray, gt: np.ndarray):
     """:func:`wsoleval_sweep_into` with work arrays kept per process and map size (fresh
-    arrays per map cost more than the sweep's first pass: page faults)."""
+    arrays per map cost more than the sweep's first pass: page faults) and its outputs
+    made here: (best_all, best_contour, contour_box, contour_sure, n_components,
+    n_holes, candidates)."""
     u8 = np.ascontiguousarray(u8, dtype=np.uint8)
     gt = np.ascontiguousarray(gt, dtype=np.int64).reshape(-1, 4)
     size = (u8.shape[0] + 2) * (u8.shape[1] + 2) + 1
     if u8.shape not in _WORK:
         _WORK.clear()
+        pw = u8.shape[1] + 2
         _WORK[u8.shape] = (np.empty((4, size), np.int32), np.empty((4, size), np.int16),
                            np.zeros(size, np.int8), np.empty(size, np.float64),
-                           np.zeros(size, np.bool_))
-    work, boxes, nin, cached, dirty = _WORK[u8.shape]
+                           np.zeros(size, np.bool_),
+                           np.array([-pw - 1, -pw, -pw + 1, 1, pw + 1, pw, pw - 1, -1],
+                                    np.int32),
+                           np.empty(u8.size, np.int32),
+                           np.empty(WSOLEVAL_LEVELS + 1, np.int32))
+    outputs = (np.full(WSOLEVAL_LEVELS, -1.0), np.full(WSOLEVAL_LEVELS, -1.0),
+               np.zeros((WSOLEVAL_LEVELS, 4), np.int64), np.zeros(WSOLEVAL_LEVELS, np.bool_),
+               np.zeros(WSOLEVAL_LEVELS, np.int64), np.zeros(WSOLEVAL_LEVELS, np.int64),
+               np.zeros((WSOLEVAL_LEVELS, 4), np.int64))
+    work, boxes, nin, cached, dirty, ring, order, starts = _WORK[u8.shape]
     # the tables go in as arguments: a numba default argument costs 0.6 ms a call
-    return wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, EULER_DELTA,
-                               RUN_STARTS, RUN_COUNT, RUN_LIST)
+    wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, EULER_DELTA, RUN_STARTS,
+                        RUN_COUNT, RUN_LIST, ring, order, starts, True, *outputs)
+    return outputs
 
 
-def load_compiled() -> None:
-    """Load (or compile) the wsoleval sweep in this process, before worker processes fork.
+def load_compiled(native: bool = False) -> None:
+    """Load (or compile) the sweep of the protocol in use (wsoleval's, or with `native`
+    the native protocol's) in this process, before worker processes fork: each of them
+    would compile it again on a fresh install.
 
     numba's first use imports numba.np.arraymath, which imports scipy.linalg only to see
     whether np.dot could use BLAS: 0.2 s of every run. The sweep uses no linear algebra,
@@ -547,7 +589,10 @@ def load_compiled() -> None:
     if blocked:
         sys.modules[check] = None
     try:
-        wsoleval_sweep(np.zeros((4, 4), np.uint8), np.zeros((1, 4), np.int64))
+        if native:
+            sweep_components(np.zeros((4, 4), np.int32), 2, np.zeros((1, 4), np.int64), False)
+        else:
+            wsoleval_sweep(np.zeros((4, 4), np.uint8), np.zeros((1, 4), np.int64))
         best_box_iou(0, 0, 0, 0, np.zeros((1, 4), np.int64), True)  # called from Python too
     finally:
         if blocked and sys.modules.get(check, 0) is None:

@@ -1,5 +1,5 @@
 """`localize` as a library: maps, boxes, rows, awkward files, resume, torchrun, overlays,
-real data, and the hostile inputs of issue 9 (the CLI's messages are in test_cli.py)."""
+real data, and hostile inputs (the CLI's messages are in test_cli.py)."""
 
 import json
 import os
@@ -257,7 +257,7 @@ def test_awkward_files(tmp_path, checkpoint):
 
 
 def test_fifo_folder_and_dangling_link_in_a_list_are_error_rows(tmp_path, checkpoint):
-    """Issue 9.16/9.17: a FIFO in a list file used to block the sweep forever."""
+    """A FIFO in a list file used to block the sweep forever."""
     write_images(tmp_path, ["good.png"])
     os.mkfifo(tmp_path / "pipe.jpg")
     (tmp_path / "folder.jpg").mkdir()
@@ -281,16 +281,17 @@ def test_a_folder_scan_skips_fifos(tmp_path):
     assert list_images(str(tmp_path)).images == ["a.png"]
 
 
-def test_a_list_whose_entries_all_fail_writes_an_empty_store(tmp_path, checkpoint):
-    """Issue 9.14: no decodable image used to end in ZeroDivisionError at the merge."""
+def test_a_list_whose_entries_all_fail_keeps_nothing(tmp_path, checkpoint):
+    """No decodable image used to end in ZeroDivisionError at the merge; such a run now
+    ends in one line (exit 1) and keeps nothing that would block its --out."""
+    from acol_eval.localization import NothingLocalised
+
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
     listing = tmp_path / "list.txt"
     listing.write_text("bad.jpg\nmissing.png\n")
-    result = run_localize(listing, tmp_path / "run", checkpoint=str(checkpoint))
-    assert (result.images, result.failed, result.maps) == (0, 2, 0)
-    store = open_maps(tmp_path / "run")
-    assert store.maps.shape == (0, 0, 0) and len(store.index) == 0
-    assert read_rows(tmp_path / "run" / "predictions.csv") == []
+    with pytest.raises(NothingLocalised, match=r"\(2 failures; first: bad\.jpg: "):
+        run_localize(listing, tmp_path / "run", checkpoint=str(checkpoint))
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_checkpoint_with_input_size_zero_is_refused(tmp_path, images):
@@ -304,7 +305,7 @@ def test_a_checkpoint_with_input_size_zero_is_refused(tmp_path, images):
 
 
 def test_names_that_are_not_utf8_are_error_rows_without_a_crash(tmp_path, checkpoint):
-    """Issue 9.15: OpenCV's imwrite segfaulted on such a name with --overlays; in a
+    """OpenCV's imwrite segfaulted on such a name with --overlays; in a
     subprocess, so that a crash fails this test instead of killing the suite."""
     folder = tmp_path / "img"
     write_images(folder, ["good.png"])
@@ -399,7 +400,7 @@ def test_rerun_with_other_arguments_is_refused(images, tmp_path, checkpoint):
 
 
 def test_resume_refuses_a_rewritten_checkpoint(images, tmp_path):
-    """Issue 9.12: a checkpoint rewritten at the same path between kill and rerun."""
+    """A checkpoint rewritten at the same path between kill and rerun."""
     make_checkpoint(tmp_path / "m.pt", seed=0)
     run = tmp_path / "run"
     with pytest.raises(Stop):
@@ -431,7 +432,7 @@ def test_resume_refuses_changed_images(tmp_path, checkpoint):
 
 def test_a_failed_start_leaves_nothing_and_the_corrected_command_works(tmp_path, images,
                                                                         checkpoint):
-    """Issue 9.11: a bad checkpoint or an empty folder used to leave .partial behind."""
+    """A bad checkpoint or an empty folder used to leave .partial behind."""
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     run = tmp_path / "run"
     with pytest.raises(AcolError, match="not a readable acol-eval checkpoint"):
@@ -444,7 +445,7 @@ def test_a_failed_start_leaves_nothing_and_the_corrected_command_works(tmp_path,
 
 
 def test_random_models_are_seeded(tmp_path):
-    """Issue 9.12: `--arch X --weights none` drew a new model every run."""
+    """`--arch X --weights none` drew a new model every run."""
     folder = write_images(tmp_path / "img", ["a.png", "b.png"])
     common = {"arch": "resnet18", "weights": "none", "top_k": 2}
     run_localize(folder, tmp_path / "one", **common)
@@ -505,7 +506,7 @@ def test_overlay_has_the_image_size_and_the_box_colour(tmp_path, checkpoint):
 
 
 def test_overlays_of_absolute_and_parent_names_stay_inside(tmp_path, checkpoint):
-    """Issue 9.7: a list of absolute paths with --overlays replaced the photos."""
+    """A list of absolute paths with --overlays replaced the photos."""
     photos = write_images(tmp_path / "photos", ["x.jpg", "y.png"])
     lists = tmp_path / "lists"
     lists.mkdir()
@@ -516,7 +517,7 @@ def test_overlays_of_absolute_and_parent_names_stay_inside(tmp_path, checkpoint)
                  overlays=str(ov))
     assert tree_state(photos) == before
     written = sorted(p.relative_to(ov).as_posix() for p in ov.rglob("*.jpg"))
-    assert written == [f"_abs{photos}/x.jpg.jpg".replace("//", "/"), "_up/photos/y.png.jpg"]
+    assert written == [f"_abs{photos}/x.jpg".replace("//", "/"), "_up/photos/y.png.jpg"]
 
 
 def test_overlays_of_x_png_and_x_jpg_do_not_collide(tmp_path, checkpoint):
@@ -525,7 +526,7 @@ def test_overlays_of_x_png_and_x_jpg_do_not_collide(tmp_path, checkpoint):
     run_localize(folder, tmp_path / "run", checkpoint=str(checkpoint),
                  overlays=str(tmp_path / "ov"))
     shapes = {p.name: cv2.imread(str(p)).shape for p in (tmp_path / "ov").glob("*.jpg")}
-    assert shapes == {"x.png.jpg": (56, 72, 3), "x.jpg.jpg": (90, 40, 3)}
+    assert shapes == {"x.png.jpg": (56, 72, 3), "x.jpg": (90, 40, 3)}
 
 
 @pytest.mark.parametrize("where", ["images", "parent", "listed", "not empty"])
@@ -551,7 +552,7 @@ def test_overlays_that_could_replace_an_input_are_refused(tmp_path, checkpoint, 
 
 
 def test_out_inside_the_image_folder_and_json_beside_the_images(tmp_path, checkpoint):
-    """Issue 9.13: a run folder or a .json inside IMAGES made it labelme annotations."""
+    """A run folder or a .json inside IMAGES made it labelme annotations."""
     folder = write_images(tmp_path / "img", ["a.png", "b/c.jpg"])
     (folder / "notes.json").write_text('{"not": "labelme"}')
     first = run_localize(folder, folder / "run", checkpoint=str(checkpoint),
@@ -642,7 +643,7 @@ def test_wsol_metadata_with_images_elsewhere_trains_and_localises(tmp_path):
     ({"checkpoint": None}, "either --checkpoint"),
 ])
 def test_odd_values_are_refused_by_the_config(options, phrase):
-    """Issue 9.20: every refusal is made when the config is built, before any I/O."""
+    """Every refusal is made when the config is built, before any I/O."""
     fields = {"images": "x", "out": "y", "checkpoint": "m.pt", **options}
     with pytest.raises(AcolError, match=phrase):
         LocalizeConfig(**fields)
@@ -688,7 +689,7 @@ def test_imagenet_mobilenet_over_real_photos(folder, tmp_path, monkeypatch):
 
 
 def _score_top1_maps_of_a_plain_classifier(run, raccoon, tmp_path):
-    """Issue 11: 'raccoon' is no ImageNet class, so the label's map does not exist;
+    """'raccoon' is no ImageNet class, so the label's map does not exist;
     `score --map top1` scores the top-1 class's map of all 200 photos against the VOC
     boxes, and `--map label` is one line naming the cause."""
     from acol_eval.errors import AcolError

@@ -1,4 +1,4 @@
-"""Overlays of `localize --overlays` and `boxes --overlays` (issue 12, item 3): the map over
+"""Overlays of `localize --overlays` and `boxes --overlays`: the map over
 the image, ground truth magenta and the prediction green (report.html's gallery colours),
 and the class name and score on a filled band sized to the image."""
 
@@ -111,3 +111,64 @@ def test_localize_overlays_of_a_plain_folder_have_no_ground_truth(tmp_path):
     assert share_of(picture.reshape(-1, 3), GT_COLOUR) == 0
     band, _ = band_of(picture)
     assert (band.min(axis=2) > 180).mean() > 0.03
+
+
+def test_overlay_names_keep_a_jpegs_name_and_stay_distinct(tmp_path):
+    """x.jpg -> x.jpg (not x.jpg.jpg), x.png -> x.png.jpg; the names that would then meet
+    another image's overlay get more: every input name has its own overlay file."""
+    from acol_eval.overlays import overlay_path
+
+    names = {"x.jpg": "x.jpg", "x.JPEG": "x.JPEG", "sub/y.jpeg": "sub/y.jpeg",
+             "x.png": "x.png.jpg", "x.png.jpg": "x.png.jpg.jpg", "x": "x.jpg.jpg",
+             "x.jpg.jpg": "x.jpg.jpg.jpg", "../up.jpg": "_up/up.jpg",
+             "/abs/z.tif": "_abs/abs/z.tif.jpg", "notes.txt": "notes.txt.jpg.jpg"}
+    found = {name: overlay_path(tmp_path, name).relative_to(tmp_path).as_posix()
+             for name in names}
+    assert found == names
+    assert len(set(found.values())) == len(found)
+
+
+def test_overlay_caption_shows_the_true_label_beside_the_prediction(tmp_path):
+    assert overlay_caption("tabby", 0.5123, "tiger") == "tabby 0.51 | true: tiger"
+    assert overlay_caption("tabby", 0.5123, None) == "tabby 0.51"
+    assert overlay_caption("tabby", 0.5123, "") == "tabby 0.51"
+    image = np.full((120, 400, 3), 128, np.uint8)
+    cam = np.zeros((120, 400), np.float32)
+    plain = overlay(image, cam, np.zeros((0, 4)), caption="tabby 0.51")
+    labelled = overlay(image, cam, np.zeros((0, 4)), caption="tabby 0.51 | true: tiger")
+
+    def ink_right_edge(picture):  # the rightmost column of white text
+        return int(np.nonzero((picture.min(axis=2) > 200).any(axis=0))[0].max())
+
+    # the label's text follows the prediction's on the same band: ink further right
+    assert ink_right_edge(labelled) > ink_right_edge(plain) + 20
+    assert np.array_equal(labelled[:, : ink_right_edge(plain) - 8],
+                          plain[:, : ink_right_edge(plain) - 8])
+
+
+def test_localize_overlays_caption_the_annotated_label(tmp_path, monkeypatch):
+    """An annotation source's label is drawn beside the prediction (as class name, also
+    for wsolevaluation's class ids); a plain folder's overlay has none."""
+    from acol_eval import localization
+    from acol_eval.synth import SynthConfig, class_names, write_synth
+
+    captions = []
+    real = localization.write_overlay
+
+    def spy(root, name, image_file, cam, boxes, gt_boxes=None, caption=None):
+        captions.append((name, caption))
+        return real(root, name, image_file, cam, boxes, gt_boxes, caption)
+
+    monkeypatch.setattr(localization, "write_overlay", spy)
+    write_synth(tmp_path / "s", SynthConfig(classes=2, train_per_class=1, val_per_class=1,
+                                            size=64, seed=4))
+    make_checkpoint(tmp_path / "m.pt", recipe="p", classes=class_names(2))
+    run_localize(f"cub:{tmp_path / 's'}", tmp_path / "run", checkpoint=str(tmp_path / "m.pt"),
+                 split="test", overlays=str(tmp_path / "ov"))
+    truth = dict(pd.read_csv(tmp_path / "s" / "annotations.csv")[["image", "label"]].values)
+    rows = {r["image"]: r for r in read_rows(tmp_path / "run" / "predictions.csv")}
+    assert len(captions) == 2
+    for name, caption in captions:
+        assert caption == (f"{rows[name]['pred_1']} {float(rows[name]['score_1']):.2f} | "
+                           f"true: {truth[name]}")
+        assert (tmp_path / "ov" / f"{name}.jpg").is_file()  # synth's images are PNG

@@ -1,4 +1,4 @@
-"""Hostile and careless annotation files, reader by reader (issue 9.17, SPEC 6 and 9).
+"""Hostile and careless annotation files, reader by reader.
 
 Each case builds a source in a fresh folder and says what must come of it: an unusable
 source is one AcolError line naming the problem; a bad annotation is dropped or repaired

@@ -1,4 +1,4 @@
-"""Annotation readers: every source becomes one :class:`Annotations` table (SPEC 6).
+"""Annotation readers: every source becomes one :class:`Annotations` table.
 
 One row per image (path, class name, split, size when known), one row per box
 (x0, y0, x1, y1 in original pixels of the image, x0/y0 inclusive, x1/y1 exclusive)
@@ -19,7 +19,7 @@ read, never trusted for writing: output paths are derived through safeio.
 Trust. Every reader survives hostile files: an unusable source (missing, a folder
 where a file is needed, not JSON, a COCO file that is not an object, a CSV without
 its header) is one AcolError line; a bad annotation is dropped or repaired and
-counted in `Annotations.issues` (SPEC 6), never a traceback. The counts:
+counted in `Annotations.issues`, never a traceback. The counts:
   duplicate_row, bad_row (a record without a usable id, name or value), bad_label,
   image_without_label, image_without_split, wrong_column_count, non_utf8_line,
   empty_file, unreadable_file, not_labelme_file, unknown_class;

@@ -9,7 +9,7 @@ from ..errors import AcolError
 from .folders import holds_masks, read_folder, read_masks
 from .jsonfiles import COCO_LABEL_RULES, holds_labelme, read_coco, read_labelme
 from .table import Annotations
-from .textfiles import read_csv, read_cub, read_wsol
+from .textfiles import check_split_folders, read_csv, read_cub, read_wsol, wsol_split_folders
 from .voc import holds_voc, read_voc
 
 # Each reader is `reader(PATH, image_root=None) -> Annotations` (coco also takes label_rule).
@@ -57,6 +57,8 @@ def _folder_format(path: Path) -> str:
         return "cub"
     if (path / "image_ids.txt").is_file() and (path / "class_labels.txt").is_file():
         return "wsol"
+    if wsol_split_folders(path):  # wsolevaluation's metadata/DATASET, one level too high
+        check_split_folders(path)
     if holds_voc(path):
         return "voc"
     if holds_masks(path):

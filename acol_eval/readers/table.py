@@ -1,4 +1,4 @@
-"""The one table every reader produces, and the cleaning every reader shares (SPEC 6)."""
+"""The one table every reader produces, and the cleaning every reader shares."""
 
 from __future__ import annotations
 
@@ -280,7 +280,7 @@ def _clean_boxes(boxes: pd.DataFrame, images: pd.DataFrame,
 def finish(root: Path, images: pd.DataFrame, boxes: pd.DataFrame, classes: list[str],
            issues: dict[str, int], masks: pd.DataFrame | None = None,
            read_sizes: bool = True) -> Annotations:
-    """Clean a reader's raw tables into an :class:`Annotations` (SPEC 6), counting every repair.
+    """Clean a reader's raw tables into an :class:`Annotations`, counting every repair.
 
     Boxes come as (x0, y0, x1, y1) in original pixels, x1/y1 exclusive. Duplicate
     image rows keep the first (`duplicate_row`); bad sizes become unknown (`bad_size`);

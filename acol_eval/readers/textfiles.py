@@ -113,6 +113,33 @@ def _wsol_labels(root: Path, issues: dict[str, int]) -> pd.DataFrame:
     return labels[~repeated]
 
 
+WSOL_MARKERS = ("image_ids.txt", "class_labels.txt")
+# the split a hint suggests first: the one the benchmark's numbers are reported on
+PREFERRED_SPLITS = ("test", "val", "validation", "train")
+
+
+def wsol_split_folders(root: Path) -> list[str]:
+    """Sub-folders of `root` that are wsolevaluation metadata folders, sorted: what
+    wsolevaluation's metadata/DATASET folder holds (train/, val/, test/)."""
+    try:
+        children = sorted(child for child in root.iterdir() if child.is_dir())
+    except OSError:
+        return []
+    return [child.name for child in children
+            if all((child / marker).is_file() for marker in WSOL_MARKERS)]
+
+
+def check_split_folders(root: Path) -> None:
+    """A wsol: ROOT without image_ids.txt whose sub-folders are metadata folders is one
+    level too high: name them and the folder meant, instead of the missing file."""
+    splits = wsol_split_folders(root)
+    if not splits:
+        return
+    best = next((s for s in PREFERRED_SPLITS if s in splits), splits[0])
+    raise AcolError(f"wsol:{root} holds split folders ({', '.join(splits)}), not the "
+                    f"metadata itself: did you mean wsol:{root / best}?")
+
+
 def read_wsol(path: str | Path, image_root: Path | None = None) -> Annotations:
     """A wsolevaluation metadata folder: image_ids.txt, class_labels.txt, image_sizes.txt
     (optional; OpenImages ships it empty, which is not an issue), localization.txt
@@ -124,6 +151,8 @@ def read_wsol(path: str | Path, image_root: Path | None = None) -> Annotations:
     root = Path(path)
     if not root.is_dir():
         raise AcolError(f"wsol metadata folder {root} does not exist")
+    if not (root / "image_ids.txt").exists():
+        check_split_folders(root)
     issues: dict[str, int] = {}
     ids = read_table(root / "image_ids.txt", ["image"], issues, sep=",")
     images = ids.merge(_wsol_labels(root, issues), on="image", how="left")
