@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from acol_eval import gallery
+from acol_eval.comparepage import write_compare_html
 from acol_eval.htmlreport import (
     GallerySource,
     gallery_source,
@@ -30,7 +31,6 @@ from acol_eval.htmlreport import (
     load_maps,
     predicted_box,
     read_report,
-    write_compare_html,
     write_score_html,
 )
 from acol_eval.mapstore import maps_meta
