@@ -467,10 +467,24 @@ def pairs_table(names: list[str], reference: int, methods: list[list[Resampleabl
 
 
 def method_names(groups: list[tuple[str, ...]]) -> list[str]:
-    """A short name per method: its folders' names joined by commas, made unique."""
+    """A short name per method: its folders' names joined by commas; where other folders
+    share a name (run/report, run2/report), with their parent's ('run/report'); made
+    unique with a number where that is not enough (one report given twice)."""
+    def short(path: str) -> str:
+        return Path(path).name or str(path)
+
+    folders: dict[str, set[Path]] = {}
+    for p in (p for paths in groups for p in paths):
+        folders.setdefault(short(p), set()).add(Path(p).resolve())
+
+    def named(path: str) -> str:
+        if len(folders[short(path)]) < 2:
+            return short(path)
+        return f"{Path(path).resolve().parent.name}/{short(path)}"
+
     names: list[str] = []
     for paths in groups:
-        name = ",".join(Path(p).name or str(p) for p in paths)
+        name = ",".join(named(p) for p in paths)
         base, copy = name, 2
         while name in names:
             name, copy = f"{base} ({copy})", copy + 1
@@ -523,17 +537,19 @@ def _write_html(out: Path, reports: list[list[Path]], leaderboard: pd.DataFrame,
 
 
 def run(config: CompareConfig, log: Callable[[str], None] = _stderr) -> CompareResult:
-    """Read the reports, check them, resample, write leaderboard.csv and pairs.csv."""
+    """Read the reports, check them, resample, write leaderboard.csv, pairs.csv and
+    report.html. Reports that cannot be compared are refused before --out is touched."""
     started = time.monotonic()
     groups, reference = reference_index(config.groups, config.reference)
     names, out = method_names(groups), Path(config.out)
+    _refuse_overwrite(out, config.overwrite)
+    reports = [[read_report(p) for p in paths] for paths in groups]
+    every = [r for members in reports for r in members]
+    warnings = check_comparable(every)
+    common = common_images(every)  # every report's images, in the first's order
+    sizes = {str(r.path): len(r.images) for r in every}
     with FolderLock(out, "compare"):
-        _refuse_overwrite(out, config.overwrite)
-        reports = [[read_report(p) for p in paths] for paths in groups]
-        every = [r for members in reports for r in members]
-        warnings = check_comparable(every)
-        common = common_images(every)  # every report's images, in the first's order
-        sizes = {str(r.path): len(r.images) for r in every}
+        _refuse_overwrite(out, config.overwrite)  # again: another run may have written
         for line in warnings:
             log(f"acol-eval: warning: {line}")
         methods = [[prepare(r, common) for r in members] for members in reports]

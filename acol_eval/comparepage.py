@@ -36,6 +36,7 @@ from .htmlreport import (
     read_report,
     row_source,
     section,
+    short_source,
     table_html,
 )
 from .safeio import atomic_write_text
@@ -137,10 +138,11 @@ def _threshold_note(report: Report | None, metric: str, seeds: float) -> str:
         parts = report.summary[report.summary["metric"].astype(str).str.startswith(
             "max_box_acc_v2@")] if "metric" in report.summary else pd.DataFrame()
         sources = sorted({row_source(r, report.meta) for _, r in parts.iterrows()} - {""})
-        return f"each IoU at its own threshold, {sources[0]}" if len(sources) == 1 else ""
+        return (f"each IoU at its own, {short_source(sources[0])}" if len(sources) == 1
+                else "")
     if row is None or pd.isna(row.get("threshold", np.nan)):
         return ""
-    return f"at {fmt_number(row['threshold'], 3)}, {row_source(row, report.meta)}"
+    return f"at {fmt_number(row['threshold'], 3)}, {short_source(row_source(row, report.meta))}"
 
 
 def pivot_cell(metric: str, board: pd.Series, versus: pd.Series | None,
@@ -202,7 +204,7 @@ def pivot_section(leaderboard: pd.DataFrame, pairs: pd.DataFrame,
     for metric in metrics:
         head.append(f"<th>{esc(metric_label(metric))}<br><small>{esc(metric)}</small></th>")
         if metric == MCNEMAR_AFTER and has_tests:
-            head.append("<th>McNemar<br><small>GT-known per image, at each one's "
+            head.append("<th>McNemar<br><small>per-image GT-known at<br>each one's "
                         "MaxBoxAcc threshold</small></th>")
     rows = []
     for index, (_, board) in enumerate(leaderboard.iterrows()):

@@ -42,8 +42,8 @@ PAGE_FILE = "report.html"
 INTEGER_COLUMNS = {"iou", "count", "images", "n"}  # floats only because of empty cells
 MAX_TABLE_ROWS = 2000  # per-class tables longer than this are cut (a note says so)
 MAX_MAP_VALUES = 4096 * 4096  # a .npy map larger than this is not read for the gallery
-HEADLINE = ["max_box_acc_v2", "max_box_acc", "best_top1_loc", "top1_loc", "best_gt_known_loc",
-            "gt_known_loc", "best_agnostic_loc", "agnostic_loc", "cls_top1", "pxap"]
+HEADLINE = ["max_box_acc_v2", "max_box_acc", "top1_loc", "best_top1_loc", "gt_known_loc",
+            "best_gt_known_loc", "agnostic_loc", "best_agnostic_loc", "cls_top1", "pxap"]
 # readable names of the metrics the page knows; any other summary row keeps its own name
 METRIC_LABELS = {"max_box_acc_v2": "MaxBoxAccV2", "max_box_acc": "MaxBoxAcc",
                  "top1_loc": "Top-1 Loc", "top5_loc": "Top-5 Loc",
@@ -352,6 +352,12 @@ def describe_source(source: str) -> str:
             "calibrated": "calibrated on validation images"}.get(source, source)
 
 
+def short_source(source: str) -> str:
+    """describe_source in a word or two, for table cells."""
+    return ("from another report" if source.startswith("from") else
+            source.split(":")[0])
+
+
 def row_source(row: pd.Series, meta: ReportMeta | None) -> str:
     """Where a summary row's CAM threshold came from: summary.csv's threshold_source
     column when score wrote one, else the fixed rows are fixed and the others follow
@@ -559,8 +565,12 @@ def per_class_view(report: Report) -> PerClassView:
     threshold = _constant(table, "threshold")
     source = _constant(table, "threshold_source")
     headline, headline_row = _summary_threshold(report, ("gt_known_loc", "agnostic_loc"))
-    oracle, _ = _summary_threshold(report, ("best_gt_known_loc", "best_agnostic_loc",
-                                            "max_box_acc"))
+    oracle, oracle_row = _summary_threshold(report, ("best_gt_known_loc",
+                                                     "best_agnostic_loc", "max_box_acc"))
+    # the best_ rows' threshold: the oracle's, or one taken from another report
+    best_words = "oracle threshold"
+    if oracle_row is not None and not row_source(oracle_row, report.meta).startswith("oracle"):
+        best_words = row_source(oracle_row, report.meta)
     where, old_oracle = "", False
     if isinstance(source, str) and source:
         where = describe_source(source)
@@ -568,10 +578,11 @@ def per_class_view(report: Report) -> PerClassView:
         if _same(threshold, headline):
             where = row_source(headline_row, report.meta)
         elif _same(threshold, oracle):
-            where, old_oracle = describe_source("oracle"), True
-    if old_oracle:
+            where, old_oracle = row_source(oracle_row, report.meta), True
+    if old_oracle:  # mean_iou keeps its name ('best mean IoU' would read as a maximum)
         table = table.rename(columns={c: f"best_{c}" for c in THRESHOLD_COLUMNS
-                                      if c in table and f"best_{c}" not in table})
+                                      if c in table and f"best_{c}" not in table
+                                      and c != "mean_iou"})
     at = "" if threshold is None else f"{float(threshold):.3f}"
     headers = {}
     for column in table.columns:
@@ -579,7 +590,7 @@ def per_class_view(report: Report) -> PerClassView:
         if name.startswith("best_") and name[5:] in THRESHOLD_COLUMNS:
             best = at if old_oracle else _constant(table, "best_threshold")
             shown = f" {float(best):.3f}" if best not in (None, "") else ""
-            headers[column] = f"{esc(name)}<br><small>oracle threshold{shown}</small>"
+            headers[column] = f"{esc(name)}<br><small>{esc(best_words)}{shown}</small>"
         elif name in THRESHOLD_COLUMNS:
             place = (f"at {at}" + (f", {esc(where)}" if where else "") if at
                      else "at the row's threshold")
@@ -596,9 +607,9 @@ def _per_class_note(at: str, where: str, old_oracle: bool, headline: float | Non
     if old_oracle:
         theirs = "" if headline is None else f" {headline:.3f}"
         return (f"This report's per_class.csv holds figures at CAM threshold {at}, the "
-                f"oracle threshold, not at the headline's{theirs}: its columns are "
-                f"shown as best_... (oracle figures). Score the run again with this "
-                f"acol-eval for per-class figures at the headline's threshold.")
+                f"best_gt_known_loc threshold ({esc(where)}), not at the headline's"
+                f"{theirs}: its columns are shown as best_... Score the run again with "
+                f"this acol-eval for per-class figures at the headline's threshold.")
     if not at:
         return "Each row's figures are at that row's CAM threshold."
     same = " (the headline's)" if _same(float(at), headline) else ""
@@ -636,7 +647,7 @@ def per_image_threshold(report: Report) -> str:
     for name in ("best_gt_known_loc", "best_agnostic_loc", "gt_known_loc", "agnostic_loc"):
         found, row = _summary_threshold(report, (name,))
         if _same(found, value):
-            return f"CAM threshold {value:.3f}, {row_source(row, report.meta)}, {name}'s"
+            return f"CAM threshold {value:.3f}, {name}'s ({row_source(row, report.meta)})"
     return f"CAM threshold {value:.3f}"
 
 
@@ -1022,7 +1033,7 @@ details summary{cursor:pointer;color:#0b5cad;margin-bottom:6px}
 .pivot td{vertical-align:top;white-space:normal;min-width:120px}
 .pivot td.num{text-align:right}
 .pivot .v{font-size:16px;font-weight:600}
-.pivot small{display:block}
+.pivot small{display:block;white-space:nowrap}
 .pivot .up{color:#00734f}.pivot .down{color:#b23c00}
 dl.explain{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;font-size:13px}
 dl.explain dt{font-family:ui-monospace,monospace;font-weight:600}
