@@ -46,6 +46,7 @@ MAX_BOOTSTRAP = 100_000  # rounds: 100,000 x 10 metrics x a few methods is tens 
 RESAMPLE_BUDGET = 4_000_000  # images x rounds per resampling chunk (about 50 MB)
 OUTPUT_FILES = ("leaderboard.csv", "pairs.csv", "report.html")
 BOX_METRICS = ("gt_known_loc", "top1_loc", "max_box_acc", "max_box_acc_v2")
+FIXED_METRICS = ("gt_known_loc", "top1_loc", "top5_loc")  # at the report's own threshold
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,8 @@ def read_report(folder: str) -> Report:
     if not path.is_dir():
         raise AcolError(f"REPORT {folder} is not a folder")
     meta = ReportMeta.read(path)
-    summary = _read_csv(path / "summary.csv", ["metric", "value", "threshold"])
+    summary = _read_csv(path / "summary.csv", ["metric", "value", "threshold"],
+                        optional=["threshold_source"])
     per_image = _read_csv(path / "per_image.csv", ["image", "label"])
     if summary["metric"].duplicated().any():
         raise AcolError(f"{path / 'summary.csv'} names a metric twice")
@@ -140,10 +142,11 @@ def read_report(folder: str) -> Report:
                   labels=per_image["label"].astype(str).to_numpy())
 
 
-def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+def _read_csv(path: Path, columns: list[str], optional: list[str] = ()) -> pd.DataFrame:
     try:
-        table = pd.read_csv(path, usecols=lambda c: c in columns,
-                            dtype={"image": str, "label": str, "metric": str},
+        table = pd.read_csv(path, usecols=lambda c: c in columns or c in optional,
+                            dtype={"image": str, "label": str, "metric": str,
+                                   "threshold_source": str},
                             keep_default_na=False, na_values={"value": [""],
                                                               "threshold": [""]})
     except (OSError, ValueError, pd.errors.ParserError) as exc:
@@ -514,6 +517,39 @@ def _refuse_overwrite(out: Path, overwrite: bool) -> None:
                         f"replace them or choose another --out")
 
 
+def threshold_source(report: Report, metric: str) -> str:
+    """Where `metric`'s CAM threshold came from: summary.csv's threshold_source, else
+    (older reports) 'fixed' for the fixed-threshold rows and report.json's source
+    ('oracle', 'from:PATH') for the others."""
+    given = (report.summary["threshold_source"].get(metric, "")
+             if "threshold_source" in report.summary else "")
+    if isinstance(given, str) and given:
+        return given
+    taken = str(report.meta.threshold_source)
+    if metric in FIXED_METRICS and not taken.startswith("from"):
+        return "fixed"
+    return taken
+
+
+def with_thresholds(leaderboard: pd.DataFrame, reports: list[list[Report]]) -> pd.DataFrame:
+    """The leaderboard with where each row's CAM thresholds came from: `threshold` and
+    `threshold_source` of the fixed-threshold metrics (gt_known_loc, top1_loc; empty
+    threshold for a seed group whose seeds differ), `best_threshold_source` of the
+    MaxBoxAcc ones ('oracle': re-picked on every resample, or taken from a report)."""
+    board = leaderboard.copy()
+    fixed, sources, best = [], [], []
+    for members in reports:
+        values = {float(r.summary["threshold"].get("gt_known_loc", np.nan)) for r in members}
+        fixed.append(values.pop() if len(values) == 1 else np.nan)
+        sources.append(";".join(dict.fromkeys(threshold_source(r, "gt_known_loc")
+                                              for r in members)))
+        best.append(";".join(dict.fromkeys(threshold_source(r, "max_box_acc")
+                                           for r in members)))
+    board["threshold"], board["threshold_source"] = fixed, sources
+    board["best_threshold_source"] = best
+    return board
+
+
 def with_coverage(leaderboard: pd.DataFrame, report: Report) -> pd.DataFrame:
     """The leaderboard with `annotated` (M, empty when the reports do not record it) and
     `coverage` ('N of M annotated images') after `images`: every report has the same
@@ -563,7 +599,7 @@ def run(config: CompareConfig, log: Callable[[str], None] = _stderr) -> CompareR
         order = metric_order(every[0].meta.iou)
         leaderboard = leaderboard_table(names, [list(g) for g in groups], observed, samples,
                                         len(common), order)
-        leaderboard = with_coverage(leaderboard, every[0])
+        leaderboard = with_thresholds(with_coverage(leaderboard, every[0]), reports)
         pairs = pairs_table(names, reference, methods, observed, samples, len(common), order)
         for name, table in (("leaderboard.csv", leaderboard), ("pairs.csv", pairs)):
             atomic_write_text(out / name, table.to_csv(index=False, float_format="%.6g"))

@@ -17,17 +17,14 @@ import numpy as np
 import pandas as pd
 
 from . import gallery
+from .gallerypage import box_key, card, gallery_source, load_maps
 from .htmlreport import (
     PAGE_FILE,
     Report,
-    box_key,
-    card,
     curve_columns,
     esc,
     fmt_number,
-    gallery_source,
     line_chart,
-    load_maps,
     marked_line,
     metric_label,
     page,
@@ -57,6 +54,13 @@ COLUMN_NOTES = {
                  "reports recorded it)",
     "coverage": "'N of M annotated images': fewer than M is a partial benchmark, not the "
                 "split's figures",
+    "threshold": "the CAM threshold of the fixed-threshold metrics (gt_known_loc, "
+                 "top1_loc); empty for a seed group whose seeds used different ones",
+    "threshold_source": "where that threshold came from: fixed (score's --threshold), "
+                        "calibrated, or from:REPORT (another report's)",
+    "best_threshold_source": "where the MaxBoxAcc metrics' thresholds came from: oracle "
+                             "(the best on these images, picked again in every "
+                             "resample) or from:REPORT",
     "reference": "the method the others are compared against (--reference; default the "
                  "first REPORT)",
     "mcnemar_reference_only": "images the reference localises (GT-known, IoU 0.5, at its "

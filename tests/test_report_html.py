@@ -24,15 +24,14 @@ import pytest
 
 from acol_eval import gallery
 from acol_eval.comparepage import write_compare_html
-from acol_eval.htmlreport import (
+from acol_eval.gallerypage import (
     GallerySource,
     gallery_source,
     load_image,
     load_maps,
     predicted_box,
-    read_report,
-    write_score_html,
 )
+from acol_eval.htmlreport import read_report, write_score_html
 from acol_eval.mapstore import maps_meta
 from acol_eval.readers import read_source
 from acol_eval.reportfolder import ReportMeta

@@ -18,7 +18,7 @@ from test_report_html import decode_data_uri, make_raccoon_report, parse
 
 from acol_eval import gallery
 from acol_eval.compare import CompareConfig, run
-from acol_eval.htmlreport import load_image, write_score_html
+from acol_eval.htmlreport import write_score_html
 from acol_eval.reportfolder import Outcomes, ReportMeta
 from conftest import assert_one_line_error, run_cli
 
@@ -134,6 +134,10 @@ def test_partial_reports_of_equal_coverage_say_n_of_m_everywhere(tmp_path):
     board = pd.read_csv(out / "leaderboard.csv")
     assert board["coverage"].tolist() == ["40 of 100 annotated images"] * 2
     assert board["annotated"].tolist() == [100, 100] and board["images"].tolist() == [40, 40]
+    # where each row's thresholds came from, beside the figures
+    assert board["threshold"].tolist() == [0.2, 0.2]
+    assert board["threshold_source"].tolist() == ["fixed"] * 2
+    assert board["best_threshold_source"].tolist() == ["oracle"] * 2
     page = (out / "report.html").read_text()
     assert 'id="partial"' in page and "Partial: 40 of 100 annotated images" in page
 
@@ -310,6 +314,8 @@ def gallery_report(tmp_path: Path, iou: float = 0.4969, link: bool = True) -> Pa
 
 
 def test_gallery_shows_the_photo_of_an_image_folder_of_links(tmp_path):
+    from acol_eval.gallerypage import load_image
+
     report = gallery_report(tmp_path)
     images = parse(write_score_html(report)).gallery_images
     assert len(images) == 1
