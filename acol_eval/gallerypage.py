@@ -310,7 +310,7 @@ def box_key(where: str) -> str:
     """The colour key of the gallery's pictures; `where`: the predicted box's threshold."""
     return (f'<p class="key"><span class="sw" style="border-color:rgb{gallery.GT_COLOUR}">'
             f'</span> ground truth <span class="sw" style="border-color:'
-            f'rgb{gallery.PREDICTED_COLOUR}"></span> predicted box (at {esc(where)}) over '
+            f'rgb{gallery.PREDICTED_COLOUR}"></span> predicted box at {esc(where)}, over '
             f"the scored map</p>")
 
 

@@ -235,6 +235,7 @@ class Marker:
     style: int | None  # None: the fixed threshold (grey, dotted, full height)
     metric: str
     y: float | None = None
+    word: str = "fixed"  # written beside a full-height mark: where its threshold came from
 
 
 def _style(style: int) -> tuple[str, str]:
@@ -293,7 +294,7 @@ def _marker_svg(marker: Marker, to_px, top: int, plot_h: int) -> str:
         return (f'<line class="marker fixed" {data} x1="{x:.1f}" y1="{top}" x2="{x:.1f}" '
                 f'y2="{top + plot_h}" stroke="#555" stroke-width="1.5" '
                 f'stroke-dasharray="1 3"><title>{esc(marker.label)}</title></line>'
-                f'<text x="{x + 4:.1f}" y="{top + 12}" class="tick">fixed</text>')
+                f'<text x="{x + 4:.1f}" y="{top + 12}" class="tick">{esc(marker.word)}</text>')
     colour, dash = _style(marker.style)
     _, y = to_px(0.0, marker.y if marker.y is not None else 0.0)
     dot = (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4.5" fill="{colour}" stroke="#fff"/>'
@@ -457,6 +458,8 @@ def chosen_row(report: Report, column: str) -> pd.Series | None:
     if wanted is None:
         return None
     row = report.metric(wanted)
+    if row is None and wanted == "best_gt_known_loc":  # scored on the top-1 class's map
+        row = report.metric("best_agnostic_loc")
     if row is not None or "metric" not in report.summary:
         return row
     names = report.summary["metric"].astype(str)
@@ -488,11 +491,13 @@ def curves_section(report: Report) -> str:
     if not lines:
         return section("curves", "Accuracy against CAM threshold",
                        '<p class="note">No curve.csv in this report.</p>')
-    fixed = report.metric("gt_known_loc")
-    if fixed is not None and pd.notna(fixed.get("threshold", np.nan)):
-        markers.append(Marker(f"fixed CAM threshold {float(fixed['threshold']):.3f} "
-                              "(gt_known_loc, top1_loc, top5_loc)",
-                              float(fixed["threshold"]), None, "gt_known_loc"))
+    _, fixed = _summary_threshold(report, ("gt_known_loc", "agnostic_loc"))
+    if fixed is not None:
+        words = short_source(row_source(fixed, report.meta))
+        markers.append(Marker(f"{words} CAM threshold {float(fixed['threshold']):.3f} "
+                              f"({fixed['metric']}, top1_loc, top5_loc)",
+                              float(fixed["threshold"]), None, str(fixed["metric"]),
+                              word=words))
     body = ('<p class="note">Share of images whose box reaches the IoU threshold, at every '
             'CAM threshold. gt_known_loc uses the largest box at IoU 50; box_acc_v2@k uses '
             'all boxes at IoU k. Dots mark the threshold each metric was taken at.</p>'
@@ -645,7 +650,8 @@ def per_image_threshold(report: Report) -> str:
     for name in ("best_gt_known_loc", "best_agnostic_loc", "gt_known_loc", "agnostic_loc"):
         found, row = _summary_threshold(report, (name,))
         if _same(found, value):
-            return f"CAM threshold {value:.3f}, {name}'s ({row_source(row, report.meta)})"
+            return (f"CAM threshold {value:.3f} ({name}'s, "
+                    f"{short_source(row_source(row, report.meta))})")
     return f"CAM threshold {value:.3f}"
 
 
@@ -661,7 +667,7 @@ def errors_section(report: Report) -> str:
     total = max(sum(c for _, c in pairs), 1)
     table = pd.DataFrame({"type": names, "images": [c for _, c in pairs],
                           "share (%)": [100.0 * c / total for _, c in pairs]})
-    note = (f'<p class="note">Why a box missed (at {esc(per_image_threshold(report))}): '
+    note = (f'<p class="note">Why a box missed, at {esc(per_image_threshold(report))}: '
             "wrong class (box right, top-1 class wrong), multiple instances (the box spans "
             "two or more objects), part (the box lies inside an object), too large (the "
             "object lies inside the box), mislocated (anything else).</p>")
@@ -759,7 +765,7 @@ def report_facts(report: Report) -> list[tuple[str, str]]:
     if meta is not None:
         facts += [("images", meta.coverage if meta.annotated else str(meta.images or "")),
                   ("split", meta.split or ""),
-                  ("map", meta.map_choice), ("thresholds", describe_source(
+                  ("map", meta.map_choice), ("MaxBoxAcc thresholds", describe_source(
                       meta.threshold_source)), ("run", meta.run),
                   ("annotations", meta.annotations), ("images root", meta.images_root or ""),
                   ("baseline", meta.baseline or "")]

@@ -506,7 +506,7 @@ def start_chromium(profile: Path) -> tuple[subprocess.Popen, str]:
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--hide-scrollbars", "--remote-debugging-port=0", f"--user-data-dir={profile}",
          "about:blank"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    deadline = time.time() + 60
+    deadline = time.time() + 180  # a loaded machine starts Chromium slowly
     while time.time() < deadline and process.poll() is None:
         ready, _, _ = select.select([process.stderr], [], [], 1.0)
         found = re.search(r"DevTools listening on (ws://[^\s]+)",
@@ -514,8 +514,9 @@ def start_chromium(profile: Path) -> tuple[subprocess.Popen, str]:
         if found:  # keep reading its log so that a full pipe never stalls it
             threading.Thread(target=process.stderr.read, daemon=True).start()
             return process, found.group(1)
+    code = process.poll()
     process.kill()
-    pytest.fail("chromium did not start its DevTools server")
+    pytest.fail(f"chromium did not start its DevTools server (exit status {code})")
 
 
 def open_in_chromium(page: Path, scratch: Path) -> tuple[list[dict], list, np.ndarray]:
