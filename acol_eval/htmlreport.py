@@ -52,9 +52,7 @@ METRIC_LABELS = {"max_box_acc_v2": "MaxBoxAccV2", "max_box_acc": "MaxBoxAcc",
                  "mean_iou": "mean IoU"}
 # per-class columns whose value depends on the CAM threshold
 THRESHOLD_COLUMNS = ("gt_known_loc", "agnostic_loc", "top1_loc", "top5_loc", "mean_iou")
-CARD_NOTES = {"max_box_acc_v2": "<small>mean over IoU 30, 50, 70, each at its own "
-                                "threshold</small>",
-              "pxap": "<small>area under the pixel precision-recall curve</small>"}
+CARD_NOTES = {"pxap": "<small>area under the pixel precision-recall curve</small>"}
 
 
 # --------------------------------------------------------------------------- reading
@@ -360,10 +358,15 @@ def short_source(source: str) -> str:
 def row_source(row: pd.Series, meta: ReportMeta | None) -> str:
     """Where a summary row's CAM threshold came from: summary.csv's threshold_source
     column when score wrote one, else the fixed rows are fixed and the others follow
-    report.json (oracle when unknown)."""
-    if pd.isna(row.get("threshold", np.nan)):
-        return ""
+    report.json (oracle when unknown). MaxBoxAccV2 has no one threshold: its IoUs'
+    source, each at its own; other rows without a threshold: ''."""
     own = row.get("threshold_source", np.nan)
+    if pd.isna(row.get("threshold", np.nan)):
+        if str(row["metric"]) != "max_box_acc_v2":
+            return ""
+        source = own if isinstance(own, str) and own else (
+            meta.threshold_source if meta else "oracle")
+        return f"{describe_source(source)}, each IoU at its own"
     if isinstance(own, str) and own:
         return describe_source(own)
     if str(row["metric"]) in ("gt_known_loc", "top1_loc", "top5_loc"):
@@ -379,14 +382,21 @@ def card_metrics(names: list[str]) -> list[str]:
                     and not m.startswith("issue:")]
 
 
-def metric_card(name: str, row: pd.Series, meta: ReportMeta | None) -> str:
+def metric_card(name: str, row: pd.Series, meta: ReportMeta | None,
+                ious: list[str] = ()) -> str:
     """One headline number: its label, value, threshold and the threshold's source, and
-    its interval."""
+    its interval. ious: MaxBoxAccV2's IoUs (the summary's max_box_acc_v2@k rows)."""
     ci = (f"<small>95% CI {fmt_number(row['ci_low'])} &ndash; {fmt_number(row['ci_high'])}"
           f"</small>" if "ci_low" in row and pd.notna(row["ci_low"]) else "")
-    at = (f"<small>at CAM threshold {fmt_number(row['threshold'], 3)} "
-          f"({esc(row_source(row, meta))})</small>"
-          if pd.notna(row.get("threshold", np.nan)) else CARD_NOTES.get(name, ""))
+    if pd.notna(row.get("threshold", np.nan)):
+        at = (f"<small>at CAM threshold {fmt_number(row['threshold'], 3)} "
+              f"({esc(row_source(row, meta))})</small>")
+    elif name == "max_box_acc_v2":
+        over = f" over IoU {', '.join(ious)}" if ious else ""
+        at = (f"<small>mean{over}, each at its own threshold "
+              f"({esc(short_source(row_source(row, meta)))})</small>")
+    else:
+        at = CARD_NOTES.get(name, "")
     value = fmt_number(row["value"])
     return (f'<div class="card" data-card="{esc(name)}"><div class="k">'
             f'{esc(metric_label(name))}</div><div class="v">{value}</div>'
@@ -414,7 +424,8 @@ def headline_section(report: Report) -> str:
         return section("metrics", "Metrics", '<p class="note">No summary.csv in this '
                        "report.</p>")
     names = summary["metric"].astype(str).tolist()
-    cards = [metric_card(name, report.metric(name), report.meta)
+    ious = [n.split("@", 1)[1] for n in names if n.startswith("max_box_acc_v2@")]
+    cards = [metric_card(name, report.metric(name), report.meta, ious)
              for name in card_metrics(names)]
     meta = report.meta
     scope = (f'<p class="coverage">On {esc(meta.coverage)}.</p>'

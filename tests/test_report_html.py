@@ -220,7 +220,9 @@ def test_metrics_table_holds_every_summary_row_with_threshold_and_interval(racco
                                if pd.notna(row.ci_low) else ("", ""))
         assert threshold == ("" if pd.isna(row.threshold) else f"{row.threshold:.3f}")
         assert count == str(row.count) and iou == ("" if pd.isna(row.iou) else f"{row.iou:.0f}")
-        assert source == ("" if pd.isna(row.threshold) else
+        assert source == ("oracle: the best on this split, each IoU at its own"
+                          if row.metric == "max_box_acc_v2" else
+                          "" if pd.isna(row.threshold) else
                           "fixed" if row.metric == "gt_known_loc" else
                           "oracle: the best on this split")
 
