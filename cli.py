@@ -396,7 +396,7 @@ def score(run: str, **options) -> None:
 @main.command()
 @click.argument("reports", nargs=-1, required=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Folder for leaderboard.csv and pairs.csv.")
+              help="Folder for leaderboard.csv, pairs.csv and report.html.")
 @click.option("--reference", default=None,
               help="The report (or seed group) the others are compared against "
                    "[default: the first].")
@@ -405,20 +405,26 @@ def score(run: str, **options) -> None:
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the bootstrap resampling.")
 @click.option("--overwrite", is_flag=True,
-              help="Replace leaderboard.csv and pairs.csv already in --out.")
+              help="Replace leaderboard.csv, pairs.csv and report.html already in --out.")
 def compare(reports: tuple[str, ...], **options) -> None:
     """Compare score REPORTS of the same images: leaderboard and paired statistics.
 
     Each REPORT is a score report folder, or several seeds' reports of one method
     joined by commas (a1,a2,a3: mean and standard deviation over the seeds). Needs
-    the reports only, neither maps nor images.
+    the reports only, neither maps nor images. Reports must cover the same images
+    ("N of M annotated images"): reports of different coverage are refused.
+
+    Writes OUT/leaderboard.csv, OUT/pairs.csv and OUT/report.html, a page that leads
+    with methods against headline metrics (intervals, differences to the reference,
+    McNemar) and explains every column.
     """
     from acol_eval.compare import CompareConfig, result_text
     from acol_eval.compare import run as run_compare
 
     result = run_compare(CompareConfig(reports=reports, **options))
     click.echo(result_text(result))
-    click.echo(f"wrote {result.out}/leaderboard.csv and pairs.csv ({result.seconds:.1f} s)")
+    click.echo(f"wrote {result.out}/leaderboard.csv, pairs.csv and report.html "
+               f"({result.seconds:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,20 @@ images, side by side, with paired statistics. Needs neither maps nor images.
 
 Reads each REPORT folder that `score` wrote (report.json, outcomes.npz, summary.csv,
 per_image.csv), checks that the reports are comparable (same protocol, annotations, IoU
-list and threshold grid), restricts them to their common images and writes to --out:
+list and threshold grid, and the same coverage: the same scored images of the same
+annotated split) and writes to --out:
 
-- leaderboard.csv: one row per report or seed group, every metric on the common images
-  with its 95% bootstrap interval (and, for a group, the standard deviation over seeds);
+- leaderboard.csv: one row per report or seed group, every metric with its 95%
+  bootstrap interval (and, for a group, the standard deviation over seeds), and the
+  coverage ("N of M annotated images");
 - pairs.csv: one row per report or group against the reference: the difference of every
   metric with its 95% paired bootstrap interval, and the exact McNemar test of per-image
-  GT-known correctness at each report's own max_box_acc threshold.
+  GT-known correctness at each report's own max_box_acc threshold;
+- report.html: the two tables as a page people read (acol_eval.comparepage).
+
+Reports of different coverage are refused rather than compared on their common images:
+a figure on part of a split is another benchmark's figure, and a leaderboard of such
+figures beside whole-split ones would mislead.
 
 In every bootstrap resample each method's best CAM threshold is picked again on the
 resample (unless the report took its thresholds from another report), so the interval
@@ -37,8 +44,9 @@ from .stats import interval, mcnemar_exact, resample_weights
 
 MAX_BOOTSTRAP = 100_000  # rounds: 100,000 x 10 metrics x a few methods is tens of MB
 RESAMPLE_BUDGET = 4_000_000  # images x rounds per resampling chunk (about 50 MB)
-OUTPUT_FILES = ("leaderboard.csv", "pairs.csv")
+OUTPUT_FILES = ("leaderboard.csv", "pairs.csv", "report.html")
 BOX_METRICS = ("gt_known_loc", "top1_loc", "max_box_acc", "max_box_acc_v2")
+FIXED_METRICS = ("gt_known_loc", "top1_loc", "top5_loc")  # at the report's own threshold
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,9 @@ class CompareConfig:
 
 @dataclass
 class CompareResult:
-    """What the CLI prints: the two tables, how many images were compared, where."""
+    """What the CLI prints: the two tables, how many images were compared, where.
+    coverage: 'N of M annotated images' (or 'N images' for reports that do not record
+    M); partial: N < M."""
 
     leaderboard: pd.DataFrame
     pairs: pd.DataFrame
@@ -93,6 +103,8 @@ class CompareResult:
     seconds: float
     out: Path
     warnings: list[str] = field(default_factory=list)
+    coverage: str = ""
+    partial: bool = False
 
 
 def _stderr(line: str) -> None:
@@ -120,7 +132,8 @@ def read_report(folder: str) -> Report:
     if not path.is_dir():
         raise AcolError(f"REPORT {folder} is not a folder")
     meta = ReportMeta.read(path)
-    summary = _read_csv(path / "summary.csv", ["metric", "value", "threshold"])
+    summary = _read_csv(path / "summary.csv", ["metric", "value", "threshold"],
+                        optional=["threshold_source"])
     per_image = _read_csv(path / "per_image.csv", ["image", "label"])
     if summary["metric"].duplicated().any():
         raise AcolError(f"{path / 'summary.csv'} names a metric twice")
@@ -129,10 +142,11 @@ def read_report(folder: str) -> Report:
                   labels=per_image["label"].astype(str).to_numpy())
 
 
-def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+def _read_csv(path: Path, columns: list[str], optional: list[str] = ()) -> pd.DataFrame:
     try:
-        table = pd.read_csv(path, usecols=lambda c: c in columns,
-                            dtype={"image": str, "label": str, "metric": str},
+        table = pd.read_csv(path, usecols=lambda c: c in columns or c in optional,
+                            dtype={"image": str, "label": str, "metric": str,
+                                   "threshold_source": str},
                             keep_default_na=False, na_values={"value": [""],
                                                               "threshold": [""]})
     except (OSError, ValueError, pd.errors.ParserError) as exc:
@@ -144,16 +158,24 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     return table
 
 
+def coverage(report: Report) -> str:
+    """'N of M annotated images', or 'N images' for a report that does not record M."""
+    if report.meta.annotated:
+        return report.meta.coverage
+    return f"{len(report.images)} image{'s' if len(report.images) != 1 else ''}"
+
+
 def check_comparable(reports: list[Report]) -> list[str]:
     """Refuse (one line naming what differs) reports scored under another protocol, IoU
-    list, threshold grid or annotations; returns warnings to print.
+    list, threshold grid, annotations or coverage; returns warnings to print.
 
-    annotations_digest covers the scored images' names, labels and boxes, so reports of
-    different image subsets of one annotation source have different digests. Those are
-    compared on their common images when they name the same source and split and agree
-    on every common image's label; anything else with another digest is refused.
+    annotations_digest covers the scored images' names, labels and boxes. Reports of one
+    annotation source must have scored the same images of the same annotated split
+    (their coverage, "N of M annotated images", is one): a method scored on part of a
+    split is not compared with one scored on another part or the whole, even on the
+    images they share. Same images with another digest: other labels or boxes, refused.
     """
-    first, warnings = reports[0], []
+    first = reports[0]
     checks = (("protocol", lambda r: r.meta.protocol),
               ("IoU list (--iou)", lambda r: [int(k) for k in r.meta.iou]),
               ("CAM threshold grid (--cam-curve-interval)",
@@ -163,23 +185,35 @@ def check_comparable(reports: list[Report]) -> list[str]:
             if get(first) != get(other):
                 raise AcolError(f"cannot compare {first.path} and {other.path}: the {what} "
                                 f"differs ({get(first)} vs {get(other)})")
-        if first.meta.annotations_digest == other.meta.annotations_digest:
-            continue
         same_source = ((first.meta.annotations, first.meta.split)
                        == (other.meta.annotations, other.meta.split))
         differ = (f"cannot compare {first.path} and {other.path}: the annotations differ "
                   f"({first.meta.annotations} vs {other.meta.annotations}, annotations_digest "
                   f"{first.meta.annotations_digest[:12]} vs {other.meta.annotations_digest[:12]})")
-        if not same_source or set(first.images) == set(other.images):
+        digests_equal = first.meta.annotations_digest == other.meta.annotations_digest
+        if not digests_equal and not same_source:
             raise AcolError(differ)
-        mine = pd.Series(first.labels, index=first.images)
-        theirs = pd.Series(other.labels, index=other.images)
-        shared = mine.index.intersection(theirs.index)
-        if not (mine[shared] == theirs[shared]).all():
-            raise AcolError(differ + "; common images have other labels")
-        warnings.append(f"{first.path} and {other.path} scored different images of "
-                        f"{first.meta.annotations}; comparing the common ones")
-    return warnings
+        _check_coverage(first, other)
+        if not digests_equal:
+            raise AcolError(differ + "; the same images have other labels or boxes")
+    return []
+
+
+def _check_coverage(first: Report, other: Report) -> None:
+    """One line naming both coverages when two reports scored other images, or the same
+    images of annotated splits of other sizes."""
+    mine, theirs = set(first.images), set(other.images)
+    known = first.meta.annotated and other.meta.annotated
+    if mine == theirs and not (known and first.meta.annotated != other.meta.annotated):
+        return
+    only_first, only_second = len(mine - theirs), len(theirs - mine)
+    detail = (f"{only_first} image{'s' if only_first != 1 else ''} only in the first, "
+              f"{only_second} only in the second" if mine != theirs
+              else "annotated splits of other sizes")
+    raise AcolError(f"cannot compare {first.path} ({coverage(first)}) and {other.path} "
+                    f"({coverage(other)}): they cover different images ({detail}); score "
+                    f"every method on the same images (the same --images list, or the "
+                    f"whole split)")
 
 
 def common_images(reports: list[Report]) -> pd.Index:
@@ -436,10 +470,24 @@ def pairs_table(names: list[str], reference: int, methods: list[list[Resampleabl
 
 
 def method_names(groups: list[tuple[str, ...]]) -> list[str]:
-    """A short name per method: its folders' names joined by commas, made unique."""
+    """A short name per method: its folders' names joined by commas; where other folders
+    share a name (run/report, run2/report), with their parent's ('run/report'); made
+    unique with a number where that is not enough (one report given twice)."""
+    def short(path: str) -> str:
+        return Path(path).name or str(path)
+
+    folders: dict[str, set[Path]] = {}
+    for p in (p for paths in groups for p in paths):
+        folders.setdefault(short(p), set()).add(Path(p).resolve())
+
+    def named(path: str) -> str:
+        if len(folders[short(path)]) < 2:
+            return short(path)
+        return f"{Path(path).resolve().parent.name}/{short(path)}"
+
     names: list[str] = []
     for paths in groups:
-        name = ",".join(Path(p).name or str(p) for p in paths)
+        name = ",".join(named(p) for p in paths)
         base, copy = name, 2
         while name in names:
             name, copy = f"{base} ({copy})", copy + 1
@@ -469,31 +517,75 @@ def _refuse_overwrite(out: Path, overwrite: bool) -> None:
                         f"replace them or choose another --out")
 
 
+def threshold_source(report: Report, metric: str) -> str:
+    """Where `metric`'s CAM threshold came from: summary.csv's threshold_source, else
+    (older reports) 'fixed' for the fixed-threshold rows and report.json's source
+    ('oracle', 'from:PATH') for the others."""
+    given = (report.summary["threshold_source"].get(metric, "")
+             if "threshold_source" in report.summary else "")
+    if isinstance(given, str) and given:
+        return given
+    taken = str(report.meta.threshold_source)
+    if metric in FIXED_METRICS and not taken.startswith("from"):
+        return "fixed"
+    return taken
+
+
+def with_thresholds(leaderboard: pd.DataFrame, reports: list[list[Report]]) -> pd.DataFrame:
+    """The leaderboard with where each row's CAM thresholds came from: `threshold` and
+    `threshold_source` of the fixed-threshold metrics (gt_known_loc, top1_loc; empty
+    threshold for a seed group whose seeds differ), `best_threshold_source` of the
+    MaxBoxAcc ones ('oracle': re-picked on every resample, or taken from a report)."""
+    board = leaderboard.copy()
+    fixed, sources, best = [], [], []
+    for members in reports:
+        values = {float(r.summary["threshold"].get("gt_known_loc", np.nan)) for r in members}
+        fixed.append(values.pop() if len(values) == 1 else np.nan)
+        sources.append(";".join(dict.fromkeys(threshold_source(r, "gt_known_loc")
+                                              for r in members)))
+        best.append(";".join(dict.fromkeys(threshold_source(r, "max_box_acc")
+                                           for r in members)))
+    board["threshold"], board["threshold_source"] = fixed, sources
+    board["best_threshold_source"] = best
+    return board
+
+
+def with_coverage(leaderboard: pd.DataFrame, report: Report) -> pd.DataFrame:
+    """The leaderboard with `annotated` (M, empty when the reports do not record it) and
+    `coverage` ('N of M annotated images') after `images`: every report has the same
+    (check_comparable), so one report says it for all."""
+    at = list(leaderboard.columns).index("images") + 1
+    board = leaderboard.copy()
+    board.insert(at, "annotated", report.meta.annotated or np.nan)
+    board.insert(at + 1, "coverage", coverage(report))
+    return board
+
+
 def _write_html(out: Path, reports: list[list[Path]], leaderboard: pd.DataFrame,
                 pairs: pd.DataFrame) -> None:
-    """report.html beside the tables (SPEC 11): leaderboard, pairs, every method's
-    curves on one plot, the images where the methods disagree most."""
-    from .htmlreport import write_compare_html
+    """report.html beside the tables: the pivot of methods and headline metrics, what
+    each column means, every method's curves on one plot, the images where the methods
+    disagree most, the tables as written."""
+    from .comparepage import write_compare_html
 
     # one report folder per leaderboard row: a seed group's page shows its first seed
     write_compare_html(out, [members[0] for members in reports], leaderboard, pairs)
 
 
 def run(config: CompareConfig, log: Callable[[str], None] = _stderr) -> CompareResult:
-    """Read the reports, check them, resample, write leaderboard.csv and pairs.csv."""
+    """Read the reports, check them, resample, write leaderboard.csv, pairs.csv and
+    report.html. Reports that cannot be compared are refused before --out is touched."""
     started = time.monotonic()
     groups, reference = reference_index(config.groups, config.reference)
     names, out = method_names(groups), Path(config.out)
+    _refuse_overwrite(out, config.overwrite)
+    reports = [[read_report(p) for p in paths] for paths in groups]
+    every = [r for members in reports for r in members]
+    warnings = check_comparable(every)
+    common = common_images(every)  # every report's images, in the first's order
+    sizes = {str(r.path): len(r.images) for r in every}
     with FolderLock(out, "compare"):
-        _refuse_overwrite(out, config.overwrite)
-        reports = [[read_report(p) for p in paths] for paths in groups]
-        every = [r for members in reports for r in members]
-        warnings = check_comparable(every)
-        common = common_images(every)
-        sizes = {str(r.path): len(r.images) for r in every}
-        if any(size != len(common) for size in sizes.values()):
-            warnings.append(f"compared on the {len(common)} images common to all reports ("
-                            + ", ".join(f"{p}: {n}" for p, n in sizes.items()) + ")")
+        _refuse_overwrite(out, config.overwrite)  # again: another run may have written
         for line in warnings:
             log(f"acol-eval: warning: {line}")
         methods = [[prepare(r, common) for r in members] for members in reports]
@@ -507,6 +599,7 @@ def run(config: CompareConfig, log: Callable[[str], None] = _stderr) -> CompareR
         order = metric_order(every[0].meta.iou)
         leaderboard = leaderboard_table(names, [list(g) for g in groups], observed, samples,
                                         len(common), order)
+        leaderboard = with_thresholds(with_coverage(leaderboard, every[0]), reports)
         pairs = pairs_table(names, reference, methods, observed, samples, len(common), order)
         for name, table in (("leaderboard.csv", leaderboard), ("pairs.csv", pairs)):
             atomic_write_text(out / name, table.to_csv(index=False, float_format="%.6g"))
@@ -514,7 +607,8 @@ def run(config: CompareConfig, log: Callable[[str], None] = _stderr) -> CompareR
                     pairs)
     return CompareResult(leaderboard=leaderboard, pairs=pairs, reference=names[reference],
                          common=len(common), images=sizes, rounds=config.bootstrap,
-                         seconds=time.monotonic() - started, out=out, warnings=warnings)
+                         seconds=time.monotonic() - started, out=out, warnings=warnings,
+                         coverage=coverage(every[0]), partial=every[0].meta.partial)
 
 
 # --------------------------------------------------------------------------- terminal
@@ -549,8 +643,11 @@ def result_text(result: CompareResult) -> str:
     optimism = board.get("max_box_acc_v2_optimism")
     if optimism is not None and optimism.notna().any():  # why an oracle value may sit low
         rows.append(("max_box_acc_v2 optimism", [_cell(v, sign=True) for v in optimism]))
-    lines = [f"{result.common} images, " + (f"{result.rounds} bootstrap rounds, 95% intervals"
-                                            if result.rounds else "no bootstrap")]
+    scope = result.coverage or f"{result.common} images"
+    if result.partial:
+        scope += " (partial: not the whole split)"
+    lines = [f"{scope}, " + (f"{result.rounds} bootstrap rounds, 95% intervals"
+                             if result.rounds else "no bootstrap")]
     lines += _columns("leaderboard", board["method"].tolist(), rows)
     if len(pairs):
         rows = [(f"{m} diff", [_cell(r[f"{m}_diff"], r[f"{m}_diff_ci_low"],

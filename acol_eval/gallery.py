@@ -20,16 +20,20 @@ LINE_WIDTH = 2
 # the error types of metrics.error_type, in the order the report lists them
 ERROR_TYPES = ["wrong_class", "multiple_instances", "part", "too_large", "mislocated"]
 WSOLEVAL_SIDE = 224  # the wsoleval protocol's box frame: 224 x 224, inclusive corners
+FOUND_IOU = 0.5  # a box counts as found from this IoU (GT-known Loc, MaxBoxAcc)
 
 
 def pick_gallery(per_image: pd.DataFrame, worst: int = 6, best: int = 6,
                  per_error: int = 3, limit: int = 36) -> pd.DataFrame:
     """The rows of per_image.csv worth looking at, at most `limit`, each once.
 
-    The `worst` lowest and `best` highest IoUs, then `per_error` images of each error
-    type (ERROR_TYPES) spread over that type's IoU range. Ties break on the image name
-    so the pick is the same however the rows were ordered. Returns those rows with a
-    `reason` column ('worst IoU', 'best IoU', 'error: part', ...), in display order.
+    The `worst` lowest IoUs among the images that were missed, and the `best` highest
+    among those that were found (per_image.csv's `correct`; without it, IoU below or
+    at least 0.5), so that no found image is shown as a worst case; then `per_error`
+    images of each error type (ERROR_TYPES) spread over that type's IoU range. Ties
+    break on the image name so the pick is the same however the rows were ordered.
+    Returns those rows with a `reason` column ('worst IoU', 'best IoU', 'error: part',
+    ...), in display order.
     """
     if "image" not in per_image or "iou" not in per_image or not len(per_image):
         return per_image.iloc[:0].assign(reason=pd.Series(dtype=str))
@@ -42,8 +46,12 @@ def pick_gallery(per_image: pd.DataFrame, worst: int = 6, best: int = 6,
             if len(chosen) < limit and i not in chosen:
                 chosen[i] = reason
 
-    take(table.index[:worst], "worst IoU")
-    take(table.index[::-1][:best], "best IoU")
+    if "correct" in table:
+        found = pd.to_numeric(table["correct"], errors="coerce").fillna(0).to_numpy() > 0
+    else:
+        found = table["iou"].to_numpy() >= FOUND_IOU
+    take(table.index[~found][:worst], "worst IoU")
+    take(table.index[found][::-1][:best], "best IoU")
     if "error" in table:
         for kind in ERROR_TYPES:
             rows = table.index[(table["error"] == kind).to_numpy()]

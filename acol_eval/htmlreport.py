@@ -7,8 +7,13 @@ per_image.csv, report.json; each optional, extra columns ignored, missing ones l
 out). The gallery reads only the maps and images of the few dozen images it shows, so
 the page costs little next to scoring however many images were scored.
 
-One renderer: sections are functions returning HTML strings; `write_score_html` and
-`write_compare_html` pick and order them.
+One renderer: sections are functions returning HTML strings; `write_score_html` picks
+and orders them here, acol_eval.comparepage's `write_compare_html` for `compare`; the
+gallery's section and its inputs are acol_eval.gallerypage's.
+
+Every figure that depends on a CAM threshold is shown with that threshold and where it
+came from (fixed, calibrated, oracle, another report), so a page never shows the same
+name at two thresholds without saying so.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +33,7 @@ from . import gallery
 from .errors import AcolError
 from .reportfolder import ReportMeta
 from .reports import chosen_metric, line_style
-from .safeio import atomic_write_text, is_inside
+from .safeio import atomic_write_text
 
 if TYPE_CHECKING:
     from .readers import Annotations
@@ -37,13 +41,18 @@ if TYPE_CHECKING:
 PAGE_FILE = "report.html"
 INTEGER_COLUMNS = {"iou", "count", "images", "n"}  # floats only because of empty cells
 MAX_TABLE_ROWS = 2000  # per-class tables longer than this are cut (a note says so)
-MAX_MAP_VALUES = 4096 * 4096  # a .npy map larger than this is not read for the gallery
-HEADLINE = ["max_box_acc_v2", "max_box_acc", "best_top1_loc", "top1_loc", "best_gt_known_loc",
-            "gt_known_loc", "cls_top1", "pxap"]
-CARD_NOTES = {"max_box_acc_v2": "<small>mean over IoU 30, 50, 70, each at its own "
-                                "threshold</small>",
-              "pxap": "<small>area under the pixel precision-recall curve</small>"}
-MAX_IMAGE_PIXELS = 64_000_000  # larger non-JPEG images (no reduced decoding) are not shown
+HEADLINE = ["max_box_acc_v2", "max_box_acc", "top1_loc", "best_top1_loc", "gt_known_loc",
+            "best_gt_known_loc", "agnostic_loc", "best_agnostic_loc", "cls_top1", "pxap"]
+# readable names of the metrics the page knows; any other summary row keeps its own name
+METRIC_LABELS = {"max_box_acc_v2": "MaxBoxAccV2", "max_box_acc": "MaxBoxAcc",
+                 "top1_loc": "Top-1 Loc", "top5_loc": "Top-5 Loc",
+                 "gt_known_loc": "GT-known Loc",
+                 "agnostic_loc": "Class-agnostic Loc (top-1 map)",
+                 "cls_top1": "Top-1 cls", "cls_top5": "Top-5 cls", "pxap": "PxAP",
+                 "mean_iou": "mean IoU"}
+# per-class columns whose value depends on the CAM threshold
+THRESHOLD_COLUMNS = ("gt_known_loc", "agnostic_loc", "top1_loc", "top5_loc", "mean_iou")
+CARD_NOTES = {"pxap": "<small>area under the pixel precision-recall curve</small>"}
 
 
 # --------------------------------------------------------------------------- reading
@@ -120,16 +129,49 @@ def fmt_number(value, digits: int = 2) -> str:
     return f"{number:.{digits}f}"
 
 
+def fmt_iou(value) -> str:
+    """An IoU to 3 places, cut rather than rounded: a box under the 0.5 that counts as
+    found never reads 0.500 beside 'mislocated'."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return esc(value)
+    if not math.isfinite(number):
+        return ""
+    # 1e-9: a CSV's 0.7 is 0.69999... in binary and must still read 0.700
+    return f"{math.floor(number * 1000 + 1e-9) / 1000:.3f}"
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """'1 class', '2 classes'."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+def metric_label(name: str) -> str:
+    """The readable name of a summary.csv metric ('best_' ones say they are oracle
+    figures; '@k' ones their IoU); a name the page does not know is shown as it is."""
+    if name in METRIC_LABELS:
+        return METRIC_LABELS[name]
+    if name.startswith("best_") and name[5:] in METRIC_LABELS:
+        return f"{METRIC_LABELS[name[5:]]} at the oracle threshold"
+    base, at, iou = name.partition("@")
+    if at and base in METRIC_LABELS:
+        return f"{METRIC_LABELS[base]} at IoU {iou}"
+    return name
+
+
 def _digits(column: str) -> int:
     name = column.lower()
     return 3 if "threshold" in name or name.startswith("p_") or name == "p" else 2
 
 
-def table_html(frame: pd.DataFrame, limit: int = MAX_TABLE_ROWS, bars: str | None = None
-               ) -> str:
+def table_html(frame: pd.DataFrame, limit: int = MAX_TABLE_ROWS, bars: str | None = None,
+               headers: dict[str, str] | None = None) -> str:
     """An HTML table of a DataFrame; floats rounded (thresholds and p-values to 3 places);
-    `bars`: a 0-100 column drawn as an inline bar behind its number."""
-    head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
+    `bars`: a 0-100 column drawn as an inline bar behind its number; `headers`: HTML
+    to show in place of some column names."""
+    headers = headers or {}
+    head = "".join(f"<th>{headers.get(c, esc(c))}</th>" for c in frame.columns)
     rows = []
     for record in frame.head(limit).itertuples(index=False):
         cells = []
@@ -191,6 +233,7 @@ class Marker:
     style: int | None  # None: the fixed threshold (grey, dotted, full height)
     metric: str
     y: float | None = None
+    word: str = "fixed"  # written beside a full-height mark: where its threshold came from
 
 
 def _style(style: int) -> tuple[str, str]:
@@ -249,7 +292,7 @@ def _marker_svg(marker: Marker, to_px, top: int, plot_h: int) -> str:
         return (f'<line class="marker fixed" {data} x1="{x:.1f}" y1="{top}" x2="{x:.1f}" '
                 f'y2="{top + plot_h}" stroke="#555" stroke-width="1.5" '
                 f'stroke-dasharray="1 3"><title>{esc(marker.label)}</title></line>'
-                f'<text x="{x + 4:.1f}" y="{top + 12}" class="tick">fixed</text>')
+                f'<text x="{x + 4:.1f}" y="{top + 12}" class="tick">{esc(marker.word)}</text>')
     colour, dash = _style(marker.style)
     _, y = to_px(0.0, marker.y if marker.y is not None else 0.0)
     dot = (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4.5" fill="{colour}" stroke="#fff"/>'
@@ -302,21 +345,75 @@ def describe_source(source: str) -> str:
     """report.json's threshold_source in words."""
     if source.startswith("from:"):
         return f"from another report ({source[5:]})"
-    return {"oracle": "oracle: the best on this split", "fixed": "fixed"}.get(source, source)
+    return {"oracle": "oracle: the best on this split", "fixed": "fixed",
+            "calibrated": "calibrated on validation images"}.get(source, source)
+
+
+def short_source(source: str) -> str:
+    """describe_source in a word or two, for table cells."""
+    return ("from another report" if source.startswith("from") else
+            source.split(":")[0])
 
 
 def row_source(row: pd.Series, meta: ReportMeta | None) -> str:
     """Where a summary row's CAM threshold came from: summary.csv's threshold_source
     column when score wrote one, else the fixed rows are fixed and the others follow
-    report.json (oracle when unknown)."""
-    if pd.isna(row.get("threshold", np.nan)):
-        return ""
+    report.json (oracle when unknown). MaxBoxAccV2 has no one threshold: its IoUs'
+    source, each at its own; other rows without a threshold: ''."""
     own = row.get("threshold_source", np.nan)
+    if pd.isna(row.get("threshold", np.nan)):
+        if str(row["metric"]) != "max_box_acc_v2":
+            return ""
+        source = own if isinstance(own, str) and own else (
+            meta.threshold_source if meta else "oracle")
+        return f"{describe_source(source)}, each IoU at its own"
     if isinstance(own, str) and own:
         return describe_source(own)
     if str(row["metric"]) in ("gt_known_loc", "top1_loc", "top5_loc"):
         return "fixed"
     return describe_source(meta.threshold_source if meta else "oracle")
+
+
+def card_metrics(names: list[str]) -> list[str]:
+    """The summary rows shown as cards: the known headline metrics in their order, then
+    any other row (not an input issue, not one IoU of MaxBoxAccV2) in the file's order."""
+    known = [m for m in HEADLINE if m in names]
+    return known + [m for m in names if m not in HEADLINE and "@" not in m
+                    and not m.startswith("issue:")]
+
+
+def metric_card(name: str, row: pd.Series, meta: ReportMeta | None,
+                ious: list[str] = ()) -> str:
+    """One headline number: its label, value, threshold and the threshold's source, and
+    its interval. ious: MaxBoxAccV2's IoUs (the summary's max_box_acc_v2@k rows)."""
+    ci = (f"<small>95% CI {fmt_number(row['ci_low'])} &ndash; {fmt_number(row['ci_high'])}"
+          f"</small>" if "ci_low" in row and pd.notna(row["ci_low"]) else "")
+    if pd.notna(row.get("threshold", np.nan)):
+        at = (f"<small>at CAM threshold {fmt_number(row['threshold'], 3)} "
+              f"({esc(row_source(row, meta))})</small>")
+    elif name == "max_box_acc_v2":
+        over = f" over IoU {', '.join(ious)}" if ious else ""
+        at = (f"<small>mean{over}, each at its own threshold "
+              f"({esc(short_source(row_source(row, meta)))})</small>")
+    else:
+        at = CARD_NOTES.get(name, "")
+    value = fmt_number(row["value"])
+    return (f'<div class="card" data-card="{esc(name)}"><div class="k">'
+            f'{esc(metric_label(name))}</div><div class="v">{value}</div>'
+            f"<small><code>{esc(name)}</code></small>{at}{ci}</div>")
+
+
+def coverage_banner(meta: ReportMeta | None) -> str:
+    """A banner no reader can miss when the report covers part of the scored split."""
+    if meta is None or not meta.partial:
+        return ""
+    why = {"allow-missing": "annotated images without a map were left out "
+                            "(--allow-missing)",
+           "images": "an --images list named the subset"}.get(meta.subset or "",
+                                                              meta.subset or "")
+    return (f'<div class="banner" id="partial"><b>Partial report: {esc(meta.coverage)}'
+            f"</b> of the split were scored{': ' + esc(why) if why else ''}. These are "
+            f"not the benchmark's figures for the whole split.</div>")
 
 
 def headline_section(report: Report) -> str:
@@ -326,17 +423,13 @@ def headline_section(report: Report) -> str:
     if "metric" not in summary or "value" not in summary:
         return section("metrics", "Metrics", '<p class="note">No summary.csv in this '
                        "report.</p>")
-    cards = []
-    for name in HEADLINE:
-        row = report.metric(name)
-        if row is None:
-            continue
-        ci = (f"<small>95% CI {fmt_number(row['ci_low'])} &ndash; {fmt_number(row['ci_high'])}"
-              f"</small>" if "ci_low" in row and pd.notna(row["ci_low"]) else "")
-        at = (f"<small>at CAM threshold {fmt_number(row['threshold'], 3)}</small>"
-              if pd.notna(row.get("threshold", np.nan)) else CARD_NOTES.get(name, ""))
-        cards.append(f'<div class="card"><div class="k">{esc(name)}</div>'
-                     f'<div class="v">{fmt_number(row["value"])}</div>{at}{ci}</div>')
+    names = summary["metric"].astype(str).tolist()
+    ious = [n.split("@", 1)[1] for n in names if n.startswith("max_box_acc_v2@")]
+    cards = [metric_card(name, report.metric(name), report.meta, ious)
+             for name in card_metrics(names)]
+    meta = report.meta
+    scope = (f'<p class="coverage">On {esc(meta.coverage)}.</p>'
+             if meta is not None and meta.annotated else "")
     metrics = summary[~summary["metric"].astype(str).str.startswith("issue:")].copy()
     metrics["threshold from"] = [row_source(r, report.meta) for _, r in metrics.iterrows()]
     shown = [c for c in ["metric", "value", "ci_low", "ci_high", "threshold", "iou", "count",
@@ -347,7 +440,7 @@ def headline_section(report: Report) -> str:
         items = "".join(f"<li>{esc(str(r['metric'])[6:].replace('_', ' '))}: "
                         f"{fmt_number(r['value'], 0)}</li>" for _, r in issues.iterrows())
         issue_html = f"<h3>Input issues</h3><ul>{items}</ul>"
-    return section("metrics", "Metrics", f'<div class="cards">{"".join(cards)}</div>'
+    return section("metrics", "Metrics", scope + f'<div class="cards">{"".join(cards)}</div>'
                    + table_html(metrics[shown]) + issue_html)
 
 
@@ -376,6 +469,8 @@ def chosen_row(report: Report, column: str) -> pd.Series | None:
     if wanted is None:
         return None
     row = report.metric(wanted)
+    if row is None and wanted == "best_gt_known_loc":  # scored on the top-1 class's map
+        row = report.metric("best_agnostic_loc")
     if row is not None or "metric" not in report.summary:
         return row
     names = report.summary["metric"].astype(str)
@@ -407,11 +502,13 @@ def curves_section(report: Report) -> str:
     if not lines:
         return section("curves", "Accuracy against CAM threshold",
                        '<p class="note">No curve.csv in this report.</p>')
-    fixed = report.metric("gt_known_loc")
-    if fixed is not None and pd.notna(fixed.get("threshold", np.nan)):
-        markers.append(Marker(f"fixed CAM threshold {float(fixed['threshold']):.3f} "
-                              "(gt_known_loc, top1_loc, top5_loc)",
-                              float(fixed["threshold"]), None, "gt_known_loc"))
+    _, fixed = _summary_threshold(report, ("gt_known_loc", "agnostic_loc"))
+    if fixed is not None:
+        words = short_source(row_source(fixed, report.meta))
+        markers.append(Marker(f"{words} CAM threshold {float(fixed['threshold']):.3f} "
+                              f"({fixed['metric']}, top1_loc, top5_loc)",
+                              float(fixed["threshold"]), None, str(fixed["metric"]),
+                              word=words))
     body = ('<p class="note">Share of images whose box reaches the IoU threshold, at every '
             'CAM threshold. gt_known_loc uses the largest box at IoU 50; box_acc_v2@k uses '
             'all boxes at IoU k. Dots mark the threshold each metric was taken at.</p>'
@@ -437,17 +534,136 @@ def pxap_html(report: Report) -> str:
                    "precision-recall curve is not drawn.</p>")
 
 
+def _constant(table: pd.DataFrame, column: str):
+    """The one value a column holds (None: no such column, or several values)."""
+    if column not in table:
+        return None
+    values = table[column].dropna().unique()
+    return values[0] if len(values) == 1 else None
+
+
+def _summary_threshold(report: Report, names: tuple[str, ...]
+                       ) -> tuple[float | None, pd.Series | None]:
+    """The CAM threshold of the first of `names` that summary.csv gives one for."""
+    for name in names:
+        row = report.metric(name)
+        if row is not None and pd.notna(row.get("threshold", np.nan)):
+            return float(row["threshold"]), row
+    return None, None
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    return a is not None and b is not None and abs(float(a) - float(b)) < 5e-7
+
+
+@dataclass
+class PerClassView:
+    """per_class.csv as the page shows it: the table, the note above it, and the
+    headers that say at which threshold each threshold-dependent column is."""
+
+    table: pd.DataFrame
+    note: str
+    headers: dict[str, str]
+
+
+def per_class_view(report: Report) -> PerClassView:
+    """Say at which CAM threshold, and from where, per_class.csv's figures are.
+
+    per_class.csv gives its threshold (`threshold`) and where it came from
+    (`threshold_source`); columns named best_... are oracle figures. A report written
+    before per_class.csv said where its threshold came from holds figures at the oracle
+    threshold under the headline's names: when its threshold is the oracle's and not the
+    headline's, those columns are shown as best_... so that one name never means two
+    thresholds on one page."""
+    table = report.per_class.copy()
+    threshold = _constant(table, "threshold")
+    source = _constant(table, "threshold_source")
+    headline, headline_row = _summary_threshold(report, ("gt_known_loc", "agnostic_loc"))
+    oracle, oracle_row = _summary_threshold(report, ("best_gt_known_loc",
+                                                     "best_agnostic_loc", "max_box_acc"))
+    # the best_ rows' threshold: the oracle's, or one taken from another report
+    best_words = "oracle threshold"
+    if oracle_row is not None and not row_source(oracle_row, report.meta).startswith("oracle"):
+        best_words = row_source(oracle_row, report.meta)
+    where, old_oracle = "", False
+    if isinstance(source, str) and source:
+        where = describe_source(source)
+    elif threshold is not None and "threshold_source" not in table:
+        if _same(threshold, headline):
+            where = row_source(headline_row, report.meta)
+        elif _same(threshold, oracle):
+            where, old_oracle = row_source(oracle_row, report.meta), True
+    if old_oracle:  # mean_iou keeps its name ('best mean IoU' would read as a maximum)
+        table = table.rename(columns={c: f"best_{c}" for c in THRESHOLD_COLUMNS
+                                      if c in table and f"best_{c}" not in table
+                                      and c != "mean_iou"})
+    at = "" if threshold is None else f"{float(threshold):.3f}"
+    headers = {}
+    for column in table.columns:
+        name = str(column)
+        if name.startswith("best_") and name[5:] in THRESHOLD_COLUMNS:
+            best = at if old_oracle else _constant(table, "best_threshold")
+            shown = f" {float(best):.3f}" if best not in (None, "") else ""
+            headers[column] = f"{esc(name)}<br><small>{esc(best_words)}{shown}</small>"
+        elif name in THRESHOLD_COLUMNS:
+            place = (f"at {at}" + (f", {esc(where)}" if where else "") if at
+                     else "at the row's threshold")
+            headers[column] = f"{esc(name)}<br><small>{place}</small>"
+    if threshold is not None:  # said in the headers and the note: not a column each row
+        table = table.drop(columns=[c for c in ("threshold", "threshold_source")
+                                    if c in table and _constant(table, c) is not None])
+    if "best_threshold" in table and _constant(table, "best_threshold") is not None:
+        table = table.drop(columns=["best_threshold"])
+    return PerClassView(table, _per_class_note(at, where, old_oracle, headline), headers)
+
+
+def _per_class_note(at: str, where: str, old_oracle: bool, headline: float | None) -> str:
+    if old_oracle:
+        theirs = "" if headline is None else f" {headline:.3f}"
+        return (f"This report's per_class.csv holds figures at CAM threshold {at}, the "
+                f"best_gt_known_loc threshold ({esc(where)}), not at the headline's"
+                f"{theirs}: its columns are shown as best_... Score the run again with "
+                f"this acol-eval for per-class figures at the headline's threshold.")
+    if not at:
+        return "Each row's figures are at that row's CAM threshold."
+    same = " (the headline's)" if _same(float(at), headline) else ""
+    return (f"Figures at CAM threshold {at}{same}" + (f", {esc(where)}" if where else "")
+            + ".")
+
+
 def per_class_section(report: Report) -> str:
-    table = report.per_class
-    if not len(table):
+    if not len(report.per_class):
         return section("classes", "Per class", '<p class="note">No per_class.csv.</p>')
-    key = next((c for c in ("gt_known_loc", "top1_loc", "mean_iou") if c in table), None)
+    view = per_class_view(report)
+    table = view.table
+    key = next((c for c in ("gt_known_loc", "agnostic_loc", "best_gt_known_loc",
+                            "best_agnostic_loc", "top1_loc", "mean_iou") if c in table), None)
     if key is not None:
         table = table.sort_values([key] + [c for c in ("class",) if c in table],
                                   kind="stable")
-    note = (f'<p class="note">{len(table)} classes, worst {esc(key)} first.</p>'
-            if key else "")
-    return section("classes", "Per class", note + table_html(table, bars=key))
+    count = plural(len(table), "class", "classes")
+    first = f", worst {esc(key)} first" if key else ""
+    note = f'<p class="note">{count}{first}. {view.note}</p>'
+    return section("classes", "Per class",
+                   note + table_html(table, bars=key, headers=view.headers))
+
+
+def per_image_threshold(report: Report) -> str:
+    """At which CAM threshold per_image.csv's boxes, IoUs and error types are, in words
+    (its `threshold` column, matched to the summary row it belongs to)."""
+    threshold = _constant(report.per_image, "threshold")
+    if threshold is None:
+        return "the threshold best for GT-known"
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        return "the threshold best for GT-known"
+    for name in ("best_gt_known_loc", "best_agnostic_loc", "gt_known_loc", "agnostic_loc"):
+        found, row = _summary_threshold(report, (name,))
+        if _same(found, value):
+            return (f"CAM threshold {value:.3f} ({name}'s, "
+                    f"{short_source(row_source(row, report.meta))})")
+    return f"CAM threshold {value:.3f}"
 
 
 def errors_section(report: Report) -> str:
@@ -462,292 +678,12 @@ def errors_section(report: Report) -> str:
     total = max(sum(c for _, c in pairs), 1)
     table = pd.DataFrame({"type": names, "images": [c for _, c in pairs],
                           "share (%)": [100.0 * c / total for _, c in pairs]})
-    note = ('<p class="note">Why a box missed (at the threshold best for GT-known): '
+    note = (f'<p class="note">Why a box missed, at {esc(per_image_threshold(report))}: '
             "wrong class (box right, top-1 class wrong), multiple instances (the box spans "
             "two or more objects), part (the box lies inside an object), too large (the "
             "object lies inside the box), mislocated (anything else).</p>")
     return section("errors", "Error types", note + '<div class="row">' + bar_chart(pairs)
                    + table_html(table) + "</div>")
-
-
-# --------------------------------------------------------------------------- gallery inputs
-
-
-@dataclass
-class GallerySource:
-    """Where a report's gallery finds its pictures: the run's maps (store or .npy folder),
-    image roots to try in order, ground-truth boxes and sizes from the annotations,
-    top-1 predictions. Everything optional: what is missing is left off the pictures."""
-
-    run: Path | None
-    map_choice: str
-    baseline: str | None
-    roots: list[Path]
-    gt: dict[str, np.ndarray]
-    sizes: dict[str, tuple[float, float]]
-    predictions: dict[str, tuple[str, float]]
-
-
-def _run_json(run: Path | None) -> dict:
-    try:
-        record = json.loads((run / "run.json").read_text()) if run else {}
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
-def _annotations(meta: ReportMeta | None, images: set[str],
-                 source: Annotations | None = None):
-    """The annotations of the gallery's images: (root, gt boxes, sizes), or (None, {}, {})
-    when report.json has no source or it cannot be read (the gallery then has no GT).
-    `source`: the Annotations already read by the caller (score), else report.json's
-    source is read."""
-    from .readers import read_source
-
-    if source is None:
-        if meta is None or not meta.annotations:
-            return None, {}, {}
-        try:
-            source = read_source(meta.annotations)
-        except (AcolError, OSError, ValueError, KeyError):
-            return None, {}, {}
-    boxes = source.boxes[source.boxes["image"].isin(images)]
-    gt = {name: group[["x0", "y0", "x1", "y1"]].to_numpy(np.float64)
-          for name, group in boxes.groupby("image")}
-    chosen = source.images[source.images["image"].isin(images)]
-    sizes = {r.image: (float(r.width), float(r.height)) for r in chosen.itertuples()
-             if pd.notna(r.width) and pd.notna(r.height)}
-    return source.root, gt, sizes
-
-
-def _image_roots(meta: ReportMeta | None, annotation_root, run_record: dict) -> list[Path]:
-    """Folders image names may be relative to, most specific first: report.json's
-    images_root, run.json's resolved image_root, its --image-root, its IMAGES argument
-    (FORMAT:PATH or a folder or a list file's folder), the annotation root."""
-    arguments = run_record.get("arguments") or {}
-    candidates = [meta.images_root if meta else None, run_record.get("image_root"),
-                  arguments.get("image_root")]
-    images = arguments.get("images")
-    if isinstance(images, str) and images:
-        fmt, sep, rest = images.partition(":")
-        path = Path(rest if sep and len(fmt) > 1 else images)
-        candidates.append(path if path.is_dir() else path.parent)
-    candidates.append(annotation_root)
-    roots: list[Path] = []
-    for candidate in candidates:
-        if candidate and Path(candidate).is_dir() and Path(candidate) not in roots:
-            roots.append(Path(candidate))
-    return roots
-
-
-def _predictions(run: Path | None, images: set[str]) -> dict[str, tuple[str, float]]:
-    path = run / "predictions.csv" if run else None
-    if path is None or not path.is_file():
-        return {}
-    try:
-        table = pd.read_csv(path, dtype={"image": str, "pred_1": str}, keep_default_na=False,
-                            usecols=lambda c: c in ("image", "pred_1", "score_1"))
-    except (OSError, ValueError, pd.errors.ParserError):
-        return {}
-    if not {"image", "pred_1", "score_1"} <= set(table.columns):
-        return {}
-    table = table[table["image"].isin(images)]
-    return {r.image: (r.pred_1, pd.to_numeric(r.score_1, errors="coerce"))
-            for r in table.itertuples()}
-
-
-def gallery_source(report: Report, images: set[str],
-                   annotations: Annotations | None = None) -> GallerySource:
-    meta = report.meta
-    run = Path(meta.run) if meta and meta.run and Path(meta.run).is_dir() else None
-    run_record = _run_json(run)
-    root, gt, sizes = _annotations(meta, images, annotations)
-    return GallerySource(run, meta.map_choice if meta else "auto",
-                         meta.baseline if meta else None,
-                         _image_roots(meta, root, run_record), gt, sizes,
-                         _predictions(run, images))
-
-
-def load_maps(source: GallerySource, images: list[str]) -> dict[str, np.ndarray]:
-    """The scored map of each image that has one: from the map store (the label's map,
-    or the top-1 map under map_choice 'top1' or where the label has none), or from
-    RUN/<image>.npy or RUN/<image without extension>.npy. Reads those maps only. A
-    centre-baseline report shows the centred Gaussian it scored."""
-    if source.baseline == "centre":
-        from .maps import centre_gaussian_map
-
-        return dict.fromkeys(images, centre_gaussian_map(28, 28))
-    run = source.run
-    if run is None:
-        return {}
-    if (run / "maps.json").is_file():
-        from .mapstore import open_maps
-
-        try:
-            store = open_maps(run)
-        except (AcolError, OSError, ValueError, KeyError):
-            return {}
-        index = store.index[store.index["image"].astype(str).isin(images)]
-        label = index[index["is_label"] == 1].drop_duplicates("image")
-        top1 = index[index["pred_rank"] == 1].drop_duplicates("image")
-        rows = dict(zip(top1["image"].astype(str), top1["row"]))
-        if source.map_choice != "top1":
-            rows.update(zip(label["image"].astype(str), label["row"]))
-        return {name: np.asarray(store.maps[int(row)], np.float32)
-                for name, row in rows.items() if 0 <= int(row) < len(store.maps)}
-    found = {}
-    for name in images:
-        stem = name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
-        for candidate in (run / f"{name}.npy", run / f"{stem}.npy"):
-            if candidate.is_file() and is_inside(candidate, run):
-                found[name] = _read_npy(candidate)
-                break
-    return {k: v for k, v in found.items() if v is not None}
-
-
-def _read_npy(path: Path) -> np.ndarray | None:
-    try:
-        values = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError):
-        return None
-    if values.dtype.kind not in "fiub" or values.size > MAX_MAP_VALUES:
-        return None
-    values = np.asarray(values, np.float32).squeeze()
-    return values if values.ndim == 2 else None
-
-
-def load_image(roots: list[Path], name: str, side: int
-               ) -> tuple[np.ndarray, tuple[float, float]] | None:
-    """RGB uint8 of the image `name` under the first root that holds it (never outside
-    it), EXIF-oriented, decoded at a reduced JPEG scale near `side`, with its full
-    (EXIF-oriented) width and height; None if no root holds a readable one."""
-    from PIL import Image, ImageOps
-
-    for root in roots:
-        path = root / name
-        if not path.is_file() or not is_inside(path, root):
-            continue
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-                if image.format != "JPEG" and width * height > MAX_IMAGE_PIXELS:
-                    return None
-                if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation
-                    width, height = height, width
-                if image.format == "JPEG":
-                    image.draft("RGB", (2 * side, 2 * side))
-                image.load()
-                picture = ImageOps.exif_transpose(image).convert("RGB")
-            return np.asarray(picture), (float(width), float(height))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            return None
-    return None
-
-
-# --------------------------------------------------------------------------- gallery
-
-
-# per_image.csv columns that may hold the predicted box in original pixels (x1/y1
-# exclusive), beside x0..y1 in the protocol's frame; the first complete set wins
-ORIGINAL_BOX_COLUMNS = [[f"{p}{c}" for c in ("x0", "y0", "x1", "y1")]
-                        for p in ("orig_", "original_", "image_", "px_")] + [
-    [f"{c}{s}" for c in ("x0", "y0", "x1", "y1")] for s in ("_orig", "_original", "_px")]
-
-
-def predicted_box(row: pd.Series, protocol: str, frame: tuple[float, float]) -> np.ndarray:
-    """The predicted box of a per_image.csv row as (0 or 1, 4) original pixels, x1/y1
-    exclusive: an original-pixel column set when present, else x0..y1 read in the frame
-    named by a `frame` column, else the protocol's (wsoleval: 224 x 224, inclusive)."""
-    for columns in ORIGINAL_BOX_COLUMNS:
-        if all(c in row for c in columns):
-            values = pd.to_numeric(row[columns], errors="coerce").to_numpy(np.float64)
-            if np.isfinite(values).all():
-                return values[None]
-    if not all(c in row for c in ("x0", "y0", "x1", "y1")):
-        return np.zeros((0, 4))
-    values = pd.to_numeric(row[["x0", "y0", "x1", "y1"]], errors="coerce").to_numpy(np.float64)
-    if not np.isfinite(values).all():
-        return np.zeros((0, 4))
-    named = str(row.get("frame", "")) if pd.notna(row.get("frame", np.nan)) else ""
-    if "224" in named or (not named and protocol.startswith("wsoleval")):
-        return gallery.wsoleval_to_original(values, frame[0], frame[1])
-    return values[None]
-
-
-def _caption(row: pd.Series, source: GallerySource, reason: str | None) -> str:
-    name = str(row["image"])
-    lines = [f'<div class="why">{esc(reason)}</div>'] if reason else []
-    lines.append(f'<div class="name" title="{esc(name)}">{esc(name.rsplit("/", 1)[-1])}</div>')
-    label = row.get("label", "")
-    predicted = source.predictions.get(name)
-    said = [f"class {esc(label)}"] if isinstance(label, str) and label else []
-    if predicted:
-        said.append(f"top-1 {esc(predicted[0])} {fmt_number(predicted[1], 2)}")
-    if said:
-        lines.append(f"<div>{' &middot; '.join(said)}</div>")
-    iou = fmt_number(row.get("iou", ""), 2)
-    error = row.get("error", "")
-    error_text = f" &middot; {esc(str(error).replace('_', ' '))}" if isinstance(error, str) else ""
-    lines.append(f"<div>IoU <b>{iou}</b>{error_text}</div>")
-    return "".join(lines)
-
-
-def picture(row: pd.Series, source: GallerySource, maps: dict[str, np.ndarray],
-            protocol: str) -> tuple[str, bool]:
-    """The thumbnail of a per_image.csv row as a data URI, and whether it has GT boxes."""
-    name = str(row["image"])
-    loaded = load_image(source.roots, name, gallery.THUMB_SIDE)
-    image, frame = (loaded if loaded else (None, source.sizes.get(name)))
-    frame = source.sizes.get(name, frame)
-    gt = source.gt.get(name, np.zeros((0, 4)))
-    if frame is None:  # no size anywhere: the map alone, in the wsoleval frame, no GT
-        frame, gt = (float(gallery.WSOLEVAL_SIDE),) * 2, np.zeros((0, 4))
-    boxes = predicted_box(row, protocol, frame)
-    thumb = gallery.thumbnail(image, maps.get(name), frame, gt, boxes)
-    return jpeg_data_uri(thumb), len(gt) > 0
-
-
-def card(row: pd.Series, source: GallerySource, maps: dict[str, np.ndarray], protocol: str,
-         reason: str | None) -> str:
-    """A gallery figure; a picture that cannot be drawn (an odd map or image) leaves a
-    line saying so instead of stopping the page: the report's numbers are written."""
-    import cv2
-
-    try:
-        uri, _ = picture(row, source, maps, protocol)
-        shown = f'<img src="{uri}" alt="{esc(row["image"])}">'
-    except (cv2.error, OSError, ValueError, TypeError, IndexError, KeyError) as exc:
-        shown = f'<p class="note">no picture: {esc(str(exc).splitlines()[0][:100])}</p>'
-    return (f'<figure class="thumb">{shown}'
-            f"<figcaption>{_caption(row, source, reason)}</figcaption></figure>")
-
-
-BOX_KEY = (f'<p class="key"><span class="sw" style="border-color:rgb{gallery.GT_COLOUR}">'
-           f'</span> ground truth <span class="sw" style="border-color:'
-           f'rgb{gallery.PREDICTED_COLOUR}"></span> predicted box (at the threshold best for '
-           "GT-known) over the scored map</p>")
-
-
-def gallery_section(report: Report, annotations: Annotations | None = None) -> str:
-    picked = gallery.pick_gallery(report.per_image)
-    if not len(picked):
-        return section("gallery", "Gallery", '<p class="note">per_image.csv has no images '
-                       "with an IoU to show.</p>")
-    names = picked["image"].astype(str).tolist()
-    source = gallery_source(report, set(names), annotations)
-    maps = load_maps(source, names)
-    missing = []
-    if not maps:
-        missing.append("maps (the scored run is not reachable)")
-    if not source.roots:
-        missing.append("images")
-    if not source.gt:
-        missing.append("ground-truth boxes (annotations not readable)")
-    note = (f'<p class="note">Shown without {esc(", ".join(missing))}.</p>' if missing else "")
-    cards = [card(row, source, maps, report.protocol, row["reason"])
-             for _, row in picked.iterrows()]
-    return section("gallery", f"Gallery ({len(cards)} images)", BOX_KEY + note
-                   + f'<div class="grid">{"".join(cards)}</div>')
 
 
 # --------------------------------------------------------------------------- the page
@@ -803,13 +739,27 @@ gap:2px 22px}
 .block{max-width:100%}
 .versus{display:flex;gap:8px;overflow-x:auto;margin-bottom:14px}
 .versus .thumb{min-width:212px}
+.banner{background:#fff3cd;border:2px solid #d39e00;color:#5c4400;border-radius:8px;
+padding:12px 18px;margin:18px 0 0;font-size:15px}
+.coverage{font-size:15px;margin:2px 0 10px}
+th small,td small{font-weight:400;color:var(--mute)}
+details{margin:10px 0}
+details summary{cursor:pointer;color:#0b5cad;margin-bottom:6px}
+.pivot td{vertical-align:top;white-space:normal;min-width:120px}
+.pivot td.num{text-align:right}
+.pivot .v{font-size:16px;font-weight:600}
+.pivot small{display:block;white-space:nowrap}
+.pivot .up{color:#00734f}.pivot .down{color:#b23c00}
+dl.explain{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;font-size:13px}
+dl.explain dt{font-family:ui-monospace,monospace;font-weight:600}
+dl.explain dd{margin:0}
 """
 
 
-def page(title: str, facts: list[tuple[str, str]], sections: list[tuple[str, str, str]]
-         ) -> str:
-    """The whole document: header with facts (name, value), a navigation bar, and the
-    sections (anchor, title, html)."""
+def page(title: str, facts: list[tuple[str, str]], sections: list[tuple[str, str, str]],
+         banner: str = "") -> str:
+    """The whole document: header with facts (name, value), a navigation bar, a banner
+    (HTML, e.g. that the report is partial), and the sections (anchor, title, html)."""
     meta = "".join(f"<span>{esc(k)}: <b>{esc(v)}</b></span>" for k, v in facts if v)
     nav = "".join(f'<a href="#{esc(a)}">{esc(t)}</a>' for a, t, _ in sections)
     body = "".join(h for _, _, h in sections)
@@ -817,15 +767,16 @@ def page(title: str, facts: list[tuple[str, str]], sections: list[tuple[str, str
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
             f'<header><h1>{esc(title)}</h1><div class="meta">{meta}</div></header>'
-            f"<nav>{nav}</nav><main>{body}</main></body></html>\n")
+            f"<nav>{nav}</nav><main>{banner}{body}</main></body></html>\n")
 
 
 def report_facts(report: Report) -> list[tuple[str, str]]:
     meta = report.meta
     facts = [("protocol", report.protocol)]
     if meta is not None:
-        facts += [("images", str(meta.images or "")), ("split", meta.split or ""),
-                  ("map", meta.map_choice), ("thresholds", describe_source(
+        facts += [("images", meta.coverage if meta.annotated else str(meta.images or "")),
+                  ("split", meta.split or ""),
+                  ("map", meta.map_choice), ("MaxBoxAcc thresholds", describe_source(
                       meta.threshold_source)), ("run", meta.run),
                   ("annotations", meta.annotations), ("images root", meta.images_root or ""),
                   ("baseline", meta.baseline or "")]
@@ -841,99 +792,16 @@ def write_score_html(report_dir: str | Path, annotations: Annotations | None = N
     annotations: the readers.Annotations that were scored, when the caller has them
     (score does): the gallery's ground truth comes from them instead of reading
     report.json's source again (seconds for ILSVRC's 50,000 images)."""
+    from .gallerypage import gallery_section  # it builds on this module's pieces
+
     report = read_report(report_dir)
     sections = [("metrics", "Metrics", headline_section(report)),
                 ("curves", "Curves", curves_section(report)),
                 ("classes", "Per class", per_class_section(report)),
                 ("errors", "Error types", errors_section(report)),
                 ("gallery", "Gallery", gallery_section(report, annotations))]
-    text = page(f"acol-eval report: {report.name}", report_facts(report), sections)
+    text = page(f"acol-eval report: {report.name}", report_facts(report), sections,
+                coverage_banner(report.meta))
     path = report.folder / PAGE_FILE
-    atomic_write_text(path, text)
-    return path
-
-
-# --------------------------------------------------------------------------- compare
-
-
-def method_names(reports: list[Report]) -> list[str]:
-    """Report folder names, made unique with their parent folder's name, then a number."""
-    plain = [r.name for r in reports]
-    names = [f"{r.folder.resolve().parent.name}/{r.name}" if plain.count(r.name) > 1
-             else r.name for r in reports]
-    return [n if names.count(n) == 1 else f"{n} ({i + 1})" for i, n in enumerate(names)]
-
-
-def compare_curves_section(reports: list[Report], names: list[str]) -> str:
-    """One chart per curve (gt_known_loc, box_acc_v2@k, ...), every method on it, each
-    marked at its own chosen threshold."""
-    columns: list[str] = []
-    for report in reports:
-        columns += [c for c in curve_columns(report.curve) if c not in columns]
-    charts = []
-    for column in columns:
-        lines, markers = [], []
-        for style, (report, name) in enumerate(zip(reports, names)):
-            if column in report.curve:
-                line, marker = marked_line(report, column, style, name)
-                lines.append(line)
-                markers += [marker] if marker else []
-        charts.append(f"<div><h3>{esc(column)}</h3>" + line_chart(
-            lines, markers, "CAM threshold (fraction of the map's range)", "accuracy (%)")
-            + "</div>")
-    if not charts:
-        charts.append('<p class="note">No report holds a curve.csv.</p>')
-    return section("curves", "Accuracy against CAM threshold",
-                   f'<div class="charts">{"".join(charts)}</div>')
-
-
-def disagreement_section(reports: list[Report], names: list[str], limit: int = 8,
-                         max_methods: int = 8) -> str:
-    """The images whose IoU differs most between methods, each method's map and box side
-    by side (at most `limit` images and the first `max_methods` methods)."""
-    chosen = [(r, n) for r, n in zip(reports, names)
-              if {"image", "iou"} <= set(r.per_image.columns)][:max_methods]
-    if len(chosen) < 2:
-        return section("gallery", "Where the methods disagree", '<p class="note">Fewer '
-                       "than two reports have per_image.csv.</p>")
-    ious = pd.DataFrame({n: r.per_image.drop_duplicates("image").set_index("image")["iou"]
-                         for r, n in chosen})
-    images = gallery.pick_disagreements(ious, limit)
-    rows = []
-    for report, name in chosen:
-        table = report.per_image.drop_duplicates("image").set_index("image", drop=False)
-        source = gallery_source(report, set(images))
-        maps = load_maps(source, images)
-        rows.append((name, table, source, maps, report.protocol))
-    blocks = []
-    for image in images:
-        cards = [card(table.loc[image], source, maps, protocol, name)
-                 for name, table, source, maps, protocol in rows]
-        blocks.append(f'<div class="block"><h3>{esc(image)}</h3>'
-                      f'<div class="versus">{"".join(cards)}</div></div>')
-    if not blocks:
-        blocks.append('<p class="note">The reports share no scored image.</p>')
-    return section("gallery", f"Where the methods disagree ({len(images)} images)",
-                   BOX_KEY + f'<div class="blocks">{"".join(blocks)}</div>')
-
-
-def write_compare_html(out_dir: str | Path, reports: list, leaderboard: pd.DataFrame,
-                       pairs: pd.DataFrame) -> Path:
-    """OUT/report.html for `compare`: the leaderboard, the pairs table, every method's
-    curves on one chart per curve, and the images where the methods disagree most."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    loaded = [read_report(r) for r in reports]
-    names = method_names(loaded)
-    sections = [
-        ("leaderboard", "Leaderboard", section("leaderboard", "Leaderboard",
-                                               table_html(leaderboard))),
-        ("pairs", "Pairs", section("pairs", "Each method against the reference",
-                                   table_html(pairs))),
-        ("curves", "Curves", compare_curves_section(loaded, names)),
-        ("gallery", "Disagreements", disagreement_section(loaded, names))]
-    facts = [("methods", str(len(loaded))), ("protocol", loaded[0].protocol if loaded else "")]
-    text = page(f"acol-eval compare: {', '.join(names)}"[:200], facts, sections)
-    path = out / PAGE_FILE
     atomic_write_text(path, text)
     return path

@@ -50,7 +50,8 @@ def method_bits(rng, n: int, width: float) -> dict:
 def write_report(folder: Path, images, v1, v2, top1=None, has_gt=None, labels=None,
                  protocol="wsoleval", digest="d" * 64, annotations="cub:/data/cub",
                  iou=IOU, threshold_source="oracle", pxap=None, fixed=0.2,
-                 thresholds_from: dict | None = None) -> Path:
+                 thresholds_from: dict | None = None, annotated: int = 0,
+                 subset: str | None = None) -> Path:
     """A score report folder as score writes it (report.json, outcomes.npz, summary.csv,
     per_image.csv), its summary computed the way scoring.summary_table does."""
     folder.mkdir(parents=True)
@@ -89,7 +90,8 @@ def write_report(folder: Path, images, v1, v2, top1=None, has_gt=None, labels=No
         folder / "per_image.csv", index=False)
     ReportMeta(protocol=protocol, annotations=annotations, annotations_digest=digest,
                run=str(folder), interval=0.01, n_thresholds=len(GRID), iou=list(iou),
-               threshold_source=threshold_source, images=n).write(folder)
+               threshold_source=threshold_source, images=n, annotated=annotated,
+               subset=subset).write(folder)
     Outcomes(images=np.asarray(images), thresholds=GRID, iou=np.asarray(iou), v2=v2, v1=v1,
              top1=top1, top5=top1, has_gt=has_gt).write(folder)
     return folder
@@ -261,26 +263,29 @@ def test_seed_groups_give_mean_and_sample_std(tmp_path):
     assert np.isnan(pairs["mcnemar_p"])                # no one per-image outcome per group
 
 
-def test_reports_of_other_images_are_compared_on_the_common_ones(tmp_path):
+def test_reports_of_other_images_are_refused_naming_both_coverages(tmp_path):
+    """Reports of one source that scored other images are not compared on the images
+    they share: a leaderboard would set a part-of-the-split figure beside another."""
     metadata = shared_data() / "wsol-metadata" / "CUB" / "test"
     names = (metadata / "image_ids.txt").read_text().split()[:400]
     labels = [line.rsplit(",", 1)[1] for line in
               (metadata / "class_labels.txt").read_text().splitlines()[:400]]
     rng = np.random.default_rng(3)
-    a = write_report(tmp_path / "a", names, labels=labels, digest="a" * 64,
+    a = write_report(tmp_path / "a", names, labels=labels, digest="a" * 64, annotated=400,
                      **method_bits(rng, 400, 0.4))
     bits = method_bits(rng, 300, 0.4)
-    b = write_report(tmp_path / "b", names[100:], labels=labels[100:], digest="b" * 64, **bits)
-    result = compare(tmp_path, a, b)
-    assert result.common == 300 and result.images == {str(a): 400, str(b): 300}
-    assert any("300 images common" in w for w in result.warnings)
-    b_board = result.leaderboard.set_index("method").loc["b"]
-    assert b_board["max_box_acc"] == pytest.approx(
-        bits["v1"].sum(0).max() * 100 / 300)
+    b = write_report(tmp_path / "b", names[100:], labels=labels[100:], digest="b" * 64,
+                     annotated=400, subset="allow-missing", **bits)
+    with pytest.raises(AcolError, match=r"\(400 of 400 annotated images\) and .*b "
+                                        r"\(300 of 400 annotated images\)") as refused:
+        compare(tmp_path, a, b)
+    assert "100 images only in the first, 0 only in the second" in str(refused.value)
+    assert not (tmp_path / "cmp" / "leaderboard.csv").exists()
+    # the same images under other labels: the annotations differ
     relabelled = write_report(tmp_path / "c", names[100:], labels=["x"] * 300,
-                              digest="c" * 64, **bits)
+                              digest="c" * 64, annotated=400, **bits)
     with pytest.raises(AcolError, match="annotations differ.*other labels"):
-        compare(tmp_path, a, relabelled, overwrite=True)
+        compare(tmp_path, b, relabelled)
 
 
 def test_thresholds_taken_from_another_report_stay_fixed(tmp_path):
