@@ -117,7 +117,8 @@ def replace_block(readme: str, summary: str) -> str:
     return f"{head}{START}\n```\n{summary}\n```\n{END}{tail}"
 
 
-def check(output: str, readme_path: Path, write: bool) -> tuple[int, str]:
+def check(output: str, readme_path: Path, write: bool, source: str = "OUTPUT"
+          ) -> tuple[int, str]:
     """(exit status, the one line to print)."""
     readme = readme_path.read_text(encoding="utf-8")
     demo = deterministic_fields(output)
@@ -128,8 +129,8 @@ def check(output: str, readme_path: Path, write: bool) -> tuple[int, str]:
     if not found:
         return 0, f"{readme_path}: demo block agrees with the demo's output ({len(demo)} fields)"
     return 1, (f"{readme_path}: demo block differs from the demo's output in {len(found)} "
-               f"field(s): {'; '.join(found)} (to regenerate: {Path(sys.argv[0]).name} "
-               f"OUTPUT --write)")
+               f"field(s): {'; '.join(found)} (to regenerate the block: python "
+               f"benchmarks/check_readme_demo.py {source} --write)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         output = (sys.stdin.read() if args.output == "-"
                   else Path(args.output).read_text(encoding="utf-8"))
-        status, line = check(output, args.readme, args.write)
+        status, line = check(output, args.readme, args.write, args.output)
     except (OSError, DemoBlockError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -68,7 +68,8 @@ def test_columns_are_matched_by_name_so_a_reordered_or_added_column_is_not_misre
     readme = check_readme_demo.deterministic_fields(OUTPUT)
     assert check_readme_demo.differences(
         readme, check_readme_demo.deterministic_fields(reordered)) == []
-    added = (OUTPUT.replace("| time |", "| coverage | time |").replace("| --- |\n", "| --- | --- |\n")
+    added = (OUTPUT.replace("| time |", "| coverage | time |")
+             .replace("| --- |\n", "| --- | --- |\n")
              .replace("| 2.8 min |", "| 100 of 100 | 2.8 min |")
              .replace("| 0.0 min |", "| 100 of 100 | 0.0 min |"))
     found = check_readme_demo.differences(readme, check_readme_demo.deterministic_fields(added))
