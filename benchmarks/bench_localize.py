@@ -7,7 +7,9 @@ Speed: the same resnet50 (random weights: speed does not depend on them), the
 same batch size and torch threads. "Bare" is torchvision's forward pass on
 tensors already in memory under inference mode, in the memory layout localize
 itself uses (channels_last, on CPU as on CUDA): the fastest reference, so the
-ratio says what the tool's own work costs. The contiguous bare pass is printed
+ratio says what the tool's own work costs; it is timed before and after the
+localize runs and their mean taken, since the load of a shared machine moves. The
+contiguous bare pass is printed
 beside it only to show what the layout is worth. "localize" is the whole
 `localize()` call over JPEG files on disk (decode, resize, forward, fused maps,
 boxes, writing the run).
@@ -85,7 +87,7 @@ def speed(args: argparse.Namespace) -> None:
         write_images(folder, args.images, 500, 375, ".jpg")
         write_images(quarter, args.images // 4, 500, 375, ".jpg")
         load_before = os.getloadavg()[0]
-        bare = bare_forward(args.batch, args.images, args.threads)
+        before = bare_forward(args.batch, args.images, args.threads)
         contiguous = bare_forward(args.batch, args.images, args.threads, channels_last=False)
         rows = []
         for workers in args.workers:
@@ -98,12 +100,16 @@ def speed(args: argparse.Namespace) -> None:
             full = time.perf_counter() - began
             steady = (args.images - args.images // 4) / (full - small)
             rows.append((workers, args.images / full, steady))
+        # the reference again after the runs: on a shared machine the load moves, and
+        # the mean of the two brackets localize's runs
+        after = bare_forward(args.batch, args.images, args.threads)
+        bare = (before + after) / 2
         print(f"resnet50 at 224, batch {args.batch}, {args.threads} torch threads, "
               f"{args.images} JPEG images of 500x375 (and {args.images // 4} for the "
               f"steady state); 1-min load {load_before:.1f} -> {os.getloadavg()[0]:.1f} "
               f"on {os.cpu_count()} cores")
         print(f"  bare forward on tensors in memory, channels_last (localize's layout): "
-              f"{bare:.2f} img/s")
+              f"{bare:.2f} img/s (before {before:.2f}, after {after:.2f})")
         print(f"  bare forward on tensors in memory, contiguous (not the reference): "
               f"{contiguous:.2f} img/s")
         for workers, whole, steady in rows:
