@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import sys
 import time
@@ -153,10 +154,11 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
-    began = time.perf_counter()
+    began, load_before = time.perf_counter(), os.getloadavg()[0]
     seconds = commands(out, args.recipe, args.epochs)
     lines = report(out, args.recipe, seconds)
-    lines.append(f"demo took {(time.perf_counter() - began) / 60:.1f} min")
+    lines.append(f"demo took {(time.perf_counter() - began) / 60:.1f} min (1-min load average "
+                 f"{load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print()
     print("\n".join(lines))
     # what benchmarks/check_readme_demo.py compares with the README's demo block
