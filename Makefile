@@ -30,9 +30,13 @@ test: install lint
 	ACOL_EVAL_OFFLINE=1 $(BIN)/python -m pytest -q tests
 
 # The main job end to end on the embedded data: synth -> train -> localize -> score,
-# each command echoed as it runs, then the headline table (benchmarks/demo.py).
+# each command echoed as it runs, then the headline table (benchmarks/demo.py); last,
+# the README's demo block is checked against what was printed (thresholds and metrics;
+# `$(BIN)/python benchmarks/check_readme_demo.py $(DEMO_OUT)/demo-output.txt --write`
+# regenerates it). The demo trains for minutes, so this check is not part of `make test`.
 demo: install
 	ACOL_EVAL_OFFLINE=1 $(BIN)/python benchmarks/demo.py --out $(DEMO_OUT)
+	$(BIN)/python benchmarks/check_readme_demo.py $(DEMO_OUT)/demo-output.txt
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) *.egg-info

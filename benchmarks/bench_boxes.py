@@ -10,7 +10,8 @@ RUN at 0.2 over JPEG files of 500x375 on disk; then boxes redoes RUN at 0.6, in 
 process and in default_workers() processes, with --all-boxes, and as the
 `acol-eval boxes` command (its start-up included: Python, pandas, OpenCV; not torch,
 which acol_eval.runtime imports only where a model runs).
-Issue 10 wants boxes under a tenth of localize's time. The load average is printed
+The target: boxes under a tenth of localize's time (a new threshold should cost
+seconds, not a second pass of the network). The load average is printed
 because the machine may be shared: the ratio, measured in one run, is the figure.
 
 Scale: `acol-eval boxes` over map stores of 1,000 and 4,000 images (500x375, 7x7 maps,

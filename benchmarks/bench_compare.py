@@ -1,4 +1,4 @@
-"""`acol-eval compare` time on ILSVRC-sized reports (issue 11: seconds, not minutes).
+"""`acol-eval compare` time on ILSVRC-sized reports (it should take seconds, not minutes).
 
 Writes two or three score report folders of 50,000 images (the real ILSVRC test image
 names and labels from ../shared/data/wsol-metadata when present, else made-up names),

@@ -5,8 +5,14 @@
 
 Speed: the same resnet50 (random weights: speed does not depend on them), the
 same batch size and torch threads. "Bare" is torchvision's forward pass on
-tensors already in memory; "localize" is the whole `localize()` call over JPEG
-files on disk (decode, resize, forward, fused maps, boxes, writing the run).
+tensors already in memory under inference mode, in the memory layout localize
+itself uses (channels_last, on CPU as on CUDA): the fastest reference, so the
+ratio says what the tool's own work costs; it is timed before and after the
+localize runs and their mean taken, since the load of a shared machine moves. The
+contiguous bare pass is printed
+beside it only to show what the layout is worth. "localize" is the whole
+`localize()` call over JPEG files on disk (decode, resize, forward, fused maps,
+boxes, writing the run).
 Memory: peak RSS of `acol-eval localize` processes over 1,000 and 10,000 small
 images (a small model at a small input, so that 10,000 images run in minutes).
 """
@@ -14,6 +20,7 @@ images (a small model at a small input, so that 10,000 images run in minutes).
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -43,12 +50,16 @@ def write_images(folder: Path, count: int, width: int, height: int, ext: str) ->
         cv2.imwrite(str(folder / f"img_{i:05d}{ext}"), np.roll(base, i, axis=1))
 
 
-def bare_forward(batch: int, count: int, threads: int) -> float:
+def bare_forward(batch: int, count: int, threads: int, channels_last: bool = True) -> float:
+    """Images/s of resnet50's forward pass on one batch held in memory."""
     torch.set_num_threads(threads)
     model = torchvision.models.resnet50(weights=None).eval()
     tensors = torch.randn(batch, 3, 224, 224)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        tensors = tensors.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        model(tensors)  # warm-up
+        model(tensors)  # warm-up (allocator, oneDNN kernels for this layout)
         began = time.perf_counter()
         done = 0
         while done < count:
@@ -75,7 +86,9 @@ def speed(args: argparse.Namespace) -> None:
         folder, quarter = Path(tmp) / "images", Path(tmp) / "quarter"
         write_images(folder, args.images, 500, 375, ".jpg")
         write_images(quarter, args.images // 4, 500, 375, ".jpg")
-        bare = bare_forward(args.batch, args.images, args.threads)
+        load_before = os.getloadavg()[0]
+        before = bare_forward(args.batch, args.images, args.threads)
+        contiguous = bare_forward(args.batch, args.images, args.threads, channels_last=False)
         rows = []
         for workers in args.workers:
             began = time.perf_counter()
@@ -87,14 +100,22 @@ def speed(args: argparse.Namespace) -> None:
             full = time.perf_counter() - began
             steady = (args.images - args.images // 4) / (full - small)
             rows.append((workers, args.images / full, steady))
+        # the reference again after the runs: on a shared machine the load moves, and
+        # the mean of the two brackets localize's runs
+        after = bare_forward(args.batch, args.images, args.threads)
+        bare = (before + after) / 2
         print(f"resnet50 at 224, batch {args.batch}, {args.threads} torch threads, "
               f"{args.images} JPEG images of 500x375 (and {args.images // 4} for the "
-              "steady state)")
-        print(f"  bare forward on tensors in memory: {bare:.2f} img/s")
+              f"steady state); 1-min load {load_before:.1f} -> {os.getloadavg()[0]:.1f} "
+              f"on {os.cpu_count()} cores")
+        print(f"  bare forward on tensors in memory, channels_last (localize's layout): "
+              f"{bare:.2f} img/s (before {before:.2f}, after {after:.2f})")
+        print(f"  bare forward on tensors in memory, contiguous (not the reference): "
+              f"{contiguous:.2f} img/s")
         for workers, whole, steady in rows:
             print(f"  localize, {workers} decode worker(s): whole command {whole:.2f} img/s "
                   f"= {whole / bare:.3f} of bare; steady state {steady:.2f} img/s "
-                  f"= {steady / bare:.3f} of bare")
+                  f"= {steady / bare:.3f} of bare (channels_last)")
 
 
 def peak_rss_mb(command: list[str]) -> float:

@@ -3,20 +3,20 @@
     .venv/bin/python benchmarks/bench_methods.py                      # mobilenet_v2, 224, CPU
     .venv/bin/python benchmarks/bench_methods.py --images 32 --batch-size 16 --threads 4
 
-Localize-like, on tensors already in memory: a batch of images through the model
-(top-k prediction from the first classifier), then the maps of the top-k classes:
-`model` from the features of that pass, a post-hoc method by `method_maps` (one
-forward and one backward per class rank). Random weights: speed does not depend on
-them. Every method runs in one process, in rounds that alternate the methods, so
-a change of machine load hits them alike; the figure is the ratio of images per
-second to `model`'s in the same run. Score-CAM needs one forward pass per feature
-channel per image (1,280 on MobileNetV2), so it gets `--scorecam-images` only.
+Localize's own per-batch step (`localization.infer`, under inference mode, with the
+model and the batch in channels_last as localize holds them), on tensors already in
+memory: a batch of images through the model (top-k prediction from the first
+classifier), then the maps of the top-k classes and the label's: `model` from the
+features of that pass, a post-hoc method by `method_maps` (one forward and one
+backward per class rank). Every method, `model` included, runs in that same fastest
+configuration, so the ratios compare the methods and not memory layouts. Random
+weights: speed does not depend on them. Every method runs in one process, in rounds
+that alternate the methods, so a change of machine load hits them alike; the figure
+is the ratio of images per second to `model`'s in the same run. Score-CAM needs one
+forward pass per feature channel per image (1,280 on MobileNetV2), so it gets
+`--scorecam-images` only.
 
-Measured (2-core machine shared with other jobs, nice 19, 1 thread, batch 8, top-5;
-1-min load 8.2 -> 6.1): images/s relative to `model` (33.9 images/s): gradcam 0.59,
-gradcam++ 0.35, xgradcam 0.39, layercam 0.39, hirescam 0.38, gradcamelementwise
-0.37, eigencam 0.14, eigengradcam 0.06 (the library's SVD per image, and per rank
-for eigengradcam); in another run (load 4.9 -> 7.9) gradcam 0.62, scorecam 0.0006.
+Measured figures, with the command and the load of each run: docs/results.md.
 """
 
 from __future__ import annotations
@@ -32,18 +32,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acol_eval.methods import MapMethod, method_maps  # noqa: E402
+from acol_eval.localization import infer  # noqa: E402
+from acol_eval.methods import MapMethod  # noqa: E402
 from acol_eval.model import plain_cam_model  # noqa: E402
 
 
-def localize_batch(model, images: torch.Tensor, method: MapMethod, top_k: int) -> torch.Tensor:
-    """What localize does per batch: predict, then maps of the top-k classes."""
+def localize_batch(model, images: torch.Tensor, method: MapMethod, top_k: int) -> None:
+    """What localize does per batch: predict, then maps of the top-k classes and the
+    label's (unknown here: class 0, as localize does for unlabelled images)."""
     with torch.inference_mode():
-        features = model.backbone(images)
-        predicted = model.logits(features).topk(top_k, 1).indices
-        if method is MapMethod.MODEL:
-            return model.fused_maps(features, predicted)
-        return method_maps(model, images, predicted, method)
+        infer(model, images, [-1] * len(images), top_k, method)
 
 
 def seconds_per_image(model, images: torch.Tensor, method: MapMethod, batch: int,
@@ -69,6 +67,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = plain_cam_model(args.arch, None).eval()
+    model.to(memory_format=torch.channels_last)  # as localize holds it (infer converts images)
     methods = [MapMethod.parse(name) for name in args.methods.split(",")]
     if MapMethod.MODEL not in methods:
         methods.insert(0, MapMethod.MODEL)
@@ -83,7 +82,8 @@ def main() -> None:
                 seconds_per_image(model, images[:count], method, args.batch_size, args.top_k))
     load_after = os.getloadavg()[0]
     base = min(timings[MapMethod.MODEL])
-    print(f"{args.arch} at {args.size}, batch {args.batch_size}, top-{args.top_k} maps, "
+    print(f"{args.arch} at {args.size}, batch {args.batch_size}, top-{args.top_k} maps "
+          "and the label's, channels_last as localize, "
           f"{args.threads} thread(s), best of {args.rounds} rounds; "
           f"1-min load {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} cores")
     print(f"{'method':<20}{'images/s':>10}{'vs model':>10}")

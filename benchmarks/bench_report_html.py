@@ -1,4 +1,4 @@
-"""report.html for 50,000 ILSVRC maps: its size and its time against `score`'s (issue 12).
+"""report.html for 50,000 ILSVRC maps: its size and its time against `score`'s.
 
 Builds a report folder as `score` leaves it for the ILSVRC test split (the real
 wsolevaluation metadata in ../shared/data/wsol-metadata: 50,000 images, 80,477 boxes):

@@ -1,4 +1,5 @@
-"""Scoring speed: the straightforward reference against `acol-eval score` (SPEC 10).
+"""Scoring speed: the straightforward reference against `acol-eval score`
+(the target: at least 25x faster, the same MaxBoxAccV2 to the last digit).
 
 The reference is wsolevaluation's way: per image, per CAM threshold, cv2.threshold,
 cv2.findContours (RETR_TREE), boundingRect of every contour, IoU. `score` is timed as a

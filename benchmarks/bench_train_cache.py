@@ -1,4 +1,4 @@
-"""Epoch time of `acol-eval train` with and without the decoded-image cache (issue 13).
+"""Epoch time of `acol-eval train` with and without the decoded-image cache.
 
     .venv/bin/python benchmarks/bench_train_cache.py [--per-class 8] [--arch resnet18]
 
