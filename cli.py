@@ -347,7 +347,9 @@ def boxes(run: str, **options) -> None:
               default="auto", show_default=True,
               help="Which map of a localize run is scored: the label's, the top-1 "
                    "predicted class's, or the label's where the label is a model class "
-                   "and the top-1 map elsewhere (counted, and named in per_image.csv).")
+                   "and the top-1 map elsewhere (counted, and named in per_image.csv). "
+                   "Where a top-1 map is scored, the largest-box figures are class-agnostic "
+                   "and named agnostic_loc / best_agnostic_loc (no top5_loc).")
 @click.option("--allow-missing", is_flag=True,
               help="Score the annotated images that have a map when some have none (or "
                    "maps have no annotation); the report then says 'N of M annotated "

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import AcolError
+from .readers import Annotations
 
 MAX_BYTES = 1 << 30
 MAX_ROWS = 5_000_000  # ten ImageNet validation sets: a larger file is not predictions
@@ -100,6 +101,41 @@ def predictions_for(table: pd.DataFrame, predictions: pd.DataFrame, known: pd.Se
                         f"{sorted(classes)[0] if classes else None!r}); write classes as "
                         f"the annotations do")
     return chosen
+
+
+def with_predictions(table: pd.DataFrame, annotations: Annotations, known: pd.Series,
+                     path: str) -> pd.DataFrame:
+    """`table` (scoring's image table of .npy maps: image, top1, top5) with top1/top5
+    from the --predictions file at `path`."""
+    ours = table[table["image"].isin(annotations.images["image"])]
+    preds = predictions_for(ours, read_predictions(path), known, annotations.images["label"],
+                            path)
+    labels = ours["image"].map(annotations.images.drop_duplicates("image")
+                               .set_index("image")["label"]).astype(str)
+    correct = class_correctness(preds, labels.reset_index(drop=True),
+                                sorted(set(annotations.images["label"].astype(str))))
+    table = table.copy()
+    for column in ("top1", "top5"):
+        table.loc[ours.index, column] = correct[column]
+    return table
+
+
+def class_correctness(preds: np.ndarray, labels: pd.Series, classes: list[str]
+                      ) -> dict[str, np.ndarray]:
+    """top1/top5: whether the label is the top-1 / among the top-5 predictions; NaN
+    (unknown) where the label is not a class of the model (class-agnostic scoring: no
+    class can be right or wrong), and top5 NaN for all when the run kept fewer than
+    five predictions of a model with more classes (a top-5 cannot be told from them)."""
+    n = len(labels)
+    if preds.shape[1] == 0:
+        return {"top1": np.full(n, np.nan), "top5": np.full(n, np.nan)}
+    truth = labels.to_numpy()[:, None]
+    known = labels.isin(classes).to_numpy()
+    top1 = np.where(known, preds[:, 0] == truth[:, 0], np.nan)
+    top5 = np.where(known, (preds[:, :5] == truth).any(axis=1), np.nan)
+    if preds.shape[1] < min(5, len(classes)):
+        top5 = np.full(n, np.nan)
+    return {"top1": top1, "top5": top5}
 
 
 def _strip_ext(name: str) -> str:

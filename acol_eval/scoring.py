@@ -29,6 +29,7 @@ from .errors import AcolError
 from .maps import centre_gaussian_map
 from .mapstore import check_finished, open_maps
 from .metrics import error_type
+from .predictionfile import class_correctness, with_predictions
 from .progress import Progress
 from .protocols import Protocol, ScoringProtocol, get_protocol, parse_protocol
 from .readers import Annotations, read_source
@@ -584,7 +585,7 @@ def load_inputs(config: ScoreConfig, protocol: ScoringProtocol) -> ScoreInputs:
     else:
         source, table = _npy_table(run, known, issues)
         if config.predictions:
-            table = _with_predictions(table, annotations, known, config.predictions)
+            table = with_predictions(table, annotations, known, config.predictions)
     images = _image_sizes(annotations.images.set_index("image"), run, source)
     unknown = ~table["image"].isin(known)  # other splits' maps are not counted
     if unknown.any():
@@ -609,24 +610,6 @@ def load_inputs(config: ScoreConfig, protocol: ScoringProtocol) -> ScoreInputs:
     masks = _masks_by_image(annotations, config.mask_root)
     return ScoreInputs(source, table, boxes, masks, issues,
                        annotations_digest(table, boxes), coverage)
-
-
-def _with_predictions(table: pd.DataFrame, annotations: Annotations, known: pd.Series,
-                      path: str) -> pd.DataFrame:
-    """top1/top5 of .npy maps' images from a --predictions file (predictionfile.py)."""
-    from .predictionfile import predictions_for, read_predictions
-
-    ours = table[table["image"].isin(annotations.images["image"])]
-    preds = predictions_for(ours, read_predictions(path), known, annotations.images["label"],
-                            path)
-    labels = ours["image"].map(annotations.images.drop_duplicates("image")
-                               .set_index("image")["label"]).astype(str)
-    correct = _class_correctness(preds, labels.reset_index(drop=True),
-                                 sorted(set(annotations.images["label"].astype(str))))
-    table = table.copy()
-    for column in ("top1", "top5"):
-        table.loc[ours.index, column] = correct[column]
-    return table
 
 
 def _read_annotations(config: ScoreConfig) -> tuple[Annotations, Annotations]:
@@ -666,7 +649,7 @@ def _store_table(run: Path, annotations: Annotations, choice: MapChoice,
                        key=lambda c: int(c.split("_")[1]))
     preds = predictions[pred_cols].astype(str).to_numpy()
     table = pd.DataFrame({"image": predictions["image"],
-                          **_class_correctness(preds, labels, store.classes)})
+                          **class_correctness(preds, labels, store.classes)})
     label_row = _row_of(index, index["is_label"].astype(str) == "1", table["image"])
     top_row = _row_of(index, index["pred_rank"].astype(str) == "1", table["image"])
     if choice is MapChoice.TOP1:
@@ -683,24 +666,6 @@ def _store_table(run: Path, annotations: Annotations, choice: MapChoice,
     table = table[table["key"].notna()].reset_index(drop=True)
     table["key"] = table["key"].astype(np.int64).astype(str)
     return MapSource(MapKind.STORE, str(run), tuple(store.maps.shape)), table
-
-
-def _class_correctness(preds: np.ndarray, labels: pd.Series, classes: list[str]
-                       ) -> dict[str, np.ndarray]:
-    """top1/top5: whether the label is the top-1 / among the top-5 predictions; NaN
-    (unknown) where the label is not a class of the model (class-agnostic scoring: no
-    class can be right or wrong), and top5 NaN for all when the run kept fewer than
-    five predictions of a model with more classes (a top-5 cannot be told from them)."""
-    n = len(labels)
-    if preds.shape[1] == 0:
-        return {"top1": np.full(n, np.nan), "top5": np.full(n, np.nan)}
-    truth = labels.to_numpy()[:, None]
-    known = labels.isin(classes).to_numpy()
-    top1 = np.where(known, preds[:, 0] == truth[:, 0], np.nan)
-    top5 = np.where(known, (preds[:, :5] == truth).any(axis=1), np.nan)
-    if preds.shape[1] < min(5, len(classes)):
-        top5 = np.full(n, np.nan)
-    return {"top1": top1, "top5": top5}
 
 
 def _row_of(index: pd.DataFrame, wanted: pd.Series, images: pd.Series) -> pd.Series:

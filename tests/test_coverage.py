@@ -154,3 +154,21 @@ def test_maps_of_another_split_are_not_counted_and_the_split_is_named(tmp_path):
     with pytest.raises(AcolError, match=f"{len(test)} of {len(source.images)} annotated "
                                         f"images of the annotations .*--split picks one"):
         _score(maps_test_only, f"cub:{tmp_path / 's'}", tmp_path / "all")
+
+
+def test_calibration_scores_the_images_it_localized(tmp_path):
+    """A validation image localize cannot decode has no map: calibration names the
+    localized images as its subset instead of being refused, and its report says so."""
+    from acol_eval.calibration import calibrate
+    from acol_eval.readers import read_source
+    from conftest import synth_with_checkpoint
+
+    data, _ = synth_with_checkpoint(tmp_path, train_per_class=1, val_per_class=2)
+    annotations = read_source(f"cub:{data}").split("test")
+    images = sorted(annotations.images["image"])
+    (annotations.root / images[0]).write_bytes(b"not an image")
+    calibration = calibrate(tmp_path / "m.pt", annotations, images, tmp_path / "train",
+                            workers=0)
+    assert calibration is not None and calibration.images == len(images) - 1 == 5
+    meta = ReportMeta.read(tmp_path / "train" / "calibration" / "report")
+    assert (meta.images, meta.annotated, meta.subset) == (5, 6, "image-list")
