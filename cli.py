@@ -403,6 +403,11 @@ def score(run: str, **options) -> None:
                "image-list": f" (--image-list {config.image_list})"}.get(meta.subset or "", "")
         click.echo(f"coverage: {meta.coverage}{why}")
     click.echo(terminal_table(result.summary))
+    fixed = result.summary[result.summary["threshold_source"].astype(str).str.startswith("run:")]
+    if len(fixed) and config.protocol.value != "native":
+        click.echo(f"fixed rows at RUN's own CAM threshold {fixed['threshold'].iloc[0]:.3f} "
+                   f"({fixed['threshold_source'].iloc[0]}); its boxes were made under the "
+                   f"native protocol, which scores them exactly (--protocol native)")
     if result.failed:
         click.echo(f"acol-eval: {result.failed} map{'s' if result.failed > 1 else ''} "
                    f"could not be read", err=True)
