@@ -172,3 +172,22 @@ def test_calibration_scores_the_images_it_localized(tmp_path):
     assert calibration is not None and calibration.images == len(images) - 1 == 5
     meta = ReportMeta.read(tmp_path / "train" / "calibration" / "report")
     assert (meta.images, meta.annotated, meta.subset) == (5, 6, "image-list")
+
+
+def test_bad_image_lists_and_contradicting_flags_are_one_line(twelve_of_a_hundred, tmp_path,
+                                                              monkeypatch):
+    from acol_eval import coverage
+
+    maps, source, _ = twelve_of_a_hundred
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    with pytest.raises(AcolError, match="names no image"):
+        _score(maps, source, tmp_path / "a", image_list=str(empty))
+    with pytest.raises(AcolError, match="not a file"):
+        _score(maps, source, tmp_path / "b", image_list=str(tmp_path))
+    monkeypatch.setattr(coverage, "LIST_LIMIT", 2)
+    with pytest.raises(AcolError, match="larger than"):
+        _score(maps, source, tmp_path / "c", image_list=str(empty))
+    with pytest.raises(AcolError, match="--strict .* --allow-missing contradict"):
+        _score(maps, source, tmp_path / "d", strict=True, allow_missing=True)
+    assert not any((tmp_path / n).exists() for n in "abcd")
