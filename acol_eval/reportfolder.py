@@ -225,17 +225,19 @@ def read_thresholds(report: str | Path, protocol: str | None = None) -> dict[str
 def rescore_command(report: str | Path, protocol: str) -> str:
     """The command that scores `report`'s run again under `protocol` (a protocol label,
     'native' or 'wsoleval (baseline: centre)'), from its report.json when it has one."""
+    from shlex import quote
+
     name, _, baseline = protocol.partition(" (baseline: ")
     folder = Path(report) if Path(report).is_dir() else Path(report).parent
     try:
         meta = ReportMeta.read(folder)
         run, source = meta.run, meta.annotations
-        split = f" --split {meta.split}" if meta.split else ""
+        split = f" --split {quote(meta.split)}" if meta.split else ""
     except AcolError:
         run, source, split = "RUN", "SRC", ""
     extra = f" --baseline {baseline.rstrip(')')}" if baseline else ""
-    return (f"acol-eval score {run} --annotations {source}{split} --protocol {name}{extra} "
-            f"--out {str(folder).rstrip('/')}-{name}")
+    return (f"acol-eval score {quote(run)} --annotations {quote(source)}{split} --protocol "
+            f"{name}{extra} --out {quote(str(folder).rstrip('/') + '-' + name)}")
 
 
 # --------------------------------------------------------------------------- writing

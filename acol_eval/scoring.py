@@ -29,7 +29,8 @@ from .errors import AcolError
 from .maps import centre_gaussian_map
 from .mapstore import check_finished, open_maps
 from .metrics import error_type
-from .predictionfile import class_correctness, with_predictions
+from .predictionfile import class_correctness as _class_correctness
+from .predictionfile import with_predictions
 from .progress import Progress
 from .protocols import Protocol, ScoringProtocol, get_protocol, parse_protocol
 from .readers import Annotations, read_source
@@ -649,7 +650,7 @@ def _store_table(run: Path, annotations: Annotations, choice: MapChoice,
                        key=lambda c: int(c.split("_")[1]))
     preds = predictions[pred_cols].astype(str).to_numpy()
     table = pd.DataFrame({"image": predictions["image"],
-                          **class_correctness(preds, labels, store.classes)})
+                          **_class_correctness(preds, labels, store.classes)})
     label_row = _row_of(index, index["is_label"].astype(str) == "1", table["image"])
     top_row = _row_of(index, index["pred_rank"].astype(str) == "1", table["image"])
     if choice is MapChoice.TOP1:
