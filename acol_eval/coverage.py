@@ -109,14 +109,19 @@ def wanted_images(split_images: pd.Series, image_list: str | None) -> pd.Index:
     return listed
 
 
-def check_coverage(coverage: Coverage, split: str | None, splits: list[str]) -> None:
+def check_coverage(coverage: Coverage, split: str | None, splits: list[str],
+                   no_label_map: int = 0) -> None:
     """Refuse a partial score nobody asked for: one line with both counts and the
-    opt-ins."""
+    opt-ins. no_label_map: images left without a map by --map label (their label is not
+    a model class)."""
     if not coverage.refused:
         return
     where = f"of split {split}" if split else "of the annotations"
     lacking = coverage.wanted - coverage.mapped
     detail = [f"{lacking} {'has' if lacking == 1 else 'have'} no map"]
+    if no_label_map:
+        detail.append(f"{no_label_map} of them because the label is not a model class: "
+                      f"--map auto scores their top-1 map")
     if coverage.unsized:
         detail.append(f"{coverage.unsized} with a map but no image size")
     scope = (f"{coverage.scorable} of {_count(coverage.annotated, 'annotated image')} {where}"

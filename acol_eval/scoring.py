@@ -607,7 +607,8 @@ def load_inputs(config: ScoreConfig, protocol: ScoringProtocol) -> ScoreInputs:
     coverage = Coverage(int(annotations.images["image"].nunique()), len(wanted), mapped,
                         mapped - len(table), issues.get("map_without_annotation", 0),
                         config.image_list is not None, config.allow_missing)
-    check_coverage(coverage, config.split, everything.splits)
+    check_coverage(coverage, config.split, everything.splits,
+                   issues.get("label_not_a_model_class", 0))
     masks = _masks_by_image(annotations, config.mask_root)
     return ScoreInputs(source, table, boxes, masks, issues,
                        annotations_digest(table, boxes), coverage)

@@ -191,3 +191,14 @@ def test_bad_image_lists_and_contradicting_flags_are_one_line(twelve_of_a_hundre
     with pytest.raises(AcolError, match="--strict .* --allow-missing contradict"):
         _score(maps, source, tmp_path / "d", strict=True, allow_missing=True)
     assert not any((tmp_path / n).exists() for n in "abcd")
+
+
+def test_map_label_on_labels_that_are_no_model_class_says_why_they_have_no_map(tmp_path):
+    from tests.test_metric_names import GT, write_two_map_run
+
+    run = write_two_map_run(tmp_path, [("i0.png", "a", "a", GT, GT),
+                                       ("i1.png", "zebra", "a", GT, GT)])
+    with pytest.raises(AcolError, match="1 of 2 annotated images .*1 has no map; 1 of them "
+                                        "because the label is not a model class"):
+        _score(run, f"csv:{tmp_path / 'ann.csv'}", tmp_path / "rep", map_choice="label",
+               protocol="native")
