@@ -325,11 +325,14 @@ def boxes(run: str, **options) -> None:
               help="Step of the CAM threshold grid arange(0, 1, step), at least 0.0001.")
 @click.option("--threshold", type=float, default=None,
               help="Fixed CAM threshold in [0, 1] of gt_known_loc/top1_loc/top5_loc "
-                   "(default 0.2).")
+                   "[default: the threshold a localize run boxed with when it was not the "
+                   "default (calibrated by train, --cam-threshold, --threshold-from), "
+                   "else 0.2; threshold_source says which].")
 @click.option("--threshold-from", type=click.Path(), default=None,
-              help="Another report (folder or summary.csv): use its thresholds, not the best.")
+              help="Another report of the same protocol (folder or summary.csv): use its "
+                   "thresholds, not the best.")
 @click.option("--bootstrap", type=int, default=0, show_default=True,
-              help="Bootstrap rounds for 95%% intervals over images (0: none).")
+              help="Bootstrap rounds for 95% intervals over images (0: none).")
 @click.option("--workers", type=int, default=None,
               help="Worker processes (0: all work in the main process) [default: all cores].")
 @click.option("--baseline", type=click.Choice(["centre"]), default=None,
@@ -350,9 +353,24 @@ def boxes(run: str, **options) -> None:
               default="auto", show_default=True,
               help="Which map of a localize run is scored: the label's, the top-1 "
                    "predicted class's, or the label's where the label is a model class "
-                   "and the top-1 map elsewhere (counted, and named in per_image.csv).")
+                   "and the top-1 map elsewhere (counted, and named in per_image.csv). "
+                   "Where a top-1 map is scored, the largest-box figures are class-agnostic "
+                   "and named agnostic_loc / best_agnostic_loc (no top5_loc).")
+@click.option("--allow-missing", is_flag=True,
+              help="Score the annotated images that have a map when some have none (or "
+                   "maps have no annotation); the report then says 'N of M annotated "
+                   "images'. Without it such a score is refused.")
+@click.option("--image-list", type=click.Path(dir_okay=False), default=None,
+              help="A text file naming the images meant to be scored, one a line, as the "
+                   "annotations name them: the annotated set becomes those images "
+                   "(the report still says 'N of M' of the whole split).")
+@click.option("--predictions", type=click.Path(dir_okay=False), default=None,
+              help="For a folder of .npy maps: a CSV image,pred_1,...,pred_k (as localize "
+                   "writes predictions.csv; classes written as the annotations' labels), "
+                   "so cls_top1/top5 and Top-1/Top-5 Loc are reported.")
 @click.option("--strict", is_flag=True,
-              help="Exit 1 when any annotated image has no map.")
+              help="Refuse a score over part of the annotated split: the default now, "
+                   "kept for scripts.")
 @click.option("--overwrite", is_flag=True,
               help="Replace the report already in --out (without it, such an --out is "
                    "refused and left as it was).")
@@ -374,7 +392,9 @@ def score(run: str, **options) -> None:
         workers=options["workers"], baseline=options["baseline"],
         label_rule=options["label_rule"], mask_root=options["mask_root"],
         images=options["images"], map_choice=options["map_choice"],
-        strict=options["strict"], overwrite=options["overwrite"])
+        strict=options["strict"], overwrite=options["overwrite"],
+        allow_missing=options["allow_missing"], image_list=options["image_list"],
+        predictions=options["predictions"])
     result = run_score(config)
     if config.baseline:
         click.echo(f"baseline: {config.baseline.value} (a centred Gaussian map for every "
@@ -383,12 +403,20 @@ def score(run: str, **options) -> None:
         click.echo(f"map: the top-1 predicted class's map for "
                    f"{result.issues['scored_with_top1_map']} images whose label is not a "
                    f"model class (--map auto)")
+    meta = result.meta
+    if meta is not None and meta.partial:
+        why = {"allow-missing": " (--allow-missing)",
+               "image-list": f" (--image-list {config.image_list})"}.get(meta.subset or "", "")
+        click.echo(f"coverage: {meta.coverage}{why}")
     click.echo(terminal_table(result.summary))
+    fixed = result.summary[result.summary["threshold_source"].astype(str).str.startswith("run:")]
+    if len(fixed) and config.protocol.value != "native":
+        click.echo(f"fixed rows at RUN's own CAM threshold {fixed['threshold'].iloc[0]:.3f} "
+                   f"({fixed['threshold_source'].iloc[0]}); its boxes were made under the "
+                   f"native protocol, which scores them exactly (--protocol native)")
     if result.failed:
-        click.echo(f"acol-eval: {result.failed} maps could not be read", err=True)
-    if config.strict and result.missing:
-        click.echo(f"acol-eval: {result.missing} annotated images have no map (--strict)",
-                   err=True)
+        click.echo(f"acol-eval: {result.failed} map{'s' if result.failed > 1 else ''} "
+                   f"could not be read", err=True)
     if result.exit_code:
         sys.exit(result.exit_code)
 

@@ -7,8 +7,12 @@ the best GT-known localisation on its validation split, with the tool itself:
 
     validation images with boxes -> OUT/calibration/set.csv (csv: annotation source)
     localize csv:set.csv --checkpoint best.pt  -> OUT/calibration/run
-    score run --protocol native                -> OUT/calibration/report
+    the images it localized                    -> OUT/calibration/localized.txt
+    score run --protocol native --image-list localized.txt -> OUT/calibration/report
     the report's best_gt_known_loc threshold   -> the checkpoint's cam_threshold
+
+An image localize could not decode has no map: the score names the localized images as
+its subset (--image-list), so it is not refused as partial, and its report says "N of M".
 
 The native protocol is the one localize's boxes use (a fraction of the range of the map
 upsampled to the image, in original pixels), so the threshold means there exactly what
@@ -33,6 +37,7 @@ from .readers import Annotations
 
 CALIBRATION_FOLDER = "calibration"
 METRIC = "best_gt_known_loc"
+AGNOSTIC_METRIC = "best_agnostic_loc"  # where some label is not a class of the model
 
 
 @dataclass(frozen=True)
@@ -89,15 +94,34 @@ def calibrate(checkpoint: str | Path, annotations: Annotations, images: list[str
     localize(LocalizeConfig(images=source, out=str(folder / "run"), checkpoint=str(checkpoint),
                             top_k=1, cam_threshold=0.2, device=device, workers=workers),
              log=lambda message: None)
+    localized = _localized(folder / "run")
+    if not localized:
+        log("calibration: no validation image could be localized; the threshold stays "
+            "uncalibrated")
+        return None
+    (folder / "localized.txt").write_text("".join(f"{name}\n" for name in localized))
     result = score(ScoreConfig(run=str(folder / "run"), annotations=source,
                                out=str(folder / "report"), protocol="native",
+                               image_list=str(folder / "localized.txt"),
                                workers=0 if workers == 0 else None))
     return _from_summary(result.summary, checkpoint, annotations)
+
+
+def _localized(run: Path) -> list[str]:
+    """The images a localize run has maps of (predictions.csv's image column)."""
+    try:
+        table = pd.read_csv(run / "predictions.csv", usecols=["image"], dtype=str,
+                            keep_default_na=False)
+    except (OSError, ValueError):
+        return []
+    return list(dict.fromkeys(table["image"]))
 
 
 def _from_summary(summary: pd.DataFrame, checkpoint: str | Path,
                   annotations: Annotations) -> Calibration | None:
     row = summary[summary["metric"] == METRIC]
+    if row.empty:
+        row = summary[summary["metric"] == AGNOSTIC_METRIC]
     if row.empty or not math.isfinite(float(row["threshold"].iloc[0])):
         return None
     threshold = float(row["threshold"].iloc[0])  # score's grid double, not the CSV's text

@@ -41,12 +41,17 @@ class ReportMeta:
     annotations: the source as given (FORMAT:PATH); annotations_digest: sha256 of the
     scored images' names, labels and boxes (two reports are of the same annotations
     only when their digests are equal). run: the scored run folder (absolute);
-    images_root: where the run's images are, when known. map_choice: 'label', 'top1' or
-    'auto'. thresholds: the CAM threshold grid's step (interval) and count.
-    threshold_source: 'oracle', 'fixed' or 'from:PATH'.
+    images_root: where the run's images are, when known. map_choice: --map as given
+    ('label', 'top1' or 'auto'); map_scored: the maps that were scored: 'label', 'top1',
+    'label+top1' (auto, where some labels are not model classes), 'npy' (maps from
+    files, taken as the label's), 'centre' (the centre baseline); with top1 or
+    label+top1 the largest-box figures are named agnostic_loc / best_agnostic_loc.
+    thresholds: the CAM threshold grid's step (interval) and count.
+    threshold_source: of the best-threshold rows: 'oracle', 'from:PATH' or 'mixed'.
     images: the images scored (N); annotated: the annotated images of the scored split
     (M), so a report of part of the benchmark says so ("N of M"); subset: why N < M was
-    accepted ('allow-missing', 'images' for an --images list), None when N == M.
+    accepted ('allow-missing', 'image-list' for an --image-list file), None when N == M
+    or when nobody accepted it (a map that could not be read: the score exited 1).
     """
 
     protocol: str
@@ -64,12 +69,18 @@ class ReportMeta:
     images: int = 0
     annotated: int = 0
     subset: str | None = None
+    map_scored: str = ""
     version_info: dict[str, str] = field(default_factory=dict)
 
     @property
     def partial(self) -> bool:
         """True when fewer images were scored than the split annotates."""
         return 0 < self.annotated and self.images < self.annotated
+
+    @property
+    def agnostic(self) -> bool:
+        """The top-1 predicted class's map was scored for some image."""
+        return self.map_scored in ("top1", "label+top1")
 
     @property
     def coverage(self) -> str:
@@ -203,11 +214,30 @@ def read_thresholds(report: str | Path, protocol: str | None = None) -> dict[str
                         if pd.notna(t) and pd.notna(p) and str(p).strip()})
         if found and found != [protocol]:
             raise AcolError(f"--threshold-from: {file} chose its thresholds under "
-                            f"{' and '.join(found)}, this score runs {protocol}; the "
-                            f"thresholds would mean something else: use a report scored the "
-                            f"same way (--protocol, --baseline)")
+                            f"{' and '.join(found)}, this score runs {protocol}, and no "
+                            f"conversion between them keeps the same pixels: score that "
+                            f"report's maps the same way and pass it "
+                            f"({rescore_command(report, protocol)})")
     return {str(m): float(t) for m, t in zip(table["metric"], values)
             if pd.notna(t) and 0 <= t <= 1}
+
+
+def rescore_command(report: str | Path, protocol: str) -> str:
+    """The command that scores `report`'s run again under `protocol` (a protocol label,
+    'native' or 'wsoleval (baseline: centre)'), from its report.json when it has one."""
+    from shlex import quote
+
+    name, _, baseline = protocol.partition(" (baseline: ")
+    folder = Path(report) if Path(report).is_dir() else Path(report).parent
+    try:
+        meta = ReportMeta.read(folder)
+        run, source = meta.run, meta.annotations
+        split = f" --split {quote(meta.split)}" if meta.split else ""
+    except AcolError:
+        run, source, split = "RUN", "SRC", ""
+    extra = f" --baseline {baseline.rstrip(')')}" if baseline else ""
+    return (f"acol-eval score {quote(run)} --annotations {quote(source)}{split} --protocol "
+            f"{name}{extra} --out {quote(str(folder).rstrip('/') + '-' + name)}")
 
 
 # --------------------------------------------------------------------------- writing

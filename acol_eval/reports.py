@@ -14,7 +14,27 @@ from .metrics import bootstrap_interval, pxap_from_histograms
 from .safeio import atomic_write_bytes
 
 SUMMARY_COLUMNS = ["metric", "value", "threshold", "iou", "protocol", "count", "ci_low",
-                   "ci_high", "threshold_source"]
+                   "ci_high", "threshold_source", "map", "coverage"]
+
+
+@dataclass(frozen=True)
+class LocNames:
+    """The names of the largest-box localisation figures. GT-known Loc is the label's
+    map judged against the label's boxes; where the top-1 predicted class's map was
+    scored (class-agnostic localisation) the same count is another figure and gets its
+    own name, and Top-5 Loc (which needs the label's map) is not reported."""
+
+    fixed: str
+    best: str
+    top5: bool
+
+
+LABEL_NAMES = LocNames("gt_known_loc", "best_gt_known_loc", True)
+AGNOSTIC_NAMES = LocNames("agnostic_loc", "best_agnostic_loc", False)
+
+
+def loc_names(agnostic: bool) -> LocNames:
+    return AGNOSTIC_NAMES if agnostic else LABEL_NAMES
 
 
 @dataclass(frozen=True)
@@ -30,6 +50,11 @@ class Curves:
     v2: np.ndarray
     iou: tuple[int, ...]
     count: int
+    agnostic: bool = False  # some image was scored with the top-1 class's map
+
+    @property
+    def names(self) -> LocNames:
+        return loc_names(self.agnostic)
 
     def percent(self, curve: np.ndarray) -> np.ndarray:
         return curve * 100.0 / max(self.count, 1)
@@ -38,8 +63,10 @@ class Curves:
 @dataclass(frozen=True)
 class ThresholdChoice:
     """Where each metric is read on the grid (indices into thresholds) and why: source is
-    'oracle' (best on these images), 'fixed' (--threshold or the 0.2 default) or
-    'from:PATH' (another report's threshold)."""
+    'oracle' (best on these images), 'fixed' (--threshold or the 0.2 default),
+    'from:PATH' (another report's threshold) or, for the fixed rows, 'run:HOW' (the
+    threshold the scored run boxed with: run:checkpoint-calibrated, run:cam-threshold,
+    run:threshold-from)."""
 
     fixed: int
     fixed_source: str
@@ -64,6 +91,37 @@ class SummaryInputs:
     issues: dict[str, int]
     bootstrap: int = 0
     seed: int = 0
+    map_scored: str = ""  # the `map` column of map-dependent rows (ReportMeta.map_scored)
+    coverage: str = ""  # the `coverage` column of every row: 'N of M'
+
+
+# how a count of each issue reads: (one, several); others read 'NAME: COUNT'
+ISSUE_WORDS = {
+    "annotation_without_map": ("annotated image without a map", "annotated images without a map"),
+    "map_without_annotation": ("map without annotation", "maps without annotation"),
+    "image_without_size": ("boxed image without an image size",
+                           "boxed images without an image size"),
+    "label_not_a_model_class": ("image whose label is not a model class",
+                                "images whose label is not a model class"),
+    "scored_with_top1_map": ("image scored with its top-1 map", "images scored with their "
+                                                                 "top-1 map"),
+    "unreadable_map": ("unreadable map", "unreadable maps"),
+    "map_not_2d": ("map not 2-D", "maps not 2-D"),
+    "empty_map": ("empty map", "empty maps"),
+    "complex_map": ("complex map", "complex maps"),
+    "map_not_finite": ("map with NaN or inf", "maps with NaN or inf"),
+    "constant_map": ("constant map", "constant maps"),
+    "map_not_normalised": ("map outside [0, 1]", "maps outside [0, 1]"),
+    "mask_unreadable": ("unreadable mask", "unreadable masks"),
+}
+
+
+def issue_text(name: str, amount: int) -> str:
+    """'1 map without annotation', '5782 annotated images without a map'."""
+    words = ISSUE_WORDS.get(name)
+    if words is None:
+        return f"{name.replace('_', ' ')}: {amount}"
+    return f"{amount} {words[0] if amount == 1 else words[1]}"
 
 
 def protocol_label(protocol: str, baseline: str | None) -> str:
@@ -78,27 +136,30 @@ def summary_table(inputs: SummaryInputs) -> pd.DataFrame:
     rows: list[list] = []
     curves, per_image = inputs.curves, inputs.per_image
 
-    def add(metric, value, threshold, iou, n, outcomes=None, source=""):
+    def add(metric, value, threshold, iou, n, outcomes=None, source="", maps=True):
         low = high = np.nan
         if inputs.bootstrap and outcomes is not None:
             low, high = bootstrap_interval(outcomes, inputs.bootstrap, inputs.seed)
-        rows.append([metric, value, threshold, iou, inputs.protocol, n, low, high, source])
+        rows.append([metric, value, threshold, iou, inputs.protocol, n, low, high, source,
+                     inputs.map_scored if maps else "", inputs.coverage])
 
     top1_ok = top5_ok = None  # None: unknown for every image, so no such rows
     if inputs.has_predictions:
         top1_ok = _known(per_image["top1_correct"])
         top5_ok = _known(per_image["top5_correct"])
     if top1_ok is not None:
-        add("cls_top1", np.nanmean(top1_ok) * 100, np.nan, np.nan, len(per_image), top1_ok)
+        add("cls_top1", np.nanmean(top1_ok) * 100, np.nan, np.nan, len(per_image), top1_ok,
+            maps=False)
     if top5_ok is not None:
-        add("cls_top5", np.nanmean(top5_ok) * 100, np.nan, np.nan, len(per_image), top5_ok)
+        add("cls_top5", np.nanmean(top5_ok) * 100, np.nan, np.nan, len(per_image), top5_ok,
+            maps=False)
     if curves.count:
         _box_rows(inputs, add, top1_ok, top5_ok)
     if inputs.pxap_hist is not None:
         add("pxap", pxap_from_histograms(*inputs.pxap_hist), np.nan, np.nan, len(per_image))
     for name, amount in sorted(inputs.issues.items()):
         rows.append([f"issue:{name}", amount, np.nan, np.nan, inputs.protocol, amount,
-                     np.nan, np.nan, ""])
+                     np.nan, np.nan, "", "", inputs.coverage])
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
@@ -110,9 +171,12 @@ def _known(column: pd.Series) -> np.ndarray | None:
 
 
 def _box_rows(inputs: SummaryInputs, add, top1_ok, top5_ok) -> None:
-    """GT-known, Top-1/5 Loc (fixed and best threshold), MaxBoxAcc and V2 rows."""
+    """GT-known (or class-agnostic), Top-1/5 Loc (fixed and best threshold), MaxBoxAcc
+    and V2 rows."""
     curves, choice, per_image = inputs.curves, inputs.choice, inputs.per_image
-    thresholds = curves.thresholds
+    thresholds, names = curves.thresholds, curves.names
+    if not names.top5:
+        top5_ok = None
 
     def outcomes(column):
         return per_image[column].to_numpy(dtype=float) if column in per_image else None
@@ -121,8 +185,8 @@ def _box_rows(inputs: SummaryInputs, add, top1_ok, top5_ok) -> None:
                                         ("best_", choice.best_gt, "_gt_best",
                                          choice.best_source)):
         gt_out = outcomes(column)
-        add(f"{name}gt_known_loc", curves.percent(curves.gt_known)[index], thresholds[index],
-            50, curves.count, gt_out, source)
+        add(names.best if name else names.fixed, curves.percent(curves.gt_known)[index],
+            thresholds[index], 50, curves.count, gt_out, source)
         if top1_ok is not None:
             add(f"{name}top1_loc", curves.percent(curves.top1)[index], thresholds[index], 50,
                 curves.count, gt_out * top1_ok if gt_out is not None else None, source)
@@ -146,30 +210,42 @@ def _box_rows(inputs: SummaryInputs, add, top1_ok, top5_ok) -> None:
         sources[0] if len(sources) == 1 else "mixed")
 
 
-def per_class_table(per_image: pd.DataFrame, threshold: float) -> pd.DataFrame | None:
-    """per_class.csv: per label, images, GT-known Loc and mean IoU at the threshold of
-    per_image.csv (`threshold` column), Top-1 Loc when there are predictions."""
+def per_class_table(per_image: pd.DataFrame, curves: Curves, choice: ThresholdChoice
+                    ) -> pd.DataFrame | None:
+    """per_class.csv: per label at the summary's fixed threshold (the threshold and
+    threshold_source of its gt_known_loc / top1_loc rows): images, GT-known Loc (or
+    agnostic_loc), Top-1 Loc when there are predictions, mean IoU of the largest box;
+    then the same GT-known figure at the summary's best threshold (best_gt_known_loc,
+    its best_threshold and best_threshold_source), named as the summary names it.
+    per_image: the outcome columns _gt_fixed, _gt_best, _iou_fixed, top1_correct."""
     boxed = per_image[per_image["has_gt"] == 1] if "has_gt" in per_image else per_image
     if not len(boxed):
         return None
-    per_class = boxed.groupby("label").agg(
-        count=("correct", "size"), gt_known_loc=("correct", "mean"),
-        mean_iou=("iou", "mean")).reset_index()
-    per_class["gt_known_loc"] *= 100
+    names = curves.names
+    groups = boxed.groupby("label")
+    per_class = pd.DataFrame({"count": groups.size()})
+    per_class[names.fixed] = groups["_gt_fixed"].mean() * 100
     if boxed["top1_correct"].notna().any():
-        ok = boxed["correct"] * boxed["top1_correct"].astype(float)
-        per_class["top1_loc"] = ok.groupby(boxed["label"]).mean().to_numpy() * 100
-    per_class["threshold"] = threshold
-    return per_class.rename(columns={"label": "class"})
+        ok = boxed["_gt_fixed"] * boxed["top1_correct"].astype(float)
+        per_class["top1_loc"] = ok.groupby(boxed["label"]).mean() * 100
+    per_class["mean_iou"] = groups["_iou_fixed"].mean()
+    per_class["threshold"] = curves.thresholds[choice.fixed]
+    per_class["threshold_source"] = choice.fixed_source
+    per_class[names.best] = groups["_gt_best"].mean() * 100
+    per_class["best_threshold"] = curves.thresholds[choice.best_gt]
+    per_class["best_threshold_source"] = choice.best_source
+    return per_class.reset_index().rename(columns={"label": "class"})
 
 
 def curve_table(curves: Curves) -> pd.DataFrame:
-    """curve.csv: accuracy (percent) at every CAM threshold, one column per curve."""
+    """curve.csv: accuracy (percent) at every CAM threshold, one column per curve, named
+    as summary.csv names the figure read on it."""
     curve = pd.DataFrame({"threshold": curves.thresholds,
-                          "gt_known_loc": curves.percent(curves.gt_known)})
+                          curves.names.fixed: curves.percent(curves.gt_known)})
     if curves.top1.any():
         curve["top1_loc"] = curves.percent(curves.top1)
-        curve["top5_loc"] = curves.percent(curves.top5)
+        if curves.names.top5:
+            curve["top5_loc"] = curves.percent(curves.top5)
     for j, k in enumerate(curves.iou):
         curve[f"box_acc_v2@{k}"] = curves.percent(curves.v2[j])
     return curve
@@ -223,8 +299,9 @@ class CurveMark:
 def chosen_metric(column: str) -> str | None:
     """The summary.csv metric whose threshold was chosen on curve.csv's `column`
     (top1_loc and top5_loc are read at best_gt_known_loc's and not marked again)."""
-    if column == "gt_known_loc":
-        return "best_gt_known_loc"
+    for names in (LABEL_NAMES, AGNOSTIC_NAMES):
+        if column == names.fixed:
+            return names.best
     if column.startswith("box_acc_v2@"):
         return "max_" + column
     return None
@@ -243,9 +320,9 @@ def curve_marks(curve: pd.DataFrame, summary: pd.DataFrame) -> list[CurveMark]:
         values = np.nan_to_num(curve[column].to_numpy(np.float64))
         marks.append(CurveMark(str(column), str(row.metric), float(row.threshold), style,
                                float(np.interp(row.threshold, thresholds, values))))
-    fixed = rows.get("gt_known_loc")
+    fixed = rows.get(LABEL_NAMES.fixed, rows.get(AGNOSTIC_NAMES.fixed))
     if fixed is not None and pd.notna(fixed.threshold):
-        marks.append(CurveMark(None, "gt_known_loc", float(fixed.threshold), -1, np.nan))
+        marks.append(CurveMark(None, str(fixed.metric), float(fixed.threshold), -1, np.nan))
     return marks
 
 
@@ -405,14 +482,18 @@ def plot_curve(path: Path, curve: pd.DataFrame, protocol: str,
 
 
 def terminal_table(summary: pd.DataFrame) -> str:
-    """The headline table: metric, value, threshold, IoU, count."""
-    lines = [f"{'metric':<22}{'value':>9}{'threshold':>11}{'iou':>6}{'count':>8}"]
+    """The headline table: metric, value, threshold and where it came from, IoU, count."""
+    lines = [f"{'metric':<22}{'value':>9}{'threshold':>11}  {'source':<26}{'iou':>4}"
+             f"{'count':>8}"]
     for row in summary.itertuples():
         if str(row.metric).startswith("issue:"):
             continue
         threshold = "" if pd.isna(row.threshold) else f"{row.threshold:.3f}"
+        source = getattr(row, "threshold_source", "")
+        source = "" if not threshold or not isinstance(source, str) else source
+        source = source if len(source) <= 25 else source[:6] + "~" + source[-18:]
         iou = "" if pd.isna(row.iou) else f"{int(row.iou)}"
         ci = "" if pd.isna(row.ci_low) else f"  [{row.ci_low:.2f}, {row.ci_high:.2f}]"
-        lines.append(f"{row.metric:<22}{row.value:>9.2f}{threshold:>11}{iou:>6}"
-                     f"{int(row.count):>8}{ci}")
+        lines.append(f"{row.metric:<22}{row.value:>9.2f}{threshold:>11}  {source:<26}"
+                     f"{iou:>4}{int(row.count):>8}{ci}")
     return "\n".join(lines)

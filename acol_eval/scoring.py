@@ -16,7 +16,7 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
@@ -24,10 +24,13 @@ import numpy as np
 import pandas as pd
 
 from . import reports
+from .coverage import Coverage, Subset, check_coverage, wanted_images
 from .errors import AcolError
 from .maps import centre_gaussian_map
 from .mapstore import check_finished, open_maps
 from .metrics import error_type
+from .predictionfile import class_correctness as _class_correctness
+from .predictionfile import with_predictions
 from .progress import Progress
 from .protocols import Protocol, ScoringProtocol, get_protocol, parse_protocol
 from .readers import Annotations, read_source
@@ -35,6 +38,7 @@ from .reportfolder import REPORT_FILES, Outcomes, ReportMeta, ReportStaging, rea
 from .runtime import library_versions, ordered_map, resolve_workers
 from .safeio import FolderLock, atomic_open
 from .sweep import load_compiled
+from .thresholds import run_threshold
 
 CHUNK = 64
 MIN_INTERVAL = 1e-4  # 10,000 thresholds: the grid, curves and records stay small
@@ -85,9 +89,12 @@ class ScoreConfig:
     label_rule: str | None = None  # coco: which category labels an image
     mask_root: str | None = None  # where mask paths of the annotations resolve
     images: str | None = None  # where the annotations' relative image paths resolve
-    strict: bool = False  # exit 1 when an annotated image has no map
+    strict: bool = False  # the default now (a partial score is refused); kept for scripts
     map_choice: MapChoice = MapChoice.AUTO
     overwrite: bool = False  # replace a report already in --out
+    allow_missing: bool = False  # score the annotated images that have a map (coverage.py)
+    image_list: str | None = None  # a file naming the intended images, one a line
+    predictions: str | None = None  # classification for .npy maps (predictionfile.py)
 
     def __post_init__(self) -> None:
         put = object.__setattr__
@@ -121,6 +128,9 @@ class ScoreConfig:
             raise AcolError(f"--mask-root {self.mask_root} is not a folder")
         if self.images and not Path(self.images).is_dir():
             raise AcolError(f"--images {self.images} is not a folder")
+        if self.strict and self.allow_missing:
+            raise AcolError("--strict (refuse a partial score, the default) and "
+                            "--allow-missing contradict each other; give one")
 
 
 @dataclass(frozen=True)
@@ -128,9 +138,10 @@ class ScoreResult:
     summary: pd.DataFrame
     issues: dict[str, int]
     failed: int  # maps that could not be read or used
-    missing: int  # annotated images without a map
-    exit_code: int  # SPEC 9: 1 when some inputs failed (or --strict and maps missing)
+    missing: int  # annotated images without a map (scored anyway: --allow-missing)
+    exit_code: int  # 1 when some maps could not be used
     out: str
+    meta: ReportMeta | None = None  # report.json: coverage, map scored, thresholds
 
 
 # --------------------------------------------------------------------------- the worker side
@@ -292,17 +303,25 @@ def first_pass(inputs: ScoreInputs, setup: PassSetup, workers: int) -> FirstPass
             progress.update(len(part.records) // setup.dtype.itemsize)
     boxed = int(sum(len(inputs.boxes.get(i, ())) > 0 for i in inputs.table["image"]))
     curves = reports.Curves(setup.thresholds, total.v1, total.top1, total.top5, total.v2,
-                            setup.iou, boxed)
+                            setup.iou, boxed, inputs.agnostic)
     return FirstPass(curves, total.hist if total.hist[0].sum() > 0 else None,
                      dict(total.problems), records)
 
 
 def choose_thresholds(curves: reports.Curves, fixed: float | None, other: dict[str, float],
-                      other_name: str = "") -> reports.ThresholdChoice:
+                      other_name: str = "", fixed_source: str = "fixed"
+                      ) -> reports.ThresholdChoice:
     """Pure: the grid index of each metric. A metric named in `other` (another report's
     thresholds) takes the grid point nearest to it, the others the best of their curve;
-    the fixed threshold is `fixed`, else other's gt_known_loc, else 0.2."""
+    the fixed threshold is `fixed` (from `fixed_source`), else other's gt_known_loc,
+    else 0.2. The largest-box figure's thresholds are taken from the other report
+    under either of its names (gt_known_loc, agnostic_loc): both are read on the same
+    kind of curve."""
     thresholds = curves.thresholds
+    for names in (reports.LABEL_NAMES, reports.AGNOSTIC_NAMES):
+        for own, mine in ((names.fixed, "gt_known_loc"), (names.best, "best_gt_known_loc")):
+            if own in other:
+                other = {mine: other[own], **other}
 
     def nearest(value: float) -> int:
         return int(np.argmin(np.abs(thresholds - value)))
@@ -314,7 +333,7 @@ def choose_thresholds(curves: reports.Curves, fixed: float | None, other: dict[s
 
     best_gt, best_source = pick("best_gt_known_loc", curves.gt_known)
     if fixed is not None:
-        fixed_index, fixed_source = nearest(fixed), "fixed"
+        fixed_index = nearest(fixed)
     elif "gt_known_loc" in other:
         fixed_index, fixed_source = nearest(other["gt_known_loc"]), f"from:{other_name}"
     else:
@@ -331,6 +350,7 @@ def score(config: ScoreConfig) -> ScoreResult:
     check_report_folder(config.out, config.overwrite)
     other = (read_thresholds(config.threshold_from, protocol_label(config, protocol))
              if config.threshold_from else {})
+    fixed, fixed_source = _fixed_threshold(config)
     inputs = load_inputs(config, protocol)  # all input checks before --out is touched
     if config.baseline is Baseline.CENTRE:
         inputs = inputs.with_source(_centre_source(inputs.source))
@@ -342,14 +362,26 @@ def score(config: ScoreConfig) -> ScoreResult:
         check_report_folder(config.out, config.overwrite)  # again, now no one else writes
         passed = first_pass(inputs, setup, score_workers(config.workers))
         _warn(passed.problems)
-        choice = choose_thresholds(passed.curves, config.threshold, other,
-                                   config.threshold_from or "")
+        choice = choose_thresholds(passed.curves, fixed, other, config.threshold_from or "",
+                                   fixed_source)
         issues = {**inputs.issues, **passed.problems}
-        summary = write_report(config, inputs, setup, passed, choice, issues)
+        summary, meta = write_report(config, inputs, setup, passed, choice, issues)
     failed = sum(v for k, v in passed.problems.items() if k in UNUSABLE_MAP)
     missing = inputs.issues.get("annotation_without_map", 0)
-    exit_code = 1 if failed or (config.strict and missing) else 0
-    return ScoreResult(summary, issues, failed, missing, exit_code, config.out)
+    return ScoreResult(summary, issues, failed, missing, 1 if failed else 0, config.out, meta)
+
+
+def _fixed_threshold(config: ScoreConfig) -> tuple[float | None, str]:
+    """The fixed rows' threshold and source: --threshold; else (without --threshold-from,
+    which brings its own) the threshold a localize or boxes run boxed with, when it was
+    not the uncalibrated default (a baseline's maps are not the run's: not carried);
+    else None (the 0.2 default)."""
+    if config.threshold is not None:
+        return config.threshold, "fixed"
+    if config.threshold_from or config.baseline is not None:
+        return None, "fixed"
+    carried = run_threshold(config.run)
+    return carried if carried else (None, "fixed")
 
 
 def protocol_label(config: ScoreConfig, protocol: ScoringProtocol) -> str:
@@ -374,7 +406,7 @@ def check_report_folder(out: str | Path, overwrite: bool) -> None:
 
 def _warn(issues: dict[str, int]) -> None:
     for name, amount in sorted(issues.items()):
-        print(f"acol-eval: warning: {amount} {name.replace('_', ' ')}", file=sys.stderr)
+        print(f"acol-eval: warning: {reports.issue_text(name, amount)}", file=sys.stderr)
 
 
 # problems that leave an image unscored (SPEC 9: exit 1); the others are reported only
@@ -407,7 +439,7 @@ def image_row(setup: PassSetup, item: ImageTask, record,
     original = protocol.to_original(box, item.width, item.height) if len(box) else None
     row = {"image": item.image, "label": item.label, "map": item.map_name,
            "frame": protocol.frame, "threshold": float(thresholds[choice.best_gt]),
-           "iou": round(best, 6) if has_gt else np.nan}
+           "threshold_source": choice.best_source, "iou": round(best, 6) if has_gt else np.nan}
     for n, name in enumerate(("x0", "y0", "x1", "y1")):
         row[name] = box[0, n] if len(box) else ""
     for n, name in enumerate(("orig_x0", "orig_y0", "orig_x1", "orig_y1")):
@@ -420,6 +452,7 @@ def image_row(setup: PassSetup, item: ImageTask, record,
                             protocol.inclusive) if has_gt else "",
         "has_gt": float(has_gt)})
     all_ious, largest = protocol.threshold_ious(record, thresholds)
+    row["_iou_fixed"] = float(largest[choice.fixed]) if has_gt else np.nan
     row["_gt_fixed"] = float(has_gt and largest[choice.fixed] >= 0.5)
     row["_gt_best"] = float(has_gt and largest[choice.best_gt] >= 0.5)
     for k, index in choice.v2.items():
@@ -507,7 +540,8 @@ def check_map(values: np.ndarray, from_other_tool: bool) -> tuple[np.ndarray | N
 class ScoreInputs:
     """What is scored. table: one row per image (image, key, map, top1, top5, width,
     height, label); boxes: image -> (g, 4) float64, original pixels, x1/y1 exclusive;
-    masks: image -> (mask files, ignore file); issues: counts for the report."""
+    masks: image -> (mask files, ignore file); issues: counts for the report;
+    coverage: which annotated images have maps (coverage.py)."""
 
     source: MapSource
     table: pd.DataFrame
@@ -515,51 +549,83 @@ class ScoreInputs:
     masks: dict[str, tuple[tuple[str, ...], str]]
     issues: dict[str, int]
     digest: str
+    coverage: Coverage | None = None
 
     def with_source(self, source: MapSource) -> ScoreInputs:
-        return ScoreInputs(source, self.table, self.boxes, self.masks, self.issues,
-                           self.digest)
+        return replace(self, source=source)
+
+    @property
+    def agnostic(self) -> bool:
+        """Some image is scored with the top-1 predicted class's map, not its label's
+        (class-agnostic: its figures get their own names). Not for the centre baseline,
+        whose one map stands in for every class's."""
+        return self.source.kind is MapKind.STORE and bool((self.table["map"] == "top1").any())
+
+    @property
+    def map_scored(self) -> str:
+        """Which maps were scored (summary.csv's `map`, report.json's map_scored): label,
+        top1, label+top1 (--map auto where some label is not a model class), npy (maps
+        from files, taken as the label's), centre (the centre baseline)."""
+        if self.source.kind is not MapKind.STORE:
+            return self.source.kind.value
+        used = set(self.table["map"])
+        return "label+top1" if used == {"label", "top1"} else "".join(used) or "label"
 
 
 def load_inputs(config: ScoreConfig, protocol: ScoringProtocol) -> ScoreInputs:
     """Annotations and maps matched by image name; sizes from the annotations or the
     run's predictions.csv; what cannot be scored counted in issues."""
-    annotations = _read_annotations(config)
+    annotations, everything = _read_annotations(config)
+    known = everything.images["image"]  # every image of the source, all splits
     issues = dict(annotations.issues)
     run = Path(config.run)
     if (run / "maps.json").exists():
+        if config.predictions:
+            raise AcolError(f"--predictions is for folders of .npy maps; {run} is a "
+                            f"localize run with its own predictions.csv")
         source, table = _store_table(run, annotations, config.map_choice, issues)
     else:
-        source, table = _npy_table(run, annotations, issues)
+        source, table = _npy_table(run, known, issues)
+        if config.predictions:
+            table = with_predictions(table, annotations, known, config.predictions)
     images = _image_sizes(annotations.images.set_index("image"), run, source)
-    missing_map = ~images.index.isin(table["image"])
+    unknown = ~table["image"].isin(known)  # other splits' maps are not counted
+    if unknown.any():
+        issues["map_without_annotation"] = issues.get("map_without_annotation", 0) + int(
+            unknown.sum())
+    wanted = wanted_images(annotations.images["image"], config.image_list)
+    table = table[table["image"].isin(wanted)].reset_index(drop=True)
+    missing_map = ~wanted.isin(table["image"])
     if missing_map.any():
         issues["annotation_without_map"] = int(missing_map.sum())
-    unannotated = ~table["image"].isin(images.index)
-    if unannotated.any():
-        issues["map_without_annotation"] = issues.get("map_without_annotation", 0) + int(
-            unannotated.sum())
-    table = table[~unannotated].reset_index(drop=True)
     for column in ("width", "height", "label"):
         table[column] = table["image"].map(images[column]).to_numpy()
     boxes = _boxes_by_image(annotations.boxes)
+    mapped = len(table)
     table = _drop_unsized(table, boxes, protocol, issues)
     if not len(table):
         _nothing_to_score(annotations, source, run, issues)
+    coverage = Coverage(int(annotations.images["image"].nunique()), len(wanted), mapped,
+                        mapped - len(table), issues.get("map_without_annotation", 0),
+                        config.image_list is not None, config.allow_missing)
+    check_coverage(coverage, config.split, everything.splits,
+                   issues.get("label_not_a_model_class", 0))
     masks = _masks_by_image(annotations, config.mask_root)
     return ScoreInputs(source, table, boxes, masks, issues,
-                       annotations_digest(table, boxes))
+                       annotations_digest(table, boxes), coverage)
 
 
-def _read_annotations(config: ScoreConfig) -> Annotations:
+def _read_annotations(config: ScoreConfig) -> tuple[Annotations, Annotations]:
+    """(the scored split's annotations, the whole source's)."""
     extra = {"image_root": config.images} if config.images else {}
-    annotations = read_source(config.annotations, label_rule=config.label_rule, **extra)
+    everything = read_source(config.annotations, label_rule=config.label_rule, **extra)
+    annotations = everything
     if config.split:
-        if config.split not in annotations.splits:
+        if config.split not in everything.splits:
             raise AcolError(f"split {config.split!r} not in the annotations "
-                            f"(splits: {', '.join(annotations.splits)})")
-        annotations = annotations.split(config.split)
-    return annotations
+                            f"(splits: {', '.join(everything.splits)})")
+        annotations = everything.split(config.split)
+    return annotations, everything
 
 
 def _read_run_csv(path: Path, **kwargs) -> pd.DataFrame:
@@ -605,24 +671,6 @@ def _store_table(run: Path, annotations: Annotations, choice: MapChoice,
     return MapSource(MapKind.STORE, str(run), tuple(store.maps.shape)), table
 
 
-def _class_correctness(preds: np.ndarray, labels: pd.Series, classes: list[str]
-                       ) -> dict[str, np.ndarray]:
-    """top1/top5: whether the label is the top-1 / among the top-5 predictions; NaN
-    (unknown) where the label is not a class of the model (class-agnostic scoring: no
-    class can be right or wrong), and top5 NaN for all when the run kept fewer than
-    five predictions of a model with more classes (a top-5 cannot be told from them)."""
-    n = len(labels)
-    if preds.shape[1] == 0:
-        return {"top1": np.full(n, np.nan), "top5": np.full(n, np.nan)}
-    truth = labels.to_numpy()[:, None]
-    known = labels.isin(classes).to_numpy()
-    top1 = np.where(known, preds[:, 0] == truth[:, 0], np.nan)
-    top5 = np.where(known, (preds[:, :5] == truth).any(axis=1), np.nan)
-    if preds.shape[1] < min(5, len(classes)):
-        top5 = np.full(n, np.nan)
-    return {"top1": top1, "top5": top5}
-
-
 def _row_of(index: pd.DataFrame, wanted: pd.Series, images: pd.Series) -> pd.Series:
     rows = index[wanted].drop_duplicates("image").set_index("image")["row"]
     return images.map(pd.to_numeric(rows, errors="coerce"))
@@ -636,17 +684,17 @@ def _class_names(labels: pd.Series, classes: list[str]) -> pd.Series:
     return labels
 
 
-def _npy_table(run: Path, annotations: Annotations, issues: dict[str, int]
+def _npy_table(run: Path, names: pd.Series, issues: dict[str, int]
                ) -> tuple[MapSource, pd.DataFrame]:
     """A folder of .npy maps named <image id>.npy, with the image's extension (the way
-    wsolevaluation's inference saves them) or without it."""
+    wsolevaluation's inference saves them) or without it; `names`: every image name of
+    the annotation source (a map matching none is counted as map_without_annotation)."""
     if not run.is_dir():
         raise AcolError(f"{run} is neither a localize run folder nor a folder of .npy maps")
     check_finished(run)
     keys = sorted(p.relative_to(run).as_posix()[:-4] for p in run.rglob("*.npy"))
     if not keys:
         raise AcolError(f"{run} has no maps.json and no .npy score maps")
-    names = annotations.images["image"]
     by_name = dict(zip(names, names))
     by_stem = dict(zip(names.map(_strip_ext), names))
     images = [by_name.get(k) or by_stem.get(k) for k in keys]
@@ -768,19 +816,21 @@ PER_IMAGE_INTS = ("correct", "top1_correct", "top5_correct", "has_gt")
 
 def write_report(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
                  passed: FirstPass, choice: reports.ThresholdChoice,
-                 issues: dict[str, int]) -> pd.DataFrame:
+                 issues: dict[str, int]) -> tuple[pd.DataFrame, ReportMeta]:
     """The second pass (per-image rows from the records, streamed to per_image.csv) and
-    every report file, staged and moved into --out together. Returns the summary."""
+    every report file, staged and moved into --out together. Returns the summary and
+    report.json's record."""
     label = protocol_label(config, setup.protocol)
     with ReportStaging(config.out) as staging:
         per_image = _second_pass(inputs, setup, passed, choice, staging)
+        meta = _meta(config, inputs, setup, choice, len(per_image))
         summary = reports.summary_table(reports.SummaryInputs(
             passed.curves, choice, label, bool(inputs.table["top1"].notna().any()),
-            passed.hist, per_image, issues, config.bootstrap, config.seed))
+            passed.hist, per_image, issues, config.bootstrap, config.seed,
+            meta.map_scored, f"{meta.images} of {meta.annotated}"))
         with atomic_open(staging.path("summary.csv")) as handle:
             summary.to_csv(handle, index=False, float_format="%.6g")
-        per_class = reports.per_class_table(per_image,
-                                            float(setup.thresholds[choice.best_gt]))
+        per_class = reports.per_class_table(per_image, passed.curves, choice)
         if per_class is not None:
             with atomic_open(staging.path("per_class.csv")) as handle:
                 per_class.to_csv(handle, index=False, float_format="%.6g")
@@ -792,12 +842,12 @@ def write_report(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
             with atomic_open(staging.path("pxap_curve.csv")) as handle:
                 reports.pxap_curve_table(passed.hist, setup.thresholds).to_csv(
                     handle, index=False, float_format="%.6g")
-        _meta(config, inputs, setup, choice).write(staging.folder)
+        meta.write(staging.folder)
         staging.commit()  # drops an older report.html: the page below is of these files
     from .htmlreport import write_score_html
 
     write_score_html(config.out)
-    return summary
+    return summary, meta
 
 
 def _second_pass(inputs: ScoreInputs, setup: PassSetup, passed: FirstPass,
@@ -818,7 +868,8 @@ def _second_pass(inputs: ScoreInputs, setup: PassSetup, passed: FirstPass,
                 shown[column] = shown[column].astype("Int64")
             shown.to_csv(handle, index=False, header=start == 0)
             frames.append(frame.drop(columns=["x0", "y0", "x1", "y1", "orig_x0", "orig_y0",
-                                              "orig_x1", "orig_y1", "error"]))
+                                              "orig_x1", "orig_y1", "error",
+                                              "threshold_source"]))
             bits = _outcome_bits(setup, kept)
             v1_bits.append(bits[0])
             v2_bits.append(bits[1])
@@ -848,14 +899,22 @@ def _outcome_bits(setup: PassSetup, kept: list) -> tuple[np.ndarray, np.ndarray]
     return np.packbits(v1, axis=-1), np.packbits(v2, axis=-1)
 
 
-PER_IMAGE_COLUMNS = ["image", "label", "map", "frame", "threshold", "iou", "x0", "y0", "x1",
-                     "y1", "orig_x0", "orig_y0", "orig_x1", "orig_y1", "correct",
-                     "top1_correct", "top5_correct", "error", "has_gt"]
+PER_IMAGE_COLUMNS = ["image", "label", "map", "frame", "threshold", "threshold_source", "iou",
+                     "x0", "y0", "x1", "y1", "orig_x0", "orig_y0", "orig_x1", "orig_y1",
+                     "correct", "top1_correct", "top5_correct", "error", "has_gt"]
 
 
 def _meta(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
-          choice: reports.ThresholdChoice) -> ReportMeta:
+          choice: reports.ThresholdChoice, scored: int) -> ReportMeta:
+    """report.json. images: the images scored (a map that could not be used leaves its
+    image out); annotated: the scored split's annotated images; subset: why fewer were
+    accepted, when they were."""
     sources = {choice.best_source, *choice.v2_source.values()}
+    coverage = inputs.coverage
+    annotated = coverage.annotated if coverage else scored
+    subset = coverage.subset if coverage and scored < annotated else None
+    if subset is None and scored < annotated and coverage and coverage.allow_missing:
+        subset = Subset.ALLOW_MISSING  # a map that could not be used, scored without
     return ReportMeta(
         protocol=setup.protocol.name, annotations=config.annotations,
         annotations_digest=inputs.digest, run=str(Path(config.run).resolve()),
@@ -864,4 +923,5 @@ def _meta(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
         map_choice=config.map_choice.value, interval=float(config.interval),
         n_thresholds=len(setup.thresholds), iou=list(config.iou),
         threshold_source=sources.pop() if len(sources) == 1 else "mixed",
-        images=len(inputs.table), version_info=library_versions())
+        images=scored, annotated=annotated, subset=subset.value if subset else None,
+        map_scored=inputs.map_scored, version_info=library_versions())

@@ -18,9 +18,14 @@ Giving both 1 and 2 is refused rather than silently dropping one of them.
 A report scored under `--protocol wsoleval` is refused by `--threshold-from`: wsoleval
 picks its thresholds in another frame (uint8 levels int(t * max) of the map resized to
 224x224, whatever the image size), and no fraction of the native map's range keeps the
-same pixels for every image, so it cannot be converted exactly. The error says to score
-with `--protocol native` instead. A centre-baseline report is refused too: its threshold
-was chosen for a Gaussian, not for the run's maps.
+same pixels for every image, so it cannot be converted exactly. The error names the
+command that scores the same run under `--protocol native` (from the report's
+report.json). A centre-baseline report is refused too: its threshold was chosen for a
+Gaussian, not for the run's maps. A report of class-agnostic maps (best_agnostic_loc)
+serves as well as one of label maps: localize boxes the top-1 map.
+
+`score` reads the other way round (run_threshold): the threshold a localize or boxes run
+boxed with (run.json) becomes the fixed threshold of its report's rows.
 """
 
 from __future__ import annotations
@@ -33,10 +38,11 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import AcolError
-from .reportfolder import read_summary
+from .reportfolder import read_summary, rescore_command
 
 DEFAULT_CAM_THRESHOLD = 0.2
 REPORT_METRIC = "best_gt_known_loc"
+AGNOSTIC_METRIC = "best_agnostic_loc"  # the same threshold, of class-agnostic maps
 NATIVE_PROTOCOL = "native"
 
 
@@ -105,17 +111,21 @@ def threshold_from_report(report: str | Path) -> tuple[float, str]:
     table, file = read_summary(report, {"metric", "threshold", "protocol"})
     rows = table[table["metric"] == REPORT_METRIC]
     if rows.empty:
+        rows = table[table["metric"] == AGNOSTIC_METRIC]
+    if rows.empty:
         raise AcolError(f"--threshold-from {report}: {file} has no {REPORT_METRIC} threshold "
                         f"(score it against annotations with boxes)")
     row = rows.iloc[0]
     protocol = str(row["protocol"]).strip()
     if protocol != NATIVE_PROTOCOL:
+        command = rescore_command(report, NATIVE_PROTOCOL)
         if protocol.startswith(NATIVE_PROTOCOL):
             raise AcolError(f"--threshold-from {report}: it scored a baseline ({protocol}), "
-                            f"not the run's maps; use a report of the maps themselves")
+                            f"not the run's maps; score the maps themselves and pass that "
+                            f"report: {command}")
         raise AcolError(f"--threshold-from {report}: it was scored with --protocol {protocol}, "
-                        f"whose thresholds are 224x224 uint8 levels that cannot be converted "
-                        f"exactly; score with --protocol native and use that report")
+                        f"whose thresholds are 224x224 uint8 levels that no native threshold "
+                        f"reproduces; score the run natively and pass that report: {command}")
     threshold = pd.to_numeric(pd.Series([row["threshold"]]), errors="coerce").iloc[0]
     count = pd.to_numeric(pd.Series([row.get("count", 1)]), errors="coerce").iloc[0]
     if pd.isna(threshold) or (pd.notna(count) and count <= 0):
@@ -144,3 +154,33 @@ def resolve_cam_threshold(cam_threshold: float | None = None,
         return CamThreshold(value, ThresholdSource.CHECKPOINT,
                             str(checkpoint_source or "calibrated by train"))
     return CamThreshold(DEFAULT_CAM_THRESHOLD, ThresholdSource.DEFAULT)
+
+
+# run.json's cam_threshold_source -> the threshold_source of score's fixed rows
+RUN_SOURCES = {ThresholdSource.CHECKPOINT.value: "run:checkpoint-calibrated",
+               ThresholdSource.REPORT.value: "run:threshold-from",
+               ThresholdSource.FLAG.value: "run:cam-threshold"}
+
+
+def run_threshold(run: str | Path) -> tuple[float, str] | None:
+    """(threshold, threshold_source) a localize or boxes run boxed with, as its run.json
+    records it, for the fixed rows of its score; None for the uncalibrated default, a
+    folder of .npy maps or a run.json without one.
+
+    The threshold is a fraction of the map's range. Under `--protocol native` it means
+    exactly what it meant to the run's boxes (same map upsampled to the image, same
+    normalisation, same largest component); under wsoleval the same fraction is read on
+    the 224x224 uint8 map, as any --threshold is."""
+    import json
+
+    path = Path(run) / "run.json"
+    try:
+        record = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    source = RUN_SOURCES.get(str(record.get("cam_threshold_source")))
+    if source is None or record.get("cam_threshold") is None:
+        return None
+    return check_threshold(record["cam_threshold"], f"{path} cam_threshold"), source

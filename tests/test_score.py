@@ -146,7 +146,7 @@ def test_score_command_writes_every_report_and_counts_top1_loc(tmp_path):
     summary = pd.read_csv(tmp_path / "rep" / "summary.csv").set_index("metric")
     assert list(pd.read_csv(tmp_path / "rep" / "summary.csv").columns) == [
         "metric", "value", "threshold", "iou", "protocol", "count", "ci_low", "ci_high",
-        "threshold_source"]
+        "threshold_source", "map", "coverage"]
     assert summary.at["gt_known_loc", "value"] == pytest.approx(100.0)
     assert summary.at["top1_loc", "value"] == pytest.approx(200 / 3)   # image 2 is class b
     assert summary.at["cls_top1", "value"] == pytest.approx(200 / 3)
@@ -227,10 +227,10 @@ def test_npy_folder_maps_have_no_classification_and_missing_sides_are_counted(tm
         [("001.cls/a.jpg", "0", 224, 224), ("001.cls/b.jpg", "0", 224, 224)],
         ["001.cls/a.jpg,30,20,130,120", "001.cls/b.jpg,1,1,5,5"])
     result = run_cli("score", str(tmp_path / "maps"), "--annotations", f"wsol:{meta}",
-                     "--out", str(tmp_path / "rep"))
+                     "--out", str(tmp_path / "rep"), "--allow-missing")
     assert result.returncode == 0, result.stderr
     assert "1 map without annotation" in result.stderr
-    assert "1 annotation without map" in result.stderr
+    assert "1 annotated image without a map" in result.stderr
     summary = pd.read_csv(tmp_path / "rep" / "summary.csv").set_index("metric")
     assert "cls_top1" not in summary.index and "top1_loc" not in summary.index
     assert summary.at["max_box_acc", "value"] == pytest.approx(100.0)

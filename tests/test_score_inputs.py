@@ -22,6 +22,7 @@ from tests.test_score import square_maps, write_run
 
 def run_score(tmp_path, run, annotations, out="rep", **options):
     options.setdefault("workers", 0)
+    options.setdefault("allow_missing", True)  # most tests here score part of a split
     return score(ScoreConfig(run=str(run), annotations=annotations, out=str(tmp_path / out),
                              **options))
 
@@ -223,7 +224,7 @@ def test_nothing_to_score_prints_the_counts_then_names_from_both_sides(tmp_path,
     message = str(error.value)
     assert "'other/x.npy'" in message and "'c/a.jpg'" in message
     stderr = capsys.readouterr().err
-    assert "2 annotation without map" in stderr and "1 map without annotation" in stderr
+    assert "2 annotated images without a map" in stderr and "1 map without annotation" in stderr
 
 
 def test_nothing_to_score_names_missing_sizes(tmp_path):
@@ -237,12 +238,13 @@ def test_nothing_to_score_names_missing_sizes(tmp_path):
 def test_strict_fails_on_a_partial_map_set(tmp_path):
     meta = two_image_metadata(tmp_path)
     save_maps(tmp_path / "maps", {"c/a.npy": blob_map((10, 10, 60, 60), 100, 100)})
-    assert run_score(tmp_path, tmp_path / "maps", f"wsol:{meta}").exit_code == 0
-    result = run_score(tmp_path, tmp_path / "maps", f"wsol:{meta}", out="strict", strict=True)
-    assert result.exit_code == 1 and result.missing == 1
+    assert run_score(tmp_path, tmp_path / "maps", f"wsol:{meta}").missing == 1
+    with pytest.raises(AcolError, match="1 of 2 annotated images"):
+        run_score(tmp_path, tmp_path / "maps", f"wsol:{meta}", out="strict", strict=True,
+                  allow_missing=False)
     cli = run_cli("score", str(tmp_path / "maps"), "--annotations", f"wsol:{meta}", "--out",
                   str(tmp_path / "cli"), "--strict", "--workers", "0")
-    assert cli.returncode == 1 and "1 annotated images have no map" in cli.stderr
+    assert_one_line_error(cli, 2, "1 of 2 annotated images", "1 has no map")
 
 
 # --------------------------------------------------------------------------- 6, 17: bad maps
@@ -339,7 +341,7 @@ def test_a_finished_report_is_replaced_only_when_asked(tmp_path):
     assert_one_line_error(refused, 2, "already holds a score report", "--overwrite")
     after = {p.name: p.read_bytes() for p in (tmp_path / "rep").iterdir() if p.is_file()}
     assert after == before
-    replaced = run_cli(*common, "--overwrite")
+    replaced = run_cli(*common, "--overwrite", "--allow-missing")
     assert replaced.returncode == 0, replaced.stderr
     assert (tmp_path / "rep" / "per_image.csv").read_bytes() != before["per_image.csv"]
 
