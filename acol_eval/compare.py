@@ -179,7 +179,11 @@ def check_comparable(reports: list[Report]) -> list[str]:
     checks = (("protocol", lambda r: r.meta.protocol),
               ("IoU list (--iou)", lambda r: [int(k) for k in r.meta.iou]),
               ("CAM threshold grid (--cam-curve-interval)",
-               lambda r: (round(float(r.meta.interval), 12), int(r.meta.n_thresholds))))
+               lambda r: (round(float(r.meta.interval), 12), int(r.meta.n_thresholds))),
+              # agnostic_loc (the top-1 class's map) and gt_known_loc (the label's) are
+              # different measures: pairing them would read as one method beating another
+              ("scored map (class-agnostic top-1 or the label's)",
+               lambda r: "top-1 map" if r.meta.agnostic else "label's map"))
     for other in reports[1:]:
         for what, get in checks:
             if get(first) != get(other):
@@ -255,11 +259,20 @@ class Resampleable:
 
 def _threshold_index(report: Report, thresholds: np.ndarray, metric: str) -> int:
     """Index in the grid of the threshold summary.csv gives for `metric`."""
+    metric = fixed_name(report, metric)
     value = report.summary["threshold"].get(metric, np.nan)
     if pd.isna(value):
         raise AcolError(f"{report.path / 'summary.csv'} gives no threshold for {metric}; "
                         f"score the run again with this acol-eval")
     return int(np.argmin(np.abs(thresholds - float(value))))
+
+
+def fixed_name(report: Report, metric: str) -> str:
+    """summary.csv's name of `metric`: a report of the top-1 class's maps names its
+    GT-known rows agnostic_loc."""
+    if report.meta.agnostic and metric.startswith("gt_known_loc"):
+        return "agnostic_loc" + metric[len("gt_known_loc"):]
+    return metric
 
 
 def _read_outcomes(report: Report):
@@ -466,6 +479,13 @@ def pairs_table(names: list[str], reference: int, methods: list[list[Resampleabl
     return pd.DataFrame(rows, columns=columns)
 
 
+def agnostic_names(table: pd.DataFrame) -> pd.DataFrame:
+    """The columns of reports that scored the top-1 class's map, named as score names
+    them: agnostic_loc..., not gt_known_loc... (check_comparable keeps kinds apart)."""
+    return table.rename(columns=lambda c: ("agnostic_loc" + c[len("gt_known_loc"):]
+                                           if c.startswith("gt_known_loc") else c))
+
+
 # --------------------------------------------------------------------------- the job
 
 
@@ -521,12 +541,13 @@ def threshold_source(report: Report, metric: str) -> str:
     """Where `metric`'s CAM threshold came from: summary.csv's threshold_source, else
     (older reports) 'fixed' for the fixed-threshold rows and report.json's source
     ('oracle', 'from:PATH') for the others."""
+    metric = fixed_name(report, metric)
     given = (report.summary["threshold_source"].get(metric, "")
              if "threshold_source" in report.summary else "")
     if isinstance(given, str) and given:
         return given
     taken = str(report.meta.threshold_source)
-    if metric in FIXED_METRICS and not taken.startswith("from"):
+    if metric in (*FIXED_METRICS, "agnostic_loc") and not taken.startswith("from"):
         return "fixed"
     return taken
 
@@ -539,7 +560,8 @@ def with_thresholds(leaderboard: pd.DataFrame, reports: list[list[Report]]) -> p
     board = leaderboard.copy()
     fixed, sources, best = [], [], []
     for members in reports:
-        values = {float(r.summary["threshold"].get("gt_known_loc", np.nan)) for r in members}
+        values = {float(r.summary["threshold"].get(fixed_name(r, "gt_known_loc"), np.nan))
+                  for r in members}
         fixed.append(values.pop() if len(values) == 1 else np.nan)
         sources.append(";".join(dict.fromkeys(threshold_source(r, "gt_known_loc")
                                               for r in members)))
@@ -601,6 +623,8 @@ def run(config: CompareConfig, log: Callable[[str], None] = _stderr) -> CompareR
                                         len(common), order)
         leaderboard = with_thresholds(with_coverage(leaderboard, every[0]), reports)
         pairs = pairs_table(names, reference, methods, observed, samples, len(common), order)
+        if every[0].meta.agnostic:
+            leaderboard, pairs = agnostic_names(leaderboard), agnostic_names(pairs)
         for name, table in (("leaderboard.csv", leaderboard), ("pairs.csv", pairs)):
             atomic_write_text(out / name, table.to_csv(index=False, float_format="%.6g"))
         _write_html(out, [[r.path for r in members] for members in reports], leaderboard,

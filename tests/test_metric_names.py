@@ -135,3 +135,27 @@ def test_score_help_shows_a_plain_percent_sign():
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
     assert "95% intervals" in text and "95%%" not in text
+
+
+def test_compare_names_top1_map_reports_agnostic_and_refuses_mixing_kinds(tmp_path):
+    from acol_eval.compare import CompareConfig
+    from acol_eval.compare import run as run_compare
+    from acol_eval.errors import AcolError
+
+    run = write_two_map_run(tmp_path, IMAGES)
+    for out, choice in (("top1", "top1"), ("top1b", "top1"), ("label", "label")):
+        _score(tmp_path, run, out, map_choice=choice)
+    result = run_compare(CompareConfig(reports=(str(tmp_path / "top1"), str(tmp_path / "top1b")),
+                                       out=str(tmp_path / "cmp"), bootstrap=0),
+                         log=lambda line: None)
+    board = result.leaderboard.set_index("method")
+    assert "gt_known_loc" not in board.columns
+    assert board["agnostic_loc"].tolist() == pytest.approx([50.0, 50.0])
+    assert board["threshold"].tolist() == pytest.approx([0.2, 0.2])
+    assert "agnostic_loc_diff" in result.pairs.columns
+    assert "agnostic_loc" in (tmp_path / "cmp" / "report.html").read_text()
+    with pytest.raises(AcolError, match="scored map"):
+        run_compare(CompareConfig(reports=(str(tmp_path / "top1"), str(tmp_path / "label")),
+                                  out=str(tmp_path / "cmp2"), bootstrap=0),
+                    log=lambda line: None)
+    assert not (tmp_path / "cmp2").exists()
