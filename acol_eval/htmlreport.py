@@ -409,7 +409,7 @@ def coverage_banner(meta: ReportMeta | None) -> str:
         return ""
     why = {"allow-missing": "annotated images without a map were left out "
                             "(--allow-missing)",
-           "images": "an --images list named the subset"}.get(meta.subset or "",
+           "image-list": "an --image-list file named the subset"}.get(meta.subset or "",
                                                               meta.subset or "")
     return (f'<div class="banner" id="partial"><b>Partial report: {esc(meta.coverage)}'
             f"</b> of the split were scored{': ' + esc(why) if why else ''}. These are "

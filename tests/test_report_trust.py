@@ -116,7 +116,7 @@ def test_same_images_of_annotated_splits_of_other_sizes_are_refused(tmp_path):
     rng = np.random.default_rng(1)
     names = [f"i{k}" for k in range(30)]
     a = write_report(tmp_path / "a", names, annotated=30, **method_bits(rng, 30, 0.4))
-    b = write_report(tmp_path / "b", names, annotated=300, subset="images",
+    b = write_report(tmp_path / "b", names, annotated=300, subset="image-list",
                      **method_bits(rng, 30, 0.4))
     with pytest.raises(Exception, match=r"30 of 30 annotated images.*30 of 300 annotated"):
         run(CompareConfig(reports=(str(a), str(b)), out=str(tmp_path / "cmp"), bootstrap=0),
