@@ -216,7 +216,7 @@ def _check_coverage(first: Report, other: Report) -> None:
               else "annotated splits of other sizes")
     raise AcolError(f"cannot compare {first.path} ({coverage(first)}) and {other.path} "
                     f"({coverage(other)}): they cover different images ({detail}); score "
-                    f"every method on the same images (the same --images list, or the "
+                    f"every method on the same images (the same --image-list file, or the "
                     f"whole split)")
 
 
