@@ -26,7 +26,7 @@ def _floats(text: str | None) -> list[float] | None:
 
 
 class OneLineErrors(click.Group):
-    """Every error as one line on stderr with SPEC 9's exit status: the library's
+    """Every error as one line on stderr with exit status 2 (bad usage or input): the library's
     AcolError (bad input, 2) and click's usage errors (a bad choice, a missing option, 2)."""
 
     def main(self, *args, **kwargs):

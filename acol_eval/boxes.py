@@ -1,6 +1,6 @@
 """Score maps into boxes: pure functions, numpy arrays in and out, no I/O.
 
-Two protocols (SPEC 7):
+Two protocols:
 - native: a float map at image size, pixels >= min + t * (max - min), 8-connected
   components, boxes x0 y0 x1 y1 with x1/y1 exclusive (:func:`native_boxes`,
   :func:`native_level_boxes` for a whole threshold grid);

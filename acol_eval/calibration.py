@@ -1,4 +1,4 @@
-"""Calibrating the CAM threshold of a trained model (SPEC 11, issue 10).
+"""Calibrating the CAM threshold of a trained model.
 
 `localize` boxes the top-1 map at a CAM threshold. A fixed 0.2 of the map's range is
 far too low for the diffuse maps of fine-tuned models (most boxes become the whole

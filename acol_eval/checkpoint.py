@@ -1,8 +1,8 @@
-"""The acol-eval checkpoint file (SPEC 5): one `torch.save` dict, read with weights_only=True.
+"""The acol-eval checkpoint file: one `torch.save` dict, read with weights_only=True.
 
 `Checkpoint` is the one owner of the format: training builds one and saves it,
 `localize` and `--resume` load one, and nobody else spells the dict by hand.
-The file is a plain dict (format tag, version, the SPEC 5 fields), so version-1
+The file is a plain dict (format tag, version, the fields listed below), so version-1
 files written before this class existed load unchanged.
 
 A checkpoint is untrusted input: it holds only tensors, numbers, strings,
@@ -185,7 +185,7 @@ OPTIONAL_FIELDS = ("cam_threshold", "cam_threshold_source", "determinism")
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Everything one checkpoint file holds (SPEC 5); `payload()` is the file's dict.
+    """Everything one checkpoint file holds; `payload()` is the file's dict.
 
     The model fields describe the network `model()` rebuilds; the rest records the
     run (epoch, metrics, arguments, versions, determinism flags) and, for `--resume`, the optimiser,

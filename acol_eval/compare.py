@@ -1,4 +1,4 @@
-"""The `compare` job (SPEC 11, issue 11): score reports of several methods on the same
+"""The `compare` job: score reports of several methods on the same
 images, side by side, with paired statistics. Needs neither maps nor images.
 
 Reads each REPORT folder that `score` wrote (report.json, outcomes.npz, summary.csv,

@@ -1,4 +1,4 @@
-"""report.html of `score` and `compare` (SPEC 7, 11): one self-contained page that opens
+"""report.html of `score` and `compare`: one self-contained page that opens
 offline from disk. Inline CSS, curves as inline SVG, thumbnails as JPEG data URIs; no
 script, no network, no file outside the page.
 

@@ -1,4 +1,4 @@
-"""WSOL metrics: pure functions over numpy arrays, no I/O (SPEC 7).
+"""WSOL metrics: pure functions over numpy arrays, no I/O.
 
 Per image, a protocol turns a map and the ground-truth boxes into the best IoU at
 every CAM threshold (:func:`wsoleval_level_results`, :func:`native_image_ious`; the

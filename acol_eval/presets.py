@@ -1,4 +1,4 @@
-"""Named training recipes for `acol-eval train --preset NAME` (SPEC 3, issue 13).
+"""Named training recipes for `acol-eval train --preset NAME`.
 
 A preset is a table of train options, nothing more: `apply_preset` fills every option
 the user did not give on the command line from the table, and returns the flags it
@@ -66,7 +66,7 @@ PRESETS: dict[Preset, PresetSpec] = {
             "schedule": "cosine",
             "batch_size": 32,
         },
-        source="benchmarks/search_cub10.py on cub10 (issue 13)",
+        source="benchmarks/search_cub10.py on cub10",
         val_fraction_without_val_split=0.2,
     ),
 }

@@ -1,7 +1,7 @@
-"""The report folder of `score` (SPEC 7, 11): what is in it, written and read here only.
+"""The report folder of `score`: what is in it, written and read here only.
 
 REPORT/
-    summary.csv, per_class.csv, per_image.csv, curve.csv, curve.png   (SPEC 7)
+    summary.csv, per_class.csv, per_image.csv, curve.csv, curve.png
     pxap_curve.csv (threshold, precision, recall; when masks were scored)
     report.json     ReportMeta: what was scored, how, from where (this module)
     outcomes.npz    Outcomes: per image and CAM threshold, correct or not (this module)

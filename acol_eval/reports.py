@@ -1,4 +1,4 @@
-"""Report tables of `score` (SPEC 7, 9): summary.csv, per_class.csv and curve.csv as
+"""Report tables of `score`: summary.csv, per_class.csv and curve.csv as
 DataFrames, the curve.png plot and the terminal table. Typed inputs in, tables out;
 reportfolder.py writes them into the report folder."""
 

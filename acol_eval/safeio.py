@@ -1,7 +1,7 @@
 """Writing output safely: atomic files, one writer per folder, names that stay inside.
 
 Every command that writes a folder goes through here, so the guarantees are the same
-everywhere (SPEC 9, issue 9):
+everywhere:
 - a file is written to a temporary name in its folder, flushed, fsynced and renamed:
   readers see the old file or the new one, never half of one;
 - one process writes a folder at a time: `FolderLock` takes an exclusive `flock` on

@@ -1,4 +1,4 @@
-"""The `score` job (SPEC 7) as a short pipeline of typed stages. Never imports torch.
+"""The `score` job as a short pipeline of typed stages. Never imports torch.
 
     load_inputs        maps + annotations + sizes           -> ScoreInputs
     first_pass         every CAM threshold, all cores       -> FirstPass (curves, records)
@@ -409,7 +409,7 @@ def _warn(issues: dict[str, int]) -> None:
         print(f"acol-eval: warning: {reports.issue_text(name, amount)}", file=sys.stderr)
 
 
-# problems that leave an image unscored (SPEC 9: exit 1); the others are reported only
+# problems that leave an image unscored (exit status 1); the others are reported only
 UNUSABLE_MAP = ("unreadable_map", "map_not_2d", "empty_map", "complex_map")
 
 

@@ -1,4 +1,4 @@
-"""Paired statistics over per-image outcomes: pure functions, no I/O (SPEC 11, issue 11).
+"""Paired statistics over per-image outcomes: pure functions, no I/O.
 
 The paired bootstrap of `compare` resamples images and, in every resample, re-picks each
 method's best CAM threshold. Done naively that is a (rounds x images) by (images x

@@ -1,4 +1,4 @@
-"""The embedded default data set (`acol-eval synth`, SPEC 8).
+"""The embedded default data set (`acol-eval synth`).
 
 Each class is one (shape, texture) pair; colours, places, scales and the
 cluttered background are random and shared by all classes, so only the

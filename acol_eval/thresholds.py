@@ -1,4 +1,4 @@
-"""Where the CAM threshold of `localize` and `boxes` comes from (SPEC 4, 11; issue 10).
+"""Where the CAM threshold of `localize` and `boxes` comes from.
 
 A CAM threshold means one thing everywhere in acol-eval: a fraction t of the map's
 range, applied to the map upsampled (bicubic) to the original image, in the image's own

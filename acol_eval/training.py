@@ -1,4 +1,4 @@
-"""`acol-eval train`: fit an ACoL model on image-level labels (SPEC 3).
+"""`acol-eval train`: fit an ACoL model on image-level labels.
 
 One job shape: `TrainConfig` (every default and every check, in `__post_init__`)
 -> `train(config, log)` -> `TrainResult`.

@@ -1,4 +1,4 @@
-"""Which centre map gives Choe et al.'s CUB centre-baseline figure? (issue 13.4)
+"""Which centre map gives Choe et al.'s CUB centre-baseline figure?
 
 Writes the centre Gaussian of `acol-eval score --baseline centre` (sigma a fraction of
 each side) as wsolevaluation-named .npy maps for every image of the full CUB test

@@ -336,7 +336,7 @@ def test_a_new_run_being_written_by_another_command_is_refused(world, tmp_path):
 
 
 def test_overlays_show_ground_truth_class_and_score(world, tmp_path):
-    """Issue 12.3: RUN was localised from a CUB-layout source, so boxes' overlays draw
+    """RUN was localised from a CUB-layout source, so boxes' overlays draw
     its ground-truth boxes (magenta) beside the predicted one, under a caption band."""
     from acol_eval.maps import BOX_COLOUR, GT_COLOUR
 
@@ -356,7 +356,7 @@ def test_overlays_show_ground_truth_class_and_score(world, tmp_path):
 
 
 def test_progress_lines_count_images_as_chunks_come_back(world, tmp_path, monkeypatch):
-    """Issue 12.4: off a terminal, boxes says how far it got (run.json gives the total)."""
+    """Off a terminal, boxes says how far it got (run.json gives the total)."""
     import acol_eval.boxing
     import acol_eval.progress
 

@@ -118,7 +118,7 @@ def localize_args(sandbox, *extra, images="{sandbox}/img", checkpoint="m.pt"):
 
 
 HOSTILE_LOCALIZE = {
-    # issue 9.20: odd values refused
+    # odd values refused
     "batch size 0": (["--batch-size", "0"], {}, "--batch-size"),
     "batch size huge": (["--batch-size", "1000000000"], {}, "--batch-size"),
     "top-k 0": (["--top-k", "0"], {}, "--top-k"),
@@ -137,7 +137,7 @@ HOSTILE_LOCALIZE = {
                              {"checkpoint": None}, "does not exist"),
     "checkpoint and arch": (["--arch", "resnet18"], {}, "either --checkpoint"),
     "no model": ([], {"checkpoint": None}, "either --checkpoint"),
-    # issue 9.11/9.14/9.17: bad inputs found at start-up leave nothing behind
+    # bad inputs found at start-up leave nothing behind
     "checkpoint garbage": ([], {"checkpoint": "garbage.pt"}, "not a readable"),
     "checkpoint missing": ([], {"checkpoint": "nowhere.pt"}, "does not exist"),
     "checkpoint a folder": ([], {"checkpoint": "empty"}, "is a folder, not a file"),
@@ -151,7 +151,7 @@ HOSTILE_LOCALIZE = {
     "images a run folder": ([], {"images": "{sandbox}/done"}, "no images found"),
     "split unknown": (["--split", "nope"], {"images": "cub:{sandbox}/cub"}, "no split 'nope'"),
     "cub source missing": ([], {"images": "cub:{sandbox}/nowhere"}, "does not exist"),
-    # issue 9.7: overlays that could replace inputs
+    # overlays that could replace inputs
     "overlays are the images": (["--overlays", "{sandbox}/img"], {}, "holds the image"),
     "overlays a file": (["--overlays", "{sandbox}/a-file"], {}, "is a file"),
     "overlays not empty": (["--overlays", "{sandbox}/full"], {}, "already holds files"),
@@ -175,7 +175,7 @@ def test_hostile_localize_commands_are_one_line_errors(sandbox, case):
 
 @pytest.mark.parametrize("case", ["finished", "locked", "unfinished", "out is a file"])
 def test_localize_refuses_an_out_it_must_not_write(sandbox, case):
-    """Issue 9.8: a second command on one --out is refused while the first holds it."""
+    """A second command on one --out is refused while the first holds it."""
     from acol_eval.safeio import FolderLock
     from conftest import tree_state
 

@@ -1,4 +1,4 @@
-"""`acol-eval compare`: paired statistics of score reports (issue 11, SPEC 11)."""
+"""`acol-eval compare`: paired statistics of score reports."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""curve.png (issue 12.3): the same rules as report.html's curves: every metric's chosen
+"""curve.png: the same rules as report.html's curves: every metric's chosen
 threshold and the fixed threshold marked, lines told apart by colour and dash."""
 
 from __future__ import annotations

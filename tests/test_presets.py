@@ -1,4 +1,4 @@
-"""`train --preset`: a named recipe fills what the command line leaves out (issue 13)."""
+"""`train --preset`: a named recipe fills what the command line leaves out."""
 
 from __future__ import annotations
 

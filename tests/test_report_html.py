@@ -1,4 +1,4 @@
-"""report.html (issue 12): the page of a real score report, parsed and opened in Chromium,
+"""report.html: the page of a real score report, parsed and opened in Chromium,
 and the gallery's pure functions."""
 
 import base64

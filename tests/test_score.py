@@ -107,7 +107,7 @@ def test_wsoleval_equals_reference_on_300_maps_over_real_cub_metadata():
 
 
 def write_run(folder, boxes, labels, preds, maps, classes=("a", "b"), size=(100, 100)):
-    """A localize run folder as SPEC 4 and the brief describe it, written with numpy."""
+    """A localize run folder as localize writes it, written with numpy."""
     run = folder / "run"
     run.mkdir(parents=True)
     names = [f"img{i:02d}.png" for i in range(len(maps))]

@@ -1,4 +1,4 @@
-"""score at its edges (issue 9): what users bring, bad maps and masks, bad arguments, the
+"""score at its edges: what users bring, bad maps and masks, bad arguments, the
 report folder written whole or not at all. Library logic in process; the CLI only for
 parsing, messages and exit codes."""
 
@@ -187,7 +187,7 @@ def test_missing_masks_are_counted_and_instance_masks_of_other_sizes_are_read(tm
 
 
 def test_pxap_curve_csv_holds_precision_and_recall_at_every_threshold(tmp_path):
-    """Issue 12.1: a 40x40 mask, its top left quarter foreground; the map is 1 there,
+    """A 40x40 mask, its top left quarter foreground; the map is 1 there,
     0.5 on the top right quarter and 0 below: every point of the curve by hand."""
     meta = write_wsol_metadata(tmp_path / "meta", [("c/a.jpg", "0", 40, 40)],
                                ["c/a.jpg,c/a.png,"])

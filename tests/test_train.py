@@ -348,7 +348,7 @@ def test_ddp_survives_a_rank_with_only_unreadable_images_in_a_batch(tmp_path):
 
 # ---------------------------------------------------------------- hostile and odd input
 
-# (field, value, phrase of the one-line error): issue 9 points 17 and 20 and more
+# (field, value, phrase of the one-line error): odd values and bad sources
 BAD_CONFIG = [
     ("input_size", 0, "--input-size 0"), ("input_size", -224, "--input-size -224"),
     ("input_size", 100_000, "--input-size 100000"), ("input_size", 2.5, "--input-size"),

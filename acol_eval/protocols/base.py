@@ -1,4 +1,4 @@
-"""The interface every scoring protocol implements (SPEC 7).
+"""The interface every scoring protocol implements.
 
 A protocol says how a map and an image's ground truth become boxes and IoUs:
 - prepare: the raw map into the protocol's frame (what is thresholded);

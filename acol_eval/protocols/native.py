@@ -1,4 +1,4 @@
-"""The native protocol: original pixels (SPEC 7).
+"""The native protocol: original pixels.
 
 Frame: the map upsampled (bicubic) to the image size; threshold t keeps pixels >=
 min + t * (max - min); boxes of 8-connected components, x1/y1 exclusive; IoU is

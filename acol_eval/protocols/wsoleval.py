@@ -1,4 +1,4 @@
-"""The wsoleval protocol: clovaai/wsolevaluation's box and mask evaluators (SPEC 7).
+"""The wsoleval protocol: clovaai/wsolevaluation's box and mask evaluators.
 
 Frame: the 224x224 uint8 map (bicubic, min-max, x255, truncated); threshold t keeps
 pixels > int(t * max); boxes are the bounding rectangles of OpenCV's RETR_TREE contours,
