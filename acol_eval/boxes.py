@@ -6,13 +6,16 @@ Two protocols:
   :func:`native_level_boxes` for a whole threshold grid);
 - wsoleval: the uint8 224x224 map of clovaai/wsolevaluation, pixels > level, the
   bounding rectangles of every OpenCV contour (outer borders and hole borders),
-  x1/y1 inclusive and clipped to 223 (:func:`wsoleval_level_boxes`).
+  x1 = x + w clipped to 223 (:func:`wsoleval_contour_boxes`).
+Box formats and conversions: boxformats.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from .boxformats import WSOLEVAL_SIZE, BoxFormat, convert, rectangles_to_frame
 
 EMPTY_BOXES = np.zeros((0, 4), dtype=np.int64)
 
@@ -45,16 +48,12 @@ def native_boxes(map_2d: np.ndarray, threshold: float, all_boxes: bool = False) 
     if not all_boxes:
         areas = stats[order, cv2.CC_STAT_AREA]
         order = order[[int(np.argmax(areas))]]  # argmax keeps the first of equal areas
-    x0 = stats[order, cv2.CC_STAT_LEFT].astype(np.int64)
-    y0 = stats[order, cv2.CC_STAT_TOP].astype(np.int64)
-    x1 = x0 + stats[order, cv2.CC_STAT_WIDTH]
-    y1 = y0 + stats[order, cv2.CC_STAT_HEIGHT]
-    return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)
+    rects = stats[order][:, [cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH,
+                             cv2.CC_STAT_HEIGHT]]
+    return convert(rects, BoxFormat.XYWH, BoxFormat.XYXY).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- map preparation
-
-WSOLEVAL_SIZE = 224
 
 
 def upsample_map(map_2d: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -101,7 +100,7 @@ def native_level_image(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray
 
 
 def wsoleval_contour_boxes(u8: np.ndarray, level: int, all_boxes: bool) -> np.ndarray:
-    """The reference's boxes at one level (OpenCV contours), x1/y1 inclusive, clipped.
+    """The reference's boxes at one level (OpenCV contours), WSOLEVAL_224, clipped.
 
     Used where exactness needs OpenCV's own contour areas (the largest contour of
     MaxBoxAcc V1 when several components exist) and for the per-image report.
@@ -114,6 +113,4 @@ def wsoleval_contour_boxes(u8: np.ndarray, level: int, all_boxes: bool) -> np.nd
     if not all_boxes:
         contours = [max(contours, key=cv2.contourArea)]
     rects = np.array([cv2.boundingRect(c) for c in contours], dtype=np.int64).reshape(-1, 4)
-    x1 = np.minimum(rects[:, 0] + rects[:, 2], width - 1)
-    y1 = np.minimum(rects[:, 1] + rects[:, 3], height - 1)
-    return np.stack([rects[:, 0], rects[:, 1], x1, y1], axis=1)
+    return rectangles_to_frame(rects, width, height)

@@ -2,7 +2,8 @@
 
 Pure functions, tables and arrays in, tables and arrays out; reading maps and images
 is the report writer's (acol_eval.htmlreport). Box format everywhere here, unless a
-docstring says otherwise: (x0, y0, x1, y1) in original image pixels, x1/y1 exclusive.
+docstring says otherwise: (x0, y0, x1, y1) in original image pixels, x1/y1 exclusive
+(boxformats.BoxFormat.XYXY).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from .boxformats import WSOLEVAL_SIZE, BoxFormat, convert
 from .maps import BOX_COLOUR, GT_COLOUR
 
 # RGB: ground truth magenta (no JET colour), prediction green, as in localize's overlays
@@ -19,7 +21,7 @@ THUMB_SIDE = 200  # the longer side of a thumbnail, pixels
 LINE_WIDTH = 2
 # the error types of metrics.error_type, in the order the report lists them
 ERROR_TYPES = ["wrong_class", "multiple_instances", "part", "too_large", "mislocated"]
-WSOLEVAL_SIDE = 224  # the wsoleval protocol's box frame: 224 x 224, inclusive corners
+WSOLEVAL_SIDE = WSOLEVAL_SIZE  # the wsoleval protocol's box frame: 224 x 224
 FOUND_IOU = 0.5  # a box counts as found from this IoU (GT-known Loc, MaxBoxAcc)
 
 
@@ -81,12 +83,10 @@ def pick_disagreements(ious: pd.DataFrame, limit: int = 8) -> list[str]:
 
 
 def wsoleval_to_original(box: np.ndarray, width: float, height: float) -> np.ndarray:
-    """(n, 4) boxes of the wsoleval frame (224 x 224, x1/y1 inclusive) in original
-    pixels (x1/y1 exclusive): the inverse of its int() scaling, to within a pixel."""
-    box = np.asarray(box, np.float64).reshape(-1, 4)
-    sx, sy = width / WSOLEVAL_SIDE, height / WSOLEVAL_SIDE
-    return np.stack([box[:, 0] * sx, box[:, 1] * sy, (box[:, 2] + 1) * sx,
-                     (box[:, 3] + 1) * sy], axis=1)
+    """(n, 4) boxes of the wsoleval frame (WSOLEVAL_224) in original pixels (XYXY),
+    as `score` converts the box it judged into per_image.csv's orig_x0..orig_y1: the
+    inverse of the frame's int() scaling of ground truth, to within a frame pixel."""
+    return convert(box, BoxFormat.WSOLEVAL_224, BoxFormat.XYXY, (width, height))
 
 
 def thumbnail_size(width: float, height: float, side: int = THUMB_SIDE) -> tuple[int, int]:

@@ -12,11 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .boxes import (
-    WSOLEVAL_SIZE,
-    native_level_image,
-    wsoleval_contour_boxes,
-)
+from .boxes import native_level_image, wsoleval_contour_boxes
+from .boxformats import BoxFormat, convert, rectangles_to_frame
 from .sweep import best_box_iou, sweep_components, wsoleval_sweep
 
 ERROR_TYPES = ("correct", "wrong_class", "multiple_instances", "part", "too_large", "mislocated")
@@ -55,11 +52,9 @@ def iou_exclusive(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 
 def scale_boxes_wsoleval(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Ground-truth boxes to the 224x224 frame with int() truncation, as wsolevaluation does."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    # x * new / old in that order, as the reference computes it (float rounding matters)
-    scaled = b * float(WSOLEVAL_SIZE) / np.array([width, height, width, height], dtype=np.float64)
-    return np.trunc(scaled).astype(np.int64)
+    """Ground-truth boxes (original pixels, XYXY) into the 224x224 frame with int()
+    truncation, as wsolevaluation does (boxformats.BoxFormat.WSOLEVAL_224)."""
+    return convert(boxes, BoxFormat.XYXY, BoxFormat.WSOLEVAL_224, (width, height))
 
 
 # --------------------------------------------------------------------------- per image
@@ -107,8 +102,7 @@ def _largest_contour_box_in(u8: np.ndarray, level: int, crop: np.ndarray) -> np.
     if areas.count(top) > 1:
         return None
     x, y, w, h = cv2.boundingRect(contours[areas.index(top)])
-    return np.array([x + x0, y + y0, min(x + x0 + w, width - 1), min(y + y0 + h, height - 1)],
-                    np.int64)
+    return rectangles_to_frame([[x + x0, y + y0, w, h]], width, height)[0]
 
 
 def native_image_ious(values: np.ndarray, gt: np.ndarray, thresholds: np.ndarray

@@ -433,8 +433,8 @@ def test_pick_disagreements_orders_by_spread():
 
 
 def test_wsoleval_frame_round_trip():
-    box = gallery.wsoleval_to_original(np.array([0, 0, 223, 111]), 500, 300)
-    assert box.tolist() == [[0, 0, 500, 150]]
+    box = gallery.wsoleval_to_original(np.array([0, 0, 224, 112]), 500, 300)
+    assert box.tolist() == [[0, 0, 500, 150]]  # as score's orig_x1 = x1 * 500 / 224
 
 
 # --------------------------------------------------------------------------- Chromium

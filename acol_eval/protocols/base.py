@@ -2,12 +2,12 @@
 
 A protocol says how a map and an image's ground truth become boxes and IoUs:
 - prepare: the raw map into the protocol's frame (what is thresholded);
-- scale_gt: ground-truth boxes (x0 y0 x1 y1, original pixels, x1/y1 exclusive as the
-  readers give them) into that frame;
+- box_format: how boxes are written in that frame (boxformats.BoxFormat); scale_gt
+  and to_original convert ground truth into it and boxes out of it;
 - sweep: the first-pass record of one image, every CAM threshold at once;
 - slots: where each CAM threshold reads that record;
 - box_at: the reported box at one threshold, in the frame;
-- iou: IoU in the frame's box convention (inclusive or exclusive x1/y1);
+- iou: IoU in the frame's convention (x1/y1 counted inclusively or not);
 - pxap_scores / read_mask: the score map and mask PxAP compares, pixel for pixel.
 `scoring` only ever talks to this interface; a new protocol is a new module here and
 a line in the registry (protocols/__init__.py).
@@ -21,15 +21,18 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from ..boxformats import BoxFormat, convert
 from ..metrics import iou_exclusive, iou_inclusive
 
 
 class ScoringProtocol(ABC):
-    """One protocol. Subclasses set `name`, `inclusive` (x1/y1 of boxes in the frame
-    are inclusive) and implement the abstract methods."""
+    """One protocol. Subclasses set `name`, `box_format` (how boxes are written in the
+    protocol's frame), `inclusive` (its IoU counts x1/y1 as inclusive) and implement
+    the abstract methods."""
 
     name: str = ""
     frame: str = ""
+    box_format: BoxFormat = BoxFormat.XYXY
     inclusive: bool = False
 
     # ---------------------------------------------------------------- the record
@@ -73,9 +76,9 @@ class ScoringProtocol(ABC):
     def prepare(self, values: np.ndarray, width: float, height: float) -> np.ndarray:
         """The raw 2-D map in the protocol's frame."""
 
-    @abstractmethod
     def scale_gt(self, gt: np.ndarray, width: float, height: float) -> np.ndarray:
-        """Ground truth (g, 4) in original pixels into the frame, int64."""
+        """Ground truth (g, 4) in original pixels (XYXY) into the frame's box format."""
+        return convert(gt, BoxFormat.XYXY, self.box_format, (width, height))
 
     @abstractmethod
     def sweep(self, prepared: np.ndarray, gt_frame: np.ndarray, thresholds: np.ndarray,
@@ -92,9 +95,9 @@ class ScoringProtocol(ABC):
         """The reported box (0 or 1 rows, x0 y0 x1 y1 in the frame) at threshold index
         `index`; `prepared()` gives the prepared map when the record is not enough."""
 
-    @abstractmethod
     def to_original(self, box: np.ndarray, width: float, height: float) -> np.ndarray:
-        """A frame box (n, 4) in original pixels, x1/y1 exclusive, float64."""
+        """Frame boxes (n, 4) in original pixels, x1/y1 exclusive (XYXY), float64."""
+        return convert(box, self.box_format, BoxFormat.XYXY, (width, height))
 
     def iou(self, boxes: np.ndarray, gt_frame: np.ndarray) -> np.ndarray:
         """(n, g) IoU in the frame's box convention."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..boxformats import BoxFormat
 from ..boxes import native_boxes, normalise_map, upsample_map
 from ..metrics import native_image_ious
 from .base import ScoringProtocol
@@ -21,6 +22,7 @@ MAX_NATIVE_PIXELS = 64_000_000
 class NativeProtocol(ScoringProtocol):
     name = "native"
     frame = "image exclusive"  # per_image.csv: where x0..y1 are
+    box_format = BoxFormat.XYXY
     inclusive = False
 
     def check_size(self, width, height):
@@ -35,9 +37,6 @@ class NativeProtocol(ScoringProtocol):
     def prepare(self, values, width, height):
         return upsample_map(values, int(width), int(height))
 
-    def scale_gt(self, gt, width, height):
-        return np.asarray(gt, dtype=np.float64).reshape(-1, 4)
-
     def sweep(self, prepared, gt_frame, thresholds, record) -> None:
         if len(gt_frame):
             record["all"], record["largest"] = native_image_ious(prepared, gt_frame, thresholds)
@@ -47,9 +46,6 @@ class NativeProtocol(ScoringProtocol):
 
     def box_at(self, record, thresholds, index, prepared):
         return native_boxes(prepared(), float(thresholds[index]), False)
-
-    def to_original(self, box, width, height):
-        return np.asarray(box, dtype=np.float64).reshape(-1, 4)
 
     def pxap_scores(self, values, mask_shape):
         return normalise_map(upsample_map(values, mask_shape[1], mask_shape[0]))

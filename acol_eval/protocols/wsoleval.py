@@ -2,7 +2,8 @@
 
 Frame: the 224x224 uint8 map (bicubic, min-max, x255, truncated); threshold t keeps
 pixels > int(t * max); boxes are the bounding rectangles of OpenCV's RETR_TREE contours,
-x1/y1 inclusive and clipped to 223; IoU counts pixels inclusively.
+x1 = x + w clipped to 223; ground truth is scaled into the frame with int() truncation
+(boxformats.BoxFormat.WSOLEVAL_224); IoU counts pixels inclusively (x1 - x0 + 1).
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..boxes import WSOLEVAL_SIZE, normalise_map, upsample_map, wsoleval_levels, wsoleval_uint8
-from ..metrics import scale_boxes_wsoleval, wsoleval_level_results
+from ..boxformats import WSOLEVAL_SIZE, BoxFormat
+from ..boxes import normalise_map, upsample_map, wsoleval_levels, wsoleval_uint8
+from ..metrics import wsoleval_level_results
 from ..sweep import WSOLEVAL_LEVELS
 from .base import ScoringProtocol, _read_grey
 
@@ -19,6 +21,7 @@ from .base import ScoringProtocol, _read_grey
 class WsolevalProtocol(ScoringProtocol):
     name = "wsoleval"
     frame = "224x224 inclusive"  # per_image.csv: where x0..y1 are
+    box_format = BoxFormat.WSOLEVAL_224  # ground truth in, boxes out: boxformats.convert
     inclusive = True
 
     def slot_count(self, n_thresholds: int) -> int:
@@ -29,9 +32,6 @@ class WsolevalProtocol(ScoringProtocol):
 
     def prepare(self, values, width, height):
         return wsoleval_uint8(values)
-
-    def scale_gt(self, gt, width, height):
-        return scale_boxes_wsoleval(gt, width, height)
 
     def sweep(self, prepared, gt_frame, thresholds, record) -> None:
         record["map_max"] = int(prepared.max())
@@ -44,13 +44,6 @@ class WsolevalProtocol(ScoringProtocol):
     def box_at(self, record, thresholds, index, prepared):
         level = self.slots(record, thresholds)[index]
         return record["box"][level].astype(np.int64)[None]
-
-    def to_original(self, box, width, height):
-        """x * size / 224: the reference's x1 = x + w of cv2.boundingRect is one past
-        the contour's last pixel (its IoU counts it inclusively, but geometrically it is
-        the exclusive end), so the scaled box is x1-exclusive in original pixels."""
-        b = np.asarray(box, dtype=np.float64).reshape(-1, 4)
-        return b * np.array([width, height, width, height]) / float(WSOLEVAL_SIZE)
 
     def pxap_scores(self, values, mask_shape):
         return normalise_map(upsample_map(values, WSOLEVAL_SIZE, WSOLEVAL_SIZE))

@@ -4,8 +4,9 @@ One row per image (path, class name, split, size when known), one row per box
 (x0, y0, x1, y1 in original pixels of the image, x0/y0 inclusive, x1/y1 exclusive)
 and one row per mask file. A source is named `FORMAT:PATH` or given as a bare
 path whose format is detected (:func:`detect_format`). A new format is a function
-`reader(PATH, image_root=None) -> Annotations` added to `READERS` (and, when it can
-be recognised, to `detect_format`).
+`reader(PATH, image_root=None) -> Annotations` added to `READERS` as a `Reader` with
+a one-line summary and its box format (and, when it can be recognised, to
+`detect_format`); readers convert boxes with boxformats.convert.
 
 Image names. The `image` column holds each image's path as the source writes it,
 with `/` separators: relative to `Annotations.root`, which is `image_root` when the
@@ -36,7 +37,7 @@ boxes, because there the box is by definition the tight rectangle of the mask.
 
 from .folders import read_folder, read_mask, read_masks
 from .jsonfiles import COCO_LABEL_RULES, read_coco, read_labelme
-from .source import READERS, detect_format, read_source
+from .source import READERS, Reader, detect_format, format_descriptions, read_source
 from .table import (
     BOX_COLUMNS,
     IMAGE_COLUMNS,
@@ -55,7 +56,8 @@ from .voc import read_voc
 
 __all__ = [
     "BOX_COLUMNS", "COCO_LABEL_RULES", "IMAGE_COLUMNS", "IMAGE_EXTENSIONS", "MASK_COLUMNS",
-    "MAX_IMAGE_PIXELS", "READERS", "VALIDATION_SPLITS", "Annotations", "detect_format",
+    "MAX_IMAGE_PIXELS", "READERS", "VALIDATION_SPLITS", "Annotations", "Reader",
+    "detect_format", "format_descriptions",
     "finish", "is_acol_output", "is_image_file", "outside_outputs", "read_coco", "read_csv",
     "read_cub", "read_folder", "read_labelme", "read_mask", "read_masks", "read_source",
     "read_voc", "read_wsol",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..boxformats import BoxFormat, convert
 from ..errors import AcolError
 from .table import (
     BOX_COLUMNS,
@@ -24,6 +25,8 @@ from .table import (
 )
 
 COCO_LABEL_RULES = ("largest-area", "most-boxes")
+COCO_BOXES = BoxFormat.COCO_XYWH  # bbox [x, y, w, h]
+LABELME_BOXES = BoxFormat.XYXY  # a rectangle's two corners, sorted
 # Detection reads at most this many JSON files, each at most this large, to tell
 # a labelme folder from a folder of images with a stray JSON file in it.
 DETECTION_FILES = 16
@@ -131,14 +134,15 @@ def read_coco(path: str | Path, label_rule: str = "largest-area",
     issues: dict[str, int] = {}
     data = _coco_document(file, issues)
     categories, images = _coco_tables(data, file, issues)
-    box_rows, weights = [], {}
+    names, bboxes, weights = [], [], {}
     with_area = label_rule != "most-boxes"
     for ann in _records(data, "annotations", file):
         found = _coco_box(ann, images, categories, issues)
         if found is None:
             continue
         name, label, x, y, w, h = found
-        box_rows.append([name, x, y, x + w, y + h])
+        names.append(name)
+        bboxes.append([x, y, w, h])
         score = max(w * h, 0.0) if with_area else 1.0
         per_image = weights.setdefault(name, {})
         per_image[label] = per_image.get(label, 0.0) + (score if score == score else 0.0)
@@ -150,8 +154,11 @@ def read_coco(path: str | Path, label_rule: str = "largest-area",
         image_rows.append([name, label, split_of(name), image.get("width"), image.get("height")])
     root = image_root or default_root([file.parent, file.parent / "images"],
                                       (row[0] for row in image_rows))
-    return finish(root, pd.DataFrame(image_rows, columns=IMAGE_COLUMNS),
-                  pd.DataFrame(box_rows, columns=BOX_COLUMNS),
+    xyxy = convert(bboxes, COCO_BOXES, BoxFormat.XYXY)
+    boxes = pd.DataFrame({"image": pd.Series(names, dtype=object), "x0": xyxy[:, 0],
+                          "y0": xyxy[:, 1], "x1": xyxy[:, 2], "y1": xyxy[:, 3]},
+                         columns=BOX_COLUMNS)
+    return finish(root, pd.DataFrame(image_rows, columns=IMAGE_COLUMNS), boxes,
                   sorted(set(categories.values())), issues)
 
 

@@ -3,26 +3,72 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..boxformats import BoxFormat
 from ..errors import AcolError
 from .folders import holds_masks, read_folder, read_masks
-from .jsonfiles import COCO_LABEL_RULES, holds_labelme, read_coco, read_labelme
+from .jsonfiles import (
+    COCO_BOXES,
+    COCO_LABEL_RULES,
+    LABELME_BOXES,
+    holds_labelme,
+    read_coco,
+    read_labelme,
+)
 from .table import Annotations
-from .textfiles import check_split_folders, read_csv, read_cub, read_wsol, wsol_split_folders
-from .voc import holds_voc, read_voc
+from .textfiles import (
+    CSV_BOXES,
+    CUB_BOXES,
+    WSOL_BOXES,
+    check_split_folders,
+    read_csv,
+    read_cub,
+    read_wsol,
+    wsol_split_folders,
+)
+from .voc import VOC_BOXES, holds_voc, read_voc
 
-# Each reader is `reader(PATH, image_root=None) -> Annotations` (coco also takes label_rule).
-READERS: dict[str, Callable[..., Annotations]] = {
-    "folder": read_folder,
-    "cub": read_cub,
-    "wsol": read_wsol,
-    "voc": read_voc,
-    "coco": read_coco,
-    "labelme": read_labelme,
-    "csv": read_csv,
-    "masks": read_masks,
+
+@dataclass(frozen=True)
+class Reader:
+    """One annotation format: its reader `read(PATH, image_root=None) -> Annotations`
+    (coco also takes label_rule), what a source of it is (one line), and how its
+    boxes are written (None: it has none, or they are made from masks)."""
+
+    read: Callable[..., Annotations]
+    summary: str
+    box_format: BoxFormat | None = None
+
+    @property
+    def description(self) -> str:
+        """The summary and, when the format has boxes, how they are written."""
+        return self.summary + (f"; boxes: {self.box_format.text}" if self.box_format else "")
+
+
+# The annotation formats, by the name a source gives as FORMAT:PATH: the CLI's help
+# and acol_eval.list_formats() read this table.
+READERS: dict[str, Reader] = {
+    "folder": Reader(read_folder, "an ImageFolder tree ROOT/[split/]class/image, labels only"),
+    "cub": Reader(read_cub, "a CUB-200-2011 root (images.txt, bounding_boxes.txt, ...)",
+                  CUB_BOXES),
+    "wsol": Reader(read_wsol, "a wsolevaluation metadata folder (image_ids.txt, "
+                              "localization.txt, ...)", WSOL_BOXES),
+    "voc": Reader(read_voc, "Pascal VOC XML files, one per image (ImageNet's boxes)",
+                  VOC_BOXES),
+    "coco": Reader(read_coco, "a COCO instances JSON file", COCO_BOXES),
+    "labelme": Reader(read_labelme, "labelme JSON files beside the images (rectangles)",
+                      LABELME_BOXES),
+    "csv": Reader(read_csv, "a CSV file image,label,x0,y0,x1,y1[,split]", CSV_BOXES),
+    "masks": Reader(read_masks, "binary mask images beside an image folder (boxes: "
+                                "each mask's tight rectangle)"),
 }
+
+
+def format_descriptions() -> dict[str, str]:
+    """Every annotation format's name and one line describing it, in READERS' order."""
+    return {name: reader.description for name, reader in READERS.items()}
 
 
 def detect_format(path: Path) -> str:
@@ -120,7 +166,7 @@ def read_source(source: str | Path, label_rule: str | None = None,
     if fmt == "coco" and label_rule is not None:
         options["label_rule"] = label_rule
     try:
-        return READERS[fmt](path, **options)
+        return READERS[fmt].read(path, **options)
     except (OSError, RecursionError) as exc:  # a folder that cannot be listed, or too deep
         raise AcolError(f"cannot read annotation source {shown(source)}: "
                         f"{getattr(exc, 'strerror', None) or exc}") from None

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..boxformats import BoxFormat, convert
 from ..errors import AcolError
 from .table import (
     BOX_COLUMNS,
@@ -23,6 +24,11 @@ from .table import (
     read_text,
     split_of,
 )
+
+
+CUB_BOXES = BoxFormat.CUB_XYWH  # bounding_boxes.txt
+WSOL_BOXES = BoxFormat.XYXY  # localization.txt: x0,y0,x1,y1 as wsolevaluation writes them
+CSV_BOXES = BoxFormat.XYXY  # x0,y0,x1,y1 columns
 
 
 def _keyed(table: pd.DataFrame, whole: list[str], key: str,
@@ -74,10 +80,10 @@ def _cub_boxes(root: Path, files: pd.DataFrame, kept: pd.DataFrame,
     raw["id"] = integers(raw["id"])
     count(issues, "box_without_image", int((~raw["id"].isin(files["id"])).sum()))
     raw = raw.merge(kept[["id", "image"]], on="id")
-    return pd.DataFrame({
-        "image": raw["image"].astype(str),
-        "x0": raw["x"], "y0": raw["y"], "x1": raw["x"] + raw["w"], "y1": raw["y"] + raw["h"],
-    }, columns=BOX_COLUMNS)
+    xyxy = convert(raw[["x", "y", "w", "h"]].to_numpy(dtype=float), CUB_BOXES, BoxFormat.XYXY)
+    return pd.DataFrame({"image": raw["image"].astype(str).to_numpy(), "x0": xyxy[:, 0],
+                         "y0": xyxy[:, 1], "x1": xyxy[:, 2], "y1": xyxy[:, 3]},
+                        columns=BOX_COLUMNS)
 
 
 def read_cub(path: str | Path, image_root: Path | None = None) -> Annotations:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..boxformats import BoxFormat
 from ..errors import AcolError
 from .table import (
     BOX_COLUMNS,
@@ -24,6 +25,11 @@ from .table import (
     split_of,
 )
 
+# bndbox xmin..ymax are taken as written, as x0 y0 x1 y1 with x1/y1 exclusive, as
+# wsolevaluation's ImageNet metadata takes them, not as BoxFormat.VOC (1-based
+# inclusive) would read them: that would move every box by a pixel and every number
+# scored on VOC annotations with it.
+VOC_BOXES = BoxFormat.XYXY
 # Detection looks at this many XML files for a VOC <annotation> root.
 DETECTION_FILES = 8
 
@@ -117,7 +123,7 @@ def read_voc(path: str | Path, image_root: Path | None = None) -> Annotations:
     """Pascal VOC XML files (PATH or PATH/annotations); images resolve under
     `image_root`, else PATH/images or PATH, whichever holds the first images named
     (PATH/images when neither does); a filename without an image extension gets the
-    extension of the image file found for it. Boxes: bndbox xmin..ymax in pixels.
+    extension of the image file found for it. Boxes: bndbox xmin..ymax in pixels (VOC_BOXES).
 
     A `classes.txt` (`id name` lines) in PATH maps object names (e.g. ImageNet synsets)
     to class names. The image label is the name with the largest total box area.
