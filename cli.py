@@ -2,16 +2,57 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import sys
+from collections.abc import Callable
+from enum import Enum
 
 import click
 
 from acol_eval import __version__
 from acol_eval.errors import AcolError
+from acol_eval.runtime import DEVICE_HELP
 
-METHOD_NAMES = ["model", "gradcam", "gradcam++", "xgradcam", "layercam", "scorecam",
-                "eigencam", "eigengradcam", "hirescam", "gradcamelementwise"]
+
+def registry_names(module: str, name: str) -> list[str]:
+    """The names registry `name` of `module` holds: an Enum's values, a dict's keys or a
+    sequence's items, read from the registry each time (so a new entry is a choice)."""
+    registry = getattr(importlib.import_module(module), name)
+    return [item.value if isinstance(item, Enum) else str(item) for item in registry]
+
+
+class RegistryChoice(click.Choice):
+    """A choice among the names of a registry, read when click first needs them (help,
+    parsing, completion), not when this module is imported: the registries live beside
+    numpy, pandas or torch, and `acol-eval --help` must not wait for them."""
+
+    def __init__(self, module: str, name: str):  # no super().__init__: choices are read
+        self.module, self.registry = module, name
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(registry_names(self.module, self.registry))
+
+
+class DerivedHelp(click.Option):
+    """An option whose help text is made when the help is shown (`help_from()`), so
+    that the lists it names come from their registries."""
+
+    def __init__(self, *args, help_from: Callable[[], str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.help_from = help_from
+
+    def get_help_record(self, ctx: click.Context):
+        self.help = self.help_from()
+        return super().get_help_record(ctx)
+
+
+def annotations_help() -> str:
+    """--annotations' help, naming every registered annotation format."""
+    formats = ", ".join(registry_names("acol_eval.readers", "READERS"))
+    return f"Annotation source: FORMAT:PATH ({formats}) or a bare PATH whose format is detected."
 
 
 def _floats(text: str | None) -> list[float] | None:
@@ -136,7 +177,7 @@ def main() -> None:
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Every random draw (initial weights, order, crops, flips) derives from "
                    "it, the epoch and the image's index.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--amp/--no-amp", default=True, show_default=True,
               help="Automatic mixed precision on CUDA (ignored on CPU).")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True,
@@ -231,12 +272,13 @@ def synth(out: str, **options) -> None:
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--workers", type=int, default=None,
               help="Decoding worker processes [default: cores - 1, at most 8].")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--overlays", default=None, type=click.Path(file_okay=False),
               help="Folder for JPEG heatmap overlays with the box drawn.")
 @click.option("--all-boxes", is_flag=True,
               help="Write every connected component's box to boxes.csv, not only the largest.")
-@click.option("--method", type=click.Choice(METHOD_NAMES), default="model", show_default=True,
+@click.option("--method", type=RegistryChoice("acol_eval.methods", "MapMethod"),
+              default="model", show_default=True,
               help="Which maps: model = the model's own fused CAMs; or a post-hoc method "
                    "(pytorch-grad-cam) on the first classifier's logits. scorecam is "
                    "very slow on CPU (one forward pass per feature channel).")
@@ -308,15 +350,14 @@ def boxes(run: str, **options) -> None:
 
 @main.command()
 @click.argument("run", type=click.Path())
-@click.option("--annotations", required=True,
-              help="Annotation source: FORMAT:PATH (cub, wsol, voc, coco, labelme, csv, masks, "
-                   "folder) or a bare PATH whose format is detected.")
+@click.option("--annotations", required=True, cls=DerivedHelp, help_from=annotations_help)
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Report folder: summary.csv, per_class.csv, per_image.csv, curve.csv, "
                    "curve.png, report.json, outcomes.npz, report.html (a folder holding a "
                    "report is refused unless --overwrite).")
 @click.option("--split", default=None, help="Score only this split of the annotations.")
-@click.option("--protocol", type=click.Choice(["wsoleval", "native"]), default="wsoleval",
+@click.option("--protocol", type=RegistryChoice("acol_eval.protocols", "Protocol"),
+              default="wsoleval",
               show_default=True, help="wsoleval = clovaai/wsolevaluation's 224x224 box "
                                       "evaluator; native = original pixels.")
 @click.option("--iou", default="30,50,70", show_default=True,
@@ -335,12 +376,13 @@ def boxes(run: str, **options) -> None:
               help="Bootstrap rounds for 95% intervals over images (0: none).")
 @click.option("--workers", type=int, default=None,
               help="Worker processes (0: all work in the main process) [default: all cores].")
-@click.option("--baseline", type=click.Choice(["centre"]), default=None,
+@click.option("--baseline", type=RegistryChoice("acol_eval.scoring", "Baseline"), default=None,
               help="Score a centred Gaussian map (sigma 0.25 of each side, at RUN's map "
                    "resolution) for every image of RUN instead of RUN's maps; "
                    "classification still comes from RUN's predictions. Rows say "
                    "'PROTOCOL (baseline: centre)'.")
-@click.option("--label-rule", type=click.Choice(["largest-area", "most-boxes"]), default=None,
+@click.option("--label-rule", type=RegistryChoice("acol_eval.readers", "COCO_LABEL_RULES"),
+              default=None,
               help="coco: an image's label is the category with the largest total box "
                    "area (default) or with the most boxes.")
 @click.option("--mask-root", type=click.Path(file_okay=False), default=None,
@@ -349,7 +391,7 @@ def boxes(run: str, **options) -> None:
 @click.option("--images", type=click.Path(file_okay=False), default=None,
               help="Folder where the annotations' relative image paths resolve (absolute "
                    "paths are used as they are) [default: beside the annotations].")
-@click.option("--map", "map_choice", type=click.Choice(["label", "top1", "auto"]),
+@click.option("--map", "map_choice", type=RegistryChoice("acol_eval.scoring", "MapChoice"),
               default="auto", show_default=True,
               help="Which map of a localize run is scored: the label's, the top-1 "
                    "predicted class's, or the label's where the label is a model class "

@@ -39,10 +39,10 @@ import scipy.sparse
 from .errors import AcolError
 from .progress import Progress
 from .reportfolder import ReportMeta
+from .runtime import MAX_BOOTSTRAP
 from .safeio import FolderLock, atomic_write_text
 from .stats import interval, mcnemar_exact, resample_weights
 
-MAX_BOOTSTRAP = 100_000  # rounds: 100,000 x 10 metrics x a few methods is tens of MB
 RESAMPLE_BUDGET = 4_000_000  # images x rounds per resampling chunk (about 50 MB)
 OUTPUT_FILES = ("leaderboard.csv", "pairs.csv", "report.html")
 BOX_METRICS = ("gt_known_loc", "top1_loc", "max_box_acc", "max_box_acc_v2")

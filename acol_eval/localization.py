@@ -17,7 +17,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from .backbones import imagenet_categories
+from .backbones import FEATURE_STRIDES, imagenet_categories
 from .boxes import native_boxes, upsample_map
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import IMAGENET_MEAN, IMAGENET_STD, collate_positions
@@ -49,7 +48,7 @@ from .methods import MapMethod, cam_note, method_maps, method_record, resolve_ta
 from .model import ACoL, plain_cam_model
 from .overlays import write_overlay
 from .progress import Progress, counted
-from .runtime import Distributed, library_versions, resolve_workers
+from .runtime import DEVICE_PATTERN, Distributed, library_versions, resolve_workers
 from .safeio import LOCK_NAME, FolderLock, atomic_write_text, is_inside
 from .shards import (
     BOX_FIELDS,
@@ -69,8 +68,6 @@ from .weights import find_imagenet_file, resolve_weights
 
 MAX_BATCH = 4096  # a larger batch only multiplies memory: the images are held at once
 MAX_INPUT_SIZE = 4096
-FEATURE_STRIDES = (32, 16, 8)
-DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d{1,3})?")
 
 
 @dataclass(frozen=True)
@@ -116,7 +113,7 @@ class LocalizeConfig:
             raise AcolError(f"--batch-size {self.batch_size} is over {MAX_BATCH}")
         if self.feature_stride not in FEATURE_STRIDES:
             raise AcolError(f"--feature-stride {self.feature_stride} must be 32, 16 or 8")
-        if not DEVICE_NAME.fullmatch(self.device):
+        if not DEVICE_PATTERN.fullmatch(self.device):
             raise AcolError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N")
         if not 0 <= self.seed < 2**63:
             raise AcolError(f"--seed {self.seed} must be between 0 and 2**63 - 1")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from pathlib import Path
@@ -25,6 +26,14 @@ if TYPE_CHECKING:
 # `compare` read --workers through this module and must not pay torch's import (seconds)
 
 MAX_WORKERS = 64  # more processes than this is a typo, not a machine
+# --device: what every command accepts, and the help that says so
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d{1,3})?")
+DEVICE_HELP = "auto, cpu, cuda or cuda:N."
+# --bootstrap rounds of score and compare: compare keeps rounds x metrics x methods
+# resampled figures in memory (a million rounds would be hundreds of MB), and the end
+# points of a 95% percentile interval settle well below the reported decimals long
+# before 100,000 rounds
+MAX_BOOTSTRAP = 100_000
 NUMBA_CACHE_VARIABLE = "NUMBA_CACHE_DIR"
 
 

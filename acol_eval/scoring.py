@@ -35,14 +35,13 @@ from .progress import Progress
 from .protocols import Protocol, ScoringProtocol, get_protocol, parse_protocol
 from .readers import Annotations, read_source
 from .reportfolder import REPORT_FILES, Outcomes, ReportMeta, ReportStaging, read_thresholds
-from .runtime import library_versions, ordered_map, resolve_workers
+from .runtime import MAX_BOOTSTRAP, library_versions, ordered_map, resolve_workers
 from .safeio import FolderLock, atomic_open
 from .sweep import load_compiled
 from .thresholds import run_threshold
 
 CHUNK = 64
 MIN_INTERVAL = 1e-4  # 10,000 thresholds: the grid, curves and records stay small
-MAX_BOOTSTRAP = 1_000_000
 DEFAULT_FIXED_THRESHOLD = 0.2
 
 

@@ -23,7 +23,6 @@ import contextlib
 import csv
 import json
 import math
-import re
 import shutil
 import sys
 import time
@@ -64,7 +63,7 @@ from .model import ACoL, Head, build_model, check_recipe, expand_deltas
 from .presets import AppliedPreset
 from .progress import Progress
 from .readers import VALIDATION_SPLITS, Annotations, read_source
-from .runtime import Distributed, library_versions, resolve_workers
+from .runtime import DEVICE_PATTERN, Distributed, library_versions, resolve_workers
 from .safeio import FolderLock, atomic_open, atomic_write_text
 from .weights import resolve_weights
 
@@ -189,7 +188,7 @@ class TrainConfig:
                             ("--weights", self.weights), ("--arch", self.arch)):
             if not isinstance(value, str) or not value.strip() or "\0" in value:
                 raise AcolError(f"{flag} {value!r} is empty or not a usable name")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d{1,3})?", str(self.device)):
+        if not DEVICE_PATTERN.fullmatch(str(self.device)):
             raise AcolError(f"--device {self.device!r} is not one of auto, cpu, cuda, cuda:N")
         self._set("seed", _count("--seed", self.seed, 0, MAX_SEED))
         if self.workers is not None:

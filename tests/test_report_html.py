@@ -238,7 +238,8 @@ def test_page_says_where_thresholds_came_from(raccoon_report, tmp_path):
 
 def test_predicted_box_in_the_wsoleval_frame_is_drawn_in_original_pixels():
     row = pd.Series({"x0": 0, "y0": 0, "x1": 111, "y1": 223})
-    assert predicted_box(row, "wsoleval", (448, 224)).tolist() == [[0, 0, 224, 224]]
+    # x * side / 224, as score writes orig_x0..orig_y1: 111 * 448 / 224, 223 * 224 / 224
+    assert predicted_box(row, "wsoleval", (448, 224)).tolist() == [[0, 0, 222, 223]]
     assert predicted_box(row, "native", (448, 224)).tolist() == [[0, 0, 111, 223]]
     framed = pd.Series({**row, "frame": "original"})
     assert predicted_box(framed, "wsoleval", (448, 224)).tolist() == [[0, 0, 111, 223]]

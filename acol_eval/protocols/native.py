@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..boxformats import BoxFormat
 from ..boxes import native_boxes, normalise_map, upsample_map
+from ..boxformats import BoxFormat
 from ..metrics import native_image_ious
 from .base import ScoringProtocol
 

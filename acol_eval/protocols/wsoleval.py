@@ -11,8 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..boxformats import WSOLEVAL_SIZE, BoxFormat
 from ..boxes import normalise_map, upsample_map, wsoleval_levels, wsoleval_uint8
+from ..boxformats import WSOLEVAL_SIZE, BoxFormat
 from ..metrics import wsoleval_level_results
 from ..sweep import WSOLEVAL_LEVELS
 from .base import ScoringProtocol, _read_grey

@@ -25,7 +25,6 @@ from .table import (
     split_of,
 )
 
-
 CUB_BOXES = BoxFormat.CUB_XYWH  # bounding_boxes.txt
 WSOL_BOXES = BoxFormat.XYXY  # localization.txt: x0,y0,x1,y1 as wsolevaluation writes them
 CSV_BOXES = BoxFormat.XYXY  # x0,y0,x1,y1 columns
