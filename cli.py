@@ -277,7 +277,7 @@ def synth(out: str, **options) -> None:
               help="Folder for JPEG heatmap overlays with the box drawn.")
 @click.option("--all-boxes", is_flag=True,
               help="Write every connected component's box to boxes.csv, not only the largest.")
-@click.option("--method", type=RegistryChoice("acol_eval.methods", "MapMethod"),
+@click.option("--method", type=RegistryChoice("acol_eval.mapmethods", "MapMethod"),
               default="model", show_default=True,
               help="Which maps: model = the model's own fused CAMs; or a post-hoc method "
                    "(pytorch-grad-cam) on the first classifier's logits. scorecam is "

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 from collections.abc import Iterator
-from enum import Enum
 
 import numpy as np
 import torch
@@ -49,36 +48,13 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import Tensor, nn
 
 from .errors import AcolError
+from .mapmethods import MapMethod
 from .model import ACoL, normalize_maps
 
 DEFAULT_TARGET_LAYER = "backbone"  # the backbone's output: the last feature map, at its stride
 LIBRARY = "grad-cam"
 # Score-CAM: masked images per forward pass (memory: SCORE_CHUNK x 3 x H x W floats)
 SCORE_CHUNK = 64
-
-
-class MapMethod(str, Enum):
-    """How class maps are made: the model's own fused maps, or a post-hoc CAM method."""
-
-    MODEL = "model"
-    GRADCAM = "gradcam"
-    GRADCAM_PLUSPLUS = "gradcam++"
-    XGRADCAM = "xgradcam"
-    LAYERCAM = "layercam"
-    SCORECAM = "scorecam"
-    EIGENCAM = "eigencam"
-    EIGENGRADCAM = "eigengradcam"
-    HIRESCAM = "hirescam"
-    GRADCAM_ELEMENTWISE = "gradcamelementwise"
-
-    @classmethod
-    def parse(cls, text: str | MapMethod, flag: str = "--method") -> MapMethod:
-        """The method named `text`; anything else is a one-line AcolError naming `flag`."""
-        try:
-            return cls(text)
-        except ValueError:
-            names = ", ".join(m.value for m in cls)
-            raise AcolError(f"{flag} {text!r} is not one of {names}") from None
 
 
 class _AtLayerResolution:

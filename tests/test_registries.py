@@ -86,13 +86,16 @@ def test_every_protocol_is_registered_with_its_box_format():
         assert kind.name == member.value and isinstance(kind.box_format, BoxFormat)
 
 
-@pytest.mark.slow  # the map methods live beside torch: importing them takes seconds
-def test_localize_method_choices_are_the_map_methods():
-    from acol_eval.methods import MapMethod
+def test_localize_method_choices_are_the_map_methods(monkeypatch):
+    from acol_eval import mapmethods
 
-    names = [m.value for m in MapMethod]
+    names = [m.value for m in mapmethods.MapMethod]
+    assert names[0] == "model" and "gradcam++" in names and "scorecam" in names
     assert choices_of("localize", "method") == names
     assert f"--method [{'|'.join(names)}]" in help_text("localize")
+    grown = Enum("MapMethod", {"MODEL": "model", "TOY": "toycam"}, type=str)
+    monkeypatch.setattr(mapmethods, "MapMethod", grown)
+    assert "--method [model|toycam]" in help_text("localize")
 
 
 def test_list_formats_describes_every_reader_in_one_line():
