@@ -114,7 +114,6 @@ def _blob(height: int, width: int, cx: float, cy: float, spread: float) -> np.nd
     return np.exp(-(((xs - cx) / spread) ** 2 + ((ys - cy) / spread) ** 2))
 
 
-@pytest.mark.slow
 def test_the_gallery_draws_the_box_score_judged_on_real_cub_images(tmp_path):
     cub = shared_data() / "cub10"
     split = pd.read_csv(cub / "train_test_split.txt", sep=" ", names=["id", "train"])
