@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import reports
+from . import metricdefs, reports
 from .coverage import Coverage, Subset, check_coverage, wanted_images
 from .errors import AcolError
 from .maps import centre_gaussian_map
@@ -247,17 +247,26 @@ def _first_pass_image(setup: PassSetup, item: ImageTask, values: np.ndarray, rec
             counts.hist[0] += np.histogram(scores[mask == 1], bins=setup.edges)[0]
             counts.hist[1] += np.histogram(scores[mask == 0], bins=setup.edges)[0]
     protocol.image_record(values, item.gt, item.width, item.height, setup.thresholds, record)
-    if not len(item.gt):
+    outcomes = _box_outcomes(setup, item, record)
+    if outcomes is None:
         return
-    all_ious, largest = protocol.threshold_ious(record, setup.thresholds)
-    for k, iou in enumerate(setup.iou):
-        counts.v2[k] += all_ious >= iou / 100
-    correct = largest >= 0.5
+    correct, any_box = outcomes
+    counts.v2 += any_box
     counts.v1 += correct
     if item.top1 is True:
         counts.top1 += correct
     if item.top5 is True:
         counts.top5 += correct
+
+
+def _box_outcomes(setup: PassSetup, item: ImageTask, record
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """At every threshold: the largest box reaches IoU 0.5 ((T,), GT-known Loc and
+    MaxBoxAcc) and any box reaches each IoU of MaxBoxAccV2 ((J, T)); None without boxes."""
+    if not len(item.gt):
+        return None
+    all_ious, largest = setup.protocol.threshold_ious(record, setup.thresholds)
+    return largest >= 0.5, all_ious >= np.asarray(setup.iou)[:, None] / 100
 
 
 # --------------------------------------------------------------------------- stages
@@ -452,11 +461,19 @@ def image_row(setup: PassSetup, item: ImageTask, record,
                             protocol.inclusive) if has_gt else "",
         "has_gt": float(has_gt)})
     all_ious, largest = protocol.threshold_ious(record, thresholds)
+
+    def at(index: int) -> metricdefs.ImageView:
+        return metricdefs.ImageView(
+            item.image, item.label, thresholds, index, largest, all_ious, gt_frame,
+            item.top1, item.top5, lambda: protocol.box_at(record, thresholds, index, prepared))
+
+    for metric in metricdefs.per_image_metrics():  # registered ones: their own column
+        row[metric.name] = metric.value(at(choice.fixed))
     row["_iou_fixed"] = float(largest[choice.fixed]) if has_gt else np.nan
-    row["_gt_fixed"] = float(has_gt and largest[choice.fixed] >= 0.5)
-    row["_gt_best"] = float(has_gt and largest[choice.best_gt] >= 0.5)
+    row["_gt_fixed"] = metricdefs.localised(at(choice.fixed))
+    row["_gt_best"] = metricdefs.localised(at(choice.best_gt))
     for k, index in choice.v2.items():
-        row[f"_v2_{k}"] = float(has_gt and all_ious[index] >= k / 100)
+        row[f"_v2_{k}"] = metricdefs.any_box_reaches(k)(at(index))
     return row
 
 
@@ -862,7 +879,7 @@ def _second_pass(inputs: ScoreInputs, setup: PassSetup, passed: FirstPass,
             records = np.fromfile(passed.records, dtype=setup.dtype, count=len(images))
             kept = [(item, record) for item, record in zip(images, records) if record["ok"]]
             rows = [image_row(setup, item, record, choice) for item, record in kept]
-            frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else PER_IMAGE_COLUMNS)
+            frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else per_image_columns())
             shown = frame[[c for c in frame.columns if not c.startswith("_")]].copy()
             for column in PER_IMAGE_INTS:
                 shown[column] = shown[column].astype("Int64")
@@ -891,17 +908,19 @@ def _outcome_bits(setup: PassSetup, kept: list) -> tuple[np.ndarray, np.ndarray]
     v1 = np.zeros((len(kept), n_t), bool)
     v2 = np.zeros((len(setup.iou), len(kept), n_t), bool)
     for n, (item, record) in enumerate(kept):
-        if len(item.gt):
-            all_ious, largest = setup.protocol.threshold_ious(record, setup.thresholds)
-            v1[n] = largest >= 0.5
-            for j, k in enumerate(setup.iou):
-                v2[j, n] = all_ious >= k / 100
+        if (outcomes := _box_outcomes(setup, item, record)) is not None:
+            v1[n], v2[:, n] = outcomes
     return np.packbits(v1, axis=-1), np.packbits(v2, axis=-1)
 
 
 PER_IMAGE_COLUMNS = ["image", "label", "map", "frame", "threshold", "threshold_source", "iou",
                      "x0", "y0", "x1", "y1", "orig_x0", "orig_y0", "orig_x1", "orig_y1",
                      "correct", "top1_correct", "top5_correct", "error", "has_gt"]
+
+
+def per_image_columns() -> list[str]:
+    """per_image.csv's columns: the fixed ones, then one per registered per-image metric."""
+    return PER_IMAGE_COLUMNS + [m.name for m in metricdefs.per_image_metrics()]
 
 
 def _meta(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
