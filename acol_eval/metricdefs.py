@@ -23,8 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum, Flag, auto
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .reports import Curves
 
 
 class Needs(Flag):
@@ -285,6 +289,60 @@ def higher_is_better(name: str) -> bool:
 def list_metrics() -> list[str]:
     """The names of every metric, in summary.csv's order."""
     return [m.name for m in _REGISTRY.values()]
+
+
+# --------------------------------------------------------------------------- thresholds
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """Where each metric is read on the grid (indices into thresholds) and why: source is
+    'oracle' (best on these images), 'fixed' (--threshold or the 0.2 default),
+    'from:PATH' (another report's threshold) or, for the fixed rows, 'run:HOW' (the
+    threshold the scored run boxed with: run:checkpoint-calibrated, run:cam-threshold,
+    run:threshold-from)."""
+
+    fixed: int
+    fixed_source: str
+    best_gt: int
+    best_source: str
+    v2: dict[int, int]
+    v2_source: dict[int, str]
+
+
+def choose_thresholds(curves: Curves, fixed: float | None, other: dict[str, float],
+                      other_name: str = "", fixed_source: str = "fixed", *,
+                      default: float) -> ThresholdChoice:
+    """Pure: the grid index of each metric. A metric named in `other` (another report's
+    thresholds) takes the grid point nearest to it, the others the best of their curve;
+    the fixed threshold is `fixed` (from `fixed_source`), else other's gt_known_loc,
+    else `default` (score's). The largest-box figure's thresholds are taken from the other report
+    under either of its names (gt_known_loc, agnostic_loc): both are read on the same
+    kind of curve."""
+    thresholds = curves.thresholds
+    for metric in (_REGISTRY["gt_known_loc"], _REGISTRY["best_gt_known_loc"]):
+        if metric.agnostic_name in other:
+            other = {metric.name: other[metric.agnostic_name], **other}
+
+    def nearest(value: float) -> int:
+        return int(np.argmin(np.abs(thresholds - value)))
+
+    def pick(metric: str, curve: np.ndarray) -> tuple[int, str]:
+        if metric in other:
+            return nearest(other[metric]), f"from:{other_name}"
+        return int(np.argmax(curve)), "oracle"
+
+    best_gt, best_source = pick("best_gt_known_loc", curves.gt_known)
+    if fixed is not None:
+        fixed_index = nearest(fixed)
+    elif "gt_known_loc" in other:
+        fixed_index, fixed_source = nearest(other["gt_known_loc"]), f"from:{other_name}"
+    else:
+        fixed_index, fixed_source = nearest(default), "fixed"
+    v2 = {k: pick(f"max_box_acc_v2@{k}", curves.v2[j]) for j, k in enumerate(curves.iou)}
+    return ThresholdChoice(fixed_index, fixed_source, best_gt, best_source,
+                           {k: v[0] for k, v in v2.items()},
+                           {k: v[1] for k, v in v2.items()})
 
 
 # --------------------------------------------------------------------------- orders

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from . import metricdefs
+from .metricdefs import ThresholdChoice
 from .metrics import bootstrap_interval, pxap_from_histograms
 from .safeio import atomic_write_bytes
 
@@ -61,22 +62,6 @@ class Curves:
 
     def percent(self, curve: np.ndarray) -> np.ndarray:
         return curve * 100.0 / max(self.count, 1)
-
-
-@dataclass(frozen=True)
-class ThresholdChoice:
-    """Where each metric is read on the grid (indices into thresholds) and why: source is
-    'oracle' (best on these images), 'fixed' (--threshold or the 0.2 default),
-    'from:PATH' (another report's threshold) or, for the fixed rows, 'run:HOW' (the
-    threshold the scored run boxed with: run:checkpoint-calibrated, run:cam-threshold,
-    run:threshold-from)."""
-
-    fixed: int
-    fixed_source: str
-    best_gt: int
-    best_source: str
-    v2: dict[int, int]
-    v2_source: dict[int, str]
 
 
 @dataclass(frozen=True)
@@ -162,6 +147,9 @@ def summary_table(inputs: SummaryInputs) -> pd.DataFrame:
     if inputs.pxap_hist is not None:
         add("pxap", pxap_from_histograms(*inputs.pxap_hist), np.nan, np.nan, len(per_image))
     _per_image_rows(inputs, add)
+    # the registry's order (an IoU's MaxBoxAccV2 row stays before the mean, as added)
+    place = {n: k for k, m in enumerate(metricdefs.metrics()) for n in (m.name, m.agnostic_name)}
+    rows.sort(key=lambda row: place[row[0].split("@")[0]])
     for name, amount in sorted(inputs.issues.items()):
         rows.append([f"issue:{name}", amount, np.nan, np.nan, inputs.protocol, amount,
                      np.nan, np.nan, "", "", inputs.coverage])

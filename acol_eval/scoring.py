@@ -2,7 +2,7 @@
 
     load_inputs        maps + annotations + sizes           -> ScoreInputs
     first_pass         every CAM threshold, all cores       -> FirstPass (curves, records)
-    choose_thresholds  pure: the grid index of every metric -> ThresholdChoice
+    choose_thresholds  pure (metricdefs): the grid index of every metric -> ThresholdChoice
     write_report       per-image rows from the records      -> the report folder
 
 The protocol (protocols/) does everything protocol-specific; this module only moves
@@ -317,42 +317,6 @@ def first_pass(inputs: ScoreInputs, setup: PassSetup, workers: int) -> FirstPass
                      dict(total.problems), records)
 
 
-def choose_thresholds(curves: reports.Curves, fixed: float | None, other: dict[str, float],
-                      other_name: str = "", fixed_source: str = "fixed"
-                      ) -> reports.ThresholdChoice:
-    """Pure: the grid index of each metric. A metric named in `other` (another report's
-    thresholds) takes the grid point nearest to it, the others the best of their curve;
-    the fixed threshold is `fixed` (from `fixed_source`), else other's gt_known_loc,
-    else 0.2. The largest-box figure's thresholds are taken from the other report
-    under either of its names (gt_known_loc, agnostic_loc): both are read on the same
-    kind of curve."""
-    thresholds = curves.thresholds
-    for names in (reports.LABEL_NAMES, reports.AGNOSTIC_NAMES):
-        for own, mine in ((names.fixed, "gt_known_loc"), (names.best, "best_gt_known_loc")):
-            if own in other:
-                other = {mine: other[own], **other}
-
-    def nearest(value: float) -> int:
-        return int(np.argmin(np.abs(thresholds - value)))
-
-    def pick(metric: str, curve: np.ndarray) -> tuple[int, str]:
-        if metric in other:
-            return nearest(other[metric]), f"from:{other_name}"
-        return int(np.argmax(curve)), "oracle"
-
-    best_gt, best_source = pick("best_gt_known_loc", curves.gt_known)
-    if fixed is not None:
-        fixed_index = nearest(fixed)
-    elif "gt_known_loc" in other:
-        fixed_index, fixed_source = nearest(other["gt_known_loc"]), f"from:{other_name}"
-    else:
-        fixed_index, fixed_source = nearest(DEFAULT_FIXED_THRESHOLD), "fixed"
-    v2 = {k: pick(f"max_box_acc_v2@{k}", curves.v2[j]) for j, k in enumerate(curves.iou)}
-    return reports.ThresholdChoice(fixed_index, fixed_source, best_gt, best_source,
-                                   {k: v[0] for k, v in v2.items()},
-                                   {k: v[1] for k, v in v2.items()})
-
-
 def score(config: ScoreConfig) -> ScoreResult:
     """The whole job: inputs, first pass, thresholds, report folder."""
     protocol = get_protocol(config.protocol)
@@ -371,8 +335,9 @@ def score(config: ScoreConfig) -> ScoreResult:
         check_report_folder(config.out, config.overwrite)  # again, now no one else writes
         passed = first_pass(inputs, setup, score_workers(config.workers))
         _warn(passed.problems)
-        choice = choose_thresholds(passed.curves, fixed, other, config.threshold_from or "",
-                                   fixed_source)
+        choice = metricdefs.choose_thresholds(passed.curves, fixed, other,
+                                              config.threshold_from or "", fixed_source,
+                                              default=DEFAULT_FIXED_THRESHOLD)
         issues = {**inputs.issues, **passed.problems}
         summary, meta = write_report(config, inputs, setup, passed, choice, issues)
     failed = sum(v for k, v in passed.problems.items() if k in UNUSABLE_MAP)
