@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import Tensor
 
+from .errors import AcolError
 from .losses import acol_loss
 from .model import DEFAULT_DELTA, ACoL, build_model, check_recipe, expand_deltas
 from .trainmethod import TrainingMethod, register_method
@@ -33,6 +34,9 @@ class ACoLMethod(TrainingMethod):
 
     @classmethod
     def from_config(cls, config: Any) -> ACoLMethod:
+        if config.method_args:
+            raise AcolError("training method 'acol' takes its options as train's own "
+                            "(recipe, delta, head, loss_weights), not method_args")
         return cls(config.recipe, config.delta, config.head, config.loss_weights)
 
     @classmethod

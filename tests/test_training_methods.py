@@ -59,6 +59,8 @@ def test_the_registry_lists_acol_first_and_a_method_registered_outside():
         toy_method.register_method("acol")(toy_method.SmoothedLabels)
     with pytest.raises(AcolError, match="'nope' is not registered .*acol"):
         TrainConfig(data="d", out="o", method="nope")
+    with pytest.raises(AcolError, match="'acol' takes its options as train's own"):
+        TrainConfig(data="d", out="o", method_args={"recipe": "pn"})
     with pytest.raises(AcolError, match="toy-smooth.*unexpected keyword.*'smoothness'"):
         TrainConfig(data="d", out="o", method="toy-smooth", method_args={"smoothness": 1})
 
@@ -124,6 +126,7 @@ def test_a_method_defined_outside_trains_saves_resumes_and_localizes(data, tmp_p
                        ["heads.0.classifier.weight"])
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_a_method_not_registered_says_so_in_one_line(tmp_path):
     from conftest import make_checkpoint
 
@@ -159,6 +162,18 @@ def test_a_batch_hook_draws_the_same_numbers_with_any_worker_count(data, tmp_pat
     assert same_weights(tmp_path / "w0" / "last.pt", tmp_path / "w1" / "last.pt")
 
 
+def test_every_preset_trains_a_registered_method_with_train_options():
+    from dataclasses import fields
+
+    from acol_eval.presets import PRESETS
+
+    names = {item.name for item in fields(TrainConfig)}
+    for spec in PRESETS.values():
+        assert spec.options["method"] in acol_eval.list_methods()
+        assert set(spec.options) <= names
+
+
+@pytest.mark.slow
 def test_train_help_and_choices_come_from_the_registry(tmp_path):
     result = run_cli("train", "--help")
     assert result.returncode == 0 and "--method [acol]" in result.stdout
