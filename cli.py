@@ -25,6 +25,31 @@ def _floats(text: str | None) -> list[float] | None:
         raise click.BadParameter(f"{text!r} is not a list of numbers") from None
 
 
+class RegistryChoice(click.Choice):
+    """A choice among the names a registry holds, asked for only when a command parses
+    its options or shows --help (so other commands never import the registry's module)."""
+
+    def __init__(self, names) -> None:  # names: () -> list of str
+        self._names = names
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self._names())
+
+
+def _training_methods() -> list[str]:
+    from acol_eval.trainmethod import list_methods
+
+    return list_methods()
+
+
+def _presets() -> list[str]:
+    from acol_eval.presets import Preset
+
+    return [preset.value for preset in Preset]
+
+
 class OneLineErrors(click.Group):
     """Every error as one line on stderr with exit status 2 (bad usage or input): the library's
     AcolError (bad input, 2) and click's usage errors (a bad choice, a missing option, 2)."""
@@ -67,10 +92,15 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--preset", type=click.Choice(["wsol-cub"]), default=None,
+@click.option("--preset", type=RegistryChoice(_presets), default=None,
               help="A named recipe from the cub10 search (README 'Real results'): fills "
                    "every option not given on the command line, printed at the start and "
                    "written to OUT/preset.json; explicit flags override it.")
+@click.option("--method", type=RegistryChoice(_training_methods), default="acol",
+              show_default=True,
+              help="Training method; acol's options are --recipe, --delta, --head and "
+                   "--loss-weights. A method defined outside acol-eval trains through the "
+                   "Python API (training.train), after importing its module.")
 @click.option("--data", "--input-path", "data", required=True,
               help="Training source: an ImageFolder root (train/ and val/ or validation/), "
                    "or FORMAT:PATH such as cub:PATH or folder:PATH.")
@@ -84,7 +114,7 @@ def main() -> None:
                    "wide_resnet50_2, vgg16, vgg16_bn, mobilenet_v2, densenet121, "
                    "efficientnet_b0).")
 @click.option("--recipe", "--cls-recipe", "recipe", default="pp", show_default=True,
-              help="Classifier chain over {p, n}: p = complementary (cross-entropy), "
+              help="acol: classifier chain over {p, n}: p = complementary (cross-entropy), "
                    "n = adversarial (rest cross-entropy); the first must be p.")
 @click.option("--delta", "--delta-list", "delta", default="0.6", show_default=True,
               help="Erasing threshold(s) on the normalised map, in (0, 1]: one for every "

@@ -9,3 +9,12 @@ def list_metrics() -> list[str]:
     from .metricdefs import list_metrics as names
 
     return names()
+
+
+def list_methods() -> list[str]:
+    """The names of the registered training methods (`train --method`), built-in first.
+
+    A method defined outside acol-eval appears once its module has been imported."""
+    from .trainmethod import list_methods as registered  # torch only when asked
+
+    return registered()
