@@ -22,18 +22,10 @@ def registry_names(module: str, name: str) -> list[str]:
     return [item.value if isinstance(item, Enum) else str(item) for item in registry]
 
 
-class RegistryChoice(click.Choice):
-    """A choice among the names of a registry, read when click first needs them (help,
-    parsing, completion), not when this module is imported: the registries live beside
-    numpy, pandas or torch, and `acol-eval --help` must not wait for them."""
-
-    def __init__(self, module: str, name: str):  # no super().__init__: choices are read
-        self.module, self.registry = module, name
-        self.case_sensitive = True
-
-    @property
-    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
-        return tuple(registry_names(self.module, self.registry))
+def names_of(module: str, name: str) -> Callable[[], list[str]]:
+    """What RegistryChoice asks for the names of registry `name` of `module`: the module
+    is imported only then (the registries live beside numpy, pandas or torch)."""
+    return lambda: registry_names(module, name)
 
 
 class DerivedHelp(click.Option):
@@ -64,6 +56,31 @@ def _floats(text: str | None) -> list[float] | None:
         return [float(p) for p in parts]
     except ValueError:
         raise click.BadParameter(f"{text!r} is not a list of numbers") from None
+
+
+class RegistryChoice(click.Choice):
+    """A choice among the names a registry holds, asked for only when a command parses
+    its options or shows --help (so other commands never import the registry's module)."""
+
+    def __init__(self, names) -> None:  # names: () -> list of str
+        self._names = names
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self._names())
+
+
+def _training_methods() -> list[str]:
+    from acol_eval.trainmethod import list_methods
+
+    return list_methods()
+
+
+def _presets() -> list[str]:
+    from acol_eval.presets import Preset
+
+    return [preset.value for preset in Preset]
 
 
 class OneLineErrors(click.Group):
@@ -108,10 +125,15 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--preset", type=click.Choice(["wsol-cub"]), default=None,
+@click.option("--preset", type=RegistryChoice(_presets), default=None,
               help="A named recipe from the cub10 search (README 'Real results'): fills "
                    "every option not given on the command line, printed at the start and "
                    "written to OUT/preset.json; explicit flags override it.")
+@click.option("--method", type=RegistryChoice(_training_methods), default="acol",
+              show_default=True,
+              help="Training method; acol's options are --recipe, --delta, --head and "
+                   "--loss-weights. A method defined outside acol-eval trains through the "
+                   "Python API (training.train), after importing its module.")
 @click.option("--data", "--input-path", "data", required=True,
               help="Training source: an ImageFolder root (train/ and val/ or validation/), "
                    "or FORMAT:PATH such as cub:PATH or folder:PATH.")
@@ -125,7 +147,7 @@ def main() -> None:
                    "wide_resnet50_2, vgg16, vgg16_bn, mobilenet_v2, densenet121, "
                    "efficientnet_b0).")
 @click.option("--recipe", "--cls-recipe", "recipe", default="pp", show_default=True,
-              help="Classifier chain over {p, n}: p = complementary (cross-entropy), "
+              help="acol: classifier chain over {p, n}: p = complementary (cross-entropy), "
                    "n = adversarial (rest cross-entropy); the first must be p.")
 @click.option("--delta", "--delta-list", "delta", default="0.6", show_default=True,
               help="Erasing threshold(s) on the normalised map, in (0, 1]: one for every "
@@ -277,7 +299,7 @@ def synth(out: str, **options) -> None:
               help="Folder for JPEG heatmap overlays with the box drawn.")
 @click.option("--all-boxes", is_flag=True,
               help="Write every connected component's box to boxes.csv, not only the largest.")
-@click.option("--method", type=RegistryChoice("acol_eval.mapmethods", "MapMethod"),
+@click.option("--method", type=RegistryChoice(names_of("acol_eval.mapmethods", "MapMethod")),
               default="model", show_default=True,
               help="Which maps: model = the model's own fused CAMs; or a post-hoc method "
                    "(pytorch-grad-cam) on the first classifier's logits. scorecam is "
@@ -356,7 +378,7 @@ def boxes(run: str, **options) -> None:
                    "curve.png, report.json, outcomes.npz, report.html (a folder holding a "
                    "report is refused unless --overwrite).")
 @click.option("--split", default=None, help="Score only this split of the annotations.")
-@click.option("--protocol", type=RegistryChoice("acol_eval.protocols", "Protocol"),
+@click.option("--protocol", type=RegistryChoice(names_of("acol_eval.protocols", "Protocol")),
               default="wsoleval",
               show_default=True, help="wsoleval = clovaai/wsolevaluation's 224x224 box "
                                       "evaluator; native = original pixels.")
@@ -376,12 +398,14 @@ def boxes(run: str, **options) -> None:
               help="Bootstrap rounds for 95% intervals over images (0: none).")
 @click.option("--workers", type=int, default=None,
               help="Worker processes (0: all work in the main process) [default: all cores].")
-@click.option("--baseline", type=RegistryChoice("acol_eval.scoring", "Baseline"), default=None,
+@click.option("--baseline", type=RegistryChoice(names_of("acol_eval.scoring", "Baseline")),
+              default=None,
               help="Score a centred Gaussian map (sigma 0.25 of each side, at RUN's map "
                    "resolution) for every image of RUN instead of RUN's maps; "
                    "classification still comes from RUN's predictions. Rows say "
                    "'PROTOCOL (baseline: centre)'.")
-@click.option("--label-rule", type=RegistryChoice("acol_eval.readers", "COCO_LABEL_RULES"),
+@click.option("--label-rule",
+              type=RegistryChoice(names_of("acol_eval.readers", "COCO_LABEL_RULES")),
               default=None,
               help="coco: an image's label is the category with the largest total box "
                    "area (default) or with the most boxes.")
@@ -391,7 +415,8 @@ def boxes(run: str, **options) -> None:
 @click.option("--images", type=click.Path(file_okay=False), default=None,
               help="Folder where the annotations' relative image paths resolve (absolute "
                    "paths are used as they are) [default: beside the annotations].")
-@click.option("--map", "map_choice", type=RegistryChoice("acol_eval.scoring", "MapChoice"),
+@click.option("--map", "map_choice",
+              type=RegistryChoice(names_of("acol_eval.scoring", "MapChoice")),
               default="auto", show_default=True,
               help="Which map of a localize run is scored: the label's, the top-1 "
                    "predicted class's, or the label's where the label is a model class "

@@ -3,6 +3,23 @@
 __version__ = "0.1.0"
 
 
+def list_metrics() -> list[str]:
+    """The names of every metric score reports, built-in and registered, in summary.csv's
+    order (acol_eval.metricdefs holds them as objects)."""
+    from .metricdefs import list_metrics as names
+
+    return names()
+
+
+def list_methods() -> list[str]:
+    """The names of the registered training methods (`train --method`), built-in first.
+
+    A method defined outside acol-eval appears once its module has been imported."""
+    from .trainmethod import list_methods as registered  # torch only when asked
+
+    return registered()
+
+
 def list_formats() -> dict[str, str]:
     """The annotation formats a source can be read from (`FORMAT:PATH`): each name with
     one line saying what it is and how its boxes are written."""

@@ -26,8 +26,9 @@ import torch
 
 from .backbones import check_stride
 from .errors import AcolError
-from .model import HEADS, ACoL, build_model, check_recipe, expand_deltas
+from .model import HEADS, ACoL, check_recipe, expand_deltas
 from .safeio import atomic_open
+from .trainmethod import get_method, method_args_plain
 
 FORMAT = "acol-eval-checkpoint"
 VERSION = 1
@@ -179,8 +180,21 @@ def _check_header(path: Path, payload: Any) -> None:
         raise AcolError(f"{path} lacks checkpoint fields: {', '.join(missing)}")
 
 
+def _check_method(path: Path, extra: dict[str, Any]) -> None:
+    """`method` a name and `method_args` plain data (whether the method is registered is
+    asked only when the model is rebuilt: reading the record needs no method)."""
+    method = extra.setdefault("method", "acol")
+    if not isinstance(method, str) or not method:
+        raise AcolError(f"{path}: method {method!r} is not a name")
+    try:
+        extra["method_args"] = method_args_plain("method_args", extra.get("method_args") or {})
+    except AcolError as exc:
+        raise AcolError(f"{path}: {exc}") from None
+
+
 # written only when set: a file read and saved again keeps the fields it had
 OPTIONAL_FIELDS = ("cam_threshold", "cam_threshold_source", "determinism")
+METHOD_FIELDS = ("method", "method_args")
 
 
 @dataclass(frozen=True)
@@ -220,6 +234,10 @@ class Checkpoint:
     # as in checkpoints from before calibration) and where it came from
     cam_threshold: float | None = None
     cam_threshold_source: str | None = None
+    # the training method (trainmethod registry) and its hyperparameters, which rebuild
+    # the network; a file without them (written before methods were registered) is ACoL's
+    method: str = "acol"
+    method_args: dict[str, Any] = field(default_factory=dict)
 
     def payload(self) -> dict[str, Any]:
         """The dict written to disk: format tag, version, then every field as plain data."""
@@ -228,6 +246,8 @@ class Checkpoint:
             value = getattr(self, item.name)
             if item.name in OPTIONAL_FIELDS and value in (None, {}):
                 continue  # unset: the file is exactly what older versions wrote
+            if item.name in METHOD_FIELDS and self.method == "acol" and not self.method_args:
+                continue  # as a file without them reads: written back as it was
             if item.name in ("state_dict", "optimizer", "scheduler", "scaler", "rng"):
                 out[item.name] = value  # tensors inside: weights_only reads them as they are
             else:
@@ -252,6 +272,7 @@ class Checkpoint:
             raise AcolError(f"{path}: epoch {epoch!r} is not a count")
         known = {item.name for item in fields(cls)}
         extra = {k: v for k, v in payload.items() if k in known and k not in REQUIRED}
+        _check_method(path, extra)
         return cls(
             arch=payload["arch"], recipe=payload["recipe"],
             deltas=tuple(float(d) for d in payload["deltas"] or ()), head=payload["head"],
@@ -272,9 +293,10 @@ class Checkpoint:
         return cls.from_payload(payload, path)
 
     def model(self) -> ACoL:
-        """Rebuild the model this checkpoint describes and load its weights."""
-        model = build_model(self.arch, len(self.classes), self.recipe, self.deltas or (),
-                            self.head, self.feature_stride)
+        """Rebuild the model this checkpoint describes (its training method builds it)
+        and load its weights."""
+        method = get_method(self.method).from_checkpoint(self)
+        model = method.model(self.arch, len(self.classes), self.feature_stride)
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as exc:

@@ -37,7 +37,7 @@ OWN_VALIDATION_SPLITS = tuple(s for s in VALIDATION_SPLITS if s != "test")
 class PresetSpec:
     """Train options (TrainConfig field -> value) and where the values come from."""
 
-    options: Mapping[str, Any]
+    options: Mapping[str, Any]  # "method" names a registered training method
     source: str
     # held out of the train split as validation when the source has no val split
     val_fraction_without_val_split: float = 0.0
@@ -53,6 +53,7 @@ class PresetSpec:
 PRESETS: dict[Preset, PresetSpec] = {
     Preset.WSOL_CUB: PresetSpec(
         options={
+            "method": "acol",
             "arch": "mobilenet_v2",
             "weights": "imagenet",
             "recipe": "pp",

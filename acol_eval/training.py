@@ -1,7 +1,10 @@
-"""`acol-eval train`: fit an ACoL model on image-level labels.
+"""`acol-eval train`: fit a model on image-level labels with a training method.
 
 One job shape: `TrainConfig` (every default and every check, in `__post_init__`)
--> `train(config, log)` -> `TrainResult`.
+-> `train(config, log)` -> `TrainResult`. What a method changes (the batch, the heads,
+the loss, what the checkpoint records) is its own, in a `trainmethod.TrainingMethod`
+registered under `--method` (ACoL's is `acol_method.py`); this module runs the loop
+every method shares.
 
 Determinism and resume: every random draw derives from (seed, epoch) and, for
 an image's augmentation, its index in the training set (data.KeyedSampler,
@@ -26,8 +29,8 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,7 @@ from .data import (
     KeyedSampler,
     LabelledImages,
     available_memory,
+    batch_generator,
     collate_skipping,
     eval_transform,
     file_keys,
@@ -58,13 +62,20 @@ from .data import (
 )
 from .errors import AcolError
 from .flags import changed_options
-from .losses import acol_loss
-from .model import ACoL, Head, build_model, check_recipe, expand_deltas
+from .model import ACoL, Head, check_recipe, expand_deltas
 from .presets import AppliedPreset
 from .progress import Progress
 from .readers import VALIDATION_SPLITS, Annotations, read_source
 from .runtime import DEVICE_PATTERN, Distributed, library_versions, resolve_workers
 from .safeio import FolderLock, atomic_open, atomic_write_text
+from .trainmethod import (
+    EpochStats,
+    Precision,
+    StepTools,
+    TrainingMethod,
+    get_method,
+    method_args_plain,
+)
 from .weights import resolve_weights
 
 # a run's own files: an OUT holding one is refused without --resume (calibration/ is
@@ -144,6 +155,10 @@ class TrainConfig:
     data: str
     out: str
     images: str | None = None  # image root for sources that hold metadata only (wsol:)
+    method: str = "acol"  # a registered training method (trainmethod.list_methods())
+    # the method's hyperparameters, for methods whose options are no train flag (the
+    # built-in acol takes its own from recipe, delta, head, loss_weights, head_lr_mult)
+    method_args: Mapping[str, Any] = field(default_factory=dict)
     arch: str = "resnet50"
     recipe: str = "pp"
     delta: tuple[float, ...] = (0.6,)
@@ -179,6 +194,11 @@ class TrainConfig:
         self._check_optimiser()
         self._check_sizes()
         self._check_validation()
+        self.training_method()  # a method's own checks of its arguments, before any output
+
+    def training_method(self) -> TrainingMethod:
+        """The training method these options ask for."""
+        return get_method(self.method).from_config(self)
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)  # normalising a frozen instance, once
@@ -197,6 +217,8 @@ class TrainConfig:
         self._set("cache", _choice(CacheMode, "--cache", self.cache))
 
     def _check_model(self) -> None:
+        get_method(self.method)
+        self._set("method_args", method_args_plain("method_args", self.method_args))
         check_recipe(self.recipe)
         self._set("head", _choice(Head, "--head", self.head))
         self._set("delta", expand_deltas(_numbers("--delta", self.delta), self.recipe))
@@ -338,22 +360,6 @@ def _log_default(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-@dataclass
-class EpochStats:
-    loss: list[float]
-    correct: list[float]
-    count: float
-    skipped: float
-
-    def row(self, prefix: str, recipe: str) -> dict[str, float]:
-        n = max(self.count, 1.0)
-        row = {f"{prefix}_loss": sum(self.loss) / n}
-        for k, letter in enumerate(recipe, start=1):
-            row[f"{prefix}_loss_{k}{letter}"] = self.loss[k - 1] / n
-            row[f"{prefix}_acc_{k}{letter}"] = 100.0 * self.correct[k - 1] / n
-        return row
-
-
 @dataclass(frozen=True)
 class TrainResult:
     """What one `train` run did; `metrics` is the last epoch's row of metrics.csv."""
@@ -491,122 +497,116 @@ def attach_cache(dataset: LabelledImages, name: str, side: int, mode: CacheMode,
     return f"disk {cache.folder} ({needed / 2**20:.0f} MB, {reused} images already decoded)"
 
 
+def attach_caches(config: TrainConfig, data: TrainingData, dist: Distributed,
+                  log: Callable[[str], None]) -> None:
+    """Decode each image once from now on (see data.DecodedCache)."""
+    folder = None if dist.active else Path(config.out) / "cache"
+    budget = int(CACHE_MEMORY_FRACTION * available_memory())
+    where = []
+    for name, dataset, side in (("train", data.train_set, config.resize_size),
+                                ("val", data.val_set, config.input_size)):
+        where.append(attach_cache(dataset, name, side, config.cache, folder, budget))
+        if dataset.cache is not None and dataset.cache.folder is None:
+            budget -= dataset.cache.nbytes
+    if dist.is_main and config.cache != CacheMode.OFF:
+        log(f"decoded-image cache: train {where[0]}, val {where[1]}")
+
+
+def precision_of(config: TrainConfig, device: torch.device) -> Precision:
+    """Autocast on CUDA with --amp: bfloat16 where supported, else float16 and a scaler."""
+    use_amp = config.amp and device.type == "cuda"
+    dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    return Precision(use_amp, dtype, torch.amp.GradScaler(
+        "cuda", enabled=use_amp and dtype == torch.float16))
+
+
+def load_resume_point(trainer: Trainer) -> tuple[int, float]:
+    """Load OUT/last.pt into the trainer's model, optimiser, scheduler and scaler after
+    checking it is this run's; returns (epochs done, best accuracy)."""
+    config, model = trainer.config, trainer.model
+    path = trainer.out / "last.pt"
+    if not path.is_file():
+        raise AcolError(f"--resume: {path} does not exist (nothing to resume)")
+    saved = Checkpoint.load(path)
+    for key, mine in (("method", trainer.method.name), ("arch", config.arch),
+                      ("recipe", model.recipe), ("head", model.head_kind),
+                      ("feature_stride", config.feature_stride)):
+        if getattr(saved, key) != mine:
+            raise AcolError(
+                f"--resume: {path} was trained with {key}={getattr(saved, key)}, not {mine}"
+            )
+    if list(saved.classes) != list(trainer.data.classes):
+        raise AcolError(f"--resume: {path} has other classes than {config.data}")
+    _check_same_options(path, saved.args, config)
+    if saved.optimizer is None or saved.scheduler is None:
+        raise AcolError(f"--resume: {path} holds no optimiser state (not a training run's)")
+    try:
+        model.load_state_dict(saved.state_dict)
+        trainer.optimizer.load_state_dict(saved.optimizer)
+        trainer.scheduler.load_state_dict(saved.scheduler)
+        if saved.scaler:
+            trainer.precision.scaler.load_state_dict(saved.scaler)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        raise AcolError(f"--resume: {path} does not fit this run: {first}") from None
+    if trainer.dist.is_main:
+        for note in determinism_notes(saved.determinism, determinism(trainer.device)):
+            trainer.log(note)
+    return int(saved.epoch), float(saved.best_accuracy)
+
+
+def build_network(config: TrainConfig, method: TrainingMethod, classes: int,
+                  device: torch.device) -> ACoL:
+    """The method's model on `device`, its heads (and, with --weights none, its
+    backbone) initialised from --seed; pretrained weights unless resuming."""
+    torch.manual_seed(config.seed)
+    backbone_state = None if config.resume else resolve_weights(config.weights, config.arch)
+    model = method.model(config.arch, classes, config.feature_stride, backbone_state)
+    model.to(device)
+    if config.channels_last:  # oneDNN's convolutions too: 1.2-1.6x a CPU step
+        model.to(memory_format=torch.channels_last)  # (benchmarks/bench_train_cpu.py)
+    return model
+
+
+def batch_number(k: int, dist: Distributed) -> int:
+    """The number of a rank's k-th batch for data.batch_generator: ranks draw apart."""
+    return k * dist.world + dist.rank if dist.active else k
+
+
 # --------------------------------------------------------------------------- the run
-
-
-@dataclass
-class Precision:
-    use_amp: bool
-    dtype: torch.dtype
-    scaler: torch.amp.GradScaler
 
 
 class Trainer:
     """One training run: data, model, optimiser and resume state are all set up by
-    `__init__` (so a bad input fails before anything is written); `run()` writes."""
+    `__init__` (so a bad input fails before anything is written); `run()` writes. The
+    step itself is the training method's (trainmethod.TrainingMethod.step)."""
 
     def __init__(self, config: TrainConfig, dist: Distributed,
                  log: Callable[[str], None] = _log_default) -> None:
-        self.config = config
-        self.log = log
-        self.dist = dist
+        self.config, self.log, self.dist = config, log, dist
         self.device = dist.device
         self.out = Path(config.out)
+        self.method = config.training_method()
         self.data = load_training_data(config)
         if self.data.note and dist.is_main:
             log(self.data.note)
-        self.model = self._build_model()
-        self.optimizer = self._build_optimizer()
+        self.model = build_network(config, self.method, len(self.data.classes), self.device)
+        self.optimizer = torch.optim.SGD(
+            self.method.param_groups(self.model, config.lr, config.head_lr_mult),
+            lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lr_factor(config.schedule, config.epochs, config.lr_steps, config.lr_gamma),
         )
-        self.net: nn.Module = self.model
+        self.net: nn.Module = self.method.training_model(self.model)
         if dist.active:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        use_amp = config.amp and self.device.type == "cuda"
-        dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        self.precision = Precision(use_amp, dtype, torch.amp.GradScaler(
-            "cuda", enabled=use_amp and dtype == torch.float16))
+            self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
+        self.precision = precision_of(config, self.device)
         self.start_epoch, self.best, self.rows = 0, -1.0, []
         if config.resume:
-            self.start_epoch, self.best = self._resume()
+            self.start_epoch, self.best = load_resume_point(self)
             self.rows = read_metrics(self.out / "metrics.csv", self.start_epoch)
-
-    # ----------------------------------------------------------------- setup
-
-    def _build_model(self) -> ACoL:
-        config = self.config
-        torch.manual_seed(config.seed)
-        backbone_state = None if config.resume else resolve_weights(config.weights, config.arch)
-        model = build_model(config.arch, len(self.data.classes), config.recipe, config.delta,
-                            config.head.value, config.feature_stride, backbone_state)
-        model.to(self.device)
-        if config.channels_last:  # oneDNN's convolutions too: 1.2-1.6x a CPU step
-            model.to(memory_format=torch.channels_last)  # (benchmarks/bench_train_cpu.py)
-        return model
-
-    def _build_optimizer(self) -> torch.optim.SGD:
-        """Backbone at --lr; heads at --lr times --head-lr-mult (one group for all heads
-        when one multiplier is given, as checkpoints before per-letter ones hold)."""
-        config = self.config
-        groups = [{"params": list(self.model.backbone.parameters()), "lr": config.lr}]
-        if len(config.head_lr_mult) == 1:
-            groups.append({"params": list(self.model.heads.parameters()),
-                           "lr": config.lr * config.head_lr_mult[0]})
-        else:
-            groups += [{"params": list(head.parameters()), "lr": config.lr * mult}
-                       for head, mult in zip(self.model.heads, config.head_lr_mult)]
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
-                               weight_decay=config.weight_decay)
-
-    def _resume(self) -> tuple[int, float]:
-        path = self.out / "last.pt"
-        if not path.is_file():
-            raise AcolError(f"--resume: {path} does not exist (nothing to resume)")
-        saved = Checkpoint.load(path)
-        config = self.config
-        for key, mine in (("arch", config.arch), ("recipe", config.recipe),
-                          ("head", config.head.value), ("feature_stride", config.feature_stride)):
-            if getattr(saved, key) != mine:
-                raise AcolError(
-                    f"--resume: {path} was trained with {key}={getattr(saved, key)}, not {mine}"
-                )
-        if list(saved.classes) != list(self.data.classes):
-            raise AcolError(f"--resume: {path} has other classes than {config.data}")
-        _check_same_options(path, saved.args, config)
-        if saved.optimizer is None or saved.scheduler is None:
-            raise AcolError(f"--resume: {path} holds no optimiser state (not a training run's)")
-        try:
-            self.model.load_state_dict(saved.state_dict)
-            self.optimizer.load_state_dict(saved.optimizer)
-            self.scheduler.load_state_dict(saved.scheduler)
-            if saved.scaler:
-                self.precision.scaler.load_state_dict(saved.scaler)
-        except (RuntimeError, ValueError, KeyError) as exc:
-            first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-            raise AcolError(f"--resume: {path} does not fit this run: {first}") from None
-        if self.dist.is_main:
-            for note in determinism_notes(saved.determinism, determinism(self.device)):
-                self.log(note)
-        return int(saved.epoch), float(saved.best_accuracy)
-
-    def attach_caches(self) -> None:
-        """Decode each image once from now on (see data.DecodedCache)."""
-        config = self.config
-        folder = None if self.dist.active else self.out / "cache"
-        budget = int(CACHE_MEMORY_FRACTION * available_memory())
-        where = []
-        for name, dataset, side in (("train", self.data.train_set, config.resize_size),
-                                    ("val", self.data.val_set, config.input_size)):
-            where.append(attach_cache(dataset, name, side, config.cache, folder, budget))
-            if dataset.cache is not None and dataset.cache.folder is None:
-                budget -= dataset.cache.nbytes
-        if self.dist.is_main and config.cache != CacheMode.OFF:
-            self.log(f"decoded-image cache: train {where[0]}, val {where[1]}")
-
-    # ----------------------------------------------------------------- epochs
 
     def _loader(self, dataset, train: bool, epoch: int) -> DataLoader:
         """An epoch's loader. Training order: a permutation seeded by (seed, epoch) in
@@ -626,46 +626,16 @@ class Trainer:
         elif self.dist.active:
             dataset = Subset(dataset, range(self.dist.rank, len(dataset), self.dist.world))
         return DataLoader(
-            dataset,
-            batch_size=config.batch_size,
-            shuffle=False,
-            sampler=sampler,
-            num_workers=config.workers,
-            collate_fn=collate_skipping,
+            dataset, batch_size=config.batch_size, shuffle=False, sampler=sampler,
+            num_workers=config.workers, collate_fn=collate_skipping,
             generator=generator,  # only seeds the workers' own RNGs, which nothing draws from
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
+            pin_memory=self.device.type == "cuda", persistent_workers=False,
         )
-
-    def _step(self, images: torch.Tensor, labels: torch.Tensor, train: bool,
-              stats: EpochStats) -> torch.Tensor:
-        """One batch forward (and backward when training); adds to `stats`."""
-        images = images.to(self.device, non_blocking=True)
-        labels = labels.to(self.device, non_blocking=True)
-        if self.config.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        precision = self.precision
-        with torch.autocast("cuda", dtype=precision.dtype, enabled=precision.use_amp):
-            output = self.net(images, labels)
-            logits = [z.float() for z in output.logits]
-            total, parts = acol_loss(self.config.recipe, logits, labels,
-                                     self.config.loss_weights)
-        if train:
-            self.optimizer.zero_grad(set_to_none=True)
-            precision.scaler.scale(total).backward()
-            precision.scaler.step(self.optimizer)
-            precision.scaler.update()
-        n = labels.shape[0]
-        stats.count += n
-        for k, (part, z) in enumerate(zip(parts, logits)):
-            stats.loss[k] += part.item() * n
-            stats.correct[k] += (z.argmax(1) == labels).sum().item()
-        return total
 
     def _run_epoch(self, epoch: int, train: bool) -> EpochStats:
         dataset = self.data.train_set if train else self.data.val_set
-        recipe = self.config.recipe
-        stats = EpochStats([0.0] * len(recipe), [0.0] * len(recipe), 0.0, 0.0)
+        heads = len(self.model.recipe)
+        stats = EpochStats([0.0] * heads, [0.0] * heads, 0.0, 0.0)
         if len(dataset) == 0:
             return stats
         self.net.train(train)
@@ -681,45 +651,28 @@ class Trainer:
         # than the others; DDP's join() shadows the missing collectives instead of hanging.
         uneven = (self.net.join() if isinstance(self.net, nn.parallel.DistributedDataParallel)
                   else contextlib.nullcontext())
+        tools = StepTools(self.net, self.optimizer, self.precision, self.device,
+                          self.config.channels_last)
         with grad, uneven, progress as counter:
-            for images, labels, skipped in bar:
+            for k, (images, labels, skipped) in enumerate(bar):
                 stats.skipped += skipped
                 if images is not None:
-                    total = self._step(images, labels, train, stats)
+                    draws = (batch_generator(self.config.seed, epoch, batch_number(k, self.dist))
+                             if train else None)
+                    total = self.method.step(tools, images, labels, train, stats, draws)
                     if show_bar:
                         bar.set_postfix(loss=f"{total.item():.3f}")
                 if counter is not None:
                     counter.update(skipped + (0 if images is None else images.shape[0]))
         reduced = self.dist.sum([*stats.loss, *stats.correct, stats.count, stats.skipped])
-        k = len(recipe)
-        return EpochStats(reduced[:k], reduced[k : 2 * k], reduced[2 * k], reduced[2 * k + 1])
-
-    # ----------------------------------------------------------------- files
-
-    def _checkpoint(self, epoch: int, metrics: dict[str, float], best: float) -> Checkpoint:
-        config = self.config
-        return Checkpoint(
-            arch=config.arch, recipe=config.recipe, deltas=tuple(self.model.deltas),
-            head=config.head.value, feature_stride=config.feature_stride,
-            classes=tuple(self.data.classes), input_size=config.input_size,
-            mean=IMAGENET_MEAN, std=IMAGENET_STD,
-            state_dict={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            epoch=epoch, metrics=metrics, best_accuracy=best, args=asdict(config),
-            versions=library_versions(), optimizer=self.optimizer.state_dict(),
-            scheduler=self.scheduler.state_dict(),
-            scaler=(self.precision.scaler.state_dict()
-                    if self.precision.scaler.is_enabled() else {}),
-            rng={"torch": torch.get_rng_state(), "seed": config.seed},
-            world_size=self.dist.world, determinism=determinism(self.device),
-        )
-
-    # ----------------------------------------------------------------- main
+        return EpochStats(reduced[:heads], reduced[heads : 2 * heads], reduced[2 * heads],
+                          reduced[2 * heads + 1])
 
     def _record(self, epoch: int, metrics: dict[str, Any], has_val: bool) -> None:
         """Rank 0: last.pt, best.pt when better, metrics.csv, and the log line."""
         accuracy = metrics["val_acc_1p"] if has_val else metrics["train_acc_1p"]
         self.rows.append(metrics)
-        checkpoint = self._checkpoint(epoch + 1, metrics, max(self.best, accuracy))
+        checkpoint = run_checkpoint(self, epoch + 1, metrics, max(self.best, accuracy))
         checkpoint.save(self.out / "last.pt")
         if accuracy > self.best:
             self.best = accuracy
@@ -734,12 +687,12 @@ class Trainer:
             if config.resume:
                 self.log(f"resuming {self.out / 'last.pt'} after epoch {self.start_epoch}")
             self.log(
-                f"training {config.arch} recipe {config.recipe} on "
+                f"training {config.arch} {self.method.describe()} on "
                 f"{len(self.data.train_set)} images ({len(self.data.val_set)} for validation), "
                 f"{len(self.data.classes)} classes, device {self.device}, "
                 f"{self.dist.world} process(es)"
             )
-        self.attach_caches()
+        attach_caches(config, self.data, self.dist, self.log)
         metrics: dict[str, Any] = self.rows[-1] if self.rows else {}
         for epoch in range(self.start_epoch, config.epochs):
             torch.manual_seed(epoch_seed(config.seed, epoch))
@@ -749,7 +702,7 @@ class Trainer:
             seconds = time.perf_counter() - began
             val = self._run_epoch(epoch, train=False)
             self.scheduler.step()
-            metrics = epoch_metrics(epoch, lr, train, val, seconds, config.recipe)
+            metrics = epoch_metrics(epoch, lr, train, val, seconds, self.model.recipe)
             if self.dist.is_main:
                 self._record(epoch, metrics, bool(val.count))
         return TrainResult(
@@ -757,6 +710,28 @@ class Trainer:
             len(self.data.train_set), len(self.data.val_set), time.perf_counter() - began_run,
             self.dist.is_main,
         )
+
+
+def run_checkpoint(trainer: Trainer, epoch: int, metrics: dict[str, float],
+                   best: float) -> Checkpoint:
+    """The checkpoint of a run after `epoch` epochs: the inference model's fields and
+    weights, the method, and the state a --resume continues from."""
+    config, model = trainer.config, trainer.model
+    scaler = trainer.precision.scaler
+    return Checkpoint(
+        arch=config.arch, recipe=model.recipe, deltas=tuple(model.deltas),
+        head=model.head_kind, feature_stride=config.feature_stride,
+        classes=tuple(trainer.data.classes), input_size=config.input_size,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+        epoch=epoch, metrics=metrics, best_accuracy=best, args=asdict(config),
+        versions=library_versions(), optimizer=trainer.optimizer.state_dict(),
+        scheduler=trainer.scheduler.state_dict(),
+        scaler=scaler.state_dict() if scaler.is_enabled() else {},
+        rng={"torch": torch.get_rng_state(), "seed": config.seed},
+        world_size=trainer.dist.world, determinism=determinism(trainer.device),
+        method=trainer.method.name, method_args=trainer.method.hyperparameters(),
+    )
 
 
 # --------------------------------------------------------------------------- entry
