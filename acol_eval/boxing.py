@@ -39,9 +39,10 @@ import numpy as np
 from .boxes import native_boxes, upsample_map
 from .errors import AcolError
 from .maps import overlay_caption
-from .mapstore import INDEX_COLUMNS, MAP_DTYPE, check_finished, open_map_array
+from .mapstore import INDEX_COLUMNS, MAP_DTYPE
 from .overlays import write_overlay
 from .progress import Progress
+from .runfolder import LocalizeRun
 from .runtime import library_versions, ordered_map, resolve_workers
 from .safeio import (
     LOCK_NAME,
@@ -109,20 +110,17 @@ def _csv_header(path: Path) -> list[str]:
 
 def check_run(run: Path) -> tuple[np.ndarray, dict[str, Any]]:
     """The maps and run.json of a finished localize run; AcolError when RUN is not one."""
+    folder = LocalizeRun(run)
     if not run.is_dir():
         raise AcolError(f"{run} is not a localize run folder")
-    check_finished(run)  # before predictions.csv, which an unfinished run lacks
+    folder.check_finished()  # before predictions.csv, which an unfinished run lacks
     header = _csv_header(run / "predictions.csv")
     if header[-len(TAIL):] != TAIL or not {"image", "width", "height"} <= set(header):
         raise AcolError(f"{run / 'predictions.csv'} is not a localize predictions.csv")
     if _csv_header(run / "maps_index.csv") != INDEX_COLUMNS:
         raise AcolError(f"{run / 'maps_index.csv'} is not a localize map index")
-    maps, _ = open_map_array(run)
-    try:
-        record = json.loads((run / "run.json").read_text())
-    except (OSError, ValueError):
-        record = {}
-    return maps, record if isinstance(record, dict) else {}
+    maps, _ = folder.map_array()
+    return maps, folder.record
 
 
 def _holds_nothing(folder: Path) -> bool:
