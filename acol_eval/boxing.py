@@ -42,7 +42,7 @@ from .maps import overlay_caption
 from .mapstore import INDEX_COLUMNS, MAP_DTYPE
 from .overlays import write_overlay
 from .progress import Progress
-from .runfolder import LocalizeRun
+from .runfolder import ERRORS_FILE, PREDICTIONS_FILE, LocalizeRun
 from .runtime import library_versions, ordered_map, resolve_workers
 from .safeio import (
     LOCK_NAME,
@@ -114,7 +114,7 @@ def check_run(run: Path) -> tuple[np.ndarray, dict[str, Any]]:
     if not run.is_dir():
         raise AcolError(f"{run} is not a localize run folder")
     folder.check_finished()  # before predictions.csv, which an unfinished run lacks
-    header = _csv_header(run / "predictions.csv")
+    header = _csv_header(run / PREDICTIONS_FILE)
     if header[-len(TAIL):] != TAIL or not {"image", "width", "height"} <= set(header):
         raise AcolError(f"{run / 'predictions.csv'} is not a localize predictions.csv")
     if _csv_header(run / "maps_index.csv") != INDEX_COLUMNS:
@@ -192,7 +192,7 @@ def find_image_root(config: BoxesConfig, record: dict[str, Any], first_image: st
 
 
 def _first_image(run: Path) -> str | None:
-    with open(run / "predictions.csv", newline="") as handle:
+    with open(run / PREDICTIONS_FILE, newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader)
         row = next(reader, None)
@@ -286,7 +286,7 @@ def read_items(run: Path, count: int, gt_boxes: dict[str, np.ndarray] | None = N
                ) -> Iterator[list[Item]]:
     """RUN's predictions rows with their top-1 maps, CHUNK images at a time, streamed;
     `gt_boxes` (image -> ground-truth boxes) rides along for the overlays."""
-    with open(run / "predictions.csv", newline="") as source, \
+    with open(run / PREDICTIONS_FILE, newline="") as source, \
             open(run / "maps_index.csv", newline="") as index_file:
         reader = csv.reader(source)
         header = next(reader)
@@ -335,7 +335,7 @@ def rebox(run: Path, job: BoxJob, workers: int, predictions_out: IO[str],
     are logged and counted. `images`: how many rows to expect, for the progress bar."""
     counts = Counts()
     writer = csv.writer(predictions_out, lineterminator="\n")
-    writer.writerow(_csv_header(run / "predictions.csv"))
+    writer.writerow(_csv_header(run / PREDICTIONS_FILE))
     box_writer = csv.writer(boxes_out, lineterminator="\n") if boxes_out else None
     if box_writer:
         box_writer.writerow(["image", "class_name", *BOX_FIELDS])
@@ -424,15 +424,15 @@ def _write_outputs(config: BoxesConfig, run: Path, out: Path, maps: np.ndarray,
                  config.overlays, str(image_root) if config.overlays and image_root else None)
     with contextlib.ExitStack() as stack:
         predictions = stack.enter_context(
-            atomic_open(out / "predictions.csv", "w", newline="", encoding="utf-8"))
+            atomic_open(out / PREDICTIONS_FILE, "w", newline="", encoding="utf-8"))
         boxes = (stack.enter_context(atomic_open(out / "boxes.csv", "w", newline="",
                                                  encoding="utf-8"))
                  if config.all_boxes else None)
         gt_boxes = run_gt_boxes(record, log) if job.overlays else None
         counts = rebox(run, job, workers, predictions, boxes, log, gt_boxes,
                        _image_count(record))
-    if (run / "errors.csv").is_file():
-        atomic_write_bytes(out / "errors.csv", (run / "errors.csv").read_bytes())
+    if (run / ERRORS_FILE).is_file():
+        atomic_write_bytes(out / ERRORS_FILE, (run / ERRORS_FILE).read_bytes())
     links = link_store(run, out)
     seconds = time.perf_counter() - began
     summary = {

@@ -124,7 +124,7 @@ def load_maps(source: GallerySource, images: list[str]) -> dict[str, np.ndarray]
     run = source.run
     if run is None:
         return {}
-    if (run / "maps.json").is_file():
+    if LocalizeRun(run).has_maps:
         try:
             store = LocalizeRun(run).maps()
         except (AcolError, OSError, ValueError, KeyError):
