@@ -42,7 +42,13 @@ from .maps import overlay_caption
 from .mapstore import INDEX_COLUMNS, MAP_DTYPE
 from .overlays import write_overlay
 from .progress import Progress
-from .runfolder import ERRORS_FILE, PREDICTIONS_FILE, LocalizeRun
+from .runfolder import (
+    ERRORS_FILE,
+    PREDICTIONS_FILE,
+    LocalizeRun,
+    record_arguments,
+    record_image_roots,
+)
 from .runtime import library_versions, ordered_map, resolve_workers
 from .safeio import (
     LOCK_NAME,
@@ -150,21 +156,14 @@ def _root_candidates(config: BoxesConfig, record: dict[str, Any]) -> list[Path]:
     or FORMAT:PATH's folder)."""
     if config.images:
         return [Path(config.images)]
-    arguments = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
-    found = [record.get("image_root"), arguments.get("image_root")]
-    images = arguments.get("images")
-    if isinstance(images, str) and images:
-        fmt, sep, rest = images.partition(":")
-        path = Path(rest if sep and len(fmt) > 1 else images)
-        found.append(path if path.is_dir() else path.parent)
-    return [Path(c) for c in found if isinstance(c, (str, Path)) and c and Path(c).is_dir()]
+    return [Path(c) for c in record_image_roots(record) if Path(c).is_dir()]
 
 
 def _annotation_root(record: dict[str, Any]) -> Path | None:
     """The image root of the annotation source RUN was localised from, if it was one."""
     from .readers import read_source
 
-    arguments = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
+    arguments = record_arguments(record)
     images = arguments.get("images")
     if not isinstance(images, str) or not images:
         return None
@@ -388,7 +387,7 @@ def run_gt_boxes(record: dict[str, Any], log: Callable[[str], None]) -> dict[str
     when that source cannot be read any more (said once: the overlays go on without)."""
     from .imagelist import source_boxes
 
-    arguments = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
+    arguments = record_arguments(record)
     images, split = arguments.get("images"), arguments.get("split")
     image_root = arguments.get("image_root")
     if not isinstance(images, str) or not images:

@@ -113,8 +113,7 @@ class LocalizeRun:
     @property
     def arguments(self) -> dict:
         """The localize arguments run.json records (its `arguments`)."""
-        arguments = self.record.get("arguments")
-        return arguments if isinstance(arguments, dict) else {}
+        return record_arguments(self.record)
 
     @property
     def image_root(self) -> str | None:
@@ -123,17 +122,8 @@ class LocalizeRun:
         return str(root) if root else None
 
     def image_roots(self) -> list[str]:
-        """Folders the run's image names may be relative to, most specific first: the
-        resolved image root, its --image-root, its IMAGES argument (FORMAT:PATH, a
-        folder, or a list file's folder)."""
-        arguments = self.arguments
-        found = [self.image_root, arguments.get("image_root")]
-        images = arguments.get("images")
-        if isinstance(images, str) and images:
-            fmt, sep, rest = images.partition(":")
-            path = Path(rest if sep and len(fmt) > 1 else images)
-            found.append(str(path if path.is_dir() else path.parent))
-        return [str(r) for r in found if r]
+        """Folders the run's image names may be relative to (record_image_roots)."""
+        return record_image_roots(self.record)
 
     @property
     def cam_threshold(self) -> tuple[float | None, str | None]:
@@ -168,3 +158,23 @@ class LocalizeRun:
     def map_array(self) -> tuple[np.ndarray, list[str]]:
         """The maps alone and the class names (mapstore.open_map_array)."""
         return open_map_array(self.folder)
+
+
+def record_arguments(record: dict) -> dict:
+    """The localize arguments a run.json record holds; {} when it holds none."""
+    arguments = record.get("arguments")
+    return arguments if isinstance(arguments, dict) else {}
+
+
+def record_image_roots(record: dict) -> list[str]:
+    """Folders a run's image names may be relative to, most specific first, from its
+    run.json record: the resolved image root, its --image-root, its IMAGES argument
+    (FORMAT:PATH, a folder, or a list file's folder)."""
+    arguments = record_arguments(record)
+    found = [record.get("image_root"), arguments.get("image_root")]
+    images = arguments.get("images")
+    if isinstance(images, str) and images:
+        fmt, sep, rest = images.partition(":")
+        path = Path(rest if sep and len(fmt) > 1 else images)
+        found.append(path if path.is_dir() else path.parent)
+    return [str(r) for r in found if isinstance(r, (str, Path)) and r]
