@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 
+from . import metricdefs
 from .errors import AcolError
 from .progress import Progress
 from .reportfolder import ReportMeta, ScoreReport, as_report, method_names
@@ -45,8 +46,8 @@ from .stats import interval, mcnemar_exact, resample_weights
 MAX_BOOTSTRAP = 100_000  # rounds: 100,000 x 10 metrics x a few methods is tens of MB
 RESAMPLE_BUDGET = 4_000_000  # images x rounds per resampling chunk (about 50 MB)
 OUTPUT_FILES = ("leaderboard.csv", "pairs.csv", "report.html")
-BOX_METRICS = ("gt_known_loc", "top1_loc", "max_box_acc", "max_box_acc_v2")
-FIXED_METRICS = ("gt_known_loc", "top1_loc", "top5_loc")  # at the report's own threshold
+# the per-image columns every resample sums (Resampleable.columns), by position
+HAS_GT, GT_FIXED, TOP1_FIXED, TOP1_RIGHT, TOP1_KNOWN = range(5)
 
 
 @dataclass(frozen=True)
@@ -230,9 +231,12 @@ class Resampleable:
     steps: curve name ('max_box_acc', 'max_box_acc_v2@50', ...) -> sparse (T, n)
     changes of per-image correctness along the threshold grid (acol_eval.stats).
     fixed: curves whose threshold is the report's own, not re-picked per resample
-    (thresholds taken from another report). columns: (n, 5) float32 per-image 0/1:
-    has ground truth, GT-known at the fixed threshold, Top-1 Loc there, top-1 right,
-    top-1 known. mcnemar: (n,) GT-known at the report's own max_box_acc threshold.
+    (thresholds taken from another report). columns: (n, 5 + 2m) float32 per image:
+    0/1 has ground truth, GT-known at the fixed threshold, Top-1 Loc there, top-1
+    right, top-1 known (HAS_GT ... TOP1_KNOWN), then for each of the m registered
+    per-image metrics the report has (`values`: name -> its column) the value where
+    known (else 0) and 1 where known. mcnemar: (n,) GT-known at the report's own
+    max_box_acc threshold.
     """
 
     steps: dict[str, scipy.sparse.csc_matrix]
@@ -241,6 +245,7 @@ class Resampleable:
     has_predictions: bool
     mcnemar: np.ndarray
     pxap: float
+    values: dict[str, int] = field(default_factory=dict)
 
 
 def _threshold_index(report: Report, thresholds: np.ndarray, metric: str) -> int:
@@ -256,8 +261,9 @@ def _threshold_index(report: Report, thresholds: np.ndarray, metric: str) -> int
 def fixed_name(report: Report, metric: str) -> str:
     """summary.csv's name of `metric`: a report of the top-1 class's maps names its
     GT-known rows agnostic_loc."""
-    if report.meta.agnostic and metric.startswith("gt_known_loc"):
-        return "agnostic_loc" + metric[len("gt_known_loc"):]
+    known = metricdefs.get_metric("gt_known_loc")
+    if report.meta.agnostic and metric.startswith(known.name):
+        return known.agnostic_name + metric[len(known.name):]
     return metric
 
 
@@ -303,18 +309,38 @@ def prepare(report: Report, common: pd.Index) -> Resampleable:
     kept = columns_of >= 0
     where = columns_of[kept]
     top1 = np.asarray(outcomes.top1)[kept]
-    columns = np.zeros((n, 5), np.float32)
-    columns[where, 0] = has_gt[kept]
-    columns[where, 1] = v1[kept, at_fixed]
-    columns[where, 2] = v1[kept, at_fixed] & (top1 == 1)
-    columns[where, 3] = top1 == 1
-    columns[where, 4] = top1 >= 0
+    measured = _metric_values(report)
+    columns = np.zeros((n, 5 + 2 * len(measured)), np.float32)
+    columns[where, HAS_GT] = has_gt[kept]
+    columns[where, GT_FIXED] = v1[kept, at_fixed]
+    columns[where, TOP1_FIXED] = v1[kept, at_fixed] & (top1 == 1)
+    columns[where, TOP1_RIGHT] = top1 == 1
+    columns[where, TOP1_KNOWN] = top1 >= 0
+    values = {}
+    for k, (name, each) in enumerate(measured.items()):
+        known = np.isfinite(each[kept])
+        values[name] = 5 + 2 * k
+        columns[where, 5 + 2 * k] = np.where(known, each[kept], 0)
+        columns[where, 6 + 2 * k] = known
     mcnemar = np.zeros(n, bool)
     mcnemar[where] = v1[kept, at_best]
     pxap = report.summary["value"].get("pxap", np.nan)
     return Resampleable(steps=steps, fixed=fixed, columns=columns,
                         has_predictions=bool((top1 >= 0).any()), mcnemar=mcnemar,
-                        pxap=float(pxap))
+                        pxap=float(pxap), values=values)
+
+
+def _metric_values(report: Report) -> dict[str, np.ndarray]:
+    """The per-image values of the registered per-image metrics (metricdefs), read from
+    per_image.csv's columns named after them, in its row order (NaN: not counted); a
+    report scored without such a metric has no column and no value for it."""
+    wanted = [m.name for m in metricdefs.per_image_metrics()]
+    if not wanted:
+        return {}
+    table = (report.source or as_report(report.path)).columns("per_image", ["image"],
+                                                               optional=wanted)
+    return {name: pd.to_numeric(table[name], errors="coerce").to_numpy(np.float64)
+            for name in wanted if name in table}
 
 
 def method_metrics(data: Resampleable, weights: np.ndarray) -> dict[str, np.ndarray]:
@@ -323,21 +349,23 @@ def method_metrics(data: Resampleable, weights: np.ndarray) -> dict[str, np.ndar
     is picked per weighting (a report's own threshold where it was fixed)."""
     from .stats import curve_counts
 
-    # (5, R); weights.T @ columns is 20x faster in BLAS than columns.T @ weights
+    # (columns, R); weights.T @ columns is 20x faster in BLAS than columns.T @ weights
     sums = (weights.T @ data.columns).T.astype(np.float64)
-    annotated = sums[0]
+    annotated = sums[HAS_GT]
     found: dict[str, np.ndarray] = {}
     with np.errstate(divide="ignore", invalid="ignore"):
         if data.has_predictions:
-            found["cls_top1"] = sums[3] * 100.0 / sums[4]
-            found["top1_loc"] = sums[2] * 100.0 / annotated
-        found["gt_known_loc"] = sums[1] * 100.0 / annotated
+            found["cls_top1"] = sums[TOP1_RIGHT] * 100.0 / sums[TOP1_KNOWN]
+            found["top1_loc"] = sums[TOP1_FIXED] * 100.0 / annotated
+        found["gt_known_loc"] = sums[GT_FIXED] * 100.0 / annotated
         for name, steps in data.steps.items():
             counts = curve_counts(steps, weights)
             best = counts[data.fixed[name]] if name in data.fixed else counts.max(axis=0)
             found[name] = best.astype(np.float64) * 100.0 / annotated
-    found["max_box_acc_v2"] = np.mean(
-        [v for k, v in found.items() if k.startswith("max_box_acc_v2@")], axis=0)
+        found["max_box_acc_v2"] = np.mean(
+            [v for k, v in found.items() if k.startswith(metricdefs.PER_IOU)], axis=0)
+        for name, at in data.values.items():  # registered per-image metrics: their mean
+            found[name] = (sums[at] * metricdefs.get_metric(name).scale / sums[at + 1])
     return found
 
 
@@ -377,8 +405,7 @@ def bootstrap(methods: list[list[Resampleable]], images: int, rounds: int, seed:
 
 
 def metric_order(iou: list[int]) -> list[str]:
-    return ["cls_top1", "top1_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2",
-            *[f"max_box_acc_v2@{int(k)}" for k in iou], "pxap"]
+    return metricdefs.compare_order(iou)
 
 
 def observed_values(members: list[Resampleable], images: int
@@ -468,8 +495,9 @@ def pairs_table(names: list[str], reference: int, methods: list[list[Resampleabl
 def agnostic_names(table: pd.DataFrame) -> pd.DataFrame:
     """The columns of reports that scored the top-1 class's map, named as score names
     them: agnostic_loc..., not gt_known_loc... (check_comparable keeps kinds apart)."""
-    return table.rename(columns=lambda c: ("agnostic_loc" + c[len("gt_known_loc"):]
-                                           if c.startswith("gt_known_loc") else c))
+    metric = metricdefs.get_metric("gt_known_loc")
+    return table.rename(columns=lambda c: (metric.agnostic_name + c[len(metric.name):]
+                                           if c.startswith(metric.name) else c))
 
 
 # --------------------------------------------------------------------------- the job
@@ -507,7 +535,7 @@ def threshold_source(report: Report, metric: str) -> str:
     if isinstance(given, str) and given:
         return given
     taken = str(report.meta.threshold_source)
-    if metric in (*FIXED_METRICS, "agnostic_loc") and not taken.startswith("from"):
+    if metric in metricdefs.fixed_names() and not taken.startswith("from"):
         return "fixed"
     return taken
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import gallery
+from . import gallery, metricdefs
 from .gallerypage import box_key, card, gallery_source, load_maps
 from .htmlreport import (
     PAGE_FILE,
@@ -39,9 +39,6 @@ from .htmlreport import (
 from .reportfolder import method_names
 from .safeio import atomic_write_text
 
-# the pivot's columns, in order; a metric no method has is left out
-PIVOT_METRICS = ("max_box_acc_v2", "max_box_acc", "top1_loc", "gt_known_loc",
-                 "agnostic_loc", "cls_top1", "pxap")
 MCNEMAR_AFTER = "max_box_acc"  # the test is of the per-image outcomes behind MaxBoxAcc
 
 # what each column of leaderboard.csv and pairs.csv means: whole names, metric names,
@@ -71,21 +68,6 @@ COLUMN_NOTES = {
                  "of the two localises against an even split; a small p says the methods "
                  "differ on these images. Empty for a seed group (no one per-image "
                  "outcome)",
-}
-METRIC_NOTES = {
-    "cls_top1": "top-1 classification accuracy, %",
-    "top1_loc": "Top-1 Loc, %: right top-1 class and a box of IoU >= 0.5, at the report's "
-                "fixed (or calibrated, or taken) CAM threshold",
-    "gt_known_loc": "GT-known Loc, %: the largest box of the true class's map reaches IoU "
-                    "0.5, at the report's fixed (or calibrated, or taken) CAM threshold",
-    "agnostic_loc": "class-agnostic Loc, %: as GT-known Loc on the top-1 class's map",
-    "max_box_acc": "MaxBoxAcc, %: GT-known Loc at the CAM threshold best on these images "
-                   "(oracle), unless the report took its threshold from another report",
-    "max_box_acc_v2": "MaxBoxAccV2, %: the mean of max_box_acc_v2@k over the IoU list",
-    "max_box_acc_v2@": "any box of the map reaches IoU k (the number after @, in %), at "
-                       "the CAM threshold best for that IoU (oracle), %",
-    "pxap": "PxAP, %: area under the pixel precision-recall curve, from each report's "
-            "summary.csv (not resampled: outcomes.npz holds no pixels)",
 }
 SUFFIX_NOTES = {
     "_diff_ci_low": "lower end of the 95% paired bootstrap interval of the difference: "
@@ -156,7 +138,8 @@ def pivot_cell(metric: str, board: pd.Series, versus: pd.Series | None,
         parts.append(f"<small>sd {fmt_number(std)} over seeds</small>")
     diff = _get(versus, f"{metric}_diff")
     if not np.isnan(diff):
-        side = "up" if diff > 0 else "down" if diff < 0 else ""
+        better = diff if metricdefs.higher_is_better(metric) else -diff
+        side = "up" if better > 0 else "down" if better < 0 else ""
         parts.append(f'<small class="{side}">&Delta; {diff:+.2f} '
                      f"{_interval(versus, f'{metric}_diff')}</small>")
     if where := _threshold_note(report, metric, _get(board, "seeds")):
@@ -188,7 +171,8 @@ def pivot_section(leaderboard: pd.DataFrame, pairs: pd.DataFrame,
     """Methods down, headline metrics across (see pivot_cell), McNemar beside MaxBoxAcc.
     reports: the report read for each leaderboard row (a seed group's first), or None."""
     key = _method_column(leaderboard)
-    metrics = [m for m in PIVOT_METRICS if m in leaderboard]
+    # the headline metrics in report.html's card order; one no method has is left out
+    metrics = [m for m in metricdefs.headline() if m in leaderboard]
     if key is None or not metrics:
         return section("summary", "Methods", '<p class="note">The leaderboard holds no '
                        "headline metric.</p>")
@@ -237,9 +221,10 @@ def explain(column: str) -> tuple[str, str] | None:
         if column.endswith(suffix) and column != suffix:
             return f"*{suffix}", SUFFIX_NOTES[suffix]
     base = column.split("@")[0] + "@" if "@" in column else column
-    if base in METRIC_NOTES:
+    notes = metricdefs.descriptions()
+    if base in notes:
         shown = "max_box_acc_v2@k" if base.endswith("@") else column
-        return shown, METRIC_NOTES[base]
+        return shown, notes[base]
     return None
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from . import gallery
+from . import gallery, metricdefs
 from .reportfolder import ReportMeta, ScoreReport, as_report
 from .reports import chosen_metric, line_style
 from .safeio import atomic_write_text
@@ -40,15 +40,8 @@ if TYPE_CHECKING:
 PAGE_FILE = "report.html"
 INTEGER_COLUMNS = {"iou", "count", "images", "n"}  # floats only because of empty cells
 MAX_TABLE_ROWS = 2000  # per-class tables longer than this are cut (a note says so)
-HEADLINE = ["max_box_acc_v2", "max_box_acc", "top1_loc", "best_top1_loc", "gt_known_loc",
-            "best_gt_known_loc", "agnostic_loc", "best_agnostic_loc", "cls_top1", "pxap"]
-# readable names of the metrics the page knows; any other summary row keeps its own name
-METRIC_LABELS = {"max_box_acc_v2": "MaxBoxAccV2", "max_box_acc": "MaxBoxAcc",
-                 "top1_loc": "Top-1 Loc", "top5_loc": "Top-5 Loc",
-                 "gt_known_loc": "GT-known Loc",
-                 "agnostic_loc": "Class-agnostic Loc (top-1 map)",
-                 "cls_top1": "Top-1 cls", "cls_top5": "Top-5 cls", "pxap": "PxAP",
-                 "mean_iou": "mean IoU"}
+# readable names of per-class columns that are not metrics (metrics: metricdefs' titles)
+COLUMN_LABELS = {"mean_iou": "mean IoU"}
 # per-class columns whose value depends on the CAM threshold
 THRESHOLD_COLUMNS = ("gt_known_loc", "agnostic_loc", "top1_loc", "top5_loc", "mean_iou")
 CARD_NOTES = {"pxap": "<small>area under the pixel precision-recall curve</small>"}
@@ -134,13 +127,14 @@ def plural(count: int, word: str, words: str | None = None) -> str:
 def metric_label(name: str) -> str:
     """The readable name of a summary.csv metric ('best_' ones say they are oracle
     figures; '@k' ones their IoU); a name the page does not know is shown as it is."""
-    if name in METRIC_LABELS:
-        return METRIC_LABELS[name]
-    if name.startswith("best_") and name[5:] in METRIC_LABELS:
-        return f"{METRIC_LABELS[name[5:]]} at the oracle threshold"
+    labels = {**metricdefs.titles(), **COLUMN_LABELS}
+    if name in labels:
+        return labels[name]
+    if name.startswith("best_") and name[5:] in labels:
+        return f"{labels[name[5:]]} at the oracle threshold"
     base, at, iou = name.partition("@")
-    if at and base in METRIC_LABELS:
-        return f"{METRIC_LABELS[base]} at IoU {iou}"
+    if at and base in labels:
+        return f"{labels[base]} at IoU {iou}"
     return name
 
 
@@ -361,8 +355,9 @@ def row_source(row: pd.Series, meta: ReportMeta | None) -> str:
 def card_metrics(names: list[str]) -> list[str]:
     """The summary rows shown as cards: the known headline metrics in their order, then
     any other row (not an input issue, not one IoU of MaxBoxAccV2) in the file's order."""
-    known = [m for m in HEADLINE if m in names]
-    return known + [m for m in names if m not in HEADLINE and "@" not in m
+    headline = metricdefs.headline()
+    known = [m for m in headline if m in names]
+    return known + [m for m in names if m not in headline and "@" not in m
                     and not m.startswith("issue:")]
 
 
@@ -382,9 +377,17 @@ def metric_card(name: str, row: pd.Series, meta: ReportMeta | None,
     else:
         at = CARD_NOTES.get(name, "")
     value = fmt_number(row["value"])
-    return (f'<div class="card" data-card="{esc(name)}"><div class="k">'
+    return (f'<div class="card" data-card="{esc(name)}"{_card_title(name)}><div class="k">'
             f'{esc(metric_label(name))}</div><div class="v">{value}</div>'
             f"<small><code>{esc(name)}</code></small>{at}{ci}</div>")
+
+
+def _card_title(name: str) -> str:
+    """The metric's one-sentence description, shown when the card is pointed at."""
+    try:
+        return f' title="{esc(metricdefs.get_metric(name).description)}"'
+    except KeyError:
+        return ""
 
 
 def coverage_banner(meta: ReportMeta | None) -> str:

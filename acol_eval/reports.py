@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import metricdefs
+from .metricdefs import ThresholdChoice
 from .metrics import bootstrap_interval, pxap_from_histograms
 from .safeio import atomic_write_bytes
 
@@ -29,8 +31,10 @@ class LocNames:
     top5: bool
 
 
-LABEL_NAMES = LocNames("gt_known_loc", "best_gt_known_loc", True)
-AGNOSTIC_NAMES = LocNames("agnostic_loc", "best_agnostic_loc", False)
+_FIXED, _BEST = metricdefs.get_metric("gt_known_loc"), metricdefs.get_metric("best_gt_known_loc")
+LABEL_NAMES = LocNames(_FIXED.name, _BEST.name, True)
+AGNOSTIC_NAMES = LocNames(_FIXED.agnostic_name, _BEST.agnostic_name,
+                          bool(metricdefs.get_metric("top5_loc").agnostic_name))
 
 
 def loc_names(agnostic: bool) -> LocNames:
@@ -61,26 +65,11 @@ class Curves:
 
 
 @dataclass(frozen=True)
-class ThresholdChoice:
-    """Where each metric is read on the grid (indices into thresholds) and why: source is
-    'oracle' (best on these images), 'fixed' (--threshold or the 0.2 default),
-    'from:PATH' (another report's threshold) or, for the fixed rows, 'run:HOW' (the
-    threshold the scored run boxed with: run:checkpoint-calibrated, run:cam-threshold,
-    run:threshold-from)."""
-
-    fixed: int
-    fixed_source: str
-    best_gt: int
-    best_source: str
-    v2: dict[int, int]
-    v2_source: dict[int, str]
-
-
-@dataclass(frozen=True)
 class SummaryInputs:
     """Everything summary.csv is made of. per_image: one row per scored image with the
     outcome columns label, iou, correct, top1_correct, top5_correct, _gt_fixed,
-    _gt_best and _v2_<k> (0/1 or NaN)."""
+    _gt_best and _v2_<k> (0/1 or NaN), and one column per registered per-image metric
+    (metricdefs.per_image_metrics)."""
 
     curves: Curves
     choice: ThresholdChoice
@@ -157,10 +146,33 @@ def summary_table(inputs: SummaryInputs) -> pd.DataFrame:
         _box_rows(inputs, add, top1_ok, top5_ok)
     if inputs.pxap_hist is not None:
         add("pxap", pxap_from_histograms(*inputs.pxap_hist), np.nan, np.nan, len(per_image))
+    _per_image_rows(inputs, add)
+    # the registry's order (an IoU's MaxBoxAccV2 row stays before the mean, as added)
+    place = {n: k for k, m in enumerate(metricdefs.metrics()) for n in (m.name, m.agnostic_name)}
+    rows.sort(key=lambda row: place[row[0].split("@")[0]])
     for name, amount in sorted(inputs.issues.items()):
         rows.append([f"issue:{name}", amount, np.nan, np.nan, inputs.protocol, amount,
                      np.nan, np.nan, "", "", inputs.coverage])
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _per_image_rows(inputs: SummaryInputs, add) -> None:
+    """A row per registered per-image metric: the mean of its known per-image values
+    (scaled into its unit) at its threshold, with their bootstrap interval."""
+    per_image, choice, thresholds = inputs.per_image, inputs.choice, inputs.curves.thresholds
+    for metric in metricdefs.per_image_metrics():
+        if metric.name not in per_image:
+            continue
+        values = per_image[metric.name].to_numpy(dtype=float)
+        known = values[np.isfinite(values)]
+        if not known.size:
+            continue
+        fixed = metric.threshold is metricdefs.Threshold.FIXED
+        add(metric.name, float(known.mean()) * metric.scale,
+            thresholds[choice.fixed] if fixed else np.nan, np.nan, int(known.size),
+            # bootstrap_interval gives percent of the values' mean: 1/100 of them
+            known * (metric.scale / 100), choice.fixed_source if fixed else "",
+            maps=bool(metric.needs & (metricdefs.Needs.BOXES | metricdefs.Needs.MASKS)))
 
 
 def _known(column: pd.Series) -> np.ndarray | None:

@@ -2,7 +2,7 @@
 
     load_inputs        maps + annotations + sizes           -> ScoreInputs
     first_pass         every CAM threshold, all cores       -> FirstPass (curves, records)
-    choose_thresholds  pure: the grid index of every metric -> ThresholdChoice
+    choose_thresholds  pure (metricdefs): the grid index of every metric -> ThresholdChoice
     write_report       per-image rows from the records      -> the report folder
 
 The protocol (protocols/) does everything protocol-specific; this module only moves
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import reports
+from . import metricdefs, reports
 from .coverage import Coverage, Subset, check_coverage, wanted_images
 from .errors import AcolError
 from .maps import centre_gaussian_map
@@ -256,17 +256,26 @@ def _first_pass_image(setup: PassSetup, item: ImageTask, values: np.ndarray, rec
             counts.hist[0] += np.histogram(scores[mask == 1], bins=setup.edges)[0]
             counts.hist[1] += np.histogram(scores[mask == 0], bins=setup.edges)[0]
     protocol.image_record(values, item.gt, item.width, item.height, setup.thresholds, record)
-    if not len(item.gt):
+    outcomes = _box_outcomes(setup, item, record)
+    if outcomes is None:
         return
-    all_ious, largest = protocol.threshold_ious(record, setup.thresholds)
-    for k, iou in enumerate(setup.iou):
-        counts.v2[k] += all_ious >= iou / 100
-    correct = largest >= 0.5
+    correct, any_box = outcomes
+    counts.v2 += any_box
     counts.v1 += correct
     if item.top1 is True:
         counts.top1 += correct
     if item.top5 is True:
         counts.top5 += correct
+
+
+def _box_outcomes(setup: PassSetup, item: ImageTask, record
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """At every threshold: the largest box reaches IoU 0.5 ((T,), GT-known Loc and
+    MaxBoxAcc) and any box reaches each IoU of MaxBoxAccV2 ((J, T)); None without boxes."""
+    if not len(item.gt):
+        return None
+    all_ious, largest = setup.protocol.threshold_ious(record, setup.thresholds)
+    return largest >= 0.5, all_ious >= np.asarray(setup.iou)[:, None] / 100
 
 
 # --------------------------------------------------------------------------- stages
@@ -317,42 +326,6 @@ def first_pass(inputs: ScoreInputs, setup: PassSetup, workers: int) -> FirstPass
                      dict(total.problems), records)
 
 
-def choose_thresholds(curves: reports.Curves, fixed: float | None, other: dict[str, float],
-                      other_name: str = "", fixed_source: str = "fixed"
-                      ) -> reports.ThresholdChoice:
-    """Pure: the grid index of each metric. A metric named in `other` (another report's
-    thresholds) takes the grid point nearest to it, the others the best of their curve;
-    the fixed threshold is `fixed` (from `fixed_source`), else other's gt_known_loc,
-    else 0.2. The largest-box figure's thresholds are taken from the other report
-    under either of its names (gt_known_loc, agnostic_loc): both are read on the same
-    kind of curve."""
-    thresholds = curves.thresholds
-    for names in (reports.LABEL_NAMES, reports.AGNOSTIC_NAMES):
-        for own, mine in ((names.fixed, "gt_known_loc"), (names.best, "best_gt_known_loc")):
-            if own in other:
-                other = {mine: other[own], **other}
-
-    def nearest(value: float) -> int:
-        return int(np.argmin(np.abs(thresholds - value)))
-
-    def pick(metric: str, curve: np.ndarray) -> tuple[int, str]:
-        if metric in other:
-            return nearest(other[metric]), f"from:{other_name}"
-        return int(np.argmax(curve)), "oracle"
-
-    best_gt, best_source = pick("best_gt_known_loc", curves.gt_known)
-    if fixed is not None:
-        fixed_index = nearest(fixed)
-    elif "gt_known_loc" in other:
-        fixed_index, fixed_source = nearest(other["gt_known_loc"]), f"from:{other_name}"
-    else:
-        fixed_index, fixed_source = nearest(DEFAULT_FIXED_THRESHOLD), "fixed"
-    v2 = {k: pick(f"max_box_acc_v2@{k}", curves.v2[j]) for j, k in enumerate(curves.iou)}
-    return reports.ThresholdChoice(fixed_index, fixed_source, best_gt, best_source,
-                                   {k: v[0] for k, v in v2.items()},
-                                   {k: v[1] for k, v in v2.items()})
-
-
 def score(config: ScoreConfig, given: GivenInputs | None = None) -> ScoreResult:
     """The whole job: inputs, first pass, thresholds, report folder. `given`: annotations
     (and the images meant) a caller already holds in memory, instead of reading
@@ -373,8 +346,9 @@ def score(config: ScoreConfig, given: GivenInputs | None = None) -> ScoreResult:
         check_report_folder(config.out, config.overwrite)  # again, now no one else writes
         passed = first_pass(inputs, setup, score_workers(config.workers))
         _warn(passed.problems)
-        choice = choose_thresholds(passed.curves, fixed, other, config.threshold_from or "",
-                                   fixed_source)
+        choice = metricdefs.choose_thresholds(passed.curves, fixed, other,
+                                              config.threshold_from or "", fixed_source,
+                                              default=DEFAULT_FIXED_THRESHOLD)
         issues = {**inputs.issues, **passed.problems}
         summary, meta = write_report(config, inputs, setup, passed, choice, issues)
     failed = sum(v for k, v in passed.problems.items() if k in UNUSABLE_MAP)
@@ -464,11 +438,19 @@ def image_row(setup: PassSetup, item: ImageTask, record,
                             protocol.inclusive) if has_gt else "",
         "has_gt": float(has_gt)})
     all_ious, largest = protocol.threshold_ious(record, thresholds)
+
+    def at(index: int) -> metricdefs.ImageView:
+        return metricdefs.ImageView(
+            item.image, item.label, thresholds, index, largest, all_ious, gt_frame,
+            item.top1, item.top5, lambda: protocol.box_at(record, thresholds, index, prepared))
+
+    for metric in metricdefs.per_image_metrics():  # registered ones: their own column
+        row[metric.name] = metric.value(at(choice.fixed))
     row["_iou_fixed"] = float(largest[choice.fixed]) if has_gt else np.nan
-    row["_gt_fixed"] = float(has_gt and largest[choice.fixed] >= 0.5)
-    row["_gt_best"] = float(has_gt and largest[choice.best_gt] >= 0.5)
+    row["_gt_fixed"] = metricdefs.localised(at(choice.fixed))
+    row["_gt_best"] = metricdefs.localised(at(choice.best_gt))
     for k, index in choice.v2.items():
-        row[f"_v2_{k}"] = float(has_gt and all_ious[index] >= k / 100)
+        row[f"_v2_{k}"] = metricdefs.any_box_reaches(k)(at(index))
     return row
 
 
@@ -895,7 +877,7 @@ def _second_pass(inputs: ScoreInputs, setup: PassSetup, passed: FirstPass,
             records = np.fromfile(passed.records, dtype=setup.dtype, count=len(images))
             kept = [(item, record) for item, record in zip(images, records) if record["ok"]]
             rows = [image_row(setup, item, record, choice) for item, record in kept]
-            frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else PER_IMAGE_COLUMNS)
+            frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else per_image_columns())
             shown = frame[[c for c in frame.columns if not c.startswith("_")]].copy()
             for column in PER_IMAGE_INTS:
                 shown[column] = shown[column].astype("Int64")
@@ -924,17 +906,19 @@ def _outcome_bits(setup: PassSetup, kept: list) -> tuple[np.ndarray, np.ndarray]
     v1 = np.zeros((len(kept), n_t), bool)
     v2 = np.zeros((len(setup.iou), len(kept), n_t), bool)
     for n, (item, record) in enumerate(kept):
-        if len(item.gt):
-            all_ious, largest = setup.protocol.threshold_ious(record, setup.thresholds)
-            v1[n] = largest >= 0.5
-            for j, k in enumerate(setup.iou):
-                v2[j, n] = all_ious >= k / 100
+        if (outcomes := _box_outcomes(setup, item, record)) is not None:
+            v1[n], v2[:, n] = outcomes
     return np.packbits(v1, axis=-1), np.packbits(v2, axis=-1)
 
 
 PER_IMAGE_COLUMNS = ["image", "label", "map", "frame", "threshold", "threshold_source", "iou",
                      "x0", "y0", "x1", "y1", "orig_x0", "orig_y0", "orig_x1", "orig_y1",
                      "correct", "top1_correct", "top5_correct", "error", "has_gt"]
+
+
+def per_image_columns() -> list[str]:
+    """per_image.csv's columns: the fixed ones, then one per registered per-image metric."""
+    return PER_IMAGE_COLUMNS + [m.name for m in metricdefs.per_image_metrics()]
 
 
 def _meta(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
