@@ -39,9 +39,16 @@ import numpy as np
 from .boxes import native_boxes, upsample_map
 from .errors import AcolError
 from .maps import overlay_caption
-from .mapstore import INDEX_COLUMNS, MAP_DTYPE, check_finished, open_map_array
+from .mapstore import INDEX_COLUMNS, MAP_DTYPE
 from .overlays import write_overlay
 from .progress import Progress
+from .runfolder import (
+    ERRORS_FILE,
+    PREDICTIONS_FILE,
+    LocalizeRun,
+    record_arguments,
+    record_image_roots,
+)
 from .runtime import library_versions, ordered_map, resolve_workers
 from .safeio import (
     LOCK_NAME,
@@ -109,20 +116,17 @@ def _csv_header(path: Path) -> list[str]:
 
 def check_run(run: Path) -> tuple[np.ndarray, dict[str, Any]]:
     """The maps and run.json of a finished localize run; AcolError when RUN is not one."""
+    folder = LocalizeRun(run)
     if not run.is_dir():
         raise AcolError(f"{run} is not a localize run folder")
-    check_finished(run)  # before predictions.csv, which an unfinished run lacks
-    header = _csv_header(run / "predictions.csv")
+    folder.check_finished()  # before predictions.csv, which an unfinished run lacks
+    header = _csv_header(run / PREDICTIONS_FILE)
     if header[-len(TAIL):] != TAIL or not {"image", "width", "height"} <= set(header):
         raise AcolError(f"{run / 'predictions.csv'} is not a localize predictions.csv")
     if _csv_header(run / "maps_index.csv") != INDEX_COLUMNS:
         raise AcolError(f"{run / 'maps_index.csv'} is not a localize map index")
-    maps, _ = open_map_array(run)
-    try:
-        record = json.loads((run / "run.json").read_text())
-    except (OSError, ValueError):
-        record = {}
-    return maps, record if isinstance(record, dict) else {}
+    maps, _ = folder.map_array()
+    return maps, folder.record
 
 
 def _holds_nothing(folder: Path) -> bool:
@@ -152,21 +156,14 @@ def _root_candidates(config: BoxesConfig, record: dict[str, Any]) -> list[Path]:
     or FORMAT:PATH's folder)."""
     if config.images:
         return [Path(config.images)]
-    arguments = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
-    found = [record.get("image_root"), arguments.get("image_root")]
-    images = arguments.get("images")
-    if isinstance(images, str) and images:
-        fmt, sep, rest = images.partition(":")
-        path = Path(rest if sep and len(fmt) > 1 else images)
-        found.append(path if path.is_dir() else path.parent)
-    return [Path(c) for c in found if isinstance(c, (str, Path)) and c and Path(c).is_dir()]
+    return [Path(c) for c in record_image_roots(record) if Path(c).is_dir()]
 
 
 def _annotation_root(record: dict[str, Any]) -> Path | None:
     """The image root of the annotation source RUN was localised from, if it was one."""
     from .readers import read_source
 
-    arguments = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
+    arguments = record_arguments(record)
     images = arguments.get("images")
     if not isinstance(images, str) or not images:
         return None
@@ -194,7 +191,7 @@ def find_image_root(config: BoxesConfig, record: dict[str, Any], first_image: st
 
 
 def _first_image(run: Path) -> str | None:
-    with open(run / "predictions.csv", newline="") as handle:
+    with open(run / PREDICTIONS_FILE, newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader)
         row = next(reader, None)
@@ -288,7 +285,7 @@ def read_items(run: Path, count: int, gt_boxes: dict[str, np.ndarray] | None = N
                ) -> Iterator[list[Item]]:
     """RUN's predictions rows with their top-1 maps, CHUNK images at a time, streamed;
     `gt_boxes` (image -> ground-truth boxes) rides along for the overlays."""
-    with open(run / "predictions.csv", newline="") as source, \
+    with open(run / PREDICTIONS_FILE, newline="") as source, \
             open(run / "maps_index.csv", newline="") as index_file:
         reader = csv.reader(source)
         header = next(reader)
@@ -337,7 +334,7 @@ def rebox(run: Path, job: BoxJob, workers: int, predictions_out: IO[str],
     are logged and counted. `images`: how many rows to expect, for the progress bar."""
     counts = Counts()
     writer = csv.writer(predictions_out, lineterminator="\n")
-    writer.writerow(_csv_header(run / "predictions.csv"))
+    writer.writerow(_csv_header(run / PREDICTIONS_FILE))
     box_writer = csv.writer(boxes_out, lineterminator="\n") if boxes_out else None
     if box_writer:
         box_writer.writerow(["image", "class_name", *BOX_FIELDS])
@@ -390,7 +387,7 @@ def run_gt_boxes(record: dict[str, Any], log: Callable[[str], None]) -> dict[str
     when that source cannot be read any more (said once: the overlays go on without)."""
     from .imagelist import source_boxes
 
-    arguments = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
+    arguments = record_arguments(record)
     images, split = arguments.get("images"), arguments.get("split")
     image_root = arguments.get("image_root")
     if not isinstance(images, str) or not images:
@@ -426,15 +423,15 @@ def _write_outputs(config: BoxesConfig, run: Path, out: Path, maps: np.ndarray,
                  config.overlays, str(image_root) if config.overlays and image_root else None)
     with contextlib.ExitStack() as stack:
         predictions = stack.enter_context(
-            atomic_open(out / "predictions.csv", "w", newline="", encoding="utf-8"))
+            atomic_open(out / PREDICTIONS_FILE, "w", newline="", encoding="utf-8"))
         boxes = (stack.enter_context(atomic_open(out / "boxes.csv", "w", newline="",
                                                  encoding="utf-8"))
                  if config.all_boxes else None)
         gt_boxes = run_gt_boxes(record, log) if job.overlays else None
         counts = rebox(run, job, workers, predictions, boxes, log, gt_boxes,
                        _image_count(record))
-    if (run / "errors.csv").is_file():
-        atomic_write_bytes(out / "errors.csv", (run / "errors.csv").read_bytes())
+    if (run / ERRORS_FILE).is_file():
+        atomic_write_bytes(out / ERRORS_FILE, (run / ERRORS_FILE).read_bytes())
     links = link_store(run, out)
     seconds = time.perf_counter() - began
     summary = {

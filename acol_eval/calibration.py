@@ -3,16 +3,17 @@
 `localize` boxes the top-1 map at a CAM threshold. A fixed 0.2 of the map's range is
 far too low for the diffuse maps of fine-tuned models (most boxes become the whole
 image), so `train`, when its data has boxes, ends by choosing the threshold that gives
-the best GT-known localisation on its validation split, with the tool itself:
+the best GT-known localisation on its validation split, with the tool itself, in
+memory (the annotations and the image list are never written out and read back):
 
-    validation images with boxes -> OUT/calibration/set.csv (csv: annotation source)
-    localize csv:set.csv --checkpoint best.pt  -> OUT/calibration/run
-    the images it localized                    -> OUT/calibration/localized.txt
-    score run --protocol native --image-list localized.txt -> OUT/calibration/report
-    the report's best_gt_known_loc threshold   -> the checkpoint's cam_threshold
+    validation images with boxes       -> a CalibrationSet (annotations + image list)
+    localize them with best.pt         -> OUT/calibration/run   (a LocalizeRun)
+    score the images it localized, --protocol native -> OUT/calibration/report
+    the score's best_gt_known_loc threshold (its summary, in memory) -> the checkpoint
 
-An image localize could not decode has no map: the score names the localized images as
-its subset (--image-list), so it is not refused as partial, and its report says "N of M".
+An image localize could not decode has no map: the score is given the localized images
+as its subset (as an --image-list names them), so it is not refused as partial, and its
+report says "N of M".
 
 The native protocol is the one localize's boxes use (a fraction of the range of the map
 upsampled to the image, in original pixels), so the threshold means there exactly what
@@ -24,16 +25,18 @@ report.html shows how the threshold was chosen.
 
 from __future__ import annotations
 
-import csv
 import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from .imagelist import ImageList
 from .readers import Annotations
+from .readers.table import BOX_COLUMNS, finish
 
 CALIBRATION_FOLDER = "calibration"
 METRIC = "best_gt_known_loc"
@@ -52,10 +55,10 @@ class Calibration:
     source: str
 
 
-def calibration_rows(annotations: Annotations, images: list[str]) -> list[list[str]]:
-    """csv: rows (image, label, x0, y0, x1, y1) for the validation `images` (relative to
-    annotations.root) that have boxes, image paths made absolute so the file can live in
-    the run folder; boxes written with repr, so they read back as the same doubles."""
+def calibration_rows(annotations: Annotations, images: list[str]) -> list[list]:
+    """Rows (image, label, x0, y0, x1, y1), one per box, of the validation `images`
+    (relative to annotations.root) that have boxes and a label; image paths made
+    absolute, as the calibration run names them."""
     root = Path(annotations.root).resolve()
     wanted = set(images)
     labels = annotations.images.drop_duplicates("image").set_index("image")["label"]
@@ -65,8 +68,36 @@ def calibration_rows(annotations: Annotations, images: list[str]) -> list[list[s
         if box.image not in labels.index:
             continue
         rows.append([str(root / box.image), str(labels[box.image]),
-                     *(repr(float(v)) for v in (box.x0, box.y0, box.x1, box.y1))])
+                     *(float(v) for v in (box.x0, box.y0, box.x1, box.y1))])
     return rows
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """The validation images with boxes, in memory: the annotations score reads and
+    the image list localize sweeps, image names absolute."""
+
+    annotations: Annotations
+    listing: ImageList
+
+    @classmethod
+    def of(cls, annotations: Annotations, images: list[str]) -> CalibrationSet | None:
+        rows = calibration_rows(annotations, images)
+        if not rows:
+            return None
+        root = Path(annotations.root).resolve()
+        names = sorted({r[0] for r in rows})
+        label = {r[0]: r[1] for r in rows}
+        # sizes are left to localize, which reads every image it sweeps (predictions.csv)
+        table = pd.DataFrame({"image": names, "label": [label[n] for n in names],
+                              "split": "", "width": np.nan, "height": np.nan})
+        boxes = pd.DataFrame([[r[0], *r[2:]] for r in rows], columns=BOX_COLUMNS)
+        clean = finish(root, table, boxes, [], {}, read_sizes=False)
+        return cls(clean, ImageList(root, names, [label[n] for n in names]))
+
+    @property
+    def count(self) -> int:
+        return len(self.listing.images)
 
 
 def calibrate(checkpoint: str | Path, annotations: Annotations, images: list[str],
@@ -76,45 +107,32 @@ def calibrate(checkpoint: str | Path, annotations: Annotations, images: list[str
     when none of them has a box (then localize keeps the uncalibrated default). Works in
     OUT/calibration/ (replaced if a previous calibration left one)."""
     from .localization import LocalizeConfig, localize
-    from .scoring import ScoreConfig, score
+    from .scoring import GivenInputs, ScoreConfig, score
 
-    rows = calibration_rows(annotations, images)
-    if not rows:
+    chosen = CalibrationSet.of(annotations, images)
+    if chosen is None:
         return None
     folder = Path(out) / CALIBRATION_FOLDER
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    with open(folder / "set.csv", "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["image", "label", "x0", "y0", "x1", "y1"])
-        writer.writerows(rows)
-    source = f"csv:{folder / 'set.csv'}"
-    log(f"calibrating the CAM threshold on {len({r[0] for r in rows})} validation images "
-        f"with boxes ({folder})")
-    localize(LocalizeConfig(images=source, out=str(folder / "run"), checkpoint=str(checkpoint),
-                            top_k=1, cam_threshold=0.2, device=device, workers=workers),
-             log=lambda message: None)
-    localized = _localized(folder / "run")
+    log(f"calibrating the CAM threshold on {chosen.count} validation images with boxes "
+        f"({folder})")
+    root = str(chosen.listing.root)
+    run = localize(LocalizeConfig(images=root, out=str(folder / "run"),
+                                  checkpoint=str(checkpoint), top_k=1, cam_threshold=0.2,
+                                  device=device, workers=workers),
+                   log=lambda message: None, listing=chosen.listing).run
+    localized = run.localized()
     if not localized:
         log("calibration: no validation image could be localized; the threshold stays "
             "uncalibrated")
         return None
-    (folder / "localized.txt").write_text("".join(f"{name}\n" for name in localized))
-    result = score(ScoreConfig(run=str(folder / "run"), annotations=source,
+    described = f"validation images with boxes under {root} (in memory)"
+    result = score(ScoreConfig(run=str(run.folder), annotations=described,
                                out=str(folder / "report"), protocol="native",
-                               image_list=str(folder / "localized.txt"),
-                               workers=0 if workers == 0 else None))
+                               workers=0 if workers == 0 else None),
+                   GivenInputs(chosen.annotations, tuple(localized)))
     return _from_summary(result.summary, checkpoint, annotations)
-
-
-def _localized(run: Path) -> list[str]:
-    """The images a localize run has maps of (predictions.csv's image column)."""
-    try:
-        table = pd.read_csv(run / "predictions.csv", usecols=["image"], dtype=str,
-                            keep_default_na=False)
-    except (OSError, ValueError):
-        return []
-    return list(dict.fromkeys(table["image"]))
 
 
 def _from_summary(summary: pd.DataFrame, checkpoint: str | Path,

@@ -39,7 +39,7 @@ import scipy.sparse
 from . import metricdefs
 from .errors import AcolError
 from .progress import Progress
-from .reportfolder import ReportMeta
+from .reportfolder import ReportMeta, ScoreReport, as_report, method_names
 from .runtime import MAX_BOOTSTRAP
 from .safeio import FolderLock, atomic_write_text
 from .stats import interval, mcnemar_exact, resample_weights
@@ -124,39 +124,25 @@ class Report:
     summary: pd.DataFrame  # summary.csv indexed by metric
     images: np.ndarray  # per_image.csv's image names, outcomes.npz's order
     labels: np.ndarray  # per_image.csv's labels
+    source: ScoreReport | None = None  # the folder it was read from
 
 
-def read_report(folder: str) -> Report:
+def read_report(folder: str | Path | ScoreReport) -> Report:
     """report.json, summary.csv and per_image.csv's names and labels (outcomes.npz is
     read later, one report at a time: it is the large part)."""
-    path = Path(folder)
-    if not path.is_dir():
-        raise AcolError(f"REPORT {folder} is not a folder")
-    meta = ReportMeta.read(path)
-    summary = _read_csv(path / "summary.csv", ["metric", "value", "threshold"],
-                        optional=["threshold_source"])
-    per_image = _read_csv(path / "per_image.csv", ["image", "label"])
-    if summary["metric"].duplicated().any():
-        raise AcolError(f"{path / 'summary.csv'} names a metric twice")
-    return Report(path=path, meta=meta, summary=summary.set_index("metric"),
-                  images=per_image["image"].to_numpy(dtype=str),
-                  labels=per_image["label"].astype(str).to_numpy())
-
-
-def _read_csv(path: Path, columns: list[str], optional: list[str] = ()) -> pd.DataFrame:
     try:
-        table = pd.read_csv(path, usecols=lambda c: c in columns or c in optional,
-                            dtype={"image": str, "label": str, "metric": str,
-                                   "threshold_source": str},
-                            keep_default_na=False, na_values={"value": [""],
-                                                              "threshold": [""]})
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise AcolError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
-                        ) from None
-    if missing := [c for c in columns if c not in table.columns]:
-        raise AcolError(f"{path} lacks the column(s) {', '.join(missing)}; is it a score "
-                        f"report?")
-    return table
+        report = as_report(folder)
+    except AcolError:
+        raise AcolError(f"REPORT {folder} is not a folder") from None
+    meta = report.meta
+    summary = report.columns("summary", ["metric", "value", "threshold"],
+                             optional=["threshold_source"])
+    per_image = report.columns("per_image", ["image", "label"])
+    if summary["metric"].duplicated().any():
+        raise AcolError(f"{report.folder / 'summary.csv'} names a metric twice")
+    return Report(path=report.folder, meta=meta, summary=summary.set_index("metric"),
+                  images=per_image["image"].to_numpy(dtype=str),
+                  labels=per_image["label"].astype(str).to_numpy(), source=report)
 
 
 def coverage(report: Report) -> str:
@@ -351,7 +337,8 @@ def _metric_values(report: Report) -> dict[str, np.ndarray]:
     wanted = [m.name for m in metricdefs.per_image_metrics()]
     if not wanted:
         return {}
-    table = _read_csv(report.path / "per_image.csv", ["image"], optional=wanted)
+    table = (report.source or as_report(report.path)).columns("per_image", ["image"],
+                                                               optional=wanted)
     return {name: pd.to_numeric(table[name], errors="coerce").to_numpy(np.float64)
             for name in wanted if name in table}
 
@@ -516,32 +503,6 @@ def agnostic_names(table: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- the job
 
 
-def method_names(groups: list[tuple[str, ...]]) -> list[str]:
-    """A short name per method: its folders' names joined by commas; where other folders
-    share a name (run/report, run2/report), with their parent's ('run/report'); made
-    unique with a number where that is not enough (one report given twice)."""
-    def short(path: str) -> str:
-        return Path(path).name or str(path)
-
-    folders: dict[str, set[Path]] = {}
-    for p in (p for paths in groups for p in paths):
-        folders.setdefault(short(p), set()).add(Path(p).resolve())
-
-    def named(path: str) -> str:
-        if len(folders[short(path)]) < 2:
-            return short(path)
-        return f"{Path(path).resolve().parent.name}/{short(path)}"
-
-    names: list[str] = []
-    for paths in groups:
-        name = ",".join(named(p) for p in paths)
-        base, copy = name, 2
-        while name in names:
-            name, copy = f"{base} ({copy})", copy + 1
-        names.append(name)
-    return names
-
-
 def reference_index(groups: list[tuple[str, ...]], reference: str | None
                     ) -> tuple[list[tuple[str, ...]], int]:
     """The reference method's index: the first by default, else the entry given or
@@ -610,15 +571,16 @@ def with_coverage(leaderboard: pd.DataFrame, report: Report) -> pd.DataFrame:
     return board
 
 
-def _write_html(out: Path, reports: list[list[Path]], leaderboard: pd.DataFrame,
-                pairs: pd.DataFrame) -> None:
+def _write_html(out: Path, reports: list[list[Report]], names: list[str],
+                leaderboard: pd.DataFrame, pairs: pd.DataFrame) -> None:
     """report.html beside the tables: the pivot of methods and headline metrics, what
     each column means, every method's curves on one plot, the images where the methods
     disagree most, the tables as written."""
     from .comparepage import write_compare_html
 
     # one report folder per leaderboard row: a seed group's page shows its first seed
-    write_compare_html(out, [members[0] for members in reports], leaderboard, pairs)
+    write_compare_html(out, [members[0].source or members[0].path for members in reports],
+                       leaderboard, pairs, names)
 
 
 def run(config: CompareConfig, log: Callable[[str], None] = _stderr) -> CompareResult:
@@ -654,8 +616,7 @@ def run(config: CompareConfig, log: Callable[[str], None] = _stderr) -> CompareR
             leaderboard, pairs = agnostic_names(leaderboard), agnostic_names(pairs)
         for name, table in (("leaderboard.csv", leaderboard), ("pairs.csv", pairs)):
             atomic_write_text(out / name, table.to_csv(index=False, float_format="%.6g"))
-        _write_html(out, [[r.path for r in members] for members in reports], leaderboard,
-                    pairs)
+        _write_html(out, reports, names, leaderboard, pairs)
     return CompareResult(leaderboard=leaderboard, pairs=pairs, reference=names[reference],
                          common=len(common), images=sizes, rounds=config.bootstrap,
                          seconds=time.monotonic() - started, out=out, warnings=warnings,

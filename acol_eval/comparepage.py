@@ -36,6 +36,7 @@ from .htmlreport import (
     short_source,
     table_html,
 )
+from .reportfolder import method_names
 from .safeio import atomic_write_text
 
 MCNEMAR_AFTER = "max_box_acc"  # the test is of the per-image outcomes behind MaxBoxAcc
@@ -86,14 +87,6 @@ SUFFIX_NOTES = {
                  "interval of such a value sits high by about this much; thresholds "
                  "calibrated on other images have none",
 }
-
-
-def method_names(reports: list[Report]) -> list[str]:
-    """Report folder names, made unique with their parent folder's name, then a number."""
-    plain = [r.name for r in reports]
-    names = [f"{r.folder.resolve().parent.name}/{r.name}" if plain.count(r.name) > 1
-             else r.name for r in reports]
-    return [n if names.count(n) == 1 else f"{n} ({i + 1})" for i, n in enumerate(names)]
 
 
 # --------------------------------------------------------------------------- the pivot
@@ -355,14 +348,16 @@ def coverage_facts(leaderboard: pd.DataFrame) -> tuple[str, str]:
 
 
 def write_compare_html(out_dir: str | Path, reports: list, leaderboard: pd.DataFrame,
-                       pairs: pd.DataFrame) -> Path:
+                       pairs: pd.DataFrame, names: list[str] | None = None) -> Path:
     """OUT/report.html for `compare`: the pivot, what the columns mean, every method's
     curves on one chart per curve, the images where the methods disagree most, and the
-    two tables as written. reports: one report folder per leaderboard row."""
+    two tables as written. reports: one ScoreReport (or folder) per leaderboard row;
+    names: the methods' names as leaderboard.csv gives them (reportfolder.method_names
+    of the folders when not given)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     loaded = [read_report(r) for r in reports]
-    names = method_names(loaded)
+    names = list(names) if names is not None else method_names([(r.folder,) for r in loaded])
     images, banner = coverage_facts(leaderboard)
     rows = loaded if len(loaded) == len(leaderboard) else []
     sections = [

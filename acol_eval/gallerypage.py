@@ -8,7 +8,6 @@ acol_eval.htmlreport's.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
@@ -28,7 +27,8 @@ from .htmlreport import (
     plural,
     section,
 )
-from .reportfolder import ReportMeta
+from .reportfolder import ReportMeta, as_report
+from .runfolder import LocalizeRun
 
 if TYPE_CHECKING:
     from .readers import Annotations
@@ -55,28 +55,13 @@ class GallerySource:
     predictions: dict[str, tuple[str, float]]
 
 
-def _run_json(run: Path | None) -> dict:
-    try:
-        record = json.loads((run / "run.json").read_text()) if run else {}
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
-def _annotations(meta: ReportMeta | None, images: set[str],
-                 source: Annotations | None = None):
+def _annotations(report: Report, images: set[str], source: Annotations | None = None):
     """The annotations of the gallery's images: (root, gt boxes, sizes), or (None, {}, {})
-    when report.json has no source or it cannot be read (the gallery then has no GT).
-    `source`: the Annotations already read by the caller (score), else report.json's
-    source is read."""
-    from .readers import read_source
-
+    when there are none (the gallery then has no GT). `source`: the Annotations the job
+    read (score); else the report folder reads the source report.json names."""
     if source is None:
-        if meta is None or not meta.annotations:
-            return None, {}, {}
-        try:
-            source = read_source(meta.annotations)
-        except (AcolError, OSError, ValueError, KeyError):
+        source = as_report(report.source or report.folder).annotations()
+        if source is None:
             return None, {}, {}
     boxes = source.boxes[source.boxes["image"].isin(images)]
     gt = {name: group[["x0", "y0", "x1", "y1"]].to_numpy(np.float64)
@@ -87,19 +72,12 @@ def _annotations(meta: ReportMeta | None, images: set[str],
     return source.root, gt, sizes
 
 
-def _image_roots(meta: ReportMeta | None, annotation_root, run_record: dict) -> list[Path]:
+def _image_roots(meta: ReportMeta | None, annotation_root, run: LocalizeRun | None
+                 ) -> list[Path]:
     """Folders image names may be relative to, most specific first: report.json's
-    images_root, run.json's resolved image_root, its --image-root, its IMAGES argument
-    (FORMAT:PATH or a folder or a list file's folder), the annotation root."""
-    arguments = run_record.get("arguments") or {}
-    candidates = [meta.images_root if meta else None, run_record.get("image_root"),
-                  arguments.get("image_root")]
-    images = arguments.get("images")
-    if isinstance(images, str) and images:
-        fmt, sep, rest = images.partition(":")
-        path = Path(rest if sep and len(fmt) > 1 else images)
-        candidates.append(path if path.is_dir() else path.parent)
-    candidates.append(annotation_root)
+    images_root, the run's own roots (LocalizeRun.image_roots), the annotation root."""
+    candidates = [meta.images_root if meta else None,
+                  *(run.image_roots() if run else []), annotation_root]
     roots: list[Path] = []
     for candidate in candidates:
         if candidate and Path(candidate).is_dir() and Path(candidate) not in roots:
@@ -108,13 +86,12 @@ def _image_roots(meta: ReportMeta | None, annotation_root, run_record: dict) -> 
 
 
 def _predictions(run: Path | None, images: set[str]) -> dict[str, tuple[str, float]]:
-    path = run / "predictions.csv" if run else None
-    if path is None or not path.is_file():
+    if run is None:
         return {}
     try:
-        table = pd.read_csv(path, dtype={"image": str, "pred_1": str}, keep_default_na=False,
-                            usecols=lambda c: c in ("image", "pred_1", "score_1"))
-    except (OSError, ValueError, pd.errors.ParserError):
+        table = LocalizeRun(run).predictions(
+            dtype={"pred_1": str}, usecols=lambda c: c in ("image", "pred_1", "score_1"))
+    except (AcolError, pd.errors.ParserError):
         return {}
     if not {"image", "pred_1", "score_1"} <= set(table.columns):
         return {}
@@ -127,11 +104,11 @@ def gallery_source(report: Report, images: set[str],
                    annotations: Annotations | None = None) -> GallerySource:
     meta = report.meta
     run = Path(meta.run) if meta and meta.run and Path(meta.run).is_dir() else None
-    run_record = _run_json(run)
-    root, gt, sizes = _annotations(meta, images, annotations)
+    root, gt, sizes = _annotations(report, images, annotations)
     return GallerySource(run, meta.map_choice if meta else "auto",
                          meta.baseline if meta else None,
-                         _image_roots(meta, root, run_record), gt, sizes,
+                         _image_roots(meta, root, LocalizeRun(run) if run else None),
+                         gt, sizes,
                          _predictions(run, images))
 
 
@@ -147,11 +124,9 @@ def load_maps(source: GallerySource, images: list[str]) -> dict[str, np.ndarray]
     run = source.run
     if run is None:
         return {}
-    if (run / "maps.json").is_file():
-        from .mapstore import open_maps
-
+    if LocalizeRun(run).has_maps:
         try:
-            store = open_maps(run)
+            store = LocalizeRun(run).maps()
         except (AcolError, OSError, ValueError, KeyError):
             return {}
         index = store.index[store.index["image"].astype(str).isin(images)]

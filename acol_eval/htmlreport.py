@@ -30,8 +30,7 @@ import numpy as np
 import pandas as pd
 
 from . import gallery, metricdefs
-from .errors import AcolError
-from .reportfolder import ReportMeta
+from .reportfolder import ReportMeta, ScoreReport, as_report
 from .reports import chosen_metric, line_style
 from .safeio import atomic_write_text
 
@@ -63,6 +62,7 @@ class Report:
     per_image: pd.DataFrame
     meta: ReportMeta | None
     notes: list[str] = field(default_factory=list)
+    source: ScoreReport | None = None  # the folder's reader
 
     @property
     def protocol(self) -> str:
@@ -79,30 +79,14 @@ class Report:
         return rows.iloc[0] if len(rows) else None
 
 
-def _read_csv(path: Path, notes: list[str]) -> pd.DataFrame:
-    if not path.is_file():
-        return pd.DataFrame()
-    try:
-        return pd.read_csv(path, dtype={"image": str, "label": str, "class": str,
-                                        "metric": str, "error": str})
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        notes.append(f"{path.name} could not be read ({str(exc).splitlines()[0][:120]})")
-        return pd.DataFrame()
-
-
-def read_report(folder: str | Path) -> Report:
+def read_report(folder: str | Path | ScoreReport) -> Report:
     """A report folder's tables and report.json; a missing file gives an empty table."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise AcolError(f"{folder} is not a report folder")
+    source = as_report(folder)
     notes: list[str] = []
-    tables = {name: _read_csv(folder / f"{name}.csv", notes)
+    tables = {name: source.table(name, notes)
               for name in ("summary", "curve", "per_class", "per_image")}
-    try:
-        meta = ReportMeta.read(folder)
-    except AcolError:
-        meta = None
-    return Report(folder, folder.resolve().name, meta=meta, notes=notes, **tables)
+    return Report(source.folder, source.name, meta=source.meta_or_none, notes=notes,
+                  source=source, **tables)
 
 
 # --------------------------------------------------------------------------- small pieces
@@ -527,7 +511,7 @@ def pxap_html(report: Report) -> str:
     if row is None:
         return ""
     text = f"<h3>Pixel precision-recall</h3><p>PxAP {fmt_number(row['value'])}.</p>"
-    pr = _read_csv(report.folder / "pxap_curve.csv", report.notes)
+    pr = as_report(report.source or report.folder).table("pxap_curve", report.notes)
     if {"precision", "recall"} <= set(pr.columns) and len(pr):
         scale = 100.0 if pr["recall"].max() > 1.0 else 1.0
         line = Line("precision against recall", pr["recall"].to_numpy(np.float64) / scale,
@@ -788,13 +772,14 @@ def report_facts(report: Report) -> list[tuple[str, str]]:
     return facts + [("note", n) for n in report.notes]
 
 
-def write_score_html(report_dir: str | Path, annotations: Annotations | None = None
-                     ) -> Path:
+def write_score_html(report_dir: ScoreReport | str | Path,
+                     annotations: Annotations | None = None) -> Path:
     """REPORT/report.html from the report folder's own files; returns its path.
 
-    annotations: the readers.Annotations that were scored, when the caller has them
-    (score does): the gallery's ground truth comes from them instead of reading
-    report.json's source again (seconds for ILSVRC's 50,000 images)."""
+    annotations: the readers.Annotations that were scored, as the job read them (its
+    --images root, its --label-rule): the gallery's ground truth comes from them. Without
+    them (a page written again from a folder alone) the report reads its source as
+    report.json records it."""
     from .gallerypage import gallery_section  # it builds on this module's pieces
 
     report = read_report(report_dir)

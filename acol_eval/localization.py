@@ -48,6 +48,7 @@ from .methods import MapMethod, cam_note, method_maps, method_record, resolve_ta
 from .model import ACoL, plain_cam_model
 from .overlays import write_overlay
 from .progress import Progress, counted
+from .runfolder import LocalizeRun
 from .runtime import DEVICE_PATTERN, Distributed, library_versions, resolve_workers
 from .safeio import LOCK_NAME, FolderLock, atomic_write_text, is_inside
 from .shards import (
@@ -128,6 +129,11 @@ class LocalizeResult:
     seconds: float
     out: Path
     resumed: bool = False
+
+    @property
+    def run(self) -> LocalizeRun:
+        """The run folder written, as every reader opens it."""
+        return LocalizeRun(Path(self.out))
 
 
 @dataclass(frozen=True)
@@ -515,8 +521,11 @@ def _list(config: LocalizeConfig, log: Callable[[str], None]) -> ImageList:
     return listing
 
 
-def run(config: LocalizeConfig, log: Callable[[str], None]) -> LocalizeResult:
-    """The sweep: inputs checked, OUT locked and prepared, shards swept, rank 0 merges."""
+def run(config: LocalizeConfig, log: Callable[[str], None],
+        listing: ImageList | None = None) -> LocalizeResult:
+    """The sweep: inputs checked, OUT locked and prepared, shards swept, rank 0 merges.
+    `listing`: the images, when the caller holds them in memory (config.images then only
+    names them in run.json)."""
     began = time.perf_counter()
     out = Path(config.out)
     distributed = Distributed(config.device)
@@ -526,7 +535,8 @@ def run(config: LocalizeConfig, log: Callable[[str], None]) -> LocalizeResult:
                         else resolve_target_layer(loaded.model, config.target_layer))
         threshold = resolve_cam_threshold(config.cam_threshold, config.threshold_from,
                                           loaded.cam_threshold, loaded.cam_threshold_source)
-        listing = _list(config, log if distributed.is_main else (lambda message: None))
+        if listing is None:
+            listing = _list(config, log if distributed.is_main else (lambda message: None))
         labels, unknown = label_indices(listing.labels, loaded.classes)
         with contextlib.ExitStack() as locks:
             resumed = False
@@ -580,7 +590,7 @@ def run(config: LocalizeConfig, log: Callable[[str], None]) -> LocalizeResult:
         distributed.close()
 
 
-def localize(config: LocalizeConfig, log: Callable[[str], None] | None = None
-             ) -> LocalizeResult:
+def localize(config: LocalizeConfig, log: Callable[[str], None] | None = None,
+             listing: ImageList | None = None) -> LocalizeResult:
     """`run` logging to stderr; failed > 0 in the result means some files were skipped."""
-    return run(config, log or (lambda m: print(m, file=sys.stderr, flush=True)))
+    return run(config, log or (lambda m: print(m, file=sys.stderr, flush=True)), listing)

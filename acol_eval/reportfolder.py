@@ -19,12 +19,17 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import AcolError
 from .safeio import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REPORT_FORMAT = "acol-eval-report"
 REPORT_VERSION = 1
@@ -41,11 +46,13 @@ class ReportMeta:
     annotations: the source as given (FORMAT:PATH); annotations_digest: sha256 of the
     scored images' names, labels and boxes (two reports are of the same annotations
     only when their digests are equal). run: the scored run folder (absolute);
-    images_root: where the run's images are, when known. map_choice: --map as given
-    ('label', 'top1' or 'auto'); map_scored: the maps that were scored: 'label', 'top1',
-    'label+top1' (auto, where some labels are not model classes), 'npy' (maps from
-    files, taken as the label's), 'centre' (the centre baseline); with top1 or
-    label+top1 the largest-box figures are named agnostic_loc / best_agnostic_loc.
+    images_root: where the run's images are, when known; label_rule: --label-rule as
+    given (which category labels a COCO image), so the source reads back the same.
+    map_choice: --map as given ('label', 'top1' or 'auto'); map_scored: the maps that
+    were scored: 'label', 'top1', 'label+top1' (auto, where some labels are not model
+    classes), 'npy' (maps from files, taken as the label's), 'centre' (the centre
+    baseline); with top1 or label+top1 the largest-box figures are named agnostic_loc
+    / best_agnostic_loc.
     thresholds: the CAM threshold grid's step (interval) and count.
     threshold_source: of the best-threshold rows: 'oracle', 'from:PATH' or 'mixed'.
     images: the images scored (N); annotated: the annotated images of the scored split
@@ -61,6 +68,7 @@ class ReportMeta:
     split: str | None = None
     baseline: str | None = None
     images_root: str | None = None
+    label_rule: str | None = None
     map_choice: str = "auto"
     interval: float = 0.001
     n_thresholds: int = 1000
@@ -167,6 +175,151 @@ class Outcomes:
         except (OSError, ValueError, KeyError) as exc:
             raise AcolError(f"{path} is missing or not an acol-eval outcomes file "
                             f"({exc}); score the run again with this acol-eval") from None
+
+
+# --------------------------------------------------------------------------- the folder
+
+REPORT_TABLES = ("summary", "per_image", "per_class", "curve", "pxap_curve")
+# text columns: an image named 'nan' or a class named 'NA' stays a name
+TEXT_COLUMNS = {"image": str, "label": str, "class": str, "metric": str, "error": str,
+                "threshold_source": str}
+
+
+@dataclass(frozen=True, eq=False)
+class ScoreReport:
+    """One score report folder: its tables, report.json, outcomes and name. Nothing is
+    read on construction; every reader of a report goes through here."""
+
+    folder: Path
+
+    @classmethod
+    def open(cls, folder: str | Path) -> ScoreReport:
+        path = Path(folder)
+        if not path.is_dir():
+            raise AcolError(f"{folder} is not a report folder")
+        return cls(path)
+
+    @property
+    def name(self) -> str:
+        """The folder's own name (method_names tells reports of the same name apart)."""
+        return self.folder.resolve().name
+
+    @cached_property
+    def meta(self) -> ReportMeta:
+        """report.json; one AcolError line when it is missing or not one."""
+        return ReportMeta.read(self.folder)
+
+    @property
+    def meta_or_none(self) -> ReportMeta | None:
+        """report.json, or None for a folder without a readable one (a hand-made or
+        older report: the page shows what its tables say)."""
+        try:
+            return self.meta
+        except AcolError:
+            return None
+
+    def table(self, name: str, notes: list[str] | None = None) -> pd.DataFrame:
+        """NAME.csv as it is, or an empty table when it is missing or unreadable (what
+        was unreadable is added to `notes`)."""
+        import pandas as pd
+
+        path = self.folder / f"{name}.csv"
+        if not path.is_file():
+            return pd.DataFrame()
+        try:
+            return pd.read_csv(path, dtype=TEXT_COLUMNS)
+        except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            if notes is not None:
+                notes.append(f"{path.name} could not be read "
+                             f"({str(exc).splitlines()[0][:120]})")
+            return pd.DataFrame()
+
+    def columns(self, name: str, columns: list[str], optional: list[str] = ()
+                ) -> pd.DataFrame:
+        """`columns` (and those of `optional` it has) of NAME.csv, empty fields missing
+        in value and threshold, text kept as text; one AcolError line when the file is
+        unreadable or lacks a column."""
+        import pandas as pd
+
+        path = self.folder / f"{name}.csv"
+        try:
+            table = pd.read_csv(path, usecols=lambda c: c in columns or c in optional,
+                                dtype=TEXT_COLUMNS, keep_default_na=False,
+                                na_values={"value": [""], "threshold": [""]})
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            raise AcolError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+                            ) from None
+        if missing := [c for c in columns if c not in table.columns]:
+            raise AcolError(f"{path} lacks the column(s) {', '.join(missing)}; is it a "
+                            f"score report?")
+        return table
+
+    def summary(self) -> pd.DataFrame:
+        return self.table("summary")
+
+    def per_image(self) -> pd.DataFrame:
+        return self.table("per_image")
+
+    def per_class(self) -> pd.DataFrame:
+        return self.table("per_class")
+
+    def curve(self) -> pd.DataFrame:
+        return self.table("curve")
+
+    def outcomes(self) -> Outcomes:
+        return Outcomes.read(self.folder)
+
+    def thresholds(self, protocol: str | None = None) -> dict[str, float]:
+        """metric -> CAM threshold of summary.csv (read_thresholds)."""
+        return read_thresholds(self.folder, protocol)
+
+    def annotations(self):
+        """The annotation source report.json names, read as score read it (its images
+        root and label rule); None when it names none or it cannot be read. For pages
+        written again from a folder: `score` hands its own annotations over instead."""
+        from .readers import read_source
+
+        meta = self.meta_or_none
+        if meta is None or not meta.annotations:
+            return None
+        extra = {"image_root": meta.images_root} if meta.images_root else {}
+        try:
+            return read_source(meta.annotations, label_rule=meta.label_rule, **extra)
+        except (AcolError, OSError, ValueError, KeyError):
+            return None
+
+
+def as_report(report: ScoreReport | str | Path) -> ScoreReport:
+    """A ScoreReport from itself or its folder."""
+    return report if isinstance(report, ScoreReport) else ScoreReport.open(report)
+
+
+def method_names(groups: list[tuple[str | Path, ...]]) -> list[str]:
+    """The one name of each method (a group of report folders: one, or a seed group),
+    as leaderboard.csv and both report pages show it: its folders' names joined by
+    commas; where other folders share a name (run/report, run2/report), with their
+    parent's ('run/report'); made unique with a number where that is not enough (one
+    report given twice)."""
+    def short(path) -> str:
+        return Path(path).name or str(path)
+
+    folders: dict[str, set[Path]] = {}
+    for p in (p for paths in groups for p in paths):
+        folders.setdefault(short(p), set()).add(Path(p).resolve())
+
+    def named(path) -> str:
+        if len(folders[short(path)]) < 2:
+            return short(path)
+        return f"{Path(path).resolve().parent.name}/{short(path)}"
+
+    names: list[str] = []
+    for paths in groups:
+        name = ",".join(named(p) for p in paths)
+        base, copy = name, 2
+        while name in names:
+            name, copy = f"{base} ({copy})", copy + 1
+        names.append(name)
+    return names
 
 
 # --------------------------------------------------------------------------- thresholds

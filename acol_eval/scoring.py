@@ -27,14 +27,21 @@ from . import metricdefs, reports
 from .coverage import Coverage, Subset, check_coverage, wanted_images
 from .errors import AcolError
 from .maps import centre_gaussian_map
-from .mapstore import check_finished, open_maps
 from .metrics import error_type
 from .predictionfile import class_correctness as _class_correctness
 from .predictionfile import with_predictions
 from .progress import Progress
 from .protocols import Protocol, ScoringProtocol, get_protocol, parse_protocol
 from .readers import Annotations, read_source
-from .reportfolder import REPORT_FILES, Outcomes, ReportMeta, ReportStaging, read_thresholds
+from .reportfolder import (
+    REPORT_FILES,
+    Outcomes,
+    ReportMeta,
+    ReportStaging,
+    ScoreReport,
+    read_thresholds,
+)
+from .runfolder import LocalizeRun
 from .runtime import MAX_BOOTSTRAP, library_versions, ordered_map, resolve_workers
 from .safeio import FolderLock, atomic_open
 from .sweep import load_compiled
@@ -141,6 +148,8 @@ class ScoreResult:
     exit_code: int  # 1 when some maps could not be used
     out: str
     meta: ReportMeta | None = None  # report.json: coverage, map scored, thresholds
+    report: ScoreReport | None = None  # the report folder written
+
 
 
 # --------------------------------------------------------------------------- the worker side
@@ -316,14 +325,16 @@ def first_pass(inputs: ScoreInputs, setup: PassSetup, workers: int) -> FirstPass
                      dict(total.problems), records)
 
 
-def score(config: ScoreConfig) -> ScoreResult:
-    """The whole job: inputs, first pass, thresholds, report folder."""
+def score(config: ScoreConfig, given: GivenInputs | None = None) -> ScoreResult:
+    """The whole job: inputs, first pass, thresholds, report folder. `given`: annotations
+    (and the images meant) a caller already holds in memory, instead of reading
+    config.annotations (and config.image_list)."""
     protocol = get_protocol(config.protocol)
     check_report_folder(config.out, config.overwrite)
     other = (read_thresholds(config.threshold_from, protocol_label(config, protocol))
              if config.threshold_from else {})
     fixed, fixed_source = _fixed_threshold(config)
-    inputs = load_inputs(config, protocol)  # all input checks before --out is touched
+    inputs = load_inputs(config, protocol, given)  # all checks before --out is touched
     if config.baseline is Baseline.CENTRE:
         inputs = inputs.with_source(_centre_source(inputs.source))
     _warn(inputs.issues)
@@ -341,7 +352,8 @@ def score(config: ScoreConfig) -> ScoreResult:
         summary, meta = write_report(config, inputs, setup, passed, choice, issues)
     failed = sum(v for k, v in passed.problems.items() if k in UNUSABLE_MAP)
     missing = inputs.issues.get("annotation_without_map", 0)
-    return ScoreResult(summary, issues, failed, missing, 1 if failed else 0, config.out, meta)
+    return ScoreResult(summary, issues, failed, missing, 1 if failed else 0, config.out, meta,
+                       ScoreReport(Path(config.out)))
 
 
 def _fixed_threshold(config: ScoreConfig) -> tuple[float | None, str]:
@@ -475,7 +487,7 @@ class MapSource:
         if self.kind is MapKind.STORE:
             maps = _STORES.get(self.path)
             if maps is None:
-                maps = _STORES[self.path] = open_maps(self.path).maps
+                maps = _STORES[self.path] = LocalizeRun(Path(self.path)).maps().maps
             return check_map(np.asarray(maps[int(float(key))], dtype=np.float64), False)
         try:
             values = np.load(Path(self.path) / f"{key}.npy", allow_pickle=False)
@@ -531,6 +543,7 @@ class ScoreInputs:
     issues: dict[str, int]
     digest: str
     coverage: Coverage | None = None
+    annotations: Annotations | None = None  # the scored split's, as read (for the page)
 
     def with_source(self, source: MapSource) -> ScoreInputs:
         return replace(self, source=source)
@@ -553,16 +566,27 @@ class ScoreInputs:
         return "label+top1" if used == {"label", "top1"} else "".join(used) or "label"
 
 
-def load_inputs(config: ScoreConfig, protocol: ScoringProtocol) -> ScoreInputs:
+@dataclass(frozen=True)
+class GivenInputs:
+    """What a caller already holds in memory (calibration): `annotations`, the source
+    as read (config.annotations then only names it in report.json); `images`, the
+    images meant to be scored, as an --image-list names them (None: every annotated)."""
+
+    annotations: Annotations
+    images: tuple[str, ...] | None = None
+
+
+def load_inputs(config: ScoreConfig, protocol: ScoringProtocol,
+                given: GivenInputs | None = None) -> ScoreInputs:
     """Annotations and maps matched by image name; sizes from the annotations or the
     run's predictions.csv; what cannot be scored counted in issues."""
-    annotations, everything = _read_annotations(config)
+    annotations, everything = _read_annotations(config, given)
     known = everything.images["image"]  # every image of the source, all splits
     issues = dict(annotations.issues)
-    run = Path(config.run)
-    if (run / "maps.json").exists():
+    run = LocalizeRun(Path(config.run))
+    if run.has_maps:
         if config.predictions:
-            raise AcolError(f"--predictions is for folders of .npy maps; {run} is a "
+            raise AcolError(f"--predictions is for folders of .npy maps; {run.folder} is a "
                             f"localize run with its own predictions.csv")
         source, table = _store_table(run, annotations, config.map_choice, issues)
     else:
@@ -574,7 +598,9 @@ def load_inputs(config: ScoreConfig, protocol: ScoringProtocol) -> ScoreInputs:
     if unknown.any():
         issues["map_without_annotation"] = issues.get("map_without_annotation", 0) + int(
             unknown.sum())
-    wanted = wanted_images(annotations.images["image"], config.image_list)
+    listed = given is not None and given.images is not None
+    wanted = (_given_images(annotations, given.images) if listed else
+              wanted_images(annotations.images["image"], config.image_list))
     table = table[table["image"].isin(wanted)].reset_index(drop=True)
     missing_map = ~wanted.isin(table["image"])
     if missing_map.any():
@@ -588,18 +614,30 @@ def load_inputs(config: ScoreConfig, protocol: ScoringProtocol) -> ScoreInputs:
         _nothing_to_score(annotations, source, run, issues)
     coverage = Coverage(int(annotations.images["image"].nunique()), len(wanted), mapped,
                         mapped - len(table), issues.get("map_without_annotation", 0),
-                        config.image_list is not None, config.allow_missing)
+                        config.image_list is not None or listed, config.allow_missing)
     check_coverage(coverage, config.split, everything.splits,
                    issues.get("label_not_a_model_class", 0))
     masks = _masks_by_image(annotations, config.mask_root)
     return ScoreInputs(source, table, boxes, masks, issues,
-                       annotations_digest(table, boxes), coverage)
+                       annotations_digest(table, boxes), coverage, annotations)
 
 
-def _read_annotations(config: ScoreConfig) -> tuple[Annotations, Annotations]:
-    """(the scored split's annotations, the whole source's)."""
+def _given_images(annotations: Annotations, images: tuple[str, ...]) -> pd.Index:
+    """The images a caller means to score, as wanted_images reads an --image-list."""
+    listed = pd.Index(sorted(set(images)))
+    stray = listed[~listed.isin(annotations.images["image"])]
+    if len(stray):
+        raise AcolError(f"{len(stray)} of the {len(listed)} images to score are not "
+                        f"annotated (e.g. {stray[0]!r})")
+    return listed
+
+
+def _read_annotations(config: ScoreConfig, given: GivenInputs | None = None
+                      ) -> tuple[Annotations, Annotations]:
+    """(the scored split's annotations, the whole source's): read, or as given."""
     extra = {"image_root": config.images} if config.images else {}
-    everything = read_source(config.annotations, label_rule=config.label_rule, **extra)
+    everything = (given.annotations if given is not None else
+                  read_source(config.annotations, label_rule=config.label_rule, **extra))
     annotations = everything
     if config.split:
         if config.split not in everything.splits:
@@ -609,24 +647,16 @@ def _read_annotations(config: ScoreConfig) -> tuple[Annotations, Annotations]:
     return annotations, everything
 
 
-def _read_run_csv(path: Path, **kwargs) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, dtype={"image": str}, keep_default_na=False, **kwargs)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise AcolError(f"{path} is missing or not readable "
-                        f"({getattr(exc, 'strerror', None) or exc})") from None
-
-
-def _store_table(run: Path, annotations: Annotations, choice: MapChoice,
+def _store_table(run: LocalizeRun, annotations: Annotations, choice: MapChoice,
                  issues: dict[str, int]) -> tuple[MapSource, pd.DataFrame]:
     """A localize run: per predicted image its map row (by --map), top-1/5 correctness
     against the annotation label."""
-    store = open_maps(run)
-    _STORES[str(run)] = store.maps  # opened once: workers fork with it
+    store = run.maps()
+    _STORES[str(run.folder)] = store.maps  # opened once: workers fork with it
     index = store.index
-    predictions = _read_run_csv(run / "predictions.csv")
+    predictions = run.predictions()
     if "image" not in predictions:
-        raise AcolError(f"{run / 'predictions.csv'} has no image column")
+        raise AcolError(f"{run.folder / 'predictions.csv'} has no image column")
     labels = predictions["image"].map(annotations.images.set_index("image")["label"])
     labels = _class_names(labels.fillna("").astype(str), store.classes)
     pred_cols = sorted((c for c in predictions if c.startswith("pred_")),
@@ -649,7 +679,7 @@ def _store_table(run: Path, annotations: Annotations, choice: MapChoice,
     table["key"], table["map"] = key, used
     table = table[table["key"].notna()].reset_index(drop=True)
     table["key"] = table["key"].astype(np.int64).astype(str)
-    return MapSource(MapKind.STORE, str(run), tuple(store.maps.shape)), table
+    return MapSource(MapKind.STORE, str(run.folder), tuple(store.maps.shape)), table
 
 
 def _row_of(index: pd.DataFrame, wanted: pd.Series, images: pd.Series) -> pd.Series:
@@ -665,14 +695,15 @@ def _class_names(labels: pd.Series, classes: list[str]) -> pd.Series:
     return labels
 
 
-def _npy_table(run: Path, names: pd.Series, issues: dict[str, int]
+def _npy_table(folder: LocalizeRun, names: pd.Series, issues: dict[str, int]
                ) -> tuple[MapSource, pd.DataFrame]:
     """A folder of .npy maps named <image id>.npy, with the image's extension (the way
     wsolevaluation's inference saves them) or without it; `names`: every image name of
     the annotation source (a map matching none is counted as map_without_annotation)."""
+    run = folder.folder
     if not run.is_dir():
         raise AcolError(f"{run} is neither a localize run folder nor a folder of .npy maps")
-    check_finished(run)
+    folder.check_finished()
     keys = sorted(p.relative_to(run).as_posix()[:-4] for p in run.rglob("*.npy"))
     if not keys:
         raise AcolError(f"{run} has no maps.json and no .npy score maps")
@@ -698,11 +729,12 @@ def _strip_ext(name: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
 
 
-def _image_sizes(images: pd.DataFrame, run: Path, source: MapSource) -> pd.DataFrame:
+def _image_sizes(images: pd.DataFrame, run: LocalizeRun, source: MapSource
+                 ) -> pd.DataFrame:
     """Annotation sizes, completed from a localize run's predictions.csv."""
     if source.kind is not MapKind.STORE:
         return images
-    sizes = _read_run_csv(run / "predictions.csv", usecols=["image", "width", "height"])
+    sizes = run.predictions(usecols=["image", "width", "height"])
     sizes = sizes.drop_duplicates("image").set_index("image")
     images = images.copy()
     for column in ("width", "height"):
@@ -731,7 +763,7 @@ def _drop_unsized(table: pd.DataFrame, boxes: dict[str, np.ndarray],
     return table[keep].reset_index(drop=True)
 
 
-def _nothing_to_score(annotations: Annotations, source: MapSource, run: Path,
+def _nothing_to_score(annotations: Annotations, source: MapSource, run: LocalizeRun,
                       issues: dict[str, int]) -> None:
     """Say why no image can be scored: the issue counts first, then the cause."""
     _warn(issues)
@@ -748,12 +780,12 @@ def _nothing_to_score(annotations: Annotations, source: MapSource, run: Path,
     raise AcolError(f"nothing to score: {cause}; check --split and the image names")
 
 
-def _map_names(source: MapSource, run: Path) -> str | None:
+def _map_names(source: MapSource, run: LocalizeRun) -> str | None:
     if source.kind is MapKind.STORE:
-        rows = _read_run_csv(run / "predictions.csv", usecols=["image"])
+        rows = run.predictions(usecols=["image"])
         return rows["image"].iloc[0] if len(rows) else None
-    first = next(iter(sorted(run.rglob("*.npy"))), None)
-    return first.relative_to(run).as_posix() if first else None
+    first = next(iter(sorted(run.folder.rglob("*.npy"))), None)
+    return first.relative_to(run.folder).as_posix() if first else None
 
 
 def _boxes_by_image(boxes: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -827,7 +859,8 @@ def write_report(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
         staging.commit()  # drops an older report.html: the page below is of these files
     from .htmlreport import write_score_html
 
-    write_score_html(config.out)
+    # the annotations as this job read them (its --images root, its --label-rule)
+    write_score_html(ScoreReport(Path(config.out)), inputs.annotations)
     return summary, meta
 
 
@@ -903,6 +936,7 @@ def _meta(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
         annotations_digest=inputs.digest, run=str(Path(config.run).resolve()),
         split=config.split, baseline=config.baseline.value if config.baseline else None,
         images_root=str(Path(config.images).resolve()) if config.images else None,
+        label_rule=config.label_rule,
         map_choice=config.map_choice.value, interval=float(config.interval),
         n_thresholds=len(setup.thresholds), iou=list(config.iou),
         threshold_source=sources.pop() if len(sources) == 1 else "mixed",

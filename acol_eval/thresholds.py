@@ -39,6 +39,7 @@ import pandas as pd
 
 from .errors import AcolError
 from .reportfolder import read_summary, rescore_command
+from .runfolder import LocalizeRun
 
 DEFAULT_CAM_THRESHOLD = 0.2
 REPORT_METRIC = "best_gt_known_loc"
@@ -171,16 +172,9 @@ def run_threshold(run: str | Path) -> tuple[float, str] | None:
     exactly what it meant to the run's boxes (same map upsampled to the image, same
     normalisation, same largest component); under wsoleval the same fraction is read on
     the 224x224 uint8 map, as any --threshold is."""
-    import json
-
-    path = Path(run) / "run.json"
-    try:
-        record = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
+    folder = LocalizeRun(Path(run))
+    value, given = folder.cam_threshold
+    source = RUN_SOURCES.get(str(given))
+    if source is None or value is None:
         return None
-    if not isinstance(record, dict):
-        return None
-    source = RUN_SOURCES.get(str(record.get("cam_threshold_source")))
-    if source is None or record.get("cam_threshold") is None:
-        return None
-    return check_threshold(record["cam_threshold"], f"{path} cam_threshold"), source
+    return check_threshold(value, f"{folder.folder / 'run.json'} cam_threshold"), source
