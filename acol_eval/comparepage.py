@@ -18,23 +18,25 @@ import pandas as pd
 
 from . import gallery, metricdefs
 from .gallerypage import box_key, card, gallery_source, load_maps
-from .htmlreport import (
+from .htmlparts import (
     PAGE_FILE,
     Report,
-    curve_columns,
     esc,
     fmt_number,
     line_chart,
-    marked_line,
     metric_label,
     page,
-    per_image_threshold,
     plural,
     read_report,
-    row_source,
     section,
-    short_source,
     table_html,
+)
+from .htmlreport import (
+    curve_columns,
+    marked_line,
+    per_image_threshold,
+    row_source,
+    short_source,
 )
 from .reportfolder import method_names
 from .safeio import atomic_write_text

@@ -17,16 +17,16 @@ import pandas as pd
 
 from . import gallery
 from .errors import AcolError
-from .htmlreport import (
+from .htmlparts import (
     Report,
     esc,
     fmt_iou,
     fmt_number,
     jpeg_data_uri,
-    per_image_threshold,
     plural,
     section,
 )
+from .htmlreport import per_image_threshold
 from .reportfolder import ReportMeta, as_report
 from .runfolder import LocalizeRun
 

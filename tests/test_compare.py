@@ -13,11 +13,9 @@ from scipy.stats import binomtest
 from acol_eval.compare import (
     CompareConfig,
     Progress,
-    method_metrics,
-    prepare,
-    read_report,
     run,
 )
+from acol_eval.compareresample import method_metrics, prepare, read_report
 from acol_eval.errors import AcolError
 from acol_eval.reportfolder import Outcomes, ReportMeta
 from acol_eval.stats import curve_counts, mcnemar_exact, resample_weights, threshold_steps

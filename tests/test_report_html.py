@@ -31,7 +31,8 @@ from acol_eval.gallerypage import (
     load_maps,
     predicted_box,
 )
-from acol_eval.htmlreport import read_report, write_score_html
+from acol_eval.htmlparts import read_report
+from acol_eval.htmlreport import write_score_html
 from acol_eval.mapstore import maps_meta
 from acol_eval.readers import read_source
 from acol_eval.reportfolder import ReportMeta

@@ -332,7 +332,7 @@ def test_gallery_shows_the_photo_of_an_image_folder_of_links(tmp_path):
 
 
 def test_an_iou_under_half_never_reads_as_half():
-    from acol_eval.htmlreport import fmt_iou
+    from acol_eval.htmlparts import fmt_iou
 
     assert fmt_iou(0.4969) == "0.496" and fmt_iou(0.49996) == "0.499"
     assert fmt_iou(0.7) == "0.700" and fmt_iou(1.0) == "1.000" and fmt_iou(0.5) == "0.500"
