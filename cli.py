@@ -220,8 +220,9 @@ def train(ctx: click.Context, preset: str | None, **options) -> None:
     """
     from acol_eval.flags import option_flag
     from acol_eval.presets import apply_preset
-    from acol_eval.training import TrainConfig, source_splits
+    from acol_eval.trainconfig import TrainConfig
     from acol_eval.training import train as run_training
+    from acol_eval.trainingdata import source_splits
 
     for name in ("delta", "lr_steps", "loss_weights", "head_lr_mult"):
         try:
@@ -316,8 +317,8 @@ def localize(**options) -> None:
     or an annotation source such as cub:PATH (labels known, so the label's map
     is stored too). Rerunning the same command after a kill continues the run.
     """
-    from acol_eval.localization import LocalizeConfig
     from acol_eval.localization import localize as run_localize
+    from acol_eval.localizeconfig import LocalizeConfig
     from acol_eval.progress import counted
 
     summary = run_localize(LocalizeConfig(**options))  # a LocalizeResult
@@ -357,7 +358,7 @@ def boxes(run: str, **options) -> None:
     NEW_RUN gets predictions.csv as localize would write it at that threshold and
     shares RUN's map store through links, so `acol-eval score NEW_RUN` works.
     """
-    from acol_eval.boxing import BoxesConfig
+    from acol_eval.boxesconfig import BoxesConfig
     from acol_eval.boxing import run as run_boxes
 
     result = run_boxes(BoxesConfig(run=run, **options))

@@ -16,7 +16,8 @@ NEW_RUN alone but break on every copy to another machine or path. run.json recor
 absolute path too, so a broken link can be traced.
 
 Rows are streamed (predictions.csv and maps_index.csv are both in image order), maps are
-memory-mapped: memory stays flat whatever the number of images.
+memory-mapped: memory stays flat whatever the number of images. The options and every
+check made before anything is written are boxesconfig's; this module re-boxes and writes.
 """
 
 from __future__ import annotations
@@ -37,18 +38,21 @@ from typing import IO, Any
 import numpy as np
 
 from .boxes import native_boxes, upsample_map
+from .boxesconfig import (
+    BOX_FIELDS,
+    TAIL,
+    BoxesConfig,
+    check_inputs,
+    check_new_folder,
+    csv_header,
+    known_image_root,
+)
 from .errors import AcolError
 from .maps import overlay_caption
 from .mapstore import INDEX_COLUMNS, MAP_DTYPE
 from .overlays import write_overlay
 from .progress import Progress
-from .runfolder import (
-    ERRORS_FILE,
-    PREDICTIONS_FILE,
-    LocalizeRun,
-    record_arguments,
-    record_image_roots,
-)
+from .runfolder import ERRORS_FILE, PREDICTIONS_FILE, record_arguments
 from .runtime import library_versions, ordered_map, resolve_workers
 from .safeio import (
     LOCK_NAME,
@@ -58,38 +62,10 @@ from .safeio import (
     atomic_write_text,
     is_inside,
 )
-from .thresholds import CamThreshold, check_threshold, resolve_cam_threshold
+from .thresholds import CamThreshold
 
 STORE_FILES = ("maps.f16", "maps_index.csv", "maps.json")
-BOX_FIELDS = ["x0", "y0", "x1", "y1"]
-TAIL = [*BOX_FIELDS, "cam_threshold"]  # the last columns of predictions.csv, redone here
 MAX_PIXELS = 20_000 * 20_000  # the largest image localize decodes (data.Image.MAX_IMAGE_PIXELS)
-
-
-@dataclass(frozen=True)
-class BoxesConfig:
-    """`boxes` options, one field per flag. Exactly one of cam_threshold (a fraction of
-    the upsampled map's range, native frame) and threshold_from (a native report)."""
-
-    run: str
-    out: str
-    cam_threshold: float | None = None
-    threshold_from: str | None = None
-    all_boxes: bool = False
-    overlays: str | None = None
-    images: str | None = None  # where RUN's images are, for --overlays
-    workers: int | None = None  # processes: None default, 0 this one (resolve_workers)
-
-    def __post_init__(self) -> None:
-        if not self.run or not self.out:
-            raise AcolError("boxes needs RUN and --out NEW_RUN")
-        if (self.cam_threshold is None) == (self.threshold_from is None):
-            raise AcolError("give --cam-threshold T or --threshold-from REPORT (one of them)")
-        if self.cam_threshold is not None:
-            check_threshold(self.cam_threshold, "--cam-threshold")
-        if self.images is not None and not self.overlays:
-            raise AcolError("--images is only used with --overlays DIR")
-        resolve_workers(self.workers)  # refuses negative and absurd counts
 
 
 @dataclass(frozen=True)
@@ -101,101 +77,6 @@ class BoxesResult:
     overlays: int
     overlay_failed: int
     seconds: float
-
-
-# --------------------------------------------------------------------------- checks
-
-
-def _csv_header(path: Path) -> list[str]:
-    try:
-        with open(path, newline="") as handle:
-            return next(csv.reader(handle), [])
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise AcolError(f"{path} is unreadable ({exc})") from None
-
-
-def check_run(run: Path) -> tuple[np.ndarray, dict[str, Any]]:
-    """The maps and run.json of a finished localize run; AcolError when RUN is not one."""
-    folder = LocalizeRun(run)
-    if not run.is_dir():
-        raise AcolError(f"{run} is not a localize run folder")
-    folder.check_finished()  # before predictions.csv, which an unfinished run lacks
-    header = _csv_header(run / PREDICTIONS_FILE)
-    if header[-len(TAIL):] != TAIL or not {"image", "width", "height"} <= set(header):
-        raise AcolError(f"{run / 'predictions.csv'} is not a localize predictions.csv")
-    if _csv_header(run / "maps_index.csv") != INDEX_COLUMNS:
-        raise AcolError(f"{run / 'maps_index.csv'} is not a localize map index")
-    maps, _ = folder.map_array()
-    return maps, folder.record
-
-
-def _holds_nothing(folder: Path) -> bool:
-    """No entry but maybe our lock file (left by a refused or killed earlier try)."""
-    try:
-        return all(entry.name == LOCK_NAME for entry in folder.iterdir())
-    except OSError as exc:
-        raise AcolError(f"cannot read {folder}: {exc.strerror}") from None
-
-
-def check_new_folder(folder: Path, run: Path, flag: str) -> None:
-    """`folder` may be written: it does not exist or is empty, and it is not RUN or inside it."""
-    if is_inside(folder, run):
-        raise AcolError(f"{flag} {folder} is {run} or inside it; choose a new folder")
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-        raise AcolError(f"{flag} {folder} exists and is not a folder")
-    if folder.is_dir() and not _holds_nothing(folder):
-        raise AcolError(f"{flag} {folder} exists and is not empty; choose a new folder")
-
-
-# --------------------------------------------------------------------------- images
-
-
-def _root_candidates(config: BoxesConfig, record: dict[str, Any]) -> list[Path]:
-    """Where RUN's image names may be relative to: --images, run.json's resolved image
-    root, localize's --image-root, its IMAGES argument (a folder, a list file's folder,
-    or FORMAT:PATH's folder)."""
-    if config.images:
-        return [Path(config.images)]
-    return [Path(c) for c in record_image_roots(record) if Path(c).is_dir()]
-
-
-def _annotation_root(record: dict[str, Any]) -> Path | None:
-    """The image root of the annotation source RUN was localised from, if it was one."""
-    from .readers import read_source
-
-    arguments = record_arguments(record)
-    images = arguments.get("images")
-    if not isinstance(images, str) or not images:
-        return None
-    try:
-        return Path(read_source(images).root)
-    except (AcolError, OSError, ValueError, KeyError):
-        return None
-
-
-def find_image_root(config: BoxesConfig, record: dict[str, Any], first_image: str | None
-                    ) -> Path:
-    """The folder RUN's image names are relative to (checked on the first image)."""
-    candidates = _root_candidates(config, record)
-    if first_image is None:  # no image in RUN: nothing to draw
-        return candidates[0] if candidates else Path(".")
-    for root in candidates:
-        if (root / first_image).is_file():
-            return root
-    source_root = None if config.images else _annotation_root(record)
-    if source_root is not None and (source_root / first_image).is_file():
-        return source_root
-    if config.images:
-        raise AcolError(f"--images {config.images}: {first_image} is not there")
-    raise AcolError("cannot find RUN's images for --overlays; give --images ROOT")
-
-
-def _first_image(run: Path) -> str | None:
-    with open(run / PREDICTIONS_FILE, newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader)
-        row = next(reader, None)
-    return row[header.index("image")] if row else None
 
 
 # --------------------------------------------------------------------------- the work
@@ -334,7 +215,7 @@ def rebox(run: Path, job: BoxJob, workers: int, predictions_out: IO[str],
     are logged and counted. `images`: how many rows to expect, for the progress bar."""
     counts = Counts()
     writer = csv.writer(predictions_out, lineterminator="\n")
-    writer.writerow(_csv_header(run / PREDICTIONS_FILE))
+    writer.writerow(csv_header(run / PREDICTIONS_FILE))
     box_writer = csv.writer(boxes_out, lineterminator="\n") if boxes_out else None
     if box_writer:
         box_writer.writerow(["image", "class_name", *BOX_FIELDS])
@@ -407,15 +288,6 @@ def _image_count(record: dict[str, Any]) -> int | None:
     return images if isinstance(images, int) and images >= 0 else None
 
 
-def _known_image_root(config: BoxesConfig, record: dict[str, Any], found: Path | None
-                      ) -> str | None:
-    """The image root NEW_RUN's run.json names (galleries of its reports look there)."""
-    if found is None:
-        candidates = _root_candidates(config, record)
-        found = candidates[0] if candidates else None
-    return str(found.resolve()) if found else record.get("image_root")
-
-
 def _write_outputs(config: BoxesConfig, run: Path, out: Path, maps: np.ndarray,
                    record: dict[str, Any], threshold: CamThreshold, image_root: Path | None,
                    workers: int, log: Callable[[str], None], began: float) -> BoxesResult:
@@ -439,7 +311,7 @@ def _write_outputs(config: BoxesConfig, run: Path, out: Path, maps: np.ndarray,
         "source_run": str(run.resolve()),
         "model": record.get("model"), "classes": record.get("classes"),
         "input_size": record.get("input_size"),
-        "image_root": _known_image_root(config, record, image_root),
+        "image_root": known_image_root(config, record, image_root),
         **threshold.record(),
         "arguments": asdict(config),
         "source_arguments": record.get("arguments"),
@@ -453,21 +325,6 @@ def _write_outputs(config: BoxesConfig, run: Path, out: Path, maps: np.ndarray,
     atomic_write_text(out / "run.json", json.dumps(summary, indent=1) + "\n")
     return BoxesResult(out, counts.images, counts.without_box, threshold,
                        summary["counts"]["overlays"], counts.overlay_failed, seconds)
-
-
-def _check_inputs(config: BoxesConfig, run: Path, out: Path
-                  ) -> tuple[CamThreshold, np.ndarray, dict[str, Any], Path | None]:
-    """Everything that can be refused is refused here, before anything is written."""
-    if run.resolve() == out.resolve():
-        raise AcolError(f"--out {out} is RUN itself; boxes writes a new run folder")
-    threshold = resolve_cam_threshold(config.cam_threshold, config.threshold_from)
-    maps, record = check_run(run)
-    check_new_folder(out, run, "--out")
-    image_root = None
-    if config.overlays:
-        check_new_folder(Path(config.overlays), run, "--overlays")
-        image_root = find_image_root(config, record, _first_image(run))
-    return threshold, maps, record, image_root
 
 
 def _undo(out: Path, out_existed: bool, overlays: Path | None, overlays_existed: bool) -> None:
@@ -496,7 +353,7 @@ def run(config: BoxesConfig, log: Callable[[str], None] | None = None) -> BoxesR
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     began = time.perf_counter()
     run_dir, out = Path(config.run), Path(config.out)
-    threshold, maps, record, image_root = _check_inputs(config, run_dir, out)
+    threshold, maps, record, image_root = check_inputs(config, run_dir, out)
     workers = resolve_workers(config.workers)
     overlays = Path(config.overlays) if config.overlays else None
     out_existed = out.exists()

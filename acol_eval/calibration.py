@@ -106,7 +106,8 @@ def calibrate(checkpoint: str | Path, annotations: Annotations, images: list[str
     """The best GT-known CAM threshold of `checkpoint` on the validation `images`, or None
     when none of them has a box (then localize keeps the uncalibrated default). Works in
     OUT/calibration/ (replaced if a previous calibration left one)."""
-    from .localization import LocalizeConfig, localize
+    from .localization import localize
+    from .localizeconfig import LocalizeConfig
     from .scoring import GivenInputs, ScoreConfig, score
 
     chosen = CalibrationSet.of(annotations, images)

@@ -3,36 +3,31 @@
     LocalizeConfig (validated) -> run(config, log) -> LocalizeResult
 
 The layers, each its own function: which images (`imagelist`), the model
-(`load_model`), inference (`infer`: images -> top-k classes and low-resolution
-maps), boxes (`image_boxes`, pure: a map -> boxes in image pixels), rows
-(`prediction_row`, `stored_maps`: CSV rows), and the files (`shards` while the
-run streams, `mapstore` for the map store). Every input is read and checked
+(`localizeconfig.load_model`), inference (`localizerows.infer`: images -> top-k
+classes and low-resolution maps), boxes (`localizerows.image_boxes`, pure: a map ->
+boxes in image pixels), rows (`localizerows.prediction_row`, `stored_maps`: CSV rows),
+and the files (`shards` while the run streams, `mapstore` for the map store); this
+module holds the sweep that runs them. Every input is read and checked
 before anything is written, so a run refused at start-up leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import math
 import os
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from .backbones import FEATURE_STRIDES, imagenet_categories
-from .boxes import native_boxes, upsample_map
-from .checkpoint import load_checkpoint, model_from_checkpoint
-from .data import IMAGENET_MEAN, IMAGENET_STD, collate_positions
+from .boxes import native_boxes
+from .data import collate_positions
 from .errors import AcolError
 from .imagelist import (
     ImageList,
@@ -43,13 +38,22 @@ from .imagelist import (
     missing_images,
     printable,
 )
+from .localizeconfig import LoadedModel, LocalizeConfig, load_model
+from .localizerows import (
+    BatchMaps,
+    image_boxes,
+    infer,
+    label_name,
+    prediction_header,
+    prediction_row,
+    stored_maps,
+)
 from .maps import overlay_caption
-from .methods import MapMethod, cam_note, method_maps, method_record, resolve_target_layer
-from .model import ACoL, plain_cam_model
+from .methods import MapMethod, cam_note, method_record, resolve_target_layer
 from .overlays import write_overlay
 from .progress import Progress, counted
 from .runfolder import LocalizeRun
-from .runtime import DEVICE_PATTERN, Distributed, library_versions, resolve_workers
+from .runtime import Distributed, library_versions
 from .safeio import LOCK_NAME, FolderLock, atomic_write_text, is_inside
 from .shards import (
     BOX_FIELDS,
@@ -64,61 +68,7 @@ from .shards import (
     read_map_shape,
     record_map_shape,
 )
-from .thresholds import CamThreshold, check_threshold, resolve_cam_threshold
-from .weights import find_imagenet_file, resolve_weights
-
-MAX_BATCH = 4096  # a larger batch only multiplies memory: the images are held at once
-MAX_INPUT_SIZE = 4096
-
-
-@dataclass(frozen=True)
-class LocalizeConfig:
-    """Options of `acol-eval localize`, one field per flag; checked on construction."""
-
-    images: str
-    out: str
-    checkpoint: str | None = None
-    arch: str | None = None
-    weights: str = "imagenet"
-    feature_stride: int = 32
-    labels: str | None = None
-    split: str | None = None
-    top_k: int = 5
-    cam_threshold: float | None = None  # None: --threshold-from, the checkpoint's, else 0.2
-    threshold_from: str | None = None  # a native score report: its best_gt_known_loc threshold
-    batch_size: int = 32
-    workers: int | None = None  # None: runtime.default_workers(), resolved here
-    device: str = "auto"
-    overlays: str | None = None
-    all_boxes: bool = False
-    image_root: str | None = None  # where an annotation source's images are (wsol:)
-    seed: int = 0  # the random model of --weights none
-    method: MapMethod = MapMethod.MODEL  # the model's fused maps, or a post-hoc CAM method
-    target_layer: str | None = None  # post-hoc methods: module path (default: the backbone)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "method", MapMethod.parse(self.method))
-        if self.method is MapMethod.MODEL and self.target_layer is not None:
-            raise AcolError("--target-layer applies to post-hoc methods, not --method model")
-        if bool(self.checkpoint) == bool(self.arch):
-            raise AcolError("give either --checkpoint CKPT or --arch NAME (with --weights)")
-        if not self.images or not self.out:
-            raise AcolError("IMAGES and --out must not be empty")
-        if self.cam_threshold is not None:
-            check_threshold(self.cam_threshold, "--cam-threshold")
-        if self.cam_threshold is not None and self.threshold_from is not None:
-            raise AcolError("give --cam-threshold T or --threshold-from REPORT, not both")
-        if self.top_k < 1 or self.batch_size < 1:
-            raise AcolError("--top-k and --batch-size must be at least 1, --workers at least 0")
-        if self.batch_size > MAX_BATCH:
-            raise AcolError(f"--batch-size {self.batch_size} is over {MAX_BATCH}")
-        if self.feature_stride not in FEATURE_STRIDES:
-            raise AcolError(f"--feature-stride {self.feature_stride} must be 32, 16 or 8")
-        if not DEVICE_PATTERN.fullmatch(self.device):
-            raise AcolError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N")
-        if not 0 <= self.seed < 2**63:
-            raise AcolError(f"--seed {self.seed} must be between 0 and 2**63 - 1")
-        object.__setattr__(self, "workers", resolve_workers(self.workers))
+from .thresholds import CamThreshold, resolve_cam_threshold
 
 
 @dataclass(frozen=True)
@@ -134,187 +84,6 @@ class LocalizeResult:
     def run(self) -> LocalizeRun:
         """The run folder written, as every reader opens it."""
         return LocalizeRun(Path(self.out))
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    model: ACoL
-    classes: list[str]
-    input_size: int
-    mean: list[float]
-    std: list[float]
-    description: dict[str, Any]
-    cam_threshold: float | None = None  # calibrated by train (newer checkpoints)
-    cam_threshold_source: str | None = None
-
-
-# --------------------------------------------------------------------------- the model
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _check_preprocessing(path: str, payload: dict[str, Any]) -> None:
-    """A checkpoint's input size, mean and std must make sense before any image is read."""
-    size = payload["input_size"]
-    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_INPUT_SIZE:
-        raise AcolError(f"{path}: input_size {size!r} must be a whole number from 1 to "
-                        f"{MAX_INPUT_SIZE}")
-    for key in ("mean", "std"):
-        values = payload[key]
-        if (not isinstance(values, (list, tuple)) or len(values) != 3
-                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
-                or (key == "std" and min(values) <= 0)):
-            raise AcolError(f"{path}: {key} {values!r} must be three finite numbers"
-                            + (" above 0" if key == "std" else ""))
-    classes = payload["classes"]
-    if not isinstance(classes, (list, tuple)) or not classes:
-        raise AcolError(f"{path}: classes must be a non-empty list of names")
-
-
-def _checkpoint_model(path: str) -> LoadedModel:
-    payload = load_checkpoint(path)
-    _check_preprocessing(path, payload)
-    try:
-        model = model_from_checkpoint(payload)
-    except AcolError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - an untrusted file's fields, one line
-        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-        raise AcolError(f"{path} is not a usable acol-eval checkpoint: {reason}") from None
-    return LoadedModel(
-        model, [str(c) for c in payload["classes"]], int(payload["input_size"]),
-        [float(v) for v in payload["mean"]], [float(v) for v in payload["std"]],
-        {"checkpoint": str(Path(path).resolve()), "arch": payload["arch"],
-         "recipe": payload["recipe"], "deltas": list(payload["deltas"]),
-         "head": payload["head"], "feature_stride": payload["feature_stride"],
-         "sha256": _sha256(Path(path))},
-        payload.get("cam_threshold"), payload.get("cam_threshold_source"),
-    )
-
-
-def _torchvision_model(config: LocalizeConfig) -> LoadedModel:
-    state = resolve_weights(config.weights, config.arch)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)  # a random model (--weights none) repeats run to run
-        model = plain_cam_model(config.arch, state, config.feature_stride)
-    count = model.num_classes
-    if config.weights == "imagenet" and count == 1000:
-        classes = imagenet_categories(config.arch)
-    else:
-        classes = [f"class_{i}" for i in range(count)]
-    source = (find_imagenet_file(config.arch) if config.weights == "imagenet"
-              else Path(config.weights) if config.weights != "none" else None)
-    description = {"arch": config.arch, "weights": config.weights, "recipe": "p",
-                   "feature_stride": config.feature_stride,
-                   "sha256": _sha256(source) if source and source.is_file() else None}
-    if config.weights == "none":
-        description["seed"] = config.seed
-    return LoadedModel(model, classes, 224, list(IMAGENET_MEAN), list(IMAGENET_STD),
-                       description)
-
-
-def load_model(config: LocalizeConfig) -> LoadedModel:
-    """The model of `--checkpoint`, or a plain torchvision classifier of `--arch`."""
-    if config.checkpoint:
-        return _checkpoint_model(config.checkpoint)
-    return _torchvision_model(config)
-
-
-# --------------------------------------------------------------------------- inference
-
-
-@dataclass(frozen=True)
-class BatchMaps:
-    """One batch through the model: `scores` (B, k) softmax and `predicted` (B, k) class
-    ids of the top k, `fused` (B, k + 1, h, w) float16 low-resolution maps of those
-    classes and then of the label's class (class 0 where the label is unknown)."""
-
-    scores: np.ndarray
-    predicted: np.ndarray
-    fused: np.ndarray
-
-
-def infer(model: ACoL, images: torch.Tensor, label_ids: list[int], top_k: int,
-          method: MapMethod = MapMethod.MODEL, target_layer: str | None = None) -> BatchMaps:
-    """Top-k classes and their maps (bfloat16 autocast for the backbone on CUDA): the
-    model's fused maps, which reuse the features already computed, or a post-hoc
-    method's at `target_layer` (one more forward, one backward per class rank)."""
-    use_cuda = images.device.type == "cuda"
-    # channels_last on every device: the model is in it (sweep_shard), and oneDNN's CPU
-    # convolutions run 1.4-1.5x faster in it too (mobilenet_v2, resnet50 forward)
-    images = images.contiguous(memory_format=torch.channels_last)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda):
-        features = model.backbone(images)
-    features = features.float()
-    probabilities = model.logits(features).softmax(1)
-    scores, predicted = probabilities.topk(top_k, 1)
-    labels = torch.tensor(label_ids, device=predicted.device).clamp(min=0)
-    wanted = torch.cat([predicted, labels[:, None]], 1)
-    if method is MapMethod.MODEL:
-        maps = model.fused_maps(features, wanted)
-    else:
-        maps = method_maps(model, images, wanted, method, target_layer)
-    fused = maps.to(torch.float16).cpu().numpy()
-    return BatchMaps(scores.cpu().numpy(), predicted.cpu().numpy(), fused)
-
-
-# --------------------------------------------------------------------------- boxes, rows
-
-
-def image_boxes(top1_map: np.ndarray, width: int, height: int, threshold: float,
-                all_boxes: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The map upsampled to the image (width x height) and its boxes at `threshold`:
-    (n, 4) x0, y0, x1, y1 in original-image pixels, x1/y1 exclusive, largest component
-    first (only it unless `all_boxes`). The same upsampling as `score --protocol native`,
-    so the two agree."""
-    cam = upsample_map(top1_map, width, height)
-    return cam, native_boxes(cam, threshold, all_boxes=all_boxes)
-
-
-def stored_maps(predicted: np.ndarray, label: int, classes: list[str]
-                ) -> list[tuple[int, int, str, int, int]]:
-    """Which maps of one image the store keeps, as (slot in BatchMaps.fused, class_id,
-    class_name, pred_rank, is_label): the top k, then the label's when not among them
-    (pred_rank 0)."""
-    entries = [(rank - 1, int(c), classes[c], rank, int(c == label))
-               for rank, c in enumerate(predicted, start=1)]
-    if label >= 0 and label not in predicted:
-        entries.append((len(predicted), label, classes[label], 0, 1))
-    return entries
-
-
-def prediction_row(global_id: int, image: str, size: tuple[int, int], label: int,
-                   classes: list[str], predicted: np.ndarray, scores: np.ndarray,
-                   boxes: np.ndarray, threshold: float) -> list[Any]:
-    """predictions.csv's row (after the merge key): the first box, or empty fields."""
-    box = [int(v) for v in boxes[0]] if len(boxes) else ["", "", "", ""]
-    return [global_id, image, size[0], size[1], "" if label < 0 else classes[label],
-            *(classes[c] for c in predicted), *(f"{s:.6f}" for s in scores), *box, threshold]
-
-
-def prediction_header(top_k: int) -> list[str]:
-    return ["image", "width", "height", "label", *(f"pred_{i}" for i in range(1, top_k + 1)),
-            *(f"score_{i}" for i in range(1, top_k + 1)), *BOX_FIELDS, "cam_threshold"]
-
-
-# --------------------------------------------------------------------------- overlays
-
-
-def label_name(raw: str | None, label: int, classes: list[str]) -> str | None:
-    """An image's true label for its overlay: the model's class name where the label is
-    one of its classes (wsolevaluation's class ids become names), else the label as the
-    annotations give it; None where there is none."""
-    if label >= 0:
-        return classes[label]
-    if raw is None or (isinstance(raw, float) and math.isnan(raw)) or str(raw) == "":
-        return None
-    return str(raw)
 
 
 def check_overlays(overlays: str, out: Path, listing: ImageList, resuming: bool) -> None:

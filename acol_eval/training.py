@@ -23,337 +23,59 @@ OUT/cache), so epochs after the first cost the network, not JPEG decoding.
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
-import math
-import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from enum import Enum
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from .backbones import check_stride
 from .calibration import Calibration, calibrate
-from .checkpoint import MAX_INPUT_SIZE, MIN_INPUT_SIZE, Checkpoint, plain
+from .checkpoint import Checkpoint
 from .data import (
-    CACHE_MEMORY_FRACTION,
     IMAGENET_MEAN,
     IMAGENET_STD,
-    DecodedCache,
     EpochOrder,
     KeyedSampler,
-    LabelledImages,
-    available_memory,
     batch_generator,
     collate_skipping,
-    eval_transform,
-    file_keys,
-    labelled_items,
-    train_transform,
 )
 from .errors import AcolError
-from .flags import changed_options
-from .model import ACoL, Head, check_recipe, expand_deltas
+from .model import ACoL
 from .presets import AppliedPreset
 from .progress import Progress
-from .readers import VALIDATION_SPLITS, Annotations, read_source
-from .runtime import DEVICE_PATTERN, Distributed, library_versions, resolve_workers
-from .safeio import FolderLock, atomic_open, atomic_write_text
-from .trainmethod import (
-    EpochStats,
-    Precision,
-    StepTools,
-    TrainingMethod,
-    get_method,
-    method_args_plain,
+from .runtime import Distributed, library_versions
+from .safeio import FolderLock, atomic_write_text
+from .trainconfig import (
+    PRESET_FILE,
+    TrainConfig,
+    check_out_folder,
+    check_same_options,
+    lr_factor,
 )
+from .trainingdata import TrainingData, attach_caches, load_training_data
+from .trainlog import (
+    determinism,
+    determinism_notes,
+    epoch_line,
+    epoch_metrics,
+    read_metrics,
+    write_metrics,
+)
+from .trainmethod import EpochStats, Precision, StepTools, TrainingMethod
 from .weights import resolve_weights
-
-# a run's own files: an OUT holding one is refused without --resume (calibration/ is
-# cleared and redone by each calibration, so a folder of that name must be the run's)
-RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "calibration")
-PRESET_FILE = "preset.json"
-MAX_EPOCHS = 10_000
-MAX_BATCH_SIZE = 1024  # 1024 x 3 x 224 x 224 floats are 600 MB before the network runs
-MAX_RESIZE_SIZE = 2 * MAX_INPUT_SIZE
-MAX_SEED = 2**63 - 1
-
-
-class Schedule(str, Enum):
-    """`--schedule`: the learning-rate factor per epoch."""
-
-    COSINE = "cosine"
-    STEP = "step"
-    CONSTANT = "constant"
-
-
-SCHEDULES = tuple(schedule.value for schedule in Schedule)
-
-
-class CacheMode(str, Enum):
-    """`--cache`: where decoded images are kept between epochs."""
-
-    AUTO = "auto"  # memory when it fits CACHE_MEMORY_FRACTION of free memory, else disk
-    MEMORY = "memory"
-    DISK = "disk"  # OUT/cache, reused by a resumed or rerun run
-    OFF = "off"  # decode every image every epoch
-
-
-# --------------------------------------------------------------------------- the config
-
-
-def _choice(enum: type[Enum], flag: str, value: Any) -> Any:
-    try:
-        return enum(getattr(value, "value", value))
-    except ValueError:
-        names = ", ".join(member.value for member in enum)
-        raise AcolError(f"{flag} {value!r} is not one of {names}") from None
-
-
-def _number(flag: str, value: Any, low: float, high: float = math.inf,
-            low_open: bool = False) -> float:
-    """A finite float in [low, high] ((low, high] when `low_open`), else an AcolError."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise AcolError(f"{flag} {value!r} is not a number") from None
-    below = number <= low if low_open else number < low
-    if not math.isfinite(number) or below or number > high:
-        where = f"{'above' if low_open else 'at least'} {low:g}"
-        where += f" and at most {high:g}" if math.isfinite(high) else ""
-        raise AcolError(f"{flag} {value!r} must be a finite number {where}")
-    return number
-
-
-def _count(flag: str, value: Any, low: int, high: int) -> int:
-    """An integer in [low, high] (a float like 3.0 is accepted as 3), else an AcolError."""
-    number = _number(flag, value, low, high)
-    if isinstance(value, bool) or number != int(number):
-        raise AcolError(f"{flag} {value!r} must be a whole number")
-    return int(number)
-
-
-def _numbers(flag: str, values: Any) -> tuple[float, ...]:
-    if isinstance(values, (int, float, str)):
-        values = [values]
-    return tuple(_number(flag, v, -math.inf) for v in values)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every option of `acol-eval train`; defaults and checks live here and only here."""
-
-    data: str
-    out: str
-    images: str | None = None  # image root for sources that hold metadata only (wsol:)
-    method: str = "acol"  # a registered training method (trainmethod.list_methods())
-    # the method's hyperparameters, for methods whose options are no train flag (the
-    # built-in acol takes its own from recipe, delta, head, loss_weights, head_lr_mult)
-    method_args: Mapping[str, Any] = field(default_factory=dict)
-    arch: str = "resnet50"
-    recipe: str = "pp"
-    delta: tuple[float, ...] = (0.6,)
-    head: Head = Head.LINEAR
-    feature_stride: int = 32
-    weights: str = "imagenet"
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 0.001
-    head_lr_mult: tuple[float, ...] = (10.0,)  # one for every head, or one per letter
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: Schedule = Schedule.COSINE
-    lr_steps: tuple[int, ...] = ()
-    lr_gamma: float = 0.1
-    loss_weights: tuple[float, ...] | None = None
-    input_size: int = 224
-    resize_size: int | None = None  # None: round(input_size * 256 / 224)
-    workers: int | None = None  # None: runtime.default_workers()
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    channels_last: bool = True
-    resume: bool = False
-    calibrate: bool = True  # data with boxes: best.pt gets the best GT-known CAM threshold
-    val_fraction: float = 0.0  # > 0: hold out this stratified share of train for validation
-    val_split: str | None = None  # a named split of the source as the validation split
-    cache: CacheMode = CacheMode.AUTO
-
-    def __post_init__(self) -> None:
-        self._check_names()
-        self._check_model()
-        self._check_optimiser()
-        self._check_sizes()
-        self._check_validation()
-        self.training_method()  # a method's own checks of its arguments, before any output
-
-    def training_method(self) -> TrainingMethod:
-        """The training method these options ask for."""
-        return get_method(self.method).from_config(self)
-
-    def _set(self, name: str, value: Any) -> None:
-        object.__setattr__(self, name, value)  # normalising a frozen instance, once
-
-    def _check_names(self) -> None:
-        for flag, value in (("--data", self.data), ("--out", self.out),
-                            ("--weights", self.weights), ("--arch", self.arch)):
-            if not isinstance(value, str) or not value.strip() or "\0" in value:
-                raise AcolError(f"{flag} {value!r} is empty or not a usable name")
-        if not DEVICE_PATTERN.fullmatch(str(self.device)):
-            raise AcolError(f"--device {self.device!r} is not one of auto, cpu, cuda, cuda:N")
-        self._set("seed", _count("--seed", self.seed, 0, MAX_SEED))
-        if self.workers is not None:
-            self._set("workers", _count("--workers", self.workers, -(2**31), 2**31))
-        self._set("workers", resolve_workers(self.workers))
-        self._set("cache", _choice(CacheMode, "--cache", self.cache))
-
-    def _check_model(self) -> None:
-        get_method(self.method)
-        self._set("method_args", method_args_plain("method_args", self.method_args))
-        check_recipe(self.recipe)
-        self._set("head", _choice(Head, "--head", self.head))
-        self._set("delta", expand_deltas(_numbers("--delta", self.delta), self.recipe))
-        self._set("feature_stride", _count("--feature-stride", self.feature_stride, 1, 64))
-        check_stride(self.arch, self.feature_stride)
-        if self.loss_weights is not None:
-            weights = tuple(_number("--loss-weights", w, 0.0) for w in
-                            _numbers("--loss-weights", self.loss_weights))
-            if len(weights) != len(self.recipe):
-                raise AcolError("--loss-weights needs one weight per recipe letter")
-            if not any(weights):
-                raise AcolError("--loss-weights are all 0: nothing would be trained")
-            self._set("loss_weights", weights)
-
-    def _check_optimiser(self) -> None:
-        self._set("epochs", _count("--epochs", self.epochs, 1, MAX_EPOCHS))
-        self._set("batch_size", _count("--batch-size", self.batch_size, 1, MAX_BATCH_SIZE))
-        self._set("lr", _number("--lr", self.lr, 0.0, low_open=True))
-        self._set("momentum", _number("--momentum", self.momentum, 0.0, 0.999))
-        self._set("weight_decay", _number("--weight-decay", self.weight_decay, 0.0))
-        self._set("lr_gamma", _number("--lr-gamma", self.lr_gamma, 0.0, 1.0, low_open=True))
-        self._set("schedule", _choice(Schedule, "--schedule", self.schedule))
-        steps = tuple(_count("--lr-steps", s, 1, MAX_EPOCHS)
-                      for s in _numbers("--lr-steps", self.lr_steps))
-        if list(steps) != sorted(set(steps)):
-            raise AcolError(f"--lr-steps {list(steps)} must rise strictly")
-        self._set("lr_steps", steps)
-        mults = tuple(_number("--head-lr-mult", m, 0.0, low_open=True)
-                      for m in _numbers("--head-lr-mult", self.head_lr_mult))
-        if len(mults) not in (1, len(self.recipe)):
-            raise AcolError(f"--head-lr-mult takes one value or one per recipe letter "
-                            f"({len(self.recipe)} for {self.recipe!r}), not {len(mults)}")
-        self._set("head_lr_mult", mults)
-
-    def _check_sizes(self) -> None:
-        self._set("input_size", _count("--input-size", self.input_size,
-                                       MIN_INPUT_SIZE, MAX_INPUT_SIZE))
-        if self.resize_size is None:
-            self._set("resize_size", round(self.input_size * 256 / 224))
-        else:
-            self._set("resize_size", _count("--resize-size", self.resize_size,
-                                            self.input_size, MAX_RESIZE_SIZE))
-
-    def _check_validation(self) -> None:
-        self._set("val_fraction", _number("--val-fraction", self.val_fraction, 0.0, 0.9))
-        if self.val_split is not None and (not isinstance(self.val_split, str)
-                                           or not self.val_split.strip()):
-            raise AcolError(f"--val-split {self.val_split!r} is not a split name")
-        if self.val_fraction and self.val_split:
-            raise AcolError("give --val-fraction or --val-split, not both")
-
 
 # --------------------------------------------------------------------------- pure parts
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 100_003 + epoch * 7_919 + 1) % (2**63 - 1)
-
-
-def lr_factor(schedule: Schedule | str, epochs: int, steps: Sequence[int],
-              gamma: float) -> Callable:
-    schedule = _choice(Schedule, "--schedule", schedule)
-    if schedule == Schedule.COSINE:
-        return lambda e: 0.5 * (1 + math.cos(math.pi * e / max(epochs, 1)))
-    if schedule == Schedule.STEP:
-        return lambda e: gamma ** sum(e >= s for s in steps)
-    return lambda e: 1.0
-
-
-def hold_out(items: list[tuple[str, int]], fraction: float,
-             seed: int) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    """Split (image, class) items into (train, validation), stratified by class.
-
-    Each class gives round(fraction * n) of its n images (at least 1 when it has
-    2 or more and fraction > 0), chosen by a generator seeded from `seed` alone;
-    both lists keep the input order.
-    """
-    rng = np.random.default_rng([seed, 0x5EED])
-    held: set[int] = set()
-    labels = np.array([label for _, label in items])
-    for label in sorted(set(labels.tolist())):
-        positions = np.flatnonzero(labels == label)
-        take = min(len(positions) - 1, max(1, round(fraction * len(positions))))
-        if fraction > 0 and take > 0:
-            held.update(rng.permutation(positions)[:take].tolist())
-    train = [item for i, item in enumerate(items) if i not in held]
-    val = [item for i, item in enumerate(items) if i in held]
-    return train, val
-
-
-# The scheme by which training's random draws derive from --seed (data.draw_seed):
-# recorded in checkpoints, so a run made under another scheme is known for what it is.
-DRAW_SCHEME = "seed-epoch-index/1"
-
-
-def determinism(device: torch.device) -> dict[str, Any]:
-    """What decides a run's numbers beyond its seed, arguments and library versions.
-
-    Training leaves torch's flags as it finds them (deterministic algorithms off, cuDNN
-    benchmark off, the default thread count): on CPU, one machine and thread count give
-    the same model bit for bit; on CUDA, atomic adds in some backward kernels may round
-    differently from run to run unless deterministic algorithms are switched on.
-    """
-    found = {
-        "draws": DRAW_SCHEME,
-        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-        "deterministic_warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
-        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
-        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-        "intra_op_threads": torch.get_num_threads(),
-        "device": device.type,
-    }
-    if device.type == "cuda":
-        found["gpu"] = torch.cuda.get_device_name(device)
-    return found
-
-
-def determinism_notes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """Lines for a --resume whose process differs from the run's in what can change the
-    numbers (a thread count, a device): the run continues, but not bit for bit."""
-    notes = []
-    if saved.get("draws") != now["draws"]:
-        notes.append(f"note: last.pt was trained under random-draw scheme "
-                     f"{saved.get('draws', 'of a version before ' + now['draws'])}: the "
-                     f"resumed epochs crop and flip otherwise than that run would have")
-    for key, what in (("intra_op_threads", "thread count"),
-                      ("device", "device"), ("gpu", "GPU"),
-                      ("deterministic_algorithms", "deterministic-algorithms flag"),
-                      ("cudnn_deterministic", "cuDNN deterministic flag"),
-                      ("cudnn_benchmark", "cuDNN benchmark flag")):
-        if saved.get(key, now.get(key)) != now.get(key):
-            notes.append(f"note: last.pt was trained with {what} {saved.get(key)}, this "
-                         f"process has {now.get(key)}: the resumed epochs may round "
-                         f"differently from an uninterrupted run")
-    return notes
 
 
 def _log_default(message: str) -> None:
@@ -374,142 +96,6 @@ class TrainResult:
     seconds: float
     main_process: bool = True  # False on torchrun ranks other than 0 (they write nothing)
     calibration: Calibration | None = None  # best.pt's CAM threshold, when data has boxes
-
-
-def epoch_metrics(epoch: int, lr: float, train: EpochStats, val: EpochStats,
-                  seconds: float, recipe: str) -> dict[str, Any]:
-    """One row of metrics.csv (epoch counted from 1; images_per_s of training only)."""
-    metrics: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **train.row("train", recipe)}
-    if val.count:
-        metrics.update(val.row("val", recipe))
-    metrics.update({
-        "images_per_s": train.count / max(seconds, 1e-9),
-        "skipped_images": train.skipped + val.skipped,
-        "seconds": seconds,
-    })
-    return metrics
-
-
-def epoch_line(metrics: dict[str, Any], epochs: int, has_val: bool) -> str:
-    """The log line of one epoch."""
-    skipped = int(metrics["skipped_images"])
-    return (
-        f"epoch {metrics['epoch']}/{epochs}: loss {metrics['train_loss']:.4f} "
-        f"train acc {metrics['train_acc_1p']:.1f}% "
-        + (f"val acc {metrics['val_acc_1p']:.1f}% " if has_val else "")
-        + f"lr {metrics['lr']:.3g} {metrics['images_per_s']:.1f} img/s"
-        + (f" skipped {skipped} unreadable image(s)" if skipped else "")
-    )
-
-
-def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
-    with atomic_open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def read_metrics(path: Path, up_to_epoch: int) -> list[dict[str, Any]]:
-    """metrics.csv rows up to an epoch (a resumed run continues the file)."""
-    if not path.is_file():
-        return []
-    try:
-        with open(path, newline="") as handle:
-            return [row for row in csv.DictReader(handle) if int(row["epoch"]) <= up_to_epoch]
-    except (KeyError, TypeError, ValueError, UnicodeDecodeError, csv.Error):
-        raise AcolError(f"--resume: {path} is not a metrics.csv of acol-eval") from None
-
-
-# --------------------------------------------------------------------------- data
-
-
-@dataclass
-class TrainingData:
-    classes: list[str]
-    train_set: LabelledImages
-    val_set: LabelledImages
-    note: str  # how the validation split was chosen, when that needs saying
-    annotations: Annotations | None = None  # the source, for calibrating on its boxes
-
-
-def _validation_items(config: TrainConfig, annotations, classes: list[str],
-                      train_items: list) -> tuple[list, list, str]:
-    splits = annotations.splits
-    if config.val_fraction > 0:
-        train_items, val_items = hold_out(train_items, config.val_fraction, config.seed)
-        return train_items, val_items, (
-            f"note: validation is {len(val_items)} images held out of the train split "
-            f"(--val-fraction {config.val_fraction:g}, stratified, seed {config.seed})")
-    if config.val_split is not None:
-        if config.val_split not in splits or config.val_split == "train":
-            raise AcolError(f"--val-split {config.val_split!r} is not a split of "
-                            f"{config.data} other than train (found: {', '.join(splits)})")
-        return train_items, labelled_items(annotations, config.val_split, classes), ""
-    val_split = next((s for s in VALIDATION_SPLITS if s in splits), None)
-    if val_split is None:
-        return train_items, [], ("note: no val/validation/test split; "
-                                 "best.pt follows training accuracy")
-    return train_items, labelled_items(annotations, val_split, classes), ""
-
-
-def load_training_data(config: TrainConfig) -> TrainingData:
-    """The train and validation sets of `config.data` (nothing cached yet)."""
-    annotations = read_source(config.data, image_root=config.images)
-    if "train" not in annotations.splits:
-        raise AcolError(
-            f"{config.data} has no 'train' split (found: {', '.join(annotations.splits)})"
-        )
-    classes = annotations.classes
-    if len(classes) < 2:
-        raise AcolError(f"{config.data} has {len(classes)} class; need at least 2")
-    train_items = labelled_items(annotations, "train", classes)
-    train_items, val_items, note = _validation_items(config, annotations, classes, train_items)
-    size = config.input_size
-    return TrainingData(
-        classes,
-        LabelledImages(annotations.root, train_items,
-                       train_transform(size, config.resize_size)),
-        LabelledImages(annotations.root, val_items, eval_transform(size)),
-        note,
-        annotations,
-    )
-
-
-def attach_cache(dataset: LabelledImages, name: str, side: int, mode: CacheMode,
-                 folder: Path | None, budget: int) -> str:
-    """Give `dataset` a DecodedCache as `mode` says; returns where it went (or why not)."""
-    count = len(dataset)
-    needed = count * (side * side * 3 + 1)
-    if count == 0 or mode == CacheMode.OFF:
-        return "off"
-    if mode == CacheMode.MEMORY or (mode == CacheMode.AUTO and needed <= budget):
-        dataset.cache = DecodedCache(side, count)
-        return f"memory ({needed / 2**20:.0f} MB)"
-    if folder is None:
-        return "off (no disk cache under torchrun)"
-    folder.mkdir(parents=True, exist_ok=True)
-    if mode == CacheMode.AUTO and shutil.disk_usage(folder).free < 1.1 * needed:
-        return f"off ({needed / 2**30:.1f} GB fits neither memory nor {folder})"
-    key = {"side": side, "files": file_keys(dataset.root, [i for i, _ in dataset.items])}
-    cache = DecodedCache(side, count, folder / f"{name}-{side}", key)
-    dataset.cache = cache
-    reused = cache.counts()["ready"] if cache.reused else 0
-    return f"disk {cache.folder} ({needed / 2**20:.0f} MB, {reused} images already decoded)"
-
-
-def attach_caches(config: TrainConfig, data: TrainingData, dist: Distributed,
-                  log: Callable[[str], None]) -> None:
-    """Decode each image once from now on (see data.DecodedCache)."""
-    folder = None if dist.active else Path(config.out) / "cache"
-    budget = int(CACHE_MEMORY_FRACTION * available_memory())
-    where = []
-    for name, dataset, side in (("train", data.train_set, config.resize_size),
-                                ("val", data.val_set, config.input_size)):
-        where.append(attach_cache(dataset, name, side, config.cache, folder, budget))
-        if dataset.cache is not None and dataset.cache.folder is None:
-            budget -= dataset.cache.nbytes
-    if dist.is_main and config.cache != CacheMode.OFF:
-        log(f"decoded-image cache: train {where[0]}, val {where[1]}")
 
 
 def precision_of(config: TrainConfig, device: torch.device) -> Precision:
@@ -537,7 +123,7 @@ def load_resume_point(trainer: Trainer) -> tuple[int, float]:
             )
     if list(saved.classes) != list(trainer.data.classes):
         raise AcolError(f"--resume: {path} has other classes than {config.data}")
-    _check_same_options(path, saved.args, config)
+    check_same_options(path, saved.args, config)
     if saved.optimizer is None or saved.scheduler is None:
         raise AcolError(f"--resume: {path} holds no optimiser state (not a training run's)")
     try:
@@ -761,63 +347,6 @@ def calibrate_best(config: TrainConfig, data: TrainingData,
             cam_threshold_source=found.source).save(best)
     log(f"calibrated CAM threshold {found.threshold:g}: {found.source}")
     return found
-
-
-# options that may change between a run and its --resume: how and where it runs, not what
-# it computes (the schedule, the data and the model must stay those of the killed run)
-RESUME_FREE = {"resume", "workers", "device", "cache", "calibrate", "out", "amp",
-               "channels_last"}
-
-
-def _check_same_options(path: Path, saved: dict[str, Any], config: TrainConfig) -> None:
-    """Refuse a --resume whose options differ from the run's (changing --epochs would
-    bend the cosine schedule mid-run; --input-size would mix two models). More epochs
-    are fine under the step and constant schedules, whose rates ignore the length."""
-    mine = json.loads(json.dumps(plain(asdict(config))))
-    saved = json.loads(json.dumps(plain(saved or {})))
-    free = set(RESUME_FREE)
-    if config.schedule is not Schedule.COSINE:
-        free.add("epochs")  # step and constant rates do not depend on the run's length
-    differ = sorted(key for key in mine if key not in free and key in saved
-                    and saved[key] != mine[key])
-    if differ:
-        shown = changed_options(saved, mine, differ)
-        raise AcolError(f"--resume: {path} was trained with other options: {shown}; resume "
-                        f"with the run's own options, or start a new --out")
-
-
-def check_out_folder(config: TrainConfig) -> None:
-    """Refuse to replace a run's files without --resume (reads only, writes nothing)."""
-    out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise AcolError(f"--out {out} exists and is not a folder")
-    found = [name for name in RUN_FILES if (out / name).exists()]
-    if found and not config.resume:
-        raise AcolError(f"{out} already holds a training run ({', '.join(found)}); "
-                        f"add --resume to continue it or choose another --out")
-    if config.resume and not (out / "last.pt").is_file():
-        raise AcolError(f"--resume: {out / 'last.pt'} does not exist (nothing to resume)")
-    preset = out / PRESET_FILE
-    if preset.exists() and not _is_preset_record(preset):
-        raise AcolError(f"{preset} is not a preset record acol-eval wrote, and train would "
-                        f"replace it; move it or choose another --out")
-
-
-def _is_preset_record(path: Path) -> bool:
-    """A preset.json train wrote (a run killed before its first checkpoint leaves one,
-    which its rerun may replace), not a file of the user's."""
-    try:
-        if path.stat().st_size > 2**20:  # ours is a few hundred bytes: not read whole
-            return False
-        found = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(found, dict) and {"preset", "flags", "overridden"} <= found.keys()
-
-
-def source_splits(data: str, images: str | None = None) -> list[str]:
-    """The splits a training source has (what a preset's validation choice depends on)."""
-    return list(read_source(data, image_root=images).splits)
 
 
 def train(config: TrainConfig, log: Callable[[str], None] = _log_default,

@@ -38,9 +38,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acol_eval.boxing import BoxesConfig  # noqa: E402
+from acol_eval.boxesconfig import BoxesConfig  # noqa: E402
 from acol_eval.boxing import run as run_boxes  # noqa: E402
-from acol_eval.localization import LocalizeConfig, localize  # noqa: E402
+from acol_eval.localization import localize  # noqa: E402
+from acol_eval.localizeconfig import LocalizeConfig  # noqa: E402
 from acol_eval.runtime import default_workers  # noqa: E402
 
 

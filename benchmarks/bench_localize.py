@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from acol_eval.checkpoint import save_checkpoint  # noqa: E402
 from acol_eval.data import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from acol_eval.localization import LocalizeConfig, localize  # noqa: E402
+from acol_eval.localization import localize  # noqa: E402
+from acol_eval.localizeconfig import LocalizeConfig  # noqa: E402
 from acol_eval.model import build_model  # noqa: E402
 
 

@@ -32,7 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acol_eval.localization import infer  # noqa: E402
+from acol_eval.localizerows import infer  # noqa: E402
 from acol_eval.methods import MapMethod  # noqa: E402
 from acol_eval.model import plain_cam_model  # noqa: E402
 

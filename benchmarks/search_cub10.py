@@ -115,7 +115,7 @@ def localized(run: Path) -> bool:
 
 
 def tool_has_val_fraction() -> bool:
-    from acol_eval.training import TrainConfig
+    from acol_eval.trainconfig import TrainConfig
 
     return "val_fraction" in getattr(TrainConfig, "__dataclass_fields__", {})
 
@@ -129,7 +129,7 @@ def held_out(data: Path, fraction: float, seed: int) -> tuple[list[str], list[st
     annotations = read_source(f"cub:{data}")
     items = labelled_items(annotations, "train", annotations.classes)
     try:
-        from acol_eval.training import hold_out
+        from acol_eval.trainingdata import hold_out
     except ImportError:  # a tool without --val-fraction: the same contract, here
         hold_out = stratified_hold_out
     train, val = hold_out(items, fraction, seed)

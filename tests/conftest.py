@@ -135,7 +135,8 @@ def synth_with_checkpoint(tmp_path: Path, train_per_class: int, val_per_class: i
 def run_localize(images, out, log=None, **options):
     """`localize` in this process (decoding in the main process unless `workers` is
     given); returns its LocalizeResult."""
-    from acol_eval.localization import LocalizeConfig, localize
+    from acol_eval.localization import localize
+    from acol_eval.localizeconfig import LocalizeConfig
 
     options.setdefault("workers", 0)
     config = LocalizeConfig(images=str(images), out=str(out), **options)

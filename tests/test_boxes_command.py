@@ -15,12 +15,13 @@ import pandas as pd
 import pytest
 import torch
 
-from acol_eval.boxing import BoxesConfig
+from acol_eval.boxesconfig import BoxesConfig
 from acol_eval.boxing import run as run_boxes
 from acol_eval.checkpoint import save_checkpoint
 from acol_eval.data import IMAGENET_MEAN, IMAGENET_STD
 from acol_eval.errors import AcolError
-from acol_eval.localization import LocalizeConfig, localize
+from acol_eval.localization import localize
+from acol_eval.localizeconfig import LocalizeConfig
 from acol_eval.model import build_model
 from acol_eval.overlays import write_overlay
 from acol_eval.scoring import ScoreConfig, score

@@ -20,8 +20,8 @@ from acol_eval.boxes import native_boxes, upsample_map
 from acol_eval.data import decode_image, eval_transform
 from acol_eval.errors import AcolError
 from acol_eval.imagelist import label_indices, list_images
-from acol_eval.localization import (
-    LocalizeConfig,
+from acol_eval.localizeconfig import LocalizeConfig
+from acol_eval.localizerows import (
     image_boxes,
     prediction_header,
     prediction_row,

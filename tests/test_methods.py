@@ -350,7 +350,7 @@ def test_localize_method_stores_the_methods_maps_and_records_it(tmp_path):
 
 def test_localize_refuses_a_target_layer_for_the_model_method(tmp_path):
     from acol_eval.errors import AcolError
-    from acol_eval.localization import LocalizeConfig
+    from acol_eval.localizeconfig import LocalizeConfig
 
     with pytest.raises(AcolError, match="--target-layer applies to post-hoc methods"):
         LocalizeConfig(images="x", out=str(tmp_path / "o"), arch="resnet18",

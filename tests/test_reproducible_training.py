@@ -17,7 +17,8 @@ from acol_eval.data import (
     draw_seed,
     sample_generator,
 )
-from acol_eval.training import TrainConfig, Trainer, train
+from acol_eval.trainconfig import TrainConfig
+from acol_eval.training import Trainer, train
 from conftest import write_texture_folder
 
 # Timing columns differ from run to run; every other column must not.
@@ -195,7 +196,7 @@ def test_under_torchrun_ranks_load_the_same_images_with_any_worker_count(data, t
 
 
 def test_a_resume_in_another_kind_of_process_says_it_may_round_otherwise():
-    from acol_eval.training import determinism, determinism_notes
+    from acol_eval.trainlog import determinism, determinism_notes
 
     now = determinism(torch.device("cpu"))
     assert determinism_notes(now, now) == []

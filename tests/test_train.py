@@ -19,14 +19,9 @@ from acol_eval.checkpoint import load_checkpoint
 from acol_eval.errors import AcolError
 from acol_eval.runtime import Distributed
 from acol_eval.safeio import LOCK_NAME, FolderLock
-from acol_eval.training import (
-    CacheMode,
-    Schedule,
-    TrainConfig,
-    Trainer,
-    hold_out,
-    train,
-)
+from acol_eval.trainconfig import CacheMode, Schedule, TrainConfig
+from acol_eval.training import Trainer, train
+from acol_eval.trainingdata import hold_out
 from cli import main
 from conftest import ROOT, run_cli, write_texture_folder
 

@@ -14,8 +14,10 @@ import acol_eval
 from acol_eval.checkpoint import Checkpoint, load_checkpoint
 from acol_eval.data import batch_generator
 from acol_eval.errors import AcolError
-from acol_eval.localization import LocalizeConfig, localize
-from acol_eval.training import TrainConfig, Trainer, train
+from acol_eval.localization import localize
+from acol_eval.localizeconfig import LocalizeConfig
+from acol_eval.trainconfig import TrainConfig
+from acol_eval.training import Trainer, train
 from conftest import assert_one_line_error, run_cli, write_texture_folder
 
 TINY = dict(arch="resnet18", weights="none", input_size=32, resize_size=40,
