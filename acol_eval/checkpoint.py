@@ -228,7 +228,7 @@ class Checkpoint:
     world_size: int = 1
     # what else decides a run's numbers besides seed, arguments and versions: the
     # deterministic-algorithm and cuDNN flags, the intra-op thread count (float sums
-    # are split across threads), the device, the random-draw scheme (training.determinism)
+    # are split across threads), the device, the random-draw scheme (trainlog.determinism)
     determinism: dict[str, Any] = field(default_factory=dict)
     # the CAM threshold `train` calibrated on its validation boxes (None: uncalibrated,
     # as in checkpoints from before calibration) and where it came from

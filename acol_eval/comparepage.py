@@ -5,8 +5,8 @@ across; in each cell the value with its 95% interval, the difference to the refe
 with its paired 95% interval, the CAM threshold and where it came from; the McNemar
 test beside MaxBoxAcc), then says what every column of the two CSV files means, then
 draws every method's curves on one chart per curve and the images where the methods
-disagree most. The raw tables come last, folded. Sections and small pieces are
-acol_eval.htmlreport's.
+disagree most. The raw tables come last, folded. The page frame, tables and charts are
+acol_eval.htmlparts'.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_methods.py                      # mobilenet_v2, 224, CPU
     .venv/bin/python benchmarks/bench_methods.py --images 32 --batch-size 16 --threads 4
 
-Localize's own per-batch step (`localization.infer`, under inference mode, with the
+Localize's own per-batch step (`localizerows.infer`, under inference mode, with the
 model and the batch in channels_last as localize holds them), on tensors already in
 memory: a batch of images through the model (top-k prediction from the first
 classifier), then the maps of the top-k classes and the label's: `model` from the

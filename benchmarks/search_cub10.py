@@ -137,7 +137,7 @@ def held_out(data: Path, fraction: float, seed: int) -> tuple[list[str], list[st
 
 
 def stratified_hold_out(items, fraction, seed):
-    """Fallback with the contract of acol_eval.training.hold_out (round(fraction * n) per
+    """Fallback with the contract of acol_eval.trainingdata.hold_out (round(fraction * n) per
     class, at least 1, never all; seeded; input order kept)."""
     import numpy as np
 
