@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from . import gallery, metricdefs
+from .curveplot import chosen_metric, line_style
 from .reportfolder import ReportMeta, ScoreReport, as_report
-from .reports import chosen_metric, line_style
 from .safeio import atomic_write_text
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ class Line:
     label: str
     xs: np.ndarray
     ys: np.ndarray
-    style: int  # reports.line_style's index
+    style: int  # curveplot.line_style's index
 
 
 @dataclass(frozen=True)
