@@ -199,7 +199,6 @@ def first_pass(inputs: ScoreInputs, setup: PassSetup, workers: int) -> FirstPass
                      dict(total.problems), records)
 
 
-
 def image_row(setup: PassSetup, item: ImageTask, record,
               choice: reports.ThresholdChoice) -> dict:
     """Per image at the best GT-known threshold: box (in the protocol's frame and in

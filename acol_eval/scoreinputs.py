@@ -254,7 +254,6 @@ def drop_unsized(table: pd.DataFrame, boxes: dict[str, np.ndarray],
     return table[keep].reset_index(drop=True)
 
 
-
 def boxes_by_image(boxes: pd.DataFrame) -> dict[str, np.ndarray]:
     """image -> (g, 4) float64 boxes; one sort, no per-group pandas (that took seconds)."""
     if not len(boxes):

@@ -231,6 +231,8 @@ def _centre_source(source: MapSource) -> MapSource:
     return MapSource.centre(side, centre_gaussian_map(*side, sigma=0.25))
 
 
+# --------------------------------------------------------------------------- inputs
+
 
 @dataclass(frozen=True)
 class GivenInputs:
@@ -313,7 +315,6 @@ def _read_annotations(config: ScoreConfig, given: GivenInputs | None = None
     return annotations, everything
 
 
-
 def _nothing_to_score(annotations: Annotations, source: MapSource, run: LocalizeRun,
                       issues: dict[str, int]) -> None:
     """Say why no image can be scored: the issue counts first, then the cause."""
@@ -337,7 +338,6 @@ def _map_names(source: MapSource, run: LocalizeRun) -> str | None:
         return rows["image"].iloc[0] if len(rows) else None
     first = next(iter(sorted(run.folder.rglob("*.npy"))), None)
     return first.relative_to(run.folder).as_posix() if first else None
-
 
 
 # --------------------------------------------------------------------------- reports
@@ -378,7 +378,6 @@ def write_report(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
     # the annotations as this job read them (its --images root, its --label-rule)
     write_score_html(ScoreReport(Path(config.out)), inputs.annotations)
     return summary, meta
-
 
 
 def _meta(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
