@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from . import metricdefs
+from .curveplot import line_style
 from .reportfolder import ReportMeta, ScoreReport, as_report
-from .reports import line_style
 
 PAGE_FILE = "report.html"
 INTEGER_COLUMNS = {"iou", "count", "images", "n"}  # floats only because of empty cells
@@ -186,7 +186,7 @@ class Line:
     label: str
     xs: np.ndarray
     ys: np.ndarray
-    style: int  # reports.line_style's index
+    style: int  # curveplot.line_style's index
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import gallery, metricdefs
+from .curveplot import chosen_metric
 from .htmlparts import (
     PAGE_FILE,
     Line,
@@ -43,7 +44,6 @@ from .htmlparts import (
     table_html,
 )
 from .reportfolder import ReportMeta, ScoreReport, as_report
-from .reports import chosen_metric
 from .safeio import atomic_write_text
 
 if TYPE_CHECKING:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import io
 
+from acol_eval import passes as scoring
 from acol_eval import progress as progress_module
-from acol_eval import scoring
 from acol_eval.progress import Progress
 from conftest import make_checkpoint, run_localize, write_images, write_wsol_metadata
 from tests.test_score_inputs import blob_map, run_score, save_maps

@@ -305,7 +305,7 @@ def test_damaged_map_store_through_the_cli_is_one_line(tmp_path):
 
 def test_a_failing_run_leaves_the_old_report_whole_and_a_second_run_is_refused(tmp_path,
                                                                                 monkeypatch):
-    from acol_eval import reports
+    from acol_eval import curveplot as reports
 
     meta = two_image_metadata(tmp_path)
     save_maps(tmp_path / "maps", {"c/a.npy": blob_map((10, 10, 60, 60), 100, 100),
@@ -538,7 +538,7 @@ def test_top5_is_unknown_from_fewer_than_five_predictions_and_for_foreign_labels
     """A run that kept only the top-1 class of a 10-class model cannot tell a top-5 (the
     review found cls_top5 == cls_top1 there); a label that is no model class makes
     classification unknown, not wrong."""
-    from acol_eval.scoring import _class_correctness
+    from acol_eval.scoreinputs import _class_correctness
 
     classes = [f"c{i}" for i in range(10)]
     preds = np.array([["c1"], ["c2"], ["c3"]])
