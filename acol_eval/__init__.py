@@ -5,8 +5,8 @@ __version__ = "0.1.0"
 
 def list_metrics() -> list[str]:
     """The names of every metric score reports, built-in and registered, in summary.csv's
-    order (acol_eval.metricdefs holds them as objects)."""
-    from .metricdefs import list_metrics as names
+    order (acol_eval.metrics.metricdefs holds them as objects)."""
+    from acol_eval.metrics.metricdefs import list_metrics as names
 
     return names()
 
@@ -15,7 +15,7 @@ def list_methods() -> list[str]:
     """The names of the registered training methods (`train --method`), built-in first.
 
     A method defined outside acol-eval appears once its module has been imported."""
-    from .trainmethod import list_methods as registered  # torch only when asked
+    from acol_eval.models.trainmethod import list_methods as registered  # torch only when asked
 
     return registered()
 
@@ -23,6 +23,6 @@ def list_methods() -> list[str]:
 def list_formats() -> dict[str, str]:
     """The annotation formats a source can be read from (`FORMAT:PATH`): each name with
     one line saying what it is and how its boxes are written."""
-    from .readers import format_descriptions  # here: `import acol_eval` stays light
+    from acol_eval.data.readers import format_descriptions  # here: `import acol_eval` stays light
 
     return format_descriptions()

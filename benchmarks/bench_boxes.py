@@ -9,7 +9,7 @@ One process, one run: localize (random weights: speed does not depend on them) w
 RUN at 0.2 over JPEG files of 500x375 on disk; then boxes redoes RUN at 0.6, in this
 process and in default_workers() processes, with --all-boxes, and as the
 `acol-eval boxes` command (its start-up included: Python, pandas, OpenCV; not torch,
-which acol_eval.runtime imports only where a model runs).
+which acol_eval.util.runtime imports only where a model runs).
 The target: boxes under a tenth of localize's time (a new threshold should cost
 seconds, not a second pass of the network). The load average is printed
 because the machine may be shared: the ratio, measured in one run, is the figure.
@@ -38,11 +38,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acol_eval.boxesconfig import BoxesConfig  # noqa: E402
-from acol_eval.boxing import run as run_boxes  # noqa: E402
-from acol_eval.localization import localize  # noqa: E402
-from acol_eval.localizeconfig import LocalizeConfig  # noqa: E402
-from acol_eval.runtime import default_workers  # noqa: E402
+from acol_eval.maps.boxesconfig import BoxesConfig  # noqa: E402
+from acol_eval.maps.boxing import run as run_boxes  # noqa: E402
+from acol_eval.maps.localization import localize  # noqa: E402
+from acol_eval.maps.localizeconfig import LocalizeConfig  # noqa: E402
+from acol_eval.util.runtime import default_workers  # noqa: E402
 
 
 def write_images(folder: Path, count: int, width: int, height: int) -> None:

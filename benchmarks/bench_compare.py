@@ -35,8 +35,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acol_eval.reportfolder import Outcomes, ReportMeta  # noqa: E402
-from acol_eval.stats import resample_weights  # noqa: E402
+from acol_eval.compare.stats import resample_weights  # noqa: E402
+from acol_eval.maps.reportfolder import Outcomes, ReportMeta  # noqa: E402
 
 IOU = (30, 50, 70)
 # the CLI in a fresh process that prints its own peak memory on the way out: VmHWM of

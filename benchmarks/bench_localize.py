@@ -36,11 +36,11 @@ import torchvision
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acol_eval.checkpoint import save_checkpoint  # noqa: E402
-from acol_eval.data import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from acol_eval.localization import localize  # noqa: E402
-from acol_eval.localizeconfig import LocalizeConfig  # noqa: E402
-from acol_eval.model import build_model  # noqa: E402
+from acol_eval.data.datasets import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from acol_eval.maps.localization import localize  # noqa: E402
+from acol_eval.maps.localizeconfig import LocalizeConfig  # noqa: E402
+from acol_eval.models.checkpoint import save_checkpoint  # noqa: E402
+from acol_eval.models.model import build_model  # noqa: E402
 
 
 def write_images(folder: Path, count: int, width: int, height: int, ext: str) -> None:

@@ -32,9 +32,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acol_eval.localizerows import infer  # noqa: E402
-from acol_eval.methods import MapMethod  # noqa: E402
-from acol_eval.model import plain_cam_model  # noqa: E402
+from acol_eval.maps.localizerows import infer  # noqa: E402
+from acol_eval.models.methods import MapMethod  # noqa: E402
+from acol_eval.models.model import plain_cam_model  # noqa: E402
 
 
 def localize_batch(model, images: torch.Tensor, method: MapMethod, top_k: int) -> None:

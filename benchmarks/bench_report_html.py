@@ -38,11 +38,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_score import make_maps, run_score  # noqa: E402
 
-from acol_eval import gallery  # noqa: E402
-from acol_eval.htmlreport import write_score_html  # noqa: E402
-from acol_eval.mapstore import maps_meta  # noqa: E402
-from acol_eval.readers import read_wsol  # noqa: E402
-from acol_eval.reportfolder import ReportMeta  # noqa: E402
+from acol_eval.data.readers import read_wsol  # noqa: E402
+from acol_eval.maps.mapstore import maps_meta  # noqa: E402
+from acol_eval.maps.reportfolder import ReportMeta  # noqa: E402
+from acol_eval.report import gallery  # noqa: E402
+from acol_eval.report.htmlreport import write_score_html  # noqa: E402
 
 ERRORS = ["correct"] * 5 + gallery.ERROR_TYPES
 

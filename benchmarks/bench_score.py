@@ -36,9 +36,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acol_eval.boxes import wsoleval_uint8  # noqa: E402
-from acol_eval.metrics import iou_inclusive, scale_boxes_wsoleval  # noqa: E402
-from acol_eval.readers import read_wsol  # noqa: E402
+from acol_eval.data.readers import read_wsol  # noqa: E402
+from acol_eval.maps.boxes import wsoleval_uint8  # noqa: E402
+from acol_eval.metrics.metrics import iou_inclusive, scale_boxes_wsoleval  # noqa: E402
 
 
 def make_maps(metadata, count: int, folder: Path, seed: int = 0) -> list[str]:

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from acol_eval.trainconfig import TrainConfig  # noqa: E402
-from acol_eval.training import train  # noqa: E402
+from acol_eval.train.trainconfig import TrainConfig  # noqa: E402
+from acol_eval.train.training import train  # noqa: E402
 
 SHARED = Path(os.environ.get("ACOL_EVAL_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
@@ -64,8 +64,13 @@ def loader_seconds(data: Path) -> tuple[float, float, float]:
     """Seconds to produce every training tensor: uncached (best of 2 passes), the
     cache-filling pass, cached (best of 2). The data side alone, in this process with one
     torch thread as a loader worker has, no network: the least noisy figure."""
-    from acol_eval.data import DecodedCache, LabelledImages, labelled_items, train_transform
-    from acol_eval.readers import read_source
+    from acol_eval.data.datasets import (
+        DecodedCache,
+        LabelledImages,
+        labelled_items,
+        train_transform,
+    )
+    from acol_eval.data.readers import read_source
 
     table = read_source(str(data))
     items = labelled_items(table, "train", table.classes)

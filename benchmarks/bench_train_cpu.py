@@ -32,8 +32,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acol_eval.losses import acol_loss  # noqa: E402
-from acol_eval.model import build_model  # noqa: E402
+from acol_eval.models.losses import acol_loss  # noqa: E402
+from acol_eval.models.model import build_model  # noqa: E402
 
 
 def make_step(args: argparse.Namespace, channels_last: bool = False, frozen_bn: bool = False

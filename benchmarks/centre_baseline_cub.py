@@ -23,8 +23,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acol_eval.maps import centre_gaussian_map  # noqa: E402
-from acol_eval.readers import read_source  # noqa: E402
+from acol_eval.data.readers import read_source  # noqa: E402
+from acol_eval.maps.maps import centre_gaussian_map  # noqa: E402
 
 
 def isotropic_in_pixels(width: float, height: float, sigma: float, side: int = 56):

@@ -28,8 +28,8 @@ from pipeline import FOOTNOTE, HEADLINE, ROOT, acol, summary
 
 sys.path.insert(0, str(ROOT))  # this tree's acol_eval, as cli.py's commands use
 
-from acol_eval.metrics import iou_exclusive  # noqa: E402
-from acol_eval.readers import read_source  # noqa: E402
+from acol_eval.data.readers import read_source  # noqa: E402
+from acol_eval.metrics.metrics import iou_exclusive  # noqa: E402
 
 FIXED_THRESHOLD = "0.2"  # localize's default for an uncalibrated model, the field's usual one
 OUTPUT_NAME = "demo-output.txt"  # the summary printed last, kept beside the run

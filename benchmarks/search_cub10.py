@@ -109,13 +109,13 @@ def trained_seconds(train_dir: Path, epochs: int) -> float | None:
 
 def localized(run: Path) -> bool:
     """A finished localize run folder (localize refuses to write into one again)."""
-    from acol_eval.localization import PARTIAL
+    from acol_eval.maps.localization import PARTIAL
 
     return (run / "run.json").is_file() and not (run / PARTIAL).exists()
 
 
 def tool_has_val_fraction() -> bool:
-    from acol_eval.trainconfig import TrainConfig
+    from acol_eval.train.trainconfig import TrainConfig
 
     return "val_fraction" in getattr(TrainConfig, "__dataclass_fields__", {})
 
@@ -123,13 +123,13 @@ def tool_has_val_fraction() -> bool:
 def held_out(data: Path, fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """(train, validation) image ids of cub:DATA's train split, as `train --val-fraction
     FRACTION --seed SEED` holds them out (the tool's own function on the same items)."""
-    from acol_eval.data import labelled_items
-    from acol_eval.readers import read_source
+    from acol_eval.data.datasets import labelled_items
+    from acol_eval.data.readers import read_source
 
     annotations = read_source(f"cub:{data}")
     items = labelled_items(annotations, "train", annotations.classes)
     try:
-        from acol_eval.trainingdata import hold_out
+        from acol_eval.train.trainingdata import hold_out
     except ImportError:  # a tool without --val-fraction: the same contract, here
         hold_out = stratified_hold_out
     train, val = hold_out(items, fraction, seed)
@@ -137,7 +137,7 @@ def held_out(data: Path, fraction: float, seed: int) -> tuple[list[str], list[st
 
 
 def stratified_hold_out(items, fraction, seed):
-    """Fallback with the contract of acol_eval.trainingdata.hold_out (round(fraction * n) per
+    """Fallback with the contract of acol_eval.train.trainingdata.hold_out (round(fraction * n) per
     class, at least 1, never all; seeded; input order kept)."""
     import numpy as np
 
@@ -157,7 +157,7 @@ def split_file(out: Path, data: Path, fraction: float, seed: int) -> Path:
     """OUT/splits/seedS.csv: cub:DATA as image,label,x0,y0,x1,y1,split with the train
     split's held-out part as 'val' (boxes as the cub reader gives them: x0, y0, x1, y1
     in original pixels, x1 = x + w), images through a link to DATA/images."""
-    from acol_eval.readers import read_source
+    from acol_eval.data.readers import read_source
 
     folder = out / "splits"
     folder.mkdir(parents=True, exist_ok=True)
@@ -427,7 +427,7 @@ def difference(row: dict, metric: str) -> str:
 def calibration_of(search: Search, records: list[dict]) -> Calibration:
     """The pilot's rates (OUT/calibration.json, else the built-in pilot's), this data's
     image counts, then refitted to the log's finished runs."""
-    from acol_eval.readers import read_source
+    from acol_eval.data.readers import read_source
 
     path = search.out / "calibration.json"
     found = DEFAULT_CALIBRATION

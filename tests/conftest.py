@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from acol_eval.synth import background, texture
+from acol_eval.data.synth import background, texture
 
 # pytest imports this file as the module `conftest` (tests/ is no package); importing it
 # as `tests.conftest` would make a second copy with its own state, so that is refused.
@@ -101,9 +101,9 @@ def make_checkpoint(path: Path, recipe: str = "pp", zero_heads: bool = False, se
     override checkpoint entries (input_size=0 makes a broken one). Returns the model."""
     import torch
 
-    from acol_eval.checkpoint import save_checkpoint
-    from acol_eval.data import IMAGENET_MEAN, IMAGENET_STD
-    from acol_eval.model import build_model
+    from acol_eval.data.datasets import IMAGENET_MEAN, IMAGENET_STD
+    from acol_eval.models.checkpoint import save_checkpoint
+    from acol_eval.models.model import build_model
 
     torch.manual_seed(seed)
     model = build_model("resnet18", len(classes), recipe, [0.5], "linear", 16)
@@ -123,7 +123,7 @@ def make_checkpoint(path: Path, recipe: str = "pp", zero_heads: bool = False, se
 def synth_with_checkpoint(tmp_path: Path, train_per_class: int, val_per_class: int):
     """A small synth set under tmp_path/s and a recipe-p checkpoint tmp_path/m.pt over
     its classes; returns (folder, class names)."""
-    from acol_eval.synth import SynthConfig, class_names, write_synth
+    from acol_eval.data.synth import SynthConfig, class_names, write_synth
 
     write_synth(tmp_path / "s", SynthConfig(classes=3, train_per_class=train_per_class,
                                             val_per_class=val_per_class, size=64))
@@ -135,8 +135,8 @@ def synth_with_checkpoint(tmp_path: Path, train_per_class: int, val_per_class: i
 def run_localize(images, out, log=None, **options):
     """`localize` in this process (decoding in the main process unless `workers` is
     given); returns its LocalizeResult."""
-    from acol_eval.localization import localize
-    from acol_eval.localizeconfig import LocalizeConfig
+    from acol_eval.maps.localization import localize
+    from acol_eval.maps.localizeconfig import LocalizeConfig
 
     options.setdefault("workers", 0)
     config = LocalizeConfig(images=str(images), out=str(out), **options)

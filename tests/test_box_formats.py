@@ -1,4 +1,4 @@
-"""Box formats have one owner, acol_eval.boxformats: hand-worked conversions of every
+"""Box formats have one owner, acol_eval.data.boxformats: hand-worked conversions of every
 format, round trips, the readers' boxes on real CUB files, and the box the gallery
 draws equal to the box `score` judged, converted to original pixels."""
 
@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from acol_eval import gallery
-from acol_eval.boxformats import BoxFormat, convert, rectangles_to_frame
-from acol_eval.gallerypage import ORIGINAL_BOX_COLUMNS, predicted_box
-from acol_eval.readers import read_source
-from acol_eval.scoring import ScoreConfig, score
+from acol_eval.data.boxformats import BoxFormat, convert, rectangles_to_frame
+from acol_eval.data.readers import read_source
+from acol_eval.report import gallery
+from acol_eval.report.gallerypage import ORIGINAL_BOX_COLUMNS, predicted_box
+from acol_eval.scoring.scoring import ScoreConfig, score
 from conftest import shared_data
 
 XYXY, FRAME = BoxFormat.XYXY, BoxFormat.WSOLEVAL_224

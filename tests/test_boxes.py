@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from acol_eval.boxes import native_boxes
+from acol_eval.maps.boxes import native_boxes
 from conftest import reference_boxes, reference_uint8
 
 
@@ -47,7 +47,7 @@ def test_wsoleval_boxes_of_the_protocol_equal_the_reference_contours():
     float64, min-max, x255 truncated to uint8, findContours RETR_TREE, the largest
     contourArea's boundingRect, x1/y1 clipped to 223) at several levels against the box
     the protocol reports from its first-pass record."""
-    from acol_eval.protocols import get_protocol
+    from acol_eval.scoring.protocols import get_protocol
 
     protocol = get_protocol("wsoleval")
     rng = np.random.default_rng(5)

@@ -15,16 +15,16 @@ import pandas as pd
 import pytest
 import torch
 
-from acol_eval.boxesconfig import BoxesConfig
-from acol_eval.boxing import run as run_boxes
-from acol_eval.checkpoint import save_checkpoint
-from acol_eval.data import IMAGENET_MEAN, IMAGENET_STD
-from acol_eval.errors import AcolError
-from acol_eval.localization import localize
-from acol_eval.localizeconfig import LocalizeConfig
-from acol_eval.model import build_model
-from acol_eval.overlays import write_overlay
-from acol_eval.scoring import ScoreConfig, score
+from acol_eval.data.datasets import IMAGENET_MEAN, IMAGENET_STD
+from acol_eval.maps.boxesconfig import BoxesConfig
+from acol_eval.maps.boxing import run as run_boxes
+from acol_eval.maps.localization import localize
+from acol_eval.maps.localizeconfig import LocalizeConfig
+from acol_eval.maps.overlays import write_overlay
+from acol_eval.models.checkpoint import save_checkpoint
+from acol_eval.models.model import build_model
+from acol_eval.scoring.scoring import ScoreConfig, score
+from acol_eval.util.errors import AcolError
 from conftest import assert_one_line_error, run_cli
 
 LOW, HIGH = 0.2, 0.55  # two CAM thresholds that box the synth images differently
@@ -50,7 +50,7 @@ def tiny_checkpoint(path, classes):
 def world(tmp_path_factory):
     """A synth set (9 test images with boxes), a checkpoint, and localize runs of it at
     LOW and HIGH (and at LOW with --all-boxes)."""
-    from acol_eval.synth import SynthConfig, class_names, write_synth
+    from acol_eval.data.synth import SynthConfig, class_names, write_synth
 
     root = tmp_path_factory.mktemp("boxes")
     write_synth(root / "s", SynthConfig(classes=3, train_per_class=1, val_per_class=3,
@@ -86,9 +86,9 @@ def test_boxes_predictions_equal_localize_at_two_thresholds(world, tmp_path):
 
 
 def test_worker_processes_give_the_same_files(world, tmp_path, monkeypatch):
-    import acol_eval.boxing
+    import acol_eval.maps.boxing
 
-    monkeypatch.setattr(acol_eval.boxing, "CHUNK", 2)  # 5 chunks for 9 images: order matters
+    monkeypatch.setattr(acol_eval.maps.boxing, "CHUNK", 2)  # 5 chunks for 9 images: order matters
     for workers in (0, 2):
         boxes_of(world["high"], tmp_path / f"w{workers}", cam_threshold=LOW, all_boxes=True,
                  overlays=str(tmp_path / f"ov{workers}"), workers=workers)
@@ -307,7 +307,7 @@ def test_a_damaged_index_fails_and_leaves_no_new_run(world, tmp_path):
 
 
 def test_an_unreadable_image_is_counted_and_exits_1(world, tmp_path):
-    from acol_eval.readers import read_source
+    from acol_eval.data.readers import read_source
 
     images = tmp_path / "images"
     shutil.copytree(read_source(world["source"]).root, images)
@@ -325,7 +325,7 @@ def test_an_unreadable_image_is_counted_and_exits_1(world, tmp_path):
 
 
 def test_a_new_run_being_written_by_another_command_is_refused(world, tmp_path):
-    from acol_eval.safeio import FolderLock
+    from acol_eval.util.safeio import FolderLock
 
     new = tmp_path / "busy"
     with FolderLock(new, "localize"):
@@ -339,7 +339,7 @@ def test_a_new_run_being_written_by_another_command_is_refused(world, tmp_path):
 def test_overlays_show_ground_truth_class_and_score(world, tmp_path):
     """RUN was localised from a CUB-layout source, so boxes' overlays draw
     its ground-truth boxes (magenta) beside the predicted one, under a caption band."""
-    from acol_eval.maps import BOX_COLOUR, GT_COLOUR
+    from acol_eval.maps.maps import BOX_COLOUR, GT_COLOUR
 
     boxes_of(world["low"], tmp_path / "new", cam_threshold=HIGH,
              overlays=str(tmp_path / "ov"))
@@ -358,12 +358,12 @@ def test_overlays_show_ground_truth_class_and_score(world, tmp_path):
 
 def test_progress_lines_count_images_as_chunks_come_back(world, tmp_path, monkeypatch):
     """Off a terminal, boxes says how far it got (run.json gives the total)."""
-    import acol_eval.boxing
-    import acol_eval.progress
+    import acol_eval.maps.boxing
+    import acol_eval.util.progress
 
-    monkeypatch.setattr(acol_eval.boxing, "CHUNK", 4)
-    monkeypatch.setattr(acol_eval.progress, "AFTER", 0.0)
-    monkeypatch.setattr(acol_eval.progress, "PERIOD", 0.0)
+    monkeypatch.setattr(acol_eval.maps.boxing, "CHUNK", 4)
+    monkeypatch.setattr(acol_eval.util.progress, "AFTER", 0.0)
+    monkeypatch.setattr(acol_eval.util.progress, "PERIOD", 0.0)
     lines = []
     run_boxes(BoxesConfig(run=str(world["low"]), out=str(tmp_path / "new"),
                           cam_threshold=HIGH, workers=0), lines.append)

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from acol_eval.calibration import calibrate, calibration_rows
-from acol_eval.readers import read_source
+from acol_eval.data.readers import read_source
+from acol_eval.train.calibration import calibrate, calibration_rows
 from conftest import (
     read_rows,
     reference_iou_exclusive,
@@ -66,8 +66,8 @@ def test_localize_at_the_calibrated_threshold_gives_the_calibrated_accuracy(tmp_
     assert calibration.gt_known == curve.max()
     # the label's map of each image, boxed as localize boxes its top-1 map, at the
     # calibrated threshold: GT-known must be the calibration's figure, image for image
-    from acol_eval.boxes import native_boxes, upsample_map
-    from acol_eval.mapstore import open_maps
+    from acol_eval.maps.boxes import native_boxes, upsample_map
+    from acol_eval.maps.mapstore import open_maps
 
     store = open_maps(tmp_path / "train" / "calibration" / "run")
     labelled = store.index[store.index["is_label"] == 1]

@@ -82,7 +82,7 @@ def good_checkpoint(tmp_path_factory):
 def sandbox_template(tmp_path_factory, good_checkpoint):
     """Everything a hostile localize command touches: two images, a good and two broken
     checkpoints, odd list files, a finished run (made once, copied for every test)."""
-    from acol_eval.synth import SynthConfig, write_synth
+    from acol_eval.data.synth import SynthConfig, write_synth
     from conftest import make_checkpoint, run_localize, write_images
 
     root = tmp_path_factory.mktemp("sandbox")
@@ -176,7 +176,7 @@ def test_hostile_localize_commands_are_one_line_errors(sandbox, case):
 @pytest.mark.parametrize("case", ["finished", "locked", "unfinished", "out is a file"])
 def test_localize_refuses_an_out_it_must_not_write(sandbox, case):
     """A second command on one --out is refused while the first holds it."""
-    from acol_eval.safeio import FolderLock
+    from acol_eval.util.safeio import FolderLock
     from conftest import tree_state
 
     out = {"finished": "done", "locked": "done", "unfinished": "run",
@@ -220,7 +220,7 @@ def test_method_choices_are_the_librarys_methods():
     import sys
 
     import cli
-    from acol_eval.methods import MapMethod
+    from acol_eval.models.methods import MapMethod
     from conftest import ROOT
 
     params = {param.name: param for param in cli.main.commands["localize"].params}

@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from acol_eval.compare import (
+from acol_eval.compare.compare import (
     CompareConfig,
     Progress,
     run,
 )
-from acol_eval.compareresample import method_metrics, prepare, read_report
-from acol_eval.errors import AcolError
-from acol_eval.reportfolder import Outcomes, ReportMeta
-from acol_eval.stats import curve_counts, mcnemar_exact, resample_weights, threshold_steps
+from acol_eval.compare.compareresample import method_metrics, prepare, read_report
+from acol_eval.compare.stats import curve_counts, mcnemar_exact, resample_weights, threshold_steps
+from acol_eval.maps.reportfolder import Outcomes, ReportMeta
+from acol_eval.util.errors import AcolError
 from conftest import assert_one_line_error, run_cli, shared_data
 
 GRID = np.arange(0, 1, 0.01)  # 100 thresholds: tests stay small
@@ -362,7 +362,7 @@ def test_compare_with_reports_written_by_score(tmp_path):
     are: the values on all images are summary.csv's, McNemar matches per_image.csv."""
     from test_score import square_maps, write_run
 
-    from acol_eval.scoring import ScoreConfig, score
+    from acol_eval.scoring.scoring import ScoreConfig, score
 
     boxes = [tuple(int(v) for v in (x, y, x + 40, y + 40))
              for x, y in np.random.default_rng(0).integers(0, 50, (24, 2))]

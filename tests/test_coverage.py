@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from acol_eval.errors import AcolError
-from acol_eval.reportfolder import ReportMeta
-from acol_eval.scoring import ScoreConfig, score
+from acol_eval.maps.reportfolder import ReportMeta
+from acol_eval.scoring.scoring import ScoreConfig, score
+from acol_eval.util.errors import AcolError
 from conftest import assert_one_line_error, run_cli, write_wsol_metadata
 
 
@@ -129,8 +129,8 @@ def test_maps_the_annotations_do_not_know_are_refused(twelve_of_a_hundred, tmp_p
 def test_maps_of_another_split_are_not_counted_and_the_split_is_named(tmp_path):
     """A cub source with train and test: maps of every image, scored on test, are the
     whole test split; without --split the message names the splits."""
-    from acol_eval.readers import read_source
-    from acol_eval.synth import SynthConfig, write_synth
+    from acol_eval.data.readers import read_source
+    from acol_eval.data.synth import SynthConfig, write_synth
 
     write_synth(tmp_path / "s", SynthConfig(classes=2, train_per_class=3, val_per_class=3,
                                             size=64))
@@ -159,8 +159,8 @@ def test_maps_of_another_split_are_not_counted_and_the_split_is_named(tmp_path):
 def test_calibration_scores_the_images_it_localized(tmp_path):
     """A validation image localize cannot decode has no map: calibration names the
     localized images as its subset instead of being refused, and its report says so."""
-    from acol_eval.calibration import calibrate
-    from acol_eval.readers import read_source
+    from acol_eval.data.readers import read_source
+    from acol_eval.train.calibration import calibrate
     from conftest import synth_with_checkpoint
 
     data, _ = synth_with_checkpoint(tmp_path, train_per_class=1, val_per_class=2)
@@ -176,7 +176,7 @@ def test_calibration_scores_the_images_it_localized(tmp_path):
 
 def test_bad_image_lists_and_contradicting_flags_are_one_line(twelve_of_a_hundred, tmp_path,
                                                               monkeypatch):
-    from acol_eval import coverage
+    from acol_eval.scoring import coverage
 
     maps, source, _ = twelve_of_a_hundred
     empty = tmp_path / "empty.txt"

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from acol_eval.curveplot import (
+from acol_eval.report.curveplot import (
     DASHES,
     FIXED_GREY,
     PlotFrame,

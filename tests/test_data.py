@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from acol_eval.data import decode_image
-from acol_eval.errors import AcolError
-from acol_eval.readers import read_cub, read_folder, read_source
+from acol_eval.data.datasets import decode_image
+from acol_eval.data.readers import read_cub, read_folder, read_source
+from acol_eval.util.errors import AcolError
 from conftest import shared_data
 
 
@@ -91,7 +91,7 @@ import pickle  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from acol_eval.data import (  # noqa: E402
+from acol_eval.data.datasets import (  # noqa: E402
     READY,
     UNREADABLE,
     DecodedCache,
@@ -172,7 +172,7 @@ def test_a_fifo_among_training_images_is_skipped_not_waited_on(tmp_path):
     import signal
     import time
 
-    from acol_eval.data import LabelledImages, eval_transform
+    from acol_eval.data.datasets import LabelledImages, eval_transform
 
     os.mkfifo(tmp_path / "pipe.jpg")
     dataset = LabelledImages(tmp_path, [("pipe.jpg", 0)], eval_transform(32))

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from acol_eval.readers import read_source
+from acol_eval.data.readers import read_source
 from conftest import read_rows, reference_iou_exclusive, reference_native_box, run_cli
 
 

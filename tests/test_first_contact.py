@@ -8,11 +8,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from acol_eval.errors import AcolError
-from acol_eval.imagelist import list_images
-from acol_eval.methods import MapMethod, method_maps
-from acol_eval.model import build_model, normalize_maps
-from acol_eval.readers import read_source
+from acol_eval.data.imagelist import list_images
+from acol_eval.data.readers import read_source
+from acol_eval.models.methods import MapMethod, method_maps
+from acol_eval.models.model import build_model, normalize_maps
+from acol_eval.util.errors import AcolError
 from cli import main
 from conftest import (
     make_checkpoint,
@@ -136,7 +136,7 @@ def test_raccoon_annotations_without_image_root_name_the_option(tmp_path):
 
 
 def test_a_run_where_every_image_failed_keeps_nothing_and_the_rerun_is_accepted(tmp_path):
-    from acol_eval.localization import NothingLocalised
+    from acol_eval.maps.localization import NothingLocalised
 
     photos = write_images(tmp_path / "photos", ["a.png", "b.png"])
     (photos / "list.txt").write_text("A.png\nB.png\n")  # wrong names: every image fails
@@ -186,7 +186,7 @@ def small_model(head: str, recipe: str = "p") -> torch.nn.Module:
 
 
 def test_the_note_comes_only_where_the_method_is_the_models_cam():
-    from acol_eval.methods import cam_note
+    from acol_eval.models.methods import cam_note
 
     linear, conv = small_model("linear"), small_model("conv")
     note = cam_note(linear, MapMethod.GRADCAM, None)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from acol_eval.scoring import ScoreConfig, score
+from acol_eval.scoring.scoring import ScoreConfig, score
 from conftest import (
     reference_best_iou,
     reference_boxes,

@@ -16,18 +16,18 @@ import pytest
 import torch
 from PIL import Image
 
-from acol_eval.boxes import native_boxes, upsample_map
-from acol_eval.data import decode_image, eval_transform
-from acol_eval.errors import AcolError
-from acol_eval.imagelist import label_indices, list_images
-from acol_eval.localizeconfig import LocalizeConfig
-from acol_eval.localizerows import (
+from acol_eval.data.datasets import decode_image, eval_transform
+from acol_eval.data.imagelist import label_indices, list_images
+from acol_eval.maps.boxes import native_boxes, upsample_map
+from acol_eval.maps.localizeconfig import LocalizeConfig
+from acol_eval.maps.localizerows import (
     image_boxes,
     prediction_header,
     prediction_row,
     stored_maps,
 )
-from acol_eval.mapstore import MapStoreWriter, open_maps
+from acol_eval.maps.mapstore import MapStoreWriter, open_maps
+from acol_eval.util.errors import AcolError
 from conftest import (
     CLASSES,
     ROOT,
@@ -284,7 +284,7 @@ def test_a_folder_scan_skips_fifos(tmp_path):
 def test_a_list_whose_entries_all_fail_keeps_nothing(tmp_path, checkpoint):
     """No decodable image used to end in ZeroDivisionError at the merge; such a run now
     ends in one line (exit 1) and keeps nothing that would block its --out."""
-    from acol_eval.localization import NothingLocalised
+    from acol_eval.maps.localization import NothingLocalised
 
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
     listing = tmp_path / "list.txt"
@@ -598,7 +598,7 @@ def test_labels_for_a_plain_folder_come_from_another_source(tmp_path):
 
 
 def test_wsol_metadata_with_images_elsewhere_trains_and_localises(tmp_path):
-    from acol_eval.synth import SynthConfig, write_synth
+    from acol_eval.data.synth import SynthConfig, write_synth
 
     write_synth(tmp_path / "s", SynthConfig(classes=2, train_per_class=3, val_per_class=1,
                                             size=64))
@@ -692,8 +692,8 @@ def _score_top1_maps_of_a_plain_classifier(run, raccoon, tmp_path):
     """'raccoon' is no ImageNet class, so the label's map does not exist;
     `score --map top1` scores the top-1 class's map of all 200 photos against the VOC
     boxes, and `--map label` is one line naming the cause."""
-    from acol_eval.errors import AcolError
-    from acol_eval.scoring import ScoreConfig, score
+    from acol_eval.scoring.scoring import ScoreConfig, score
+    from acol_eval.util.errors import AcolError
 
     source = f"voc:{raccoon / 'annotations'}"
     result = score(ScoreConfig(run=str(run), annotations=source, out=str(tmp_path / "top1"),
@@ -714,7 +714,7 @@ def _score_top1_maps_of_a_plain_classifier(run, raccoon, tmp_path):
 
 
 def test_centre_gaussian_baseline():
-    from acol_eval.maps import centre_gaussian_map
+    from acol_eval.maps.maps import centre_gaussian_map
 
     cam = centre_gaussian_map(4, 6)
     assert cam.shape == (4, 6) and np.allclose(cam, cam[::-1, ::-1])  # symmetric
@@ -759,7 +759,7 @@ def test_one_image_file_is_a_list_of_one(tmp_path):
 
 
 def test_a_checkpoint_folder_names_the_file_to_give(tmp_path):
-    from acol_eval.errors import AcolError
+    from acol_eval.util.errors import AcolError
 
     (tmp_path / "train").mkdir()
     make_checkpoint(tmp_path / "train" / "best.pt")

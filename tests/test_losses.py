@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from acol_eval.losses import acol_loss, rest_cross_entropy
+from acol_eval.models.losses import acol_loss, rest_cross_entropy
 
 
 def approx(value):

@@ -1,4 +1,4 @@
-"""Post-hoc CAM methods (acol_eval.methods) against pytorch-grad-cam's own output."""
+"""Post-hoc CAM methods (acol_eval.models.methods) against pytorch-grad-cam's own output."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from acol_eval.data import ImagesForModel, collate_positions
-from acol_eval.errors import AcolError
-from acol_eval.methods import (
+from acol_eval.data.datasets import ImagesForModel, collate_positions
+from acol_eval.models.methods import (
     DEFAULT_TARGET_LAYER,
     MapMethod,
     library_class,
@@ -21,8 +20,9 @@ from acol_eval.methods import (
     method_record,
     resolve_target_layer,
 )
-from acol_eval.model import ACoL, plain_cam_model
-from acol_eval.weights import resolve_weights
+from acol_eval.models.model import ACoL, plain_cam_model
+from acol_eval.models.weights import resolve_weights
+from acol_eval.util.errors import AcolError
 from conftest import shared_data
 
 # float16 resolution near 1.0 is 2**-11; maps are stored as float16
@@ -201,7 +201,7 @@ def test_one_forward_pass_per_batch(method, passes):
     handle = model.backbone.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
     try:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr("acol_eval.methods.SCORE_CHUNK", 16)
+            patch.setattr("acol_eval.models.methods.SCORE_CHUNK", 16)
             method_maps(model, torch.rand(3, 3, 32, 32), torch.tensor([[1, 2]] * 3), method)
     finally:
         handle.remove()
@@ -329,7 +329,7 @@ def test_localize_method_stores_the_methods_maps_and_records_it(tmp_path):
     and the layer, so `score` reads them like any store."""
     import json
 
-    from acol_eval.mapstore import open_maps
+    from acol_eval.maps.mapstore import open_maps
     from conftest import make_checkpoint, run_localize, write_images
 
     model = make_checkpoint(tmp_path / "model.pt").eval()
@@ -349,8 +349,8 @@ def test_localize_method_stores_the_methods_maps_and_records_it(tmp_path):
 
 
 def test_localize_refuses_a_target_layer_for_the_model_method(tmp_path):
-    from acol_eval.errors import AcolError
-    from acol_eval.localizeconfig import LocalizeConfig
+    from acol_eval.maps.localizeconfig import LocalizeConfig
+    from acol_eval.util.errors import AcolError
 
     with pytest.raises(AcolError, match="--target-layer applies to post-hoc methods"):
         LocalizeConfig(images="x", out=str(tmp_path / "o"), arch="resnet18",

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from acol_eval.reports import terminal_table
-from acol_eval.scoring import ScoreConfig, score
+from acol_eval.metrics.reports import terminal_table
+from acol_eval.scoring.scoring import ScoreConfig, score
 from conftest import run_cli
 
 SIZE = 100
@@ -138,9 +138,9 @@ def test_score_help_shows_a_plain_percent_sign():
 
 
 def test_compare_names_top1_map_reports_agnostic_and_refuses_mixing_kinds(tmp_path):
-    from acol_eval.compare import CompareConfig
-    from acol_eval.compare import run as run_compare
-    from acol_eval.errors import AcolError
+    from acol_eval.compare.compare import CompareConfig
+    from acol_eval.compare.compare import run as run_compare
+    from acol_eval.util.errors import AcolError
 
     run = write_two_map_run(tmp_path, IMAGES)
     for out, choice in (("top1", "top1"), ("top1b", "top1"), ("label", "label")):

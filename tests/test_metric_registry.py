@@ -13,11 +13,11 @@ import pytest
 from test_metric_names import GT, write_two_map_run
 
 import acol_eval
-from acol_eval import metricdefs
-from acol_eval.compare import CompareConfig, metric_order
-from acol_eval.compare import run as compare
-from acol_eval.metricdefs import ImageView, Metric, Needs, Threshold
-from acol_eval.scoring import ScoreConfig, score
+from acol_eval.compare.compare import CompareConfig, metric_order
+from acol_eval.compare.compare import run as compare
+from acol_eval.metrics import metricdefs
+from acol_eval.metrics.metricdefs import ImageView, Metric, Needs, Threshold
+from acol_eval.scoring.scoring import ScoreConfig, score
 
 NAME = "box_area_ratio"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from acol_eval.metrics import (
+from acol_eval.metrics.metrics import (
     error_type,
     iou_exclusive,
     iou_inclusive,
@@ -88,8 +88,8 @@ def test_each_error_type():
 
 
 def test_kernel_scalar_iou_equals_the_array_iou_in_both_conventions():
-    from acol_eval.metrics import iou_exclusive, iou_inclusive
-    from acol_eval.sweep import best_box_iou
+    from acol_eval.metrics.metrics import iou_exclusive, iou_inclusive
+    from acol_eval.metrics.sweep import best_box_iou
 
     def boxes(n):  # x0 <= x1, y0 <= y1
         xs, ys = np.sort(rng.integers(0, 30, (2, n, 2)), axis=2)

@@ -3,9 +3,9 @@ import torch
 import torchvision
 from torch import nn
 
-from acol_eval.backbones import SUPPORTED_ARCHS
-from acol_eval.errors import AcolError
-from acol_eval.model import ACoL, build_model, normalize_maps, plain_cam_model
+from acol_eval.models.backbones import SUPPORTED_ARCHS
+from acol_eval.models.model import ACoL, build_model, normalize_maps, plain_cam_model
+from acol_eval.util.errors import AcolError
 
 
 def test_normalize_maps_hand_values_constant_and_nan():

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import acol_eval
-from acol_eval import runtime
-from acol_eval.runtime import configure_numba_cache, numba_cache_dir
+from acol_eval.util import runtime
+from acol_eval.util.runtime import configure_numba_cache, numba_cache_dir
 
 PACKAGE = Path(acol_eval.__file__).resolve().parent
 
@@ -46,7 +46,7 @@ def test_configure_sets_the_default_and_keeps_the_users_choice(tmp_path, monkeyp
 
 COMPILE = """  # wsoleval's kernels, then the native protocol's
 import json
-import acol_eval, acol_eval.sweep as sweep  # first: it sets numba's cache before numba loads
+import acol_eval, acol_eval.metrics.sweep as sweep  # first: sets numba's cache before numba loads
 from numba.core import event
 compiled = []
 class Count(event.Listener):
@@ -108,7 +108,7 @@ def test_read_only_cache_folder_does_not_break_scoring(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR",
                                                             "XDG_CACHE_HOME")}
     env["HOME"] = str(home)
-    code = ("import numpy as np, acol_eval.sweep as s; s.load_compiled(); "
+    code = ("import numpy as np, acol_eval.metrics.sweep as s; s.load_compiled(); "
             "print(s.wsoleval_sweep(np.full((4, 4), 9, np.uint8), "
             "np.array([[0, 0, 3, 3]]))[0][0])")
     try:

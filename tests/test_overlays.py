@@ -8,8 +8,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from acol_eval import gallery
-from acol_eval.maps import (
+from acol_eval.maps.maps import (
     BOX_COLOUR,
     CAPTION_FILL,
     GT_COLOUR,
@@ -17,6 +16,7 @@ from acol_eval.maps import (
     overlay,
     overlay_caption,
 )
+from acol_eval.report import gallery
 from conftest import make_checkpoint, read_rows, run_localize
 
 
@@ -77,7 +77,7 @@ def test_caption_is_sized_to_the_image_and_fits_its_width():
 def test_localize_overlays_show_ground_truth_of_an_annotation_source(tmp_path):
     """IMAGES is a CUB-layout source with boxes: every overlay shows its boxes in magenta,
     the predicted box in green and the top-1 class with its score on the band."""
-    from acol_eval.synth import SynthConfig, class_names, write_synth
+    from acol_eval.data.synth import SynthConfig, class_names, write_synth
 
     write_synth(tmp_path / "s", SynthConfig(classes=2, train_per_class=1, val_per_class=1,
                                             size=160, seed=4))
@@ -116,7 +116,7 @@ def test_localize_overlays_of_a_plain_folder_have_no_ground_truth(tmp_path):
 def test_overlay_names_keep_a_jpegs_name_and_stay_distinct(tmp_path):
     """x.jpg -> x.jpg (not x.jpg.jpg), x.png -> x.png.jpg; the names that would then meet
     another image's overlay get more: every input name has its own overlay file."""
-    from acol_eval.overlays import overlay_path
+    from acol_eval.maps.overlays import overlay_path
 
     names = {"x.jpg": "x.jpg", "x.JPEG": "x.JPEG", "sub/y.jpeg": "sub/y.jpeg",
              "x.png": "x.png.jpg", "x.png.jpg": "x.png.jpg.jpg", "x": "x.jpg.jpg",
@@ -149,8 +149,8 @@ def test_overlay_caption_shows_the_true_label_beside_the_prediction(tmp_path):
 def test_localize_overlays_caption_the_annotated_label(tmp_path, monkeypatch):
     """An annotation source's label is drawn beside the prediction (as class name, also
     for wsolevaluation's class ids); a plain folder's overlay has none."""
-    from acol_eval import localization
-    from acol_eval.synth import SynthConfig, class_names, write_synth
+    from acol_eval.data.synth import SynthConfig, class_names, write_synth
+    from acol_eval.maps import localization
 
     captions = []
     real = localization.write_overlay

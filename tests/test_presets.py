@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from acol_eval.errors import AcolError
-from acol_eval.presets import PRESETS, Preset, apply_preset, flag_text
-from acol_eval.synth import SynthConfig, write_synth
+from acol_eval.data.synth import SynthConfig, write_synth
+from acol_eval.train.presets import PRESETS, Preset, apply_preset, flag_text
+from acol_eval.util.errors import AcolError
 from conftest import assert_one_line_error, run_cli
 
 DEFAULTS = {"arch": "resnet50", "recipe": "pp", "epochs": 10, "lr": 0.001,
@@ -75,7 +75,7 @@ def test_cli_prints_writes_and_lets_flags_override_the_preset(tmp_path):
     record = json.loads((run / "preset.json").read_text())
     assert record["preset"] == "wsol-cub" and "--recipe pp" in record["flags"]
     assert record["overridden"] == ["--arch", "--weights", "--input-size", "--epochs"]
-    from acol_eval.checkpoint import load_checkpoint
+    from acol_eval.models.checkpoint import load_checkpoint
     args = load_checkpoint(run / "best.pt")["args"]
     assert (args["recipe"], args["arch"], args["epochs"], args["val_fraction"]) == \
         ("pp", "resnet18", 1, 0.2)
@@ -92,7 +92,7 @@ def test_preset_on_real_sources_as_shipped_holds_validation_out_of_train(source)
     """Real CUB (cub10, official train/test split) and wsolevaluation's CUB train
     metadata, as they ship: neither has a val split train could use, so the preset holds
     20% of train out instead of letting train fall back to the test split."""
-    from acol_eval.trainingdata import source_splits
+    from acol_eval.train.trainingdata import source_splits
     from conftest import shared_data
 
     data = source.format(data=shared_data())
@@ -105,7 +105,7 @@ def test_train_replaces_no_preset_json_or_calibration_folder_it_did_not_write(tm
     """The run folder may hold a user's files: train refuses to replace a preset.json
     that is not its own record, or a calibration/ folder (cleared by calibration),
     and leaves them as they were; its own record from a killed run may be replaced."""
-    from acol_eval.trainconfig import TrainConfig, check_out_folder
+    from acol_eval.train.trainconfig import TrainConfig, check_out_folder
 
     out = tmp_path / "run"
     out.mkdir()

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import io
 
-from acol_eval import passes as scoring
-from acol_eval import progress as progress_module
-from acol_eval.progress import Progress
+from acol_eval.scoring import passes as scoring
+from acol_eval.util import progress as progress_module
+from acol_eval.util.progress import Progress
 from conftest import make_checkpoint, run_localize, write_images, write_wsol_metadata
 from tests.test_score_inputs import blob_map, run_score, save_maps
 
@@ -117,7 +117,7 @@ def test_a_resumed_count_rates_only_this_processes_work():
 
 
 def test_counts_durations_and_rates_read_as_words():
-    from acol_eval.progress import counted, duration, rate_text
+    from acol_eval.util.progress import counted, duration, rate_text
 
     assert [counted(n, "image") for n in (0, 1, 2)] == ["0 images", "1 image", "2 images"]
     assert counted(1, "process", "processes") == "1 process"

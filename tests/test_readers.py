@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from acol_eval.errors import AcolError
-from acol_eval.readers import detect_format, read_source
+from acol_eval.data.readers import detect_format, read_source
+from acol_eval.util.errors import AcolError
 from conftest import shared_data, write_wsol_metadata
 
 

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from acol_eval.errors import AcolError
-from acol_eval.readers import MAX_IMAGE_PIXELS, read_source
+from acol_eval.data.readers import MAX_IMAGE_PIXELS, read_source
+from acol_eval.util.errors import AcolError
 
 
 @dataclass(frozen=True)

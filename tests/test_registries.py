@@ -13,11 +13,12 @@ from click.testing import CliRunner
 
 import acol_eval
 import cli
-from acol_eval import protocols, readers, scoring
-from acol_eval.boxformats import BoxFormat
-from acol_eval.errors import AcolError
-from acol_eval.readers import READERS, Reader
-from acol_eval.runtime import DEVICE_PATTERN, MAX_BOOTSTRAP
+from acol_eval.data import readers
+from acol_eval.data.boxformats import BoxFormat
+from acol_eval.data.readers import READERS, Reader
+from acol_eval.scoring import protocols, scoring
+from acol_eval.util.errors import AcolError
+from acol_eval.util.runtime import DEVICE_PATTERN, MAX_BOOTSTRAP
 
 PACKAGE = Path(acol_eval.__file__).parent
 
@@ -87,7 +88,7 @@ def test_every_protocol_is_registered_with_its_box_format():
 
 
 def test_localize_method_choices_are_the_map_methods(monkeypatch):
-    from acol_eval import mapmethods
+    from acol_eval.models import mapmethods
 
     names = [m.value for m in mapmethods.MapMethod]
     assert names[0] == "model" and "gradcam++" in names and "scorecam" in names
@@ -116,11 +117,11 @@ def _definitions(pattern: str) -> list[str]:
 
 
 def test_shared_limits_and_patterns_are_defined_once():
-    assert _definitions(r"^MAX_BOOTSTRAP\s*=") == ["acol_eval/runtime.py"]
-    assert _definitions(r"^FEATURE_STRIDES\s*=") == ["acol_eval/backbones.py"]
-    assert _definitions(r"cuda\(:") == ["acol_eval/runtime.py"]  # the device pattern
-    assert _definitions(r"auto, cpu, cuda or cuda:N\.\"") == ["acol_eval/runtime.py"]
-    assert _definitions(r"^WSOLEVAL_SIZE\s*=") == ["acol_eval/boxformats.py"]
+    assert _definitions(r"^MAX_BOOTSTRAP\s*=") == ["acol_eval/util/runtime.py"]
+    assert _definitions(r"^FEATURE_STRIDES\s*=") == ["acol_eval/models/backbones.py"]
+    assert _definitions(r"cuda\(:") == ["acol_eval/util/runtime.py"]  # the device pattern
+    assert _definitions(r"auto, cpu, cuda or cuda:N\.\"") == ["acol_eval/util/runtime.py"]
+    assert _definitions(r"^WSOLEVAL_SIZE\s*=") == ["acol_eval/data/boxformats.py"]
 
 
 def test_the_device_pattern_and_the_bootstrap_limit():

@@ -22,21 +22,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from acol_eval import gallery
-from acol_eval.comparepage import write_compare_html
-from acol_eval.gallerypage import (
+from acol_eval.data.readers import read_source
+from acol_eval.maps.mapstore import maps_meta
+from acol_eval.maps.reportfolder import ReportMeta
+from acol_eval.report import gallery
+from acol_eval.report.comparepage import write_compare_html
+from acol_eval.report.gallerypage import (
     GallerySource,
     gallery_source,
     load_image,
     load_maps,
     predicted_box,
 )
-from acol_eval.htmlparts import read_report
-from acol_eval.htmlreport import write_score_html
-from acol_eval.mapstore import maps_meta
-from acol_eval.readers import read_source
-from acol_eval.reportfolder import ReportMeta
-from acol_eval.scoring import ScoreConfig, score
+from acol_eval.report.htmlparts import read_report
+from acol_eval.report.htmlreport import write_score_html
+from acol_eval.scoring.scoring import ScoreConfig, score
 from conftest import shared_data
 
 RACCOON_IMAGES = 16

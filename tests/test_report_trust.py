@@ -16,10 +16,10 @@ import pytest
 from test_compare import GRID, method_bits, write_report
 from test_report_html import decode_data_uri, make_raccoon_report, parse
 
-from acol_eval import gallery
-from acol_eval.compare import CompareConfig, run
-from acol_eval.htmlreport import write_score_html
-from acol_eval.reportfolder import Outcomes, ReportMeta
+from acol_eval.compare.compare import CompareConfig, run
+from acol_eval.maps.reportfolder import Outcomes, ReportMeta
+from acol_eval.report import gallery
+from acol_eval.report.htmlreport import write_score_html
 from conftest import assert_one_line_error, run_cli
 
 
@@ -314,7 +314,7 @@ def gallery_report(tmp_path: Path, iou: float = 0.4969, link: bool = True) -> Pa
 
 
 def test_gallery_shows_the_photo_of_an_image_folder_of_links(tmp_path):
-    from acol_eval.gallerypage import load_image
+    from acol_eval.report.gallerypage import load_image
 
     report = gallery_report(tmp_path)
     images = parse(write_score_html(report)).gallery_images
@@ -332,7 +332,7 @@ def test_gallery_shows_the_photo_of_an_image_folder_of_links(tmp_path):
 
 
 def test_an_iou_under_half_never_reads_as_half():
-    from acol_eval.htmlparts import fmt_iou
+    from acol_eval.report.htmlparts import fmt_iou
 
     assert fmt_iou(0.4969) == "0.496" and fmt_iou(0.49996) == "0.499"
     assert fmt_iou(0.7) == "0.700" and fmt_iou(1.0) == "1.000" and fmt_iou(0.5) == "0.500"
@@ -374,7 +374,7 @@ def test_one_class_is_said_in_the_singular(tmp_path):
 
 
 def test_compare_page_leads_with_a_pivot_and_explains_every_column(tmp_path):
-    from acol_eval.comparepage import explain
+    from acol_eval.report.comparepage import explain
 
     a, b = partial_pair(tmp_path, scored=120, annotated=120)
     result = run(CompareConfig(reports=(str(a), str(b)), out=str(tmp_path / "cmp"),

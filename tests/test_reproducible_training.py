@@ -8,8 +8,7 @@ import csv
 import pytest
 import torch
 
-from acol_eval.checkpoint import load_checkpoint
-from acol_eval.data import (
+from acol_eval.data.datasets import (
     SAMPLE_DRAWS,
     KeyedSampler,
     TrainAugment,
@@ -17,8 +16,9 @@ from acol_eval.data import (
     draw_seed,
     sample_generator,
 )
-from acol_eval.trainconfig import TrainConfig
-from acol_eval.training import Trainer, train
+from acol_eval.models.checkpoint import load_checkpoint
+from acol_eval.train.trainconfig import TrainConfig
+from acol_eval.train.training import Trainer, train
 from conftest import write_texture_folder
 
 # Timing columns differ from run to run; every other column must not.
@@ -169,7 +169,7 @@ def test_under_torchrun_ranks_load_the_same_images_with_any_worker_count(data, t
     from dataclasses import replace
     from types import SimpleNamespace
 
-    from acol_eval.runtime import Distributed
+    from acol_eval.util.runtime import Distributed
 
     config = TrainConfig(data=str(data), out=str(tmp_path / "r"), workers=0, **TINY)
     trainer = Trainer(config, Distributed("cpu"), log=lambda message: None)
@@ -196,7 +196,7 @@ def test_under_torchrun_ranks_load_the_same_images_with_any_worker_count(data, t
 
 
 def test_a_resume_in_another_kind_of_process_says_it_may_round_otherwise():
-    from acol_eval.trainlog import determinism, determinism_notes
+    from acol_eval.train.trainlog import determinism, determinism_notes
 
     now = determinism(torch.device("cpu"))
     assert determinism_notes(now, now) == []

@@ -13,13 +13,14 @@ import pandas as pd
 import pytest
 from test_compare import method_bits, write_report
 
-import acol_eval.readers
-from acol_eval import coverage, gallerypage
-from acol_eval.compare import CompareConfig
-from acol_eval.compare import run as run_compare
-from acol_eval.reportfolder import ScoreReport, method_names
-from acol_eval.runfolder import LocalizeRun
-from acol_eval.scoring import ScoreConfig, score
+import acol_eval.data.readers
+from acol_eval.compare.compare import CompareConfig
+from acol_eval.compare.compare import run as run_compare
+from acol_eval.maps.reportfolder import ScoreReport, method_names
+from acol_eval.maps.runfolder import LocalizeRun
+from acol_eval.report import gallerypage
+from acol_eval.scoring import coverage
+from acol_eval.scoring.scoring import ScoreConfig, score
 from conftest import make_checkpoint, run_localize, synth_with_checkpoint, write_texture_folder
 
 
@@ -33,15 +34,15 @@ def refuse_reading(*args, **kwargs):
 def test_calibration_localizes_and_scores_in_memory(tmp_path, monkeypatch):
     """No set.csv or image list is written, and no source or list file is read back:
     the images, boxes and threshold travel as objects."""
-    from acol_eval.calibration import calibrate
-    from acol_eval.readers import read_source
+    from acol_eval.data.readers import read_source
+    from acol_eval.train.calibration import calibrate
 
     data, _ = synth_with_checkpoint(tmp_path, train_per_class=1, val_per_class=2)
     annotations = read_source(f"cub:{data}").split("test")
     images = sorted(annotations.images["image"])
-    monkeypatch.setattr(acol_eval.readers, "read_source", refuse_reading)
-    monkeypatch.setattr("acol_eval.scoring.read_source", refuse_reading)
-    monkeypatch.setattr("acol_eval.imagelist.read_source", refuse_reading)
+    monkeypatch.setattr(acol_eval.data.readers, "read_source", refuse_reading)
+    monkeypatch.setattr("acol_eval.scoring.scoring.read_source", refuse_reading)
+    monkeypatch.setattr("acol_eval.data.imagelist.read_source", refuse_reading)
     monkeypatch.setattr(coverage, "read_image_list", refuse_reading)
     calibration = calibrate(tmp_path / "m.pt", annotations, images, tmp_path / "train",
                             workers=0)
@@ -82,7 +83,7 @@ def gallery_spy(monkeypatch) -> list:
         return seen[-1][0]
 
     monkeypatch.setattr(gallerypage, "gallery_source", spy)
-    monkeypatch.setattr(acol_eval.readers, "read_source", refuse_reading)
+    monkeypatch.setattr(acol_eval.data.readers, "read_source", refuse_reading)
     return seen
 
 
@@ -188,7 +189,7 @@ def test_score_returns_the_report_that_opens_from_its_folder(tmp_path):
 
 
 def test_unfinished_and_missing_runs_are_one_line(tmp_path):
-    from acol_eval.errors import AcolError
+    from acol_eval.util.errors import AcolError
 
     (tmp_path / "run" / ".partial").mkdir(parents=True)
     with pytest.raises(AcolError, match="unfinished localize run"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from acol_eval.errors import AcolError
-from acol_eval.safeio import FolderLock, atomic_write_text, contained_name, output_path
+from acol_eval.util.errors import AcolError
+from acol_eval.util.safeio import FolderLock, atomic_write_text, contained_name, output_path
 
 
 def test_atomic_files_get_the_usual_permissions(tmp_path):
@@ -31,7 +31,7 @@ def test_a_second_lock_on_a_folder_is_refused_and_released_after(tmp_path):
 
 
 def test_a_failed_atomic_write_leaves_the_old_file(tmp_path):
-    from acol_eval.safeio import atomic_open
+    from acol_eval.util.safeio import atomic_open
 
     atomic_write_text(tmp_path / "a.csv", "old\n")
     with pytest.raises(RuntimeError):

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from acol_eval.boxes import wsoleval_uint8
-from acol_eval.protocols import get_protocol
-from acol_eval.readers import read_wsol
+from acol_eval.data.readers import read_wsol
+from acol_eval.maps.boxes import wsoleval_uint8
+from acol_eval.scoring.protocols import get_protocol
 from conftest import (
     ROOT,
     assert_one_line_error,
@@ -244,15 +244,16 @@ def test_score_bad_usage_is_one_line(tmp_path):
 
 
 def test_scoring_does_not_import_torch():
-    code = ("import sys, acol_eval.scoring, acol_eval.reports, acol_eval.metrics; "
+    code = ("import sys, acol_eval.scoring.scoring, acol_eval.metrics.reports, "
+            "acol_eval.metrics.metrics; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 def test_largest_contour_from_the_candidates_crop_equals_the_whole_map():
-    from acol_eval.boxes import wsoleval_contour_boxes
-    from acol_eval.metrics import _largest_contour_box_in
-    from acol_eval.sweep import wsoleval_sweep
+    from acol_eval.maps.boxes import wsoleval_contour_boxes
+    from acol_eval.metrics.metrics import _largest_contour_box_in
+    from acol_eval.metrics.sweep import wsoleval_sweep
 
     rng = np.random.default_rng(7)
     checked = 0

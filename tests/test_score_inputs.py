@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from acol_eval.errors import AcolError
-from acol_eval.reportfolder import Outcomes, ReportMeta
-from acol_eval.safeio import FolderLock
-from acol_eval.scoring import ScoreConfig, score
+from acol_eval.maps.reportfolder import Outcomes, ReportMeta
+from acol_eval.scoring.scoring import ScoreConfig, score
+from acol_eval.util.errors import AcolError
+from acol_eval.util.safeio import FolderLock
 from conftest import assert_one_line_error, run_cli, shared_data, write_wsol_metadata
 from tests.test_score import square_maps, write_run
 
@@ -56,7 +56,7 @@ def save_maps(folder, maps: dict):
 @pytest.fixture(scope="module")
 def cub_maps(tmp_path_factory):
     """20 CUB test images of cub10 with blob maps, saved under both namings."""
-    from acol_eval.readers import read_source
+    from acol_eval.data.readers import read_source
 
     root = shared_data() / "cub10"
     annotations = read_source(f"cub:{root}").split("test")
@@ -305,7 +305,7 @@ def test_damaged_map_store_through_the_cli_is_one_line(tmp_path):
 
 def test_a_failing_run_leaves_the_old_report_whole_and_a_second_run_is_refused(tmp_path,
                                                                                 monkeypatch):
-    from acol_eval import curveplot as reports
+    from acol_eval.report import curveplot as reports
 
     meta = two_image_metadata(tmp_path)
     save_maps(tmp_path / "maps", {"c/a.npy": blob_map((10, 10, 60, 60), 100, 100),
@@ -415,7 +415,7 @@ def test_a_huge_image_size_under_native_is_counted_not_allocated(tmp_path):
 
 
 def test_images_root_reaches_the_reader(tmp_path, monkeypatch):
-    import acol_eval.scoring as scoring
+    import acol_eval.scoring.scoring as scoring
 
     seen = {}
     real = scoring.read_source
@@ -514,8 +514,8 @@ def test_per_image_names_the_frame_and_gives_the_wsoleval_box_in_original_pixels
 
 def test_score_runs_whatever_protocol_the_registry_holds(tmp_path, monkeypatch):
     """scoring.py never names a protocol: a registry entry is all a protocol needs."""
-    from acol_eval.protocols import PROTOCOLS, Protocol
-    from acol_eval.protocols.native import NativeProtocol
+    from acol_eval.scoring.protocols import PROTOCOLS, Protocol
+    from acol_eval.scoring.protocols.native import NativeProtocol
 
     class Shifted(NativeProtocol):   # a stand-in new protocol: ground truth 20 px right
         name = "shifted"
@@ -538,7 +538,7 @@ def test_top5_is_unknown_from_fewer_than_five_predictions_and_for_foreign_labels
     """A run that kept only the top-1 class of a 10-class model cannot tell a top-5 (the
     review found cls_top5 == cls_top1 there); a label that is no model class makes
     classification unknown, not wrong."""
-    from acol_eval.scoreinputs import _class_correctness
+    from acol_eval.scoring.scoreinputs import _class_correctness
 
     classes = [f"c{i}" for i in range(10)]
     preds = np.array([["c1"], ["c2"], ["c3"]])

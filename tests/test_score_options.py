@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from acol_eval.readers import read_source
+from acol_eval.data.readers import read_source
 from conftest import reference_pxap, reference_scores, run_cli, write_wsol_metadata
 
 

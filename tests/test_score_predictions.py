@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from acol_eval import predictionfile
-from acol_eval.errors import AcolError
-from acol_eval.scoring import ScoreConfig, score
+from acol_eval.scoring import predictionfile
+from acol_eval.scoring.scoring import ScoreConfig, score
+from acol_eval.util.errors import AcolError
 from conftest import assert_one_line_error, run_cli, write_wsol_metadata
 from tests.test_coverage import BOX, blob
 

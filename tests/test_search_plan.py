@@ -268,7 +268,7 @@ def test_the_validation_split_file_is_the_train_splits_held_out_part(tmp_path):
 
     from search_cub10 import held_out, split_file
 
-    from acol_eval.readers import read_source
+    from acol_eval.data.readers import read_source
     from conftest import shared_data
 
     data = shared_data() / "cub10"

@@ -3,8 +3,8 @@ import hashlib
 import numpy as np
 from PIL import Image
 
-from acol_eval.readers import read_source
-from acol_eval.synth import SynthConfig, write_synth
+from acol_eval.data.readers import read_source
+from acol_eval.data.synth import SynthConfig, write_synth
 
 SMALL = SynthConfig(classes=3, train_per_class=3, val_per_class=2, size=64)
 
@@ -42,7 +42,7 @@ def test_boxes_are_the_tight_boxes_of_the_masks(tmp_path):
 import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-from acol_eval.errors import AcolError  # noqa: E402
+from acol_eval.util.errors import AcolError  # noqa: E402
 from cli import main  # noqa: E402
 
 BAD = [

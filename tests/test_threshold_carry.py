@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from acol_eval.errors import AcolError
-from acol_eval.scoring import ScoreConfig, score
-from acol_eval.thresholds import threshold_from_report
+from acol_eval.maps.thresholds import threshold_from_report
+from acol_eval.scoring.scoring import ScoreConfig, score
+from acol_eval.util.errors import AcolError
 from conftest import make_checkpoint, run_localize
 from tests.test_metric_names import GT, write_two_map_run
 
@@ -73,8 +73,8 @@ def test_localize_with_a_calibrated_checkpoint_then_score_scores_its_boxes(tmp_p
     """The real pipeline: the fixed rows of `score --protocol native` are the accuracy of
     predictions.csv's own boxes (where the top-1 class is the label, its map is the
     label's, the box the same)."""
-    from acol_eval.readers import read_source
-    from acol_eval.synth import SynthConfig, class_names, write_synth
+    from acol_eval.data.readers import read_source
+    from acol_eval.data.synth import SynthConfig, class_names, write_synth
 
     write_synth(tmp_path / "s", SynthConfig(classes=3, train_per_class=1, val_per_class=4,
                                             size=64))

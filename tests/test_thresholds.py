@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from acol_eval.errors import AcolError
-from acol_eval.thresholds import (
+from acol_eval.maps.thresholds import (
     DEFAULT_CAM_THRESHOLD,
     CamThreshold,
     ThresholdSource,
@@ -15,6 +14,7 @@ from acol_eval.thresholds import (
     resolve_cam_threshold,
     threshold_from_report,
 )
+from acol_eval.util.errors import AcolError
 
 HEADER = "metric,value,threshold,iou,protocol,count,ci_low,ci_high\n"
 

@@ -15,13 +15,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from acol_eval.checkpoint import load_checkpoint
-from acol_eval.errors import AcolError
-from acol_eval.runtime import Distributed
-from acol_eval.safeio import LOCK_NAME, FolderLock
-from acol_eval.trainconfig import CacheMode, Schedule, TrainConfig
-from acol_eval.training import Trainer, train
-from acol_eval.trainingdata import hold_out
+from acol_eval.models.checkpoint import load_checkpoint
+from acol_eval.train.trainconfig import CacheMode, Schedule, TrainConfig
+from acol_eval.train.training import Trainer, train
+from acol_eval.train.trainingdata import hold_out
+from acol_eval.util.errors import AcolError
+from acol_eval.util.runtime import Distributed
+from acol_eval.util.safeio import LOCK_NAME, FolderLock
 from cli import main
 from conftest import ROOT, run_cli, write_texture_folder
 
@@ -237,8 +237,8 @@ def test_an_epoch_logged_to_a_file_says_how_far_it_is(finished_run, tmp_path, mo
     finish (here with no quiet start and no period, so every batch gives one)."""
     import functools
 
-    import acol_eval.training as training
-    from acol_eval.progress import Progress
+    import acol_eval.train.training as training
+    from acol_eval.util.progress import Progress
 
     monkeypatch.setattr(training, "Progress",
                         functools.partial(Progress, after=0.0, period=0.0))
@@ -298,10 +298,10 @@ def test_a_calibration_where_nothing_is_right_leaves_best_pt_uncalibrated(finish
                                                                          monkeypatch):
     """Every threshold at 0% GT-known ties, and argmax would store 0 (whole-image boxes)
     as 'calibrated': such a calibration is dropped with a warning."""
-    import acol_eval.training as training
-    from acol_eval.calibration import Calibration
-    from acol_eval.checkpoint import Checkpoint
-    from acol_eval.readers import read_source
+    import acol_eval.train.training as training
+    from acol_eval.data.readers import read_source
+    from acol_eval.models.checkpoint import Checkpoint
+    from acol_eval.train.calibration import Calibration
 
     data, source = finished_run
     run = tmp_path / "run"
@@ -569,8 +569,8 @@ def test_channels_last_changes_no_number_of_a_training_step():
     cannot hide a difference, the loss and every gradient of one step equal the
     contiguous layout's. (In float32 both layouts are ~0.5-1% off float64 on a random
     resnet18's first-layer gradients, the contiguous one about half as far.)"""
-    from acol_eval.losses import acol_loss
-    from acol_eval.model import build_model
+    from acol_eval.models.losses import acol_loss
+    from acol_eval.models.model import build_model
 
     images = torch.randn(4, 3, 64, 64, dtype=torch.float64)
     labels = torch.tensor([0, 1, 2, 1])

@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from acol_eval.backbones import imagenet_categories
-from acol_eval.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from acol_eval.data import decode_image, eval_transform
-from acol_eval.errors import AcolError
-from acol_eval.model import build_model, plain_cam_model
-from acol_eval.weights import find_imagenet_file, read_state_dict, resolve_weights
+from acol_eval.data.datasets import decode_image, eval_transform
+from acol_eval.models.backbones import imagenet_categories
+from acol_eval.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from acol_eval.models.model import build_model, plain_cam_model
+from acol_eval.models.weights import find_imagenet_file, read_state_dict, resolve_weights
+from acol_eval.util.errors import AcolError
 from conftest import shared_data
 
 
@@ -132,7 +132,7 @@ def test_newer_checkpoint_version_is_refused(tmp_path):
 
 # ---------------------------------------------------------------- the Checkpoint dataclass
 
-from acol_eval.checkpoint import FORMAT, Checkpoint  # noqa: E402
+from acol_eval.models.checkpoint import FORMAT, Checkpoint  # noqa: E402
 
 OLD_KEYS = {"format", "version", "arch", "recipe", "deltas", "head", "feature_stride",
             "classes", "input_size", "mean", "std", "state_dict", "epoch", "metrics",
@@ -160,7 +160,7 @@ def test_a_checkpoint_written_by_hand_before_the_dataclass_still_loads(tmp_path)
 
 
 def test_saved_checkpoint_holds_only_plain_data(tmp_path):
-    from acol_eval.model import Head
+    from acol_eval.models.model import Head
 
     values = {**small_payload(), "head": Head.LINEAR, "deltas": (0.7,), "classes": ("a", "b", "c"),
               "mean": (0.5,) * 3, "std": (0.2,) * 3, "args": {"head": Head.LINEAR, "p": Path("x")}}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from acol_eval.trainmethod import TrainingMethod, register_method
+from acol_eval.models.trainmethod import TrainingMethod, register_method
 
 
 @register_method("toy-smooth")
