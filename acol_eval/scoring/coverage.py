@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from acol_eval.util.errors import AcolError
+from acol_eval.util.safeio import check_input_file
 
 LIST_LIMIT = 256 << 20  # bytes: an image list of 256 MB is a mistake, not a list
 
@@ -76,13 +77,9 @@ class Coverage:
 def read_image_list(path: str | Path) -> list[str]:
     """The names of an --image-list file: one a line, blank lines and surrounding
     spaces ignored, each name once; a one-line AcolError for a file that cannot be one."""
-    file = Path(path)
     try:
-        if not file.is_file():
-            raise AcolError(f"--image-list {path}: not a file")
-        if file.stat().st_size > LIST_LIMIT:
-            raise AcolError(f"--image-list {path}: larger than {LIST_LIMIT >> 20} MB; "
-                            f"give one image name a line")
+        file = check_input_file(path, f"--image-list {path}", LIST_LIMIT,
+                                "; give one image name a line")
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise AcolError(f"--image-list {path}: unreadable "

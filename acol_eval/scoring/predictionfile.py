@@ -25,6 +25,7 @@ import pandas as pd
 
 from acol_eval.data.readers import Annotations
 from acol_eval.util.errors import AcolError
+from acol_eval.util.safeio import check_input_file
 
 MAX_BYTES = 1 << 30
 MAX_ROWS = 5_000_000  # ten ImageNet validation sets: a larger file is not predictions
@@ -34,12 +35,8 @@ TOP_K = 5  # Top-5 needs five; a localize predictions.csv may have more
 def read_predictions(path: str | Path) -> pd.DataFrame:
     """FILE as text columns image, pred_1..pred_k (k <= 5), one row per image."""
     flag = f"--predictions {path}"
-    file = Path(path)
     try:
-        if not file.is_file():
-            raise AcolError(f"{flag}: not a file")
-        if file.stat().st_size > MAX_BYTES:
-            raise AcolError(f"{flag}: larger than {MAX_BYTES >> 20} MB")
+        file = check_input_file(path, flag, MAX_BYTES)
         header = list(pd.read_csv(file, nrows=0).columns)
         preds = [f"pred_{k}" for k in range(1, TOP_K + 1) if f"pred_{k}" in header]
         if "image" not in header or "pred_1" not in header:

@@ -154,3 +154,16 @@ def is_inside(path: str | Path, folder: str | Path) -> bool:
     """Whether `path` is `folder` or lies under it (after resolving links)."""
     path, folder = Path(path).resolve(), Path(folder).resolve()
     return path == folder or folder in path.parents
+
+
+def check_input_file(path: str | Path, flag: str, limit: int, hint: str = "") -> Path:
+    """An input file named by an option: refused in one line when it is not a file or
+    is larger than `limit` bytes (so no argument makes a command read without bound).
+    `flag` leads the message ('--image-list FILE'); `hint` follows the size refusal."""
+    file = Path(path)
+    if not file.is_file():
+        raise AcolError(f"{flag}: not a file")
+    if file.stat().st_size > limit:
+        raise AcolError(f"{flag}: larger than {limit >> 20} MB{hint}")
+    return file
+
