@@ -306,3 +306,17 @@ def reference_iou_exclusive(box, gt) -> float:
     h = max(0.0, min(box[3], gt[3]) - max(box[1], gt[1]))
     union = (box[2] - box[0]) * (box[3] - box[1]) + (gt[2] - gt[0]) * (gt[3] - gt[1]) - w * h
     return w * h / union if union > 0 else 0.0
+
+
+def write_coco(folder: Path) -> Path:
+    """A COCO instances JSON of one 100x100 image: a large box of 'cat', two small boxes
+    of 'dog' (so the largest-area and most-boxes label rules disagree)."""
+    import json
+
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+            "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+            "annotations": [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 60, 60]},
+                            {"image_id": 1, "category_id": 2, "bbox": [0, 0, 5, 5]},
+                            {"image_id": 1, "category_id": 2, "bbox": [90, 90, 5, 5]}]}
+    (folder / "ann.json").write_text(json.dumps(coco))
+    return folder / "ann.json"

@@ -5,7 +5,6 @@ the annotations the score read; a method has one name on every page."""
 from __future__ import annotations
 
 import html
-import json
 import re
 
 import numpy as np
@@ -21,7 +20,13 @@ from acol_eval.maps.runfolder import LocalizeRun
 from acol_eval.report import gallerypage
 from acol_eval.scoring import coverage
 from acol_eval.scoring.scoring import ScoreConfig, score
-from conftest import make_checkpoint, run_localize, synth_with_checkpoint, write_texture_folder
+from conftest import (
+    make_checkpoint,
+    run_localize,
+    synth_with_checkpoint,
+    write_coco,
+    write_texture_folder,
+)
 
 
 def refuse_reading(*args, **kwargs):
@@ -60,16 +65,6 @@ def test_calibration_localizes_and_scores_in_memory(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- the report page
 
-
-def write_coco(folder):
-    """One image: a large box of 'cat', two small boxes of 'dog'."""
-    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
-            "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
-            "annotations": [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 60, 60]},
-                            {"image_id": 1, "category_id": 2, "bbox": [0, 0, 5, 5]},
-                            {"image_id": 1, "category_id": 2, "bbox": [90, 90, 5, 5]}]}
-    (folder / "ann.json").write_text(json.dumps(coco))
-    return folder / "ann.json"
 
 
 def gallery_spy(monkeypatch) -> list:

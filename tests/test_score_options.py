@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import cv2
 import numpy as np
 import pandas as pd
 
 from acol_eval.data.readers import read_source
-from conftest import reference_pxap, reference_scores, run_cli, write_wsol_metadata
-
-
-def write_coco(folder):
-    # one large box of 'cat', two small boxes of 'dog'
-    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
-            "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
-            "annotations": [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 60, 60]},
-                            {"image_id": 1, "category_id": 2, "bbox": [0, 0, 5, 5]},
-                            {"image_id": 1, "category_id": 2, "bbox": [90, 90, 5, 5]}]}
-    (folder / "ann.json").write_text(json.dumps(coco))
-    return folder / "ann.json"
+from conftest import reference_pxap, reference_scores, run_cli, write_coco, write_wsol_metadata
 
 
 def test_label_rule_picks_the_coco_label(tmp_path):
