@@ -28,7 +28,6 @@ from acol_eval.report.htmlparts import (
     line_chart,
     metric_label,
     page,
-    plural,
     read_report,
     section,
     table_html,
@@ -40,6 +39,7 @@ from acol_eval.report.htmlreport import (
     row_source,
     short_source,
 )
+from acol_eval.util.progress import counted
 from acol_eval.util.safeio import atomic_write_text
 
 MCNEMAR_AFTER = "max_box_acc"  # the test is of the per-image outcomes behind MaxBoxAcc
@@ -264,8 +264,8 @@ def raw_tables_section(leaderboard: pd.DataFrame, pairs: pd.DataFrame) -> str:
     """leaderboard.csv and pairs.csv as they are, folded: the pivot is their reading."""
     parts = []
     for name, table in (("leaderboard.csv", leaderboard), ("pairs.csv", pairs)):
-        parts.append(f"<details><summary>{esc(name)}: {plural(len(table), 'row')}, "
-                     f"{plural(len(table.columns), 'column')}</summary>"
+        parts.append(f"<details><summary>{esc(name)}: {counted(len(table), 'row')}, "
+                     f"{counted(len(table.columns), 'column')}</summary>"
                      f"{table_html(table)}</details>")
     return section("tables", "The tables as written", "".join(parts))
 
@@ -323,7 +323,7 @@ def disagreement_section(reports: list[Report], names: list[str], limit: int = 8
     if not blocks:
         blocks.append('<p class="note">The reports share no scored image.</p>')
     where = per_image_threshold(chosen[0][0])
-    return section("gallery", f"Where the methods disagree ({plural(len(images), 'image')})",
+    return section("gallery", f"Where the methods disagree ({counted(len(images), 'image')})",
                    box_key(f"{where} of each method's own report")
                    + f'<div class="blocks">{"".join(blocks)}</div>')
 
@@ -342,7 +342,7 @@ def coverage_facts(leaderboard: pd.DataFrame) -> tuple[str, str]:
     if "coverage" in leaderboard and isinstance(leaderboard["coverage"].iloc[0], str):
         text = leaderboard["coverage"].iloc[0]
     else:
-        text = plural(images, "image")
+        text = counted(images, "image")
     if pd.notna(annotated) and images < annotated:
         return text, (f'<div class="banner" id="partial"><b>Partial: {esc(text)}</b>. '
                       f"Every report scored the same part of the split; these are not the "

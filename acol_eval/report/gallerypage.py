@@ -24,11 +24,11 @@ from acol_eval.report.htmlparts import (
     fmt_iou,
     fmt_number,
     jpeg_data_uri,
-    plural,
     section,
 )
 from acol_eval.report.htmlreport import per_image_threshold
 from acol_eval.util.errors import AcolError
+from acol_eval.util.progress import counted
 
 if TYPE_CHECKING:
     from acol_eval.data.readers import Annotations
@@ -307,6 +307,6 @@ def gallery_section(report: Report, annotations: Annotations | None = None) -> s
     note = (f'<p class="note">Shown without {esc(", ".join(missing))}.</p>' if missing else "")
     cards = [card(row, source, maps, report.protocol, row["reason"])
              for _, row in picked.iterrows()]
-    return section("gallery", f"Gallery ({plural(len(cards), 'image')})",
+    return section("gallery", f"Gallery ({counted(len(cards), 'image')})",
                    box_key(per_image_threshold(report)) + note
                    + f'<div class="grid">{"".join(cards)}</div>')

@@ -107,10 +107,6 @@ def fmt_iou(value) -> str:
     return _fmt(value, lambda number: f"{math.floor(number * 1000 + 1e-9) / 1000:.3f}")
 
 
-def plural(count: int, word: str, words: str | None = None) -> str:
-    """'1 class', '2 classes'."""
-    return f"{count} {word if count == 1 else (words or word + 's')}"
-
 
 def metric_label(name: str) -> str:
     """The readable name of a summary.csv metric ('best_' ones say they are oracle

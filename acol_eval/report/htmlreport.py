@@ -40,11 +40,11 @@ from acol_eval.report.htmlparts import (
     line_chart,
     metric_label,
     page,
-    plural,
     read_report,
     section,
     table_html,
 )
+from acol_eval.util.progress import counted
 from acol_eval.util.safeio import atomic_write_text
 
 if TYPE_CHECKING:
@@ -367,7 +367,7 @@ def per_class_section(report: Report) -> str:
     if key is not None:
         table = table.sort_values([key] + [c for c in ("class",) if c in table],
                                   kind="stable")
-    count = plural(len(table), "class", "classes")
+    count = counted(len(table), "class", "classes")
     first = f", worst {esc(key)} first" if key else ""
     note = f'<p class="note">{count}{first}. {view.note}</p>'
     return section("classes", "Per class",

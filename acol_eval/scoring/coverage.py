@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from acol_eval.util.errors import AcolError
+from acol_eval.util.progress import counted
 from acol_eval.util.safeio import check_input_file
 
 LIST_LIMIT = 256 << 20  # bytes: an image list of 256 MB is a mistake, not a list
@@ -99,7 +100,7 @@ def wanted_images(split_images: pd.Series, image_list: str | None) -> pd.Index:
     listed = pd.Index(read_image_list(image_list))
     stray = listed[~listed.isin(annotated)]
     if len(stray):
-        raise AcolError(f"--image-list {image_list}: {_count(len(stray), 'name')} of "
+        raise AcolError(f"--image-list {image_list}: {counted(len(stray), 'name')} of "
                         f"{len(listed)} {'is' if len(stray) == 1 else 'are'} not annotated "
                         f"in the scored split (e.g. {stray[0]!r}); list annotated image "
                         f"names as the annotations write them (e.g. {annotated[0]!r})")
@@ -121,18 +122,14 @@ def check_coverage(coverage: Coverage, split: str | None, splits: list[str],
                       f"--map auto scores their top-1 map")
     if coverage.unsized:
         detail.append(f"{coverage.unsized} with a map but no image size")
-    scope = (f"{coverage.scorable} of {_count(coverage.annotated, 'annotated image')} {where}"
+    scope = (f"{coverage.scorable} of {counted(coverage.annotated, 'annotated image')} {where}"
              if coverage.wanted == coverage.annotated else
              f"{coverage.scorable} of the {coverage.wanted} listed images")
     hint = ("" if split or len(splits) < 2 else
             f" (the annotations hold splits {', '.join(splits)}: --split picks one)")
-    maps = _count(coverage.unknown_maps, "map")
+    maps = counted(coverage.unknown_maps, "map")
     raise AcolError(
         f"score: {scope} can be scored ({'; '.join(detail)}); {maps} "
         f"{'has' if coverage.unknown_maps == 1 else 'have'} no annotation{hint}: pass "
         f"--allow-missing to score the subset, or --image-list FILE to name it")
 
-
-def _count(amount: int, noun: str) -> str:
-    """'1 map', '2 maps', '0 maps'."""
-    return f"{amount} {noun}{'' if amount == 1 else 's'}"
