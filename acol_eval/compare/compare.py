@@ -30,7 +30,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +109,6 @@ class CompareResult:
     rounds: int
     seconds: float
     out: Path
-    warnings: list[str] = field(default_factory=list)
     coverage: str = ""
     partial: bool = False
 
@@ -128,9 +127,9 @@ def coverage(report: Report) -> str:
     return f"{len(report.images)} image{'s' if len(report.images) != 1 else ''}"
 
 
-def check_comparable(reports: list[Report]) -> list[str]:
+def check_comparable(reports: list[Report]) -> None:
     """Refuse (one line naming what differs) reports scored under another protocol, IoU
-    list, threshold grid, annotations or coverage; returns warnings to print.
+    list, threshold grid, annotations, coverage or kind of scored map.
 
     annotations_digest covers the scored images' names, labels and boxes. Reports of one
     annotation source must have scored the same images of the same annotated split
@@ -163,7 +162,6 @@ def check_comparable(reports: list[Report]) -> list[str]:
         _check_coverage(first, other)
         if not digests_equal:
             raise AcolError(differ + "; the same images have other labels or boxes")
-    return []
 
 
 def _check_coverage(first: Report, other: Report) -> None:
@@ -374,13 +372,11 @@ def run(config: CompareConfig, log: Callable[[str], None] = _stderr) -> CompareR
     _refuse_overwrite(out, config.overwrite)
     reports = [[read_report(p) for p in paths] for paths in groups]
     every = [r for members in reports for r in members]
-    warnings = check_comparable(every)
+    check_comparable(every)
     common = common_images(every)  # every report's images, in the first's order
     sizes = {str(r.path): len(r.images) for r in every}
     with FolderLock(out, "compare"):
         _refuse_overwrite(out, config.overwrite)  # again: another run may have written
-        for line in warnings:
-            log(f"acol-eval: warning: {line}")
         methods = [[prepare(r, common) for r in members] for members in reports]
         observed = [observed_values(members, len(common)) for members in methods]
         progress = Progress(config.bootstrap, "bootstrap", "rounds", log)
@@ -401,7 +397,7 @@ def run(config: CompareConfig, log: Callable[[str], None] = _stderr) -> CompareR
         _write_html(out, reports, names, leaderboard, pairs)
     return CompareResult(leaderboard=leaderboard, pairs=pairs, reference=names[reference],
                          common=len(common), images=sizes, rounds=config.bootstrap,
-                         seconds=time.monotonic() - started, out=out, warnings=warnings,
+                         seconds=time.monotonic() - started, out=out,
                          coverage=coverage(every[0]), partial=every[0].meta.partial)
 
 
