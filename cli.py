@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import re
 import sys
 from collections.abc import Callable
 from enum import Enum
 
 import click
 
-from acol_eval import __version__
+from acol_eval import __version__, api
 from acol_eval.util.errors import AcolError
 from acol_eval.util.runtime import DEVICE_HELP
 
@@ -51,11 +50,10 @@ def _floats(text: str | None) -> list[float] | None:
     """'0.6', '0.5,0.7', '[0.5, 0.7]' or '0.5 0.7' -> floats."""
     if text is None:
         return None
-    parts = [p for p in re.split(r"[,\s\[\]]+", text) if p]
     try:
-        return [float(p) for p in parts]
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a list of numbers") from None
+        return api.parse_numbers(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 class RegistryChoice(click.Choice):
@@ -218,10 +216,6 @@ def train(ctx: click.Context, preset: str | None, **options) -> None:
     Writes OUT/last.pt every epoch, OUT/best.pt (best validation accuracy) and
     OUT/metrics.csv. Runs unchanged under torchrun (DistributedDataParallel).
     """
-    from acol_eval.train.presets import apply_preset
-    from acol_eval.train.trainconfig import TrainConfig
-    from acol_eval.train.training import train as run_training
-    from acol_eval.train.trainingdata import source_splits
     from acol_eval.util.flags import option_flag
 
     for name in ("delta", "lr_steps", "loss_weights", "head_lr_mult"):
@@ -231,13 +225,9 @@ def train(ctx: click.Context, preset: str | None, **options) -> None:
             raise click.BadParameter(exc.message, param_hint=option_flag(name)) \
                 from None
     options["lr_steps"] = options["lr_steps"] or ()
-    applied = None
-    if preset is not None:
-        explicit = {name for name in options
-                    if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
-        options, applied = apply_preset(
-            preset, options, explicit, lambda: source_splits(options["data"], options["images"]))
-    result = run_training(TrainConfig(**options), preset=applied)
+    explicit = {name for name in options
+                if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+    result = api.train(preset=preset, explicit=explicit, **options)
     if result.epochs and result.main_process:
         calibrated = (f"; CAM threshold {result.calibration.threshold:g}, calibrated"
                       if result.calibration else "")
@@ -258,10 +248,9 @@ def train(ctx: click.Context, preset: str | None, **options) -> None:
                    "without it a non-empty OUT is refused.")
 def synth(out: str, **options) -> None:
     """Write the embedded default data set to OUT (deterministic from --seed)."""
-    from acol_eval.data.synth import SynthConfig, write_synth
     from acol_eval.util.progress import counted
 
-    counts = write_synth(out, SynthConfig(**options))
+    counts = api.synth(out, **options)
     click.echo(
         f"wrote {counts['train']} train and {counted(counts['val'], 'val image')} to {out} "
         f"(ImageFolder: {out}/images, csv: {out}/annotations.csv, cub: {out})"
@@ -317,11 +306,9 @@ def localize(**options) -> None:
     or an annotation source such as cub:PATH (labels known, so the label's map
     is stored too). Rerunning the same command after a kill continues the run.
     """
-    from acol_eval.maps.localization import localize as run_localize
-    from acol_eval.maps.localizeconfig import LocalizeConfig
     from acol_eval.util.progress import counted
 
-    summary = run_localize(LocalizeConfig(**options))  # a LocalizeResult
+    summary = api.localize(**options).result  # a LocalizeResult
     if summary.images or summary.failed:
         rate = summary.images / max(summary.seconds, 1e-9)
         click.echo(
@@ -358,10 +345,7 @@ def boxes(run: str, **options) -> None:
     NEW_RUN gets predictions.csv as localize would write it at that threshold and
     shares RUN's map store through links, so `acol-eval score NEW_RUN` works.
     """
-    from acol_eval.maps.boxesconfig import BoxesConfig
-    from acol_eval.maps.boxing import run as run_boxes
-
-    result = run_boxes(BoxesConfig(run=run, **options))
+    result = api.boxes(run, **options).result  # a BoxesResult
     click.echo(f"boxed {result.images} images at CAM threshold {result.threshold.value:g} "
                f"({result.threshold.source.value}) in {result.seconds:.2f} s -> {result.out}"
                + (f"; {result.without_box} without a box" if result.without_box else "")
@@ -450,23 +434,11 @@ def score(run: str, **options) -> None:
     (with or without the image's extension).
     """
     from acol_eval.metrics.reports import terminal_table
-    from acol_eval.scoring.scoring import ScoreConfig
-    from acol_eval.scoring.scoring import score as run_score
 
-    config = ScoreConfig(
-        run=run, annotations=options["annotations"], out=options["out"],
-        split=options["split"], protocol=options["protocol"], iou=_floats(options["iou"]) or (),
-        interval=options["cam_curve_interval"], threshold=options["threshold"],
-        threshold_from=options["threshold_from"], bootstrap=options["bootstrap"],
-        workers=options["workers"], baseline=options["baseline"],
-        label_rule=options["label_rule"], mask_root=options["mask_root"],
-        images=options["images"], map_choice=options["map_choice"],
-        strict=options["strict"], overwrite=options["overwrite"],
-        allow_missing=options["allow_missing"], image_list=options["image_list"],
-        predictions=options["predictions"])
-    result = run_score(config)
-    if config.baseline:
-        click.echo(f"baseline: {config.baseline.value} (a centred Gaussian map for every "
+    options["iou"] = _floats(options["iou"]) or ()
+    result = api.score(run, **options).result  # a ScoreResult
+    if options["baseline"]:
+        click.echo(f"baseline: {options['baseline']} (a centred Gaussian map for every "
                    f"image, not RUN's maps)")
     if result.issues.get("scored_with_top1_map"):
         click.echo(f"map: the top-1 predicted class's map for "
@@ -475,11 +447,12 @@ def score(run: str, **options) -> None:
     meta = result.meta
     if meta is not None and meta.partial:
         why = {"allow-missing": " (--allow-missing)",
-               "image-list": f" (--image-list {config.image_list})"}.get(meta.subset or "", "")
+               "image-list": f" (--image-list {options['image_list']})"}.get(meta.subset or "",
+                                                                               "")
         click.echo(f"coverage: {meta.coverage}{why}")
     click.echo(terminal_table(result.summary))
     fixed = result.summary[result.summary["threshold_source"].astype(str).str.startswith("run:")]
-    if len(fixed) and config.protocol.value != "native":
+    if len(fixed) and options["protocol"] != "native":
         click.echo(f"fixed rows at RUN's own CAM threshold {fixed['threshold'].iloc[0]:.3f} "
                    f"({fixed['threshold_source'].iloc[0]}); its boxes were made under the "
                    f"native protocol, which scores them exactly (--protocol native)")
@@ -515,10 +488,9 @@ def compare(reports: tuple[str, ...], **options) -> None:
     with methods against headline metrics (intervals, differences to the reference,
     McNemar) and explains every column.
     """
-    from acol_eval.compare.compare import CompareConfig, result_text
-    from acol_eval.compare.compare import run as run_compare
+    from acol_eval.compare.compare import result_text
 
-    result = run_compare(CompareConfig(reports=reports, **options))
+    result = api.compare(*reports, **options)
     click.echo(result_text(result))
     click.echo(f"wrote {result.out}/leaderboard.csv, pairs.csv and report.html "
                f"({result.seconds:.1f} s)")

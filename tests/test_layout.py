@@ -21,7 +21,9 @@ RANKS = {  # lowest first; docs/architecture.md has one table per subpackage
     "scoring": 6,
     "compare": 7,
     "train": 8,
+    "api": 9,  # acol_eval/api.py, one module: the Python API calls every job
 }
+TOP_MODULES = {"api"}  # ranked modules directly under acol_eval/, not subpackages
 
 
 def _module_name(path: Path) -> str:
@@ -63,15 +65,16 @@ def _subpackage(dotted: str) -> str | None:
 def test_every_subpackage_has_a_rank():
     folders = {p.name for p in PACKAGE.iterdir()
                if p.is_dir() and (p / "__init__.py").exists()}
-    assert folders == set(RANKS)
+    assert folders == set(RANKS) - TOP_MODULES
     loose = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert loose == ["__init__.py", "__main__.py"], f"modules outside the subpackages: {loose}"
+    expected = sorted(["__init__.py", "__main__.py", *(f"{m}.py" for m in TOP_MODULES)])
+    assert loose == expected, f"modules outside the subpackages: {loose}"
 
 
 def test_no_module_imports_from_a_higher_subpackage():
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        own = _subpackage(_module_name(path))
+        own = _subpackage(_module_name(path))  # acol_eval.api: "api", rank 9
         if own is None:  # acol_eval/__init__.py and __main__.py: the public top
             continue
         for line, target in _imported(path, _package(path)):
@@ -86,3 +89,9 @@ def test_the_rank_check_sees_imports_inside_functions(tmp_path):
     module = tmp_path / "probe.py"
     module.write_text("def f():\n    from ..train.training import train\n")
     assert _imported(module, "acol_eval.maps") == [(2, "acol_eval.train.training.train")]
+
+
+def test_the_api_module_is_ranked_above_every_stage():
+    """acol_eval/api.py may import every stage; a stage importing the API is upward."""
+    assert RANKS["api"] > max(rank for name, rank in RANKS.items() if name != "api")
+    assert _subpackage("acol_eval.api") == "api"

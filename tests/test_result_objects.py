@@ -58,7 +58,7 @@ def test_calibration_localizes_and_scores_in_memory(tmp_path, monkeypatch):
     # the report's own threshold, at full precision, is the calibrated one
     report = ScoreReport.open(folder / "report")
     assert report.meta.images == 6 and report.meta.protocol == "native"
-    best = report.summary().set_index("metric").loc["best_gt_known_loc"]
+    best = report.summary.set_index("metric").loc["best_gt_known_loc"]
     assert float(best["threshold"]) == pytest.approx(calibration.threshold, abs=5e-7)
     assert float(best["value"]) == pytest.approx(calibration.gt_known, abs=5e-4)
 
@@ -175,11 +175,11 @@ def test_score_returns_the_report_that_opens_from_its_folder(tmp_path):
     opened = ScoreReport.open(tmp_path / "r")
     assert result.report.folder == opened.folder
     assert opened.meta == result.meta
-    summary = opened.summary().set_index("metric")["value"]
+    summary = opened.summary.set_index("metric")["value"]
     assert np.allclose(summary.to_numpy(float),
                        result.summary.set_index("metric")["value"].to_numpy(float),
                        rtol=1e-5, equal_nan=True)
-    assert opened.per_image()["image"].tolist() == ["a.jpg"]
+    assert opened.per_image["image"].tolist() == ["a.jpg"]
     assert opened.outcomes().images.tolist() == ["a.jpg"]
 
 

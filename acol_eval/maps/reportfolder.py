@@ -21,7 +21,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -191,6 +191,9 @@ class ScoreReport:
     read on construction; every reader of a report goes through here."""
 
     folder: Path
+    # the ScoreResult of the score that returned it (issues met, maps that failed); None
+    # for a report opened from its folder
+    result: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def open(cls, folder: str | Path) -> ScoreReport:
@@ -254,17 +257,40 @@ class ScoreReport:
                             f"score report?")
         return table
 
+    # the tables as DataFrames, read from the folder each time they are asked for
+    @property
     def summary(self) -> pd.DataFrame:
+        """summary.csv: one row per metric (value, threshold, its source, interval)."""
         return self.table("summary")
 
+    @property
     def per_image(self) -> pd.DataFrame:
+        """per_image.csv: one row per scored image."""
         return self.table("per_image")
 
+    @property
     def per_class(self) -> pd.DataFrame:
+        """per_class.csv: one row per class (empty when the report has none)."""
         return self.table("per_class")
 
+    @property
     def curve(self) -> pd.DataFrame:
+        """curve.csv: accuracy against CAM threshold, one column per curve."""
         return self.table("curve")
+
+    def curve_figure(self) -> Png:
+        """curve.png (accuracy against CAM threshold), shown inline by a notebook."""
+        path = self.folder / "curve.png"
+        try:
+            return Png(path.read_bytes())
+        except OSError as exc:
+            raise AcolError(f"{path} is missing or unreadable ({exc.strerror})") from None
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: coverage, the headline rows of summary.csv, the curve."""
+        from acol_eval.maps.notebookview import report_html
+
+        return report_html(self)
 
     def outcomes(self) -> Outcomes:
         return Outcomes.read(self.folder)
@@ -287,6 +313,13 @@ class ScoreReport:
             return read_source(meta.annotations, label_rule=meta.label_rule, **extra)
         except (AcolError, OSError, ValueError, KeyError):
             return None
+
+
+class Png(bytes):
+    """A PNG image's bytes that a notebook shows as the image (IPython's _repr_png_)."""
+
+    def _repr_png_(self) -> bytes:
+        return bytes(self)
 
 
 def as_report(report: ScoreReport | str | Path) -> ScoreReport:

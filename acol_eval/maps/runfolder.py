@@ -15,9 +15,10 @@ calibration open a run through `LocalizeRun`; `localize` returns one.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,9 @@ class LocalizeRun:
     folder is a finished run (one AcolError line otherwise)."""
 
     folder: Path
+    # what the localize (LocalizeResult) or boxes (BoxesResult) call that returned it
+    # did; None for a run opened from its folder
+    result: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def open(cls, folder: str | Path) -> LocalizeRun:
@@ -82,6 +86,17 @@ class LocalizeRun:
     def predictions(self, **kwargs) -> pd.DataFrame:
         """predictions.csv (pandas.read_csv's keyword arguments, e.g. usecols)."""
         return self.read_csv(PREDICTIONS_FILE, **kwargs)
+
+    @property
+    def per_image(self) -> pd.DataFrame:
+        """predictions.csv as a DataFrame: one row per image (size, top-k, first box)."""
+        return self.predictions()
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: images, map method, threshold, the first rows."""
+        from acol_eval.maps.notebookview import run_html
+
+        return run_html(self)
 
     def errors(self) -> pd.DataFrame:
         """errors.csv (image, reason); empty when every image was read."""
