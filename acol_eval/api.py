@@ -117,7 +117,17 @@ def _config(command: str, kind: type, config: Any, options: Mapping[str, Any],
         if positional is None:
             raise AcolError(f"{command}: the first argument is a {kind.__name__}")
         given[positional] = config
-    return kind(**_options(command, kind, given, fields))
+    return _build(command, kind, _options(command, kind, given, fields))
+
+
+def _build(command: str, kind: type, fields: dict[str, Any]):
+    """kind(**fields), a missing required option refused in one line (not a TypeError)."""
+    missing = [f.name for f in dataclasses.fields(kind) if f.name not in fields
+               and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise AcolError(f"{command}: give {' and '.join(missing)}")
+    return kind(**fields)
 
 
 # --------------------------------------------------------------------------- commands
@@ -131,7 +141,7 @@ def synth(out: str | Path | SynthConfig | None = None, /, **options) -> dict[str
 
     if out is None or isinstance(out, SynthConfig):
         raise AcolError("synth: give the folder to write (synth(OUT, classes=...))")
-    config = SynthConfig(**_options("synth", SynthConfig, options))
+    config = _build("synth", SynthConfig, _options("synth", SynthConfig, options))
     return write_synth(os.fspath(out), config)
 
 
@@ -155,7 +165,7 @@ def train(config: TrainConfig | None = None, /, *, preset: str | None = None,
         given, applied = apply_preset(
             preset, given, chosen,
             lambda: source_splits(given["data"], given.get("images")))
-        config = TrainConfig(**given)
+        config = _build("train", TrainConfig, given)
     else:
         config = _config("train", TrainConfig, config, options)
     from acol_eval.train.training import train as run_training
@@ -220,8 +230,8 @@ def compare(*reports: str | Path | ScoreReport | CompareConfig, **options) -> Co
         entries = tuple(",".join(_folder(r) for r in entry)
                         if isinstance(entry, (list, tuple)) else _folder(entry)
                         for entry in reports)
-        given = {**options, "reports": entries} if entries else dict(options)
-        config = CompareConfig(**_options("compare", CompareConfig, given))
+        given = {"reports": entries, **options}
+        config = _build("compare", CompareConfig, _options("compare", CompareConfig, given))
     return run_compare(config)
 
 
