@@ -104,7 +104,7 @@ def two_methods(tmp_path: Path, n: int = 300, seed: int = 0, names=None) -> tupl
 
 
 def compare(tmp_path: Path, *reports, **options):
-    options.setdefault("bootstrap", 200)
+    options.setdefault("bootstrap", 1000)
     return run(CompareConfig(reports=tuple(str(r) for r in reports),
                              out=str(tmp_path / "cmp"), **options), log=lambda line: None)
 
@@ -204,7 +204,7 @@ def test_paired_interval_holds_the_difference_and_narrows_with_more_images(tmp_p
     widths = []
     for n in (100, 1600):
         weak, strong = two_methods(tmp_path / str(n), n=n, seed=n)
-        pairs = compare(tmp_path / str(n), weak, strong, bootstrap=400).pairs.iloc[0]
+        pairs = compare(tmp_path / str(n), weak, strong, bootstrap=1000).pairs.iloc[0]
         for metric in ("max_box_acc_v2", "max_box_acc", "gt_known_loc"):
             assert (pairs[f"{metric}_diff_ci_low"] <= pairs[f"{metric}_diff"]
                     <= pairs[f"{metric}_diff_ci_high"]), (n, metric)
@@ -212,9 +212,20 @@ def test_paired_interval_holds_the_difference_and_narrows_with_more_images(tmp_p
     assert 0 < widths[1] < widths[0] / 2       # 16x the images: about 1/4 the width
 
 
-def test_a_report_against_itself_differs_by_zero_with_p_one(tmp_path):
+def test_a_report_paired_with_itself_differs_by_zero_with_p_one(tmp_path):
+    """The paired statistics of one report's outcomes against themselves: zero
+    differences, p = 1 (`compare` refuses such a pair: the test after this one)."""
+    from acol_eval.compare.compare import common_images, metric_order, pairs_table
+    from acol_eval.compare.compareresample import bootstrap, observed_values
+
     weak, _ = two_methods(tmp_path)
-    pairs = compare(tmp_path, weak, weak).pairs
+    report = read_report(weak)
+    common = common_images([report])
+    method = [prepare(report, common)]
+    observed = observed_values(method, len(common))
+    samples = bootstrap([method, method], len(common), 1000, 0)
+    pairs = pairs_table(["cam", "cam (2)"], 0, [method, method], [observed, observed],
+                        samples, len(common), metric_order(report.meta.iou))
     assert pairs["method"].tolist() == ["cam (2)"]
     row = pairs.iloc[0]
     for metric in ("max_box_acc_v2", "max_box_acc", "cls_top1", "max_box_acc_v2@50"):
@@ -339,7 +350,7 @@ def test_compare_command_prints_and_writes_both_tables_and_keeps_them(tmp_path):
     weak, strong = two_methods(tmp_path, n=100)
     out = tmp_path / "cmp"
     result = run_cli("compare", str(weak), str(strong), "--out", str(out),
-                     "--reference", str(strong), "--bootstrap", "50")
+                     "--reference", str(strong), "--bootstrap", "1000")
     assert result.returncode == 0, result.stderr
     assert "against acol" in result.stdout and "max_box_acc_v2 diff" in result.stdout
     pairs = pd.read_csv(out / "pairs.csv")
@@ -386,3 +397,70 @@ def test_compare_with_reports_written_by_score(tmp_path):
     a, b = (pd.read_csv(r / "per_image.csv")["correct"].astype(bool) for r in reports)
     assert result.pairs.loc[0, "mcnemar_reference_only"] == int((a & ~b).sum())
     assert result.pairs.loc[0, "mcnemar_method_only"] == int((~a & b).sum())
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_compare_refuses_a_report_given_twice_also_through_a_link(tmp_path):
+    weak, strong = two_methods(tmp_path)
+    with pytest.raises(AcolError, match=r"REPORT .*cam is given twice: a report compared "
+                                        r"with itself differs by nothing"):
+        compare(tmp_path, weak, weak)
+    link = tmp_path / "link"
+    link.symlink_to(weak)
+    with pytest.raises(AcolError, match=rf"REPORT {link} is given twice \(as {weak}\)"):
+        compare(tmp_path, weak, strong, link)
+    with pytest.raises(AcolError, match="given twice"):  # within a seed group too
+        run(CompareConfig(reports=(f"{weak},{link}", str(strong)), out=str(tmp_path / "c")),
+            log=lambda line: None)
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_compare_refuses_a_copy_of_a_report(tmp_path):
+    import shutil
+
+    weak, strong = two_methods(tmp_path)
+    shutil.copytree(weak, tmp_path / "copy")
+    with pytest.raises(AcolError, match=r"REPORT .*copy holds the same scores as .*cam "
+                                        r"\(summary.csv and per_image.csv are identical\)"):
+        compare(tmp_path, weak, strong, tmp_path / "copy")
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_bootstrap_below_the_minimum_is_one_line_naming_it(tmp_path):
+    weak, strong = two_methods(tmp_path)
+    result = run_cli("compare", str(weak), str(strong), "--out", str(tmp_path / "cmp"),
+                     "--bootstrap", "999")
+    assert_one_line_error(result, 2, "--bootstrap 999 is too few rounds for a 95% interval: "
+                                     "give at least 1000 (or 0 for none)")
+    assert compare(tmp_path / "zero", weak, strong, bootstrap=0).rounds == 0
+
+
+def test_the_oracle_best_metrics_are_paired_and_resampled(tmp_path):
+    """best_gt_known_loc (= max_box_acc: the same curve's best), best_top1_loc and
+    best_top5_loc (the right class at that threshold, re-picked per resample) get values,
+    intervals and paired differences; observed values equal score's summary.csv rows."""
+    weak, strong = two_methods(tmp_path, n=300)
+    result = compare(tmp_path, weak, strong)
+    board = result.leaderboard.set_index("method")
+    for metric in ("best_gt_known_loc", "best_top1_loc", "best_top5_loc"):
+        assert {metric, f"{metric}_ci_low", f"{metric}_optimism"} <= set(board.columns)
+        assert f"{metric}_diff_ci_high" in result.pairs.columns
+        row = result.pairs.iloc[0]
+        assert row[f"{metric}_diff_ci_low"] <= row[f"{metric}_diff"] \
+            <= row[f"{metric}_diff_ci_high"]
+    assert (board["best_gt_known_loc"] == board["max_box_acc"]).all()
+    report = read_report(weak)
+    common = pd.Index(report.images)
+    outcomes = Outcomes.read(weak)
+    at = int(np.argmax(outcomes.v1.sum(axis=0)))  # score's best_gt_known_loc threshold
+    has_gt = outcomes.has_gt.astype(bool)
+    expected_top1 = 100 * (outcomes.v1[:, at] & (outcomes.top1 == 1) & has_gt).sum() \
+        / has_gt.sum()
+    expected_top5 = 100 * (outcomes.v1[:, at] & (outcomes.top5 == 1) & has_gt).sum() \
+        / has_gt.sum()
+    assert board.at["cam", "best_top1_loc"] == pytest.approx(expected_top1)
+    assert board.at["cam", "best_top5_loc"] == pytest.approx(expected_top5)
+    assert 0 < expected_top5 and expected_top1 < board.at["cam", "best_gt_known_loc"]
+    assert len(common) == 300

@@ -55,7 +55,7 @@ def _outputs(work: Path) -> dict[str, bytes]:
     cli("score", str(work / "run"), "--out", str(work / "centre"), "--baseline",
         "centre", *common)
     cli("compare", str(work / "wsoleval"), str(work / "centre"), "--out",
-        str(work / "compare"), "--bootstrap", "50")
+        str(work / "compare"), "--bootstrap", "1000")
     return {name: (work / relative).read_bytes() for name, relative in FILES.items()}
 
 

@@ -68,7 +68,7 @@ def _score_and_compare(tmp_path, tag: str) -> dict[str, object]:
                           map_choice="top1", threshold=0.5, bootstrap=200))
         reports.append(out)
     result = compare(CompareConfig(reports=tuple(map(str, reports)),
-                                   out=str(tmp_path / f"compare-{tag}"), bootstrap=200),
+                                   out=str(tmp_path / f"compare-{tag}"), bootstrap=1000),
                      log=lambda line: None)
     return {"summary": pd.read_csv(reports[1] / "summary.csv").set_index("metric"),
             "per_image": pd.read_csv(reports[1] / "per_image.csv"),

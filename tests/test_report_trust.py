@@ -106,7 +106,7 @@ def partial_pair(tmp_path: Path, scored: int = 40, annotated: int = 100, other=N
 def test_compare_refuses_reports_of_different_coverage_in_one_line(tmp_path):
     part, whole = partial_pair(tmp_path, scored=40, annotated=50, other=50)
     out = tmp_path / "cmp"
-    result = run_cli("compare", str(part), str(whole), "--out", str(out), "--bootstrap", "20")
+    result = run_cli("compare", str(part), str(whole), "--out", str(out), "--bootstrap", "1000")
     assert_one_line_error(result, 2, f"{part} (40 of 50 annotated images)",
                           f"{whole} (50 of 50 annotated images)")
     assert not out.exists()  # refused before --out is touched
@@ -126,7 +126,7 @@ def test_same_images_of_annotated_splits_of_other_sizes_are_refused(tmp_path):
 def test_partial_reports_of_equal_coverage_say_n_of_m_everywhere(tmp_path):
     a, b = partial_pair(tmp_path, scored=40, annotated=100)
     out = tmp_path / "cmp"
-    result = run_cli("compare", str(a), str(b), "--out", str(out), "--bootstrap", "20")
+    result = run_cli("compare", str(a), str(b), "--out", str(out), "--bootstrap", "1000")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith("40 of 100 annotated images (partial")
     assert result.stdout.strip().splitlines()[-1].startswith(
@@ -378,7 +378,7 @@ def test_compare_page_leads_with_a_pivot_and_explains_every_column(tmp_path):
 
     a, b = partial_pair(tmp_path, scored=120, annotated=120)
     result = run(CompareConfig(reports=(str(a), str(b)), out=str(tmp_path / "cmp"),
-                               bootstrap=100), log=lambda line: None)
+                               bootstrap=1000), log=lambda line: None)
     page = tmp_path / "cmp" / "report.html"
     text = page.read_text()
     assert text.index('<section id="summary">') < text.index('<section id="columns">') \

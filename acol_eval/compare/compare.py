@@ -54,6 +54,9 @@ from acol_eval.util.runtime import MAX_BOOTSTRAP
 from acol_eval.util.safeio import FolderLock, atomic_write_text
 
 OUTPUT_FILES = ("leaderboard.csv", "pairs.csv", "report.html")
+# the fewest rounds whose 2.5% and 97.5% percentiles each have 25 resamples beyond them:
+# fewer give a "95%" interval whose ends are a handful of resamples (0: no interval)
+MIN_BOOTSTRAP = 1000
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ class CompareConfig:
                                 f"seeds of one method joined by commas (a1,a2,a3)")
         if not 0 <= self.bootstrap <= MAX_BOOTSTRAP:
             raise AcolError(f"--bootstrap must be between 0 and {MAX_BOOTSTRAP}")
+        if 0 < self.bootstrap < MIN_BOOTSTRAP:
+            raise AcolError(f"--bootstrap {self.bootstrap} is too few rounds for a 95% "
+                            f"interval: give at least {MIN_BOOTSTRAP} (or 0 for none)")
         if not self.out:
             raise AcolError("--out must name a folder")
         inputs = {Path(p).resolve() for group in self.groups for p in group}
@@ -88,11 +94,43 @@ class CompareConfig:
         if Path(self.out).resolve() in inputs:
             raise AcolError(f"--out {self.out} is one of the compared reports; choose "
                             f"another folder")
+        _refuse_repeats([p for group in self.groups for p in group])
 
     @property
     def groups(self) -> list[tuple[str, ...]]:
         """The report folders of each entry (one for a single report)."""
         return [tuple(p.strip() for p in entry.split(",")) for entry in self.reports]
+
+
+def _refuse_repeats(paths: list[str]) -> None:
+    """One line when one report folder is given twice (also as another path to it, a
+    link): a report compared with itself differs by nothing."""
+    seen: dict[Path, str] = {}
+    for path in paths:
+        resolved = Path(path).resolve()
+        if resolved in seen:
+            same = "" if seen[resolved] == path else f" (as {seen[resolved]})"
+            raise AcolError(f"REPORT {path} is given twice{same}: a report compared with "
+                            f"itself differs by nothing; give each report once")
+        seen[resolved] = path
+
+
+def refuse_copies(reports: list[Report]) -> None:
+    """One line when two report folders hold the same scores (summary.csv and
+    per_image.csv byte for byte: a copy, or the same maps scored twice)."""
+    import hashlib
+
+    seen: dict[str, Path] = {}
+    for report in reports:
+        digest = hashlib.sha256()
+        for name in ("summary.csv", "per_image.csv"):
+            digest.update((report.path / name).read_bytes())
+        key = digest.hexdigest()
+        if key in seen:
+            raise AcolError(f"REPORT {report.path} holds the same scores as {seen[key]} "
+                            f"(summary.csv and per_image.csv are identical): a copy of one "
+                            f"report; give each report once")
+        seen[key] = report.path
 
 
 @dataclass
@@ -111,6 +149,17 @@ class CompareResult:
     out: Path
     coverage: str = ""
     partial: bool = False
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: the coverage line and the leaderboard."""
+        import html
+
+        rounds = (f"{self.rounds} bootstrap rounds, 95% intervals" if self.rounds
+                  else "no bootstrap")
+        line = f"compare -> {self.out}: {self.coverage or self.common}, {rounds}"
+        return (f"<p><b>{html.escape(line)}</b></p>\n"
+                + self.leaderboard.to_html(index=False, na_rep="",
+                                           float_format=lambda v: f"{v:.4g}"))
 
 
 def _stderr(line: str) -> None:
@@ -234,7 +283,7 @@ def leaderboard_table(names: list[str], groups: list[list[str]],
             row[metric] = _mean(each, metric)
             row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = low, high
             row[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else np.nan
-            if metric.startswith("max_box_acc"):
+            if metric.startswith(("max_box_acc", "best_")):  # oracle thresholds
                 row[f"{metric}_optimism"] = _optimism(found.get(metric), row[metric])
         rows.append(row)
     return pd.DataFrame(rows)
@@ -274,10 +323,17 @@ def pairs_table(names: list[str], reference: int, methods: list[list[Resampleabl
 
 def agnostic_names(table: pd.DataFrame) -> pd.DataFrame:
     """The columns of reports that scored the top-1 class's map, named as score names
-    them: agnostic_loc..., not gt_known_loc... (check_comparable keeps kinds apart)."""
-    metric = metricdefs.get_metric("gt_known_loc")
-    return table.rename(columns=lambda c: (metric.agnostic_name + c[len(metric.name):]
-                                           if c.startswith(metric.name) else c))
+    them: agnostic_loc..., best_agnostic_loc..., not gt_known_loc... (check_comparable
+    keeps kinds apart)."""
+    renamed = [m for m in metricdefs.metrics() if m.agnostic_name]
+
+    def name(column: str) -> str:
+        for metric in renamed:
+            if column.startswith(metric.name):
+                return metric.agnostic_name + column[len(metric.name):]
+        return column
+
+    return table.rename(columns=name)
 
 
 # --------------------------------------------------------------------------- the job
@@ -373,6 +429,7 @@ def run(config: CompareConfig, log: Callable[[str], None] = _stderr) -> CompareR
     reports = [[read_report(p) for p in paths] for paths in groups]
     every = [r for members in reports for r in members]
     check_comparable(every)
+    refuse_copies(every)
     common = common_images(every)  # every report's images, in the first's order
     sizes = {str(r.path): len(r.images) for r in every}
     with FolderLock(out, "compare"):

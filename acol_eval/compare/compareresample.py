@@ -90,6 +90,10 @@ class Resampleable:
     mcnemar: np.ndarray
     pxap: float
     values: dict[str, int] = field(default_factory=dict)
+    # best_top1_loc, best_top5_loc: sparse steps of (GT-known and right class) along the
+    # grid, read at the threshold max_box_acc picks in the same weighting (as score reads
+    # them at best_gt_known_loc's, the same curve's best)
+    joined: dict[str, scipy.sparse.csc_matrix] = field(default_factory=dict)
 
 
 def _threshold_index(report: Report, thresholds: np.ndarray, metric: str) -> int:
@@ -145,6 +149,13 @@ def prepare(report: Report, common: pd.Index) -> Resampleable:
     curves.update({f"max_box_acc_v2@{int(k)}": annotated(outcomes.v2[j])
                    for j, k in enumerate(outcomes.iou)})
     steps = {name: threshold_steps(bits, columns_of, n) for name, bits in curves.items()}
+    joined = {}
+    if (np.asarray(outcomes.top1) >= 0).any():
+        joined["best_top1_loc"] = (np.asarray(outcomes.top1) == 1)
+        if not report.meta.agnostic:  # score reports no top-5 figure of top-1 maps
+            joined["best_top5_loc"] = (np.asarray(outcomes.top5) == 1)
+    joined = {name: threshold_steps(v1 & right[:, None], columns_of, n)
+              for name, right in joined.items()}
     fixed = {}
     if str(report.meta.threshold_source).startswith("from"):
         fixed = {name: _threshold_index(report, thresholds, name) for name in curves}
@@ -171,7 +182,7 @@ def prepare(report: Report, common: pd.Index) -> Resampleable:
     pxap = report.summary["value"].get("pxap", np.nan)
     return Resampleable(steps=steps, fixed=fixed, columns=columns,
                         has_predictions=bool((top1 >= 0).any()), mcnemar=mcnemar,
-                        pxap=float(pxap), values=values)
+                        pxap=float(pxap), values=values, joined=joined)
 
 
 def _metric_values(report: Report) -> dict[str, np.ndarray]:
@@ -202,10 +213,19 @@ def method_metrics(data: Resampleable, weights: np.ndarray) -> dict[str, np.ndar
             found["cls_top1"] = sums[TOP1_RIGHT] * 100.0 / sums[TOP1_KNOWN]
             found["top1_loc"] = sums[TOP1_FIXED] * 100.0 / annotated
         found["gt_known_loc"] = sums[GT_FIXED] * 100.0 / annotated
+        rounds = np.arange(weights.shape[1])
+        picked = {}
         for name, steps in data.steps.items():
             counts = curve_counts(steps, weights)
-            best = counts[data.fixed[name]] if name in data.fixed else counts.max(axis=0)
-            found[name] = best.astype(np.float64) * 100.0 / annotated
+            picked[name] = (np.full(len(rounds), data.fixed[name]) if name in data.fixed
+                            else counts.argmax(axis=0))
+            found[name] = counts[picked[name], rounds].astype(np.float64) * 100.0 / annotated
+        # GT-known at the oracle threshold is MaxBoxAcc (the same curve's best); the
+        # joined curves are read where it was picked
+        found["best_gt_known_loc"] = found["max_box_acc"]
+        for name, steps in data.joined.items():
+            counts = curve_counts(steps, weights)[picked["max_box_acc"], rounds]
+            found[name] = counts.astype(np.float64) * 100.0 / annotated
         found["max_box_acc_v2"] = np.mean(
             [v for k, v in found.items() if k.startswith(metricdefs.PER_IOU)], axis=0)
         for name, at in data.values.items():  # registered per-image metrics: their mean
