@@ -126,7 +126,8 @@ def test_a_registered_metric_flows_everywhere_and_leaves_with_its_entry(tmp_path
 
 def test_compare_order_and_list_come_from_the_registry(toy_metric):
     assert metric_order([30, 50]) == [
-        "cls_top1", "top1_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2",
+        "cls_top1", "top1_loc", "gt_known_loc", "max_box_acc", "best_top1_loc",
+        "best_top5_loc", "max_box_acc_v2",
         "max_box_acc_v2@30", "max_box_acc_v2@50", "pxap", NAME]
     assert acol_eval.list_metrics()[-1] == NAME
     assert metricdefs.headline()[-1] == NAME

@@ -115,24 +115,6 @@ def _refuse_repeats(paths: list[str]) -> None:
         seen[resolved] = path
 
 
-def refuse_copies(reports: list[Report]) -> None:
-    """One line when two report folders hold the same scores (summary.csv and
-    per_image.csv byte for byte: a copy, or the same maps scored twice)."""
-    import hashlib
-
-    seen: dict[str, Path] = {}
-    for report in reports:
-        digest = hashlib.sha256()
-        for name in ("summary.csv", "per_image.csv"):
-            digest.update((report.path / name).read_bytes())
-        key = digest.hexdigest()
-        if key in seen:
-            raise AcolError(f"REPORT {report.path} holds the same scores as {seen[key]} "
-                            f"(summary.csv and per_image.csv are identical): a copy of one "
-                            f"report; give each report once")
-        seen[key] = report.path
-
-
 @dataclass
 class CompareResult:
     """What the CLI prints: the two tables, how many images were compared, where.
@@ -429,7 +411,6 @@ def run(config: CompareConfig, log: Callable[[str], None] = _stderr) -> CompareR
     reports = [[read_report(p) for p in paths] for paths in groups]
     every = [r for members in reports for r in members]
     check_comparable(every)
-    refuse_copies(every)
     common = common_images(every)  # every report's images, in the first's order
     sizes = {str(r.path): len(r.images) for r in every}
     with FolderLock(out, "compare"):

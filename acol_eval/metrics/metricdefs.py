@@ -188,7 +188,7 @@ BUILTIN = (
     _builtin("best_gt_known_loc", "GT-known Loc at the oracle threshold",
            "GT-known Loc, %, at the CAM threshold best on these images",
            aggregate=Aggregate.BEST, threshold=Threshold.BEST, outcome=localised,
-           agnostic_name="best_agnostic_loc", headline_rank=5, compare_rank=3.1),
+           agnostic_name="best_agnostic_loc", headline_rank=5),
     _builtin("best_top1_loc", "Top-1 Loc at the oracle threshold",
            "Top-1 Loc, %, at best_gt_known_loc's CAM threshold", needs=BOXED_CLASS,
            aggregate=Aggregate.BEST, threshold=Threshold.BEST, outcome=_top1_localised,
