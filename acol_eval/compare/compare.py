@@ -48,6 +48,7 @@ from acol_eval.compare.compareresample import (
 from acol_eval.compare.stats import interval, mcnemar_exact
 from acol_eval.maps.reportfolder import method_names
 from acol_eval.metrics import metricdefs
+from acol_eval.util import safeio
 from acol_eval.util.errors import AcolError
 from acol_eval.util.progress import Progress
 from acol_eval.util.runtime import MAX_BOOTSTRAP
@@ -337,10 +338,9 @@ def reference_index(groups: list[tuple[str, ...]], reference: str | None
 
 
 def _refuse_overwrite(out: Path, overwrite: bool) -> None:
-    existing = [name for name in OUTPUT_FILES if (out / name).exists()]
-    if existing and not overwrite:
-        raise AcolError(f"{out} already holds {', '.join(existing)}; pass --overwrite to "
-                        f"replace them or choose another --out")
+    safeio.refuse_existing(out, OUTPUT_FILES, overwrite, lambda found: (
+        f"{out} already holds {', '.join(found)}; pass --overwrite to replace them or "
+        f"choose another --out"), label=f"--out {out}")
 
 
 def threshold_source(report: Report, metric: str) -> str:

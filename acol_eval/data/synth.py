@@ -24,8 +24,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from acol_eval.util import safeio
 from acol_eval.util.errors import AcolError
-from acol_eval.util.safeio import LOCK_NAME, FolderLock, atomic_write_bytes, atomic_write_text
+from acol_eval.util.safeio import FolderLock, atomic_write_bytes, atomic_write_text
 
 SHAPES = ("disc", "square", "triangle", "cross", "diamond", "ring")
 TEXTURES = ("stripes", "checker", "dots", "diagonal", "grid", "waves")
@@ -171,11 +172,9 @@ def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 def check_out(out: Path, overwrite: bool) -> None:
     """OUT must be a folder holding nothing (but our lock), unless `overwrite`."""
-    if out.exists() and not out.is_dir():
-        raise AcolError(f"{out} exists and is not a folder")
-    if out.is_dir() and not overwrite and any(p.name != LOCK_NAME for p in out.iterdir()):
-        raise AcolError(f"{out} is not empty; choose an empty or new folder, or add "
-                        f"--overwrite to replace the data set's files in it")
+    safeio.refuse_existing(out, None, overwrite, lambda found: (
+        f"{out} is not empty; choose an empty or new folder, or add --overwrite to replace "
+        f"the data set's files in it"), label=str(out))
 
 
 def write_png(path: Path, image: np.ndarray) -> None:

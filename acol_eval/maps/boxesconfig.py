@@ -22,9 +22,10 @@ from acol_eval.maps.runfolder import (
     record_image_roots,
 )
 from acol_eval.maps.thresholds import CamThreshold, check_threshold, resolve_cam_threshold
+from acol_eval.util import safeio
 from acol_eval.util.errors import AcolError
 from acol_eval.util.runtime import resolve_workers
-from acol_eval.util.safeio import LOCK_NAME, is_inside
+from acol_eval.util.safeio import is_inside
 
 BOX_FIELDS = ["x0", "y0", "x1", "y1"]
 TAIL = [*BOX_FIELDS, "cam_threshold"]  # the last columns of predictions.csv, redone here
@@ -82,22 +83,16 @@ def check_run(run: Path) -> tuple[np.ndarray, dict[str, Any]]:
     return maps, folder.record
 
 
-def _holds_nothing(folder: Path) -> bool:
-    """No entry but maybe our lock file (left by a refused or killed earlier try)."""
-    try:
-        return all(entry.name == LOCK_NAME for entry in folder.iterdir())
-    except OSError as exc:
-        raise AcolError(f"cannot read {folder}: {exc.strerror}") from None
-
-
 def check_new_folder(folder: Path, run: Path, flag: str) -> None:
     """`folder` may be written: it does not exist or is empty, and it is not RUN or inside it."""
     if is_inside(folder, run):
         raise AcolError(f"{flag} {folder} is {run} or inside it; choose a new folder")
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+    if folder.is_symlink():
         raise AcolError(f"{flag} {folder} exists and is not a folder")
-    if folder.is_dir() and not _holds_nothing(folder):
-        raise AcolError(f"{flag} {folder} exists and is not empty; choose a new folder")
+    # no entry but maybe our lock file (left by a refused or killed earlier try)
+    safeio.refuse_existing(folder, None, False, lambda found: (
+        f"{flag} {folder} exists and is not empty; choose a new folder"),
+        label=f"{flag} {folder}")
 
 
 # --------------------------------------------------------------------------- images

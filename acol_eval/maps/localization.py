@@ -65,6 +65,7 @@ from acol_eval.maps.shards import (
 )
 from acol_eval.maps.thresholds import CamThreshold, resolve_cam_threshold
 from acol_eval.models.methods import MapMethod, cam_note, method_record, resolve_target_layer
+from acol_eval.util import safeio
 from acol_eval.util.errors import AcolError
 from acol_eval.util.progress import Progress, counted
 from acol_eval.util.runtime import Distributed, library_versions
@@ -103,9 +104,9 @@ def check_overlays(overlays: str, out: Path, listing: ImageList, resuming: bool)
             if is_inside(os.path.join(root, name), base):
                 raise AcolError(f"--overlays {overlays} holds the image {printable(name)}; "
                                 "choose a folder outside the images")
-    if not resuming and folder.is_dir() and any(p.name != LOCK_NAME for p in folder.iterdir()):
-        raise AcolError(f"--overlays {overlays} already holds files; choose a new or empty "
-                        "folder (overlays never replace existing files)")
+    safeio.refuse_existing(folder, None, resuming, lambda found: (
+        f"--overlays {overlays} already holds files; choose a new or empty folder (overlays "
+        f"never replace existing files)"))
 
 
 # --------------------------------------------------------------------------- the sweep

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from acol_eval.maps.mapstore import MAP_DTYPE, PARTIAL, MapStoreWriter
+from acol_eval.util import safeio
 from acol_eval.util.errors import AcolError
 from acol_eval.util.flags import changed_options, option_flag
 from acol_eval.util.safeio import atomic_open, atomic_write_text
@@ -82,8 +83,8 @@ def prepare_run_folder(out: Path, record: RunRecord) -> bool:
     """Check OUT for a previous run and record this one; True when it is resumed.
     Call it holding OUT's FolderLock, after every input was validated."""
     partial = out / PARTIAL
-    if (out / "run.json").exists() and not partial.exists():
-        raise AcolError(f"{out} already holds a finished run; choose another --out")
+    safeio.refuse_existing(out, ["run.json"], partial.exists(), lambda found: (
+        f"{out} already holds a finished run; choose another --out"))
     if partial.exists():
         try:
             previous = json.loads((partial / RECORD).read_text())

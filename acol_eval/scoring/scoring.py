@@ -51,6 +51,7 @@ from acol_eval.scoring.scoreinputs import (
     npy_table,
     store_table,
 )
+from acol_eval.util import safeio
 from acol_eval.util.errors import AcolError
 from acol_eval.util.runtime import MAX_BOOTSTRAP, library_versions, resolve_workers
 from acol_eval.util.safeio import FolderLock, atomic_open
@@ -207,13 +208,10 @@ def check_report_folder(out: str | Path, overwrite: bool) -> None:
     """Refuse to replace a report without --overwrite (reads only). A folder a killed
     score left (its staging folder, no report files) is not a report: a rerun finishes it."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise AcolError(f"--out {out} exists and is not a folder")
-    found = [name for name in REPORT_FILES if (out / name).exists()]
-    if found and not overwrite:
-        raise AcolError(f"--out {out} already holds a score report ({', '.join(found[:3])}"
-                        f"{', ...' if len(found) > 3 else ''}); add --overwrite to replace "
-                        f"it, or choose another --out")
+    safeio.refuse_existing(out, REPORT_FILES, overwrite, lambda found: (
+        f"--out {out} already holds a score report ({', '.join(found[:3])}"
+        f"{', ...' if len(found) > 3 else ''}); add --overwrite to replace it, or choose "
+        f"another --out"), label=f"--out {out}")
 
 
 def _warn(issues: dict[str, int]) -> None:

@@ -255,13 +255,12 @@ def check_same_options(path: Path, saved: dict[str, Any], config: TrainConfig) -
 
 def check_out_folder(config: TrainConfig) -> None:
     """Refuse to replace a run's files without --resume (reads only, writes nothing)."""
+    from acol_eval.util import safeio
+
     out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise AcolError(f"--out {out} exists and is not a folder")
-    found = [name for name in RUN_FILES if (out / name).exists()]
-    if found and not config.resume:
-        raise AcolError(f"{out} already holds a training run ({', '.join(found)}); "
-                        f"add --resume to continue it or choose another --out")
+    safeio.refuse_existing(out, RUN_FILES, config.resume, lambda found: (
+        f"{out} already holds a training run ({', '.join(found)}); add --resume to continue "
+        f"it or choose another --out"), label=f"--out {out}")
     if config.resume and not (out / "last.pt").is_file():
         raise AcolError(f"--resume: {out / 'last.pt'} does not exist (nothing to resume)")
     preset = out / PRESET_FILE
