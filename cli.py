@@ -209,6 +209,9 @@ def main() -> None:
               help="When the data has boxes: after training, store in best.pt the CAM "
                    "threshold with the best GT-known Loc on the validation images "
                    "(native protocol, OUT/calibration/); localize then boxes with it.")
+@click.option("--recalibrate", is_flag=True,
+              help="With --resume of a finished run: calibrate best.pt again (without it "
+                   "the run's calibration is kept).")
 @click.pass_context
 def train(ctx: click.Context, preset: str | None, **options) -> None:
     """Train or fine-tune an ACoL model on image-level labels.

@@ -130,6 +130,7 @@ class TrainConfig:
     channels_last: bool = True
     resume: bool = False
     calibrate: bool = True  # data with boxes: best.pt gets the best GT-known CAM threshold
+    recalibrate: bool = False  # --resume of a finished run: calibrate best.pt again
     val_fraction: float = 0.0  # > 0: hold out this stratified share of train for validation
     val_split: str | None = None  # a named split of the source as the validation split
     cache: CacheMode = CacheMode.AUTO
@@ -141,6 +142,9 @@ class TrainConfig:
         self._check_sizes()
         self._check_validation()
         self.training_method()  # a method's own checks of its arguments, before any output
+        if self.recalibrate and not (self.resume and self.calibrate):
+            raise AcolError("--recalibrate redoes the calibration of a finished run: give it "
+                            "with --resume (and without --no-calibrate)")
 
     def training_method(self) -> TrainingMethod:
         """The training method these options ask for."""
@@ -233,7 +237,7 @@ def lr_factor(schedule: Schedule | str, epochs: int, steps: Sequence[int],
 # options that may change between a run and its --resume: how and where it runs, not what
 # it computes (the schedule, the data and the model must stay those of the killed run)
 RESUME_FREE = {"resume", "workers", "device", "cache", "calibrate", "out", "amp",
-               "channels_last"}
+               "channels_last", "recalibrate"}
 
 
 def check_same_options(path: Path, saved: dict[str, Any], config: TrainConfig) -> None:

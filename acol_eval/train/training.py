@@ -349,6 +349,20 @@ def calibrate_best(config: TrainConfig, data: TrainingData,
     return found
 
 
+def finished_run(trainer: Trainer) -> TrainResult:
+    """A --resume of a run that has all its epochs: nothing is trained, and best.pt's
+    calibration is kept unless --recalibrate asks for it again (say so either way)."""
+    config = trainer.config
+    if trainer.dist.is_main:
+        trainer.log(f"{trainer.out} is finished: all {config.epochs} epochs are trained, "
+                    f"nothing to resume; "
+                    + ("calibrating best.pt again (--recalibrate)" if config.recalibrate else
+                       "best.pt keeps its calibration (--recalibrate redoes it)"))
+    return TrainResult(trainer.out, 0, config.epochs, trainer.rows[-1] if trainer.rows else {},
+                       trainer.best, len(trainer.data.train_set), len(trainer.data.val_set),
+                       0.0, trainer.dist.is_main)
+
+
 def train(config: TrainConfig, log: Callable[[str], None] = _log_default,
           preset: AppliedPreset | None = None) -> TrainResult:
     """Train as `config` says. Inputs (data, weights, the checkpoint to resume) are all
@@ -361,6 +375,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = _log_default,
         log(preset.summary())
     try:
         trainer = Trainer(config, dist, log)
+        finished = config.resume and trainer.start_epoch >= config.epochs
         lock = FolderLock(config.out, "train") if dist.is_main else contextlib.nullcontext()
         with lock:
             if dist.is_main:
@@ -368,8 +383,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = _log_default,
                 if preset is not None:
                     atomic_write_text(Path(config.out) / PRESET_FILE,
                                       json.dumps(preset.record(), indent=1) + "\n")
-            result = trainer.run()
-            if dist.is_main and config.calibrate:
+            result = finished_run(trainer) if finished else trainer.run()
+            if dist.is_main and config.calibrate and (not finished or config.recalibrate):
                 result = replace(result, calibration=calibrate_best(config, trainer.data, log))
             return result
     finally:
