@@ -49,6 +49,7 @@ from acol_eval.compare.stats import interval, mcnemar_exact
 from acol_eval.maps.reportfolder import method_names
 from acol_eval.metrics import metricdefs
 from acol_eval.util import safeio
+from acol_eval.util.csvtext import frame_to_csv
 from acol_eval.util.errors import AcolError
 from acol_eval.util.progress import Progress
 from acol_eval.util.runtime import MAX_BOOTSTRAP
@@ -431,7 +432,7 @@ def run(config: CompareConfig, log: Callable[[str], None] = _stderr) -> CompareR
         if every[0].meta.agnostic:
             leaderboard, pairs = agnostic_names(leaderboard), agnostic_names(pairs)
         for name, table in (("leaderboard.csv", leaderboard), ("pairs.csv", pairs)):
-            atomic_write_text(out / name, table.to_csv(index=False, float_format="%.6g"))
+            atomic_write_text(out / name, frame_to_csv(table, index=False, float_format="%.6g"))
         _write_html(out, reports, names, leaderboard, pairs)
     return CompareResult(leaderboard=leaderboard, pairs=pairs, reference=names[reference],
                          common=len(common), images=sizes, rounds=config.bootstrap,

@@ -15,7 +15,6 @@ Layout of OUT:
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import cv2
 import numpy as np
 
 from acol_eval.util import safeio
+from acol_eval.util.csvtext import csv_writer
 from acol_eval.util.errors import AcolError
 from acol_eval.util.safeio import FolderLock, atomic_write_bytes, atomic_write_text
 
@@ -216,7 +216,7 @@ def _write_all(out: Path, config: SynthConfig) -> dict[str, int]:
                 records.append((relative, name, split, *mask_box(mask)))
                 counts[split] += 1
     table = io.StringIO()
-    writer = csv.writer(table, lineterminator="\n")
+    writer = csv_writer(table, lineterminator="\n")
     writer.writerow(["image", "label", "x0", "y0", "x1", "y1", "split"])
     for relative, name, split, *box in records:
         writer.writerow([relative, name, *box, split])

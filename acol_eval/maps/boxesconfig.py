@@ -23,6 +23,7 @@ from acol_eval.maps.runfolder import (
 )
 from acol_eval.maps.thresholds import CamThreshold, check_threshold, resolve_cam_threshold
 from acol_eval.util import safeio
+from acol_eval.util.csvtext import text
 from acol_eval.util.errors import AcolError
 from acol_eval.util.runtime import resolve_workers
 from acol_eval.util.safeio import is_inside
@@ -143,7 +144,7 @@ def _first_image(run: Path) -> str | None:
         reader = csv.reader(handle)
         header = next(reader)
         row = next(reader, None)
-    return row[header.index("image")] if row else None
+    return text(row[header.index("image")]) if row else None
 
 
 def known_image_root(config: BoxesConfig, record: dict[str, Any], found: Path | None

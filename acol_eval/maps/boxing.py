@@ -52,6 +52,7 @@ from acol_eval.maps.mapstore import INDEX_COLUMNS, MAP_DTYPE
 from acol_eval.maps.overlays import write_overlay
 from acol_eval.maps.runfolder import ERRORS_FILE, PREDICTIONS_FILE, record_arguments
 from acol_eval.maps.thresholds import CamThreshold
+from acol_eval.util.csvtext import csv_writer, text
 from acol_eval.util.errors import AcolError
 from acol_eval.util.progress import Progress
 from acol_eval.util.runtime import library_versions, ordered_map, resolve_workers
@@ -91,7 +92,7 @@ def top1_rows(index_file: IO[str]) -> Iterator[tuple[str, int, str]]:
             if not row[0].isdigit():
                 raise AcolError(f"maps_index.csv line {reader.line_num}: {row[0]!r} is not "
                                 f"a map row")
-            yield row[1], int(row[0]), row[3]
+            yield text(row[1]), int(row[0]), text(row[3])
 
 
 def image_size(row: list[str], columns: dict[str, int], image: str) -> tuple[int, int]:
@@ -177,6 +178,7 @@ def read_items(run: Path, count: int, gt_boxes: dict[str, np.ndarray] | None = N
             if len(row) != len(header):
                 raise AcolError(f"{run / 'predictions.csv'} line {reader.line_num} has "
                                 f"{len(row)} fields, its header {len(header)}")
+            row = [text(value) for value in row]  # as written, rewritten through csv_writer
             image = row[columns["image"]]
             width, height = image_size(row, columns, image)
             map_row, class_name = _find_top1(top1, image, count)
@@ -214,9 +216,9 @@ def rebox(run: Path, job: BoxJob, workers: int, predictions_out: IO[str],
     x1, y1) when given. Overlays (with `gt_boxes` drawn when given) that could not be drawn
     are logged and counted. `images`: how many rows to expect, for the progress bar."""
     counts = Counts()
-    writer = csv.writer(predictions_out, lineterminator="\n")
+    writer = csv_writer(predictions_out, lineterminator="\n")
     writer.writerow(csv_header(run / PREDICTIONS_FILE))
-    box_writer = csv.writer(boxes_out, lineterminator="\n") if boxes_out else None
+    box_writer = csv_writer(boxes_out, lineterminator="\n") if boxes_out else None
     if box_writer:
         box_writer.writerow(["image", "class_name", *BOX_FIELDS])
     items = read_items(run, job.shape[0], gt_boxes)

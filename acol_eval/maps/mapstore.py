@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from acol_eval.util.csvtext import csv_writer, unescape_frame
 from acol_eval.util.errors import AcolError
 
 MAPS_FORMAT = "acol-eval-maps"
@@ -95,7 +96,8 @@ def open_maps(run: str | Path) -> MapStore:
     maps, classes = open_map_array(run)
     shape = maps.shape
     try:
-        index = pd.read_csv(run / "maps_index.csv", keep_default_na=False, dtype={"image": str})
+        index = unescape_frame(pd.read_csv(run / "maps_index.csv", keep_default_na=False,
+                                           dtype={"image": str, "class_name": str}))
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise AcolError(f"{run / 'maps_index.csv'} is missing or not readable "
                         f"({getattr(exc, 'strerror', None) or exc})") from None
@@ -127,7 +129,6 @@ class MapStoreWriter:
 
     def __init__(self, run: str | Path, height: int, width: int) -> None:
         import contextlib
-        import csv
 
         from acol_eval.util.safeio import atomic_open
 
@@ -138,7 +139,7 @@ class MapStoreWriter:
         self._maps = self._stack.enter_context(atomic_open(self.run / "maps.f16", "wb"))
         self._index = self._stack.enter_context(
             atomic_open(self.run / "maps_index.csv", "w", newline=""))
-        self._rows = csv.writer(self._index, lineterminator="\n")
+        self._rows = csv_writer(self._index, lineterminator="\n")
         self._rows.writerow(INDEX_COLUMNS)
         self._finished = False
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from acol_eval.util.csvtext import unescape_frame
 from acol_eval.util.errors import AcolError
 from acol_eval.util.safeio import atomic_write_bytes, atomic_write_text
 
@@ -230,7 +231,7 @@ class ScoreReport:
         if not path.is_file():
             return pd.DataFrame()
         try:
-            return pd.read_csv(path, dtype=TEXT_COLUMNS)
+            return unescape_frame(pd.read_csv(path, dtype=TEXT_COLUMNS))
         except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
             if notes is not None:
                 notes.append(f"{path.name} could not be read "
@@ -252,6 +253,7 @@ class ScoreReport:
         except (OSError, ValueError, pd.errors.ParserError) as exc:
             raise AcolError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
                             ) from None
+        table = unescape_frame(table)
         if missing := [c for c in columns if c not in table.columns]:
             raise AcolError(f"{path} lacks the column(s) {', '.join(missing)}; is it a "
                             f"score report?")
@@ -376,6 +378,7 @@ def read_summary(report: str | Path, columns: set[str]):
                             keep_default_na=False, na_values=[""])
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise AcolError(f"--threshold-from {report}: {file} is unreadable ({exc})") from None
+    table = unescape_frame(table)
     if not columns <= set(table.columns):
         raise AcolError(f"--threshold-from {report}: {file} is not an acol-eval summary.csv")
     return table, file

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from acol_eval.maps.mapstore import PARTIAL, MapStore, check_finished, open_map_array, open_maps
+from acol_eval.util.csvtext import unescape_frame
 from acol_eval.util.errors import AcolError
 
 PREDICTIONS_FILE = "predictions.csv"
@@ -78,7 +79,8 @@ class LocalizeRun:
         path = self.folder / name
         dtype = {"image": str, **kwargs.pop("dtype", {})}
         try:
-            return pd.read_csv(path, dtype=dtype, keep_default_na=False, **kwargs)
+            return unescape_frame(pd.read_csv(path, dtype=dtype, keep_default_na=False,
+                                              **kwargs))
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             raise AcolError(f"{path} is missing or not readable "
                             f"({getattr(exc, 'strerror', None) or exc})") from None

@@ -29,6 +29,7 @@ import numpy as np
 
 from acol_eval.maps.mapstore import MAP_DTYPE, PARTIAL, MapStoreWriter
 from acol_eval.util import safeio
+from acol_eval.util.csvtext import csv_writer
 from acol_eval.util.errors import AcolError
 from acol_eval.util.flags import changed_options, option_flag
 from acol_eval.util.safeio import atomic_open, atomic_write_text
@@ -202,7 +203,8 @@ def merge_csv(folders: list[Path], name: str, target: Path, header: list[str],
     count. With `keep_empty` False, no rows means no file."""
     count = 0
     with atomic_open(target, "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
+        # the shards hold the rows as made; the run's file is written through csv_writer
+        writer = csv_writer(handle, lineterminator="\n")
         writer.writerow(header)
         for _, row in merged_rows(folders, name):
             writer.writerow(row[1:])

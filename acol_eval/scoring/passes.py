@@ -22,6 +22,7 @@ from acol_eval.metrics.metrics import error_type
 from acol_eval.metrics.sweep import load_compiled
 from acol_eval.scoring.protocols import ScoringProtocol
 from acol_eval.scoring.scoreinputs import NO_BOXES, MapSource, ScoreInputs
+from acol_eval.util.csvtext import frame_to_csv
 from acol_eval.util.progress import Progress
 from acol_eval.util.runtime import ordered_map
 from acol_eval.util.safeio import atomic_open
@@ -268,7 +269,7 @@ def second_pass(inputs: ScoreInputs, setup: PassSetup, passed: FirstPass,
             shown = frame[[c for c in frame.columns if not c.startswith("_")]].copy()
             for column in PER_IMAGE_INTS:
                 shown[column] = shown[column].astype("Int64")
-            shown.to_csv(handle, index=False, header=start == 0)
+            frame_to_csv(shown, handle, index=False, header=start == 0)
             frames.append(frame.drop(columns=["x0", "y0", "x1", "y1", "orig_x0", "orig_y0",
                                               "orig_x1", "orig_y1", "error",
                                               "threshold_source"]))

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from acol_eval.data.readers import Annotations
+from acol_eval.util.csvtext import unescape_frame
 from acol_eval.util.errors import AcolError
 from acol_eval.util.safeio import check_input_file
 
@@ -42,8 +43,8 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
         if "image" not in header or "pred_1" not in header:
             raise AcolError(f"{flag}: needs the columns image and pred_1 (image,pred_1,"
                             f"...,pred_k as localize writes predictions.csv)")
-        table = pd.read_csv(file, usecols=["image", *preds], dtype=str, keep_default_na=False,
-                            nrows=MAX_ROWS + 1)
+        table = unescape_frame(pd.read_csv(file, usecols=["image", *preds], dtype=str,
+                                           keep_default_na=False, nrows=MAX_ROWS + 1))
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise AcolError(f"{flag}: not a readable CSV "
                         f"({getattr(exc, 'strerror', None) or exc})") from None

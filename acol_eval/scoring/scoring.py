@@ -52,6 +52,7 @@ from acol_eval.scoring.scoreinputs import (
     store_table,
 )
 from acol_eval.util import safeio
+from acol_eval.util.csvtext import frame_to_csv
 from acol_eval.util.errors import AcolError
 from acol_eval.util.runtime import MAX_BOOTSTRAP, library_versions, resolve_workers
 from acol_eval.util.safeio import FolderLock, atomic_open
@@ -357,19 +358,19 @@ def write_report(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
             passed.hist, per_image, issues, config.bootstrap, config.seed,
             meta.map_scored, f"{meta.images} of {meta.annotated}"))
         with atomic_open(staging.path("summary.csv")) as handle:
-            summary.to_csv(handle, index=False, float_format="%.6g")
+            frame_to_csv(summary, handle, index=False, float_format="%.6g")
         per_class = reports.per_class_table(per_image, passed.curves, choice)
         if per_class is not None:
             with atomic_open(staging.path("per_class.csv")) as handle:
-                per_class.to_csv(handle, index=False, float_format="%.6g")
+                frame_to_csv(per_class, handle, index=False, float_format="%.6g")
         curve = reports.curve_table(passed.curves)
         with atomic_open(staging.path("curve.csv")) as handle:
-            curve.to_csv(handle, index=False, float_format="%.6g")
+            frame_to_csv(curve, handle, index=False, float_format="%.6g")
         curveplot.plot_curve(staging.path("curve.png"), curve, label, summary)
         if passed.hist is not None:  # masks were scored
             with atomic_open(staging.path("pxap_curve.csv")) as handle:
-                reports.pxap_curve_table(passed.hist, setup.thresholds).to_csv(
-                    handle, index=False, float_format="%.6g")
+                frame_to_csv(reports.pxap_curve_table(passed.hist, setup.thresholds),
+                             handle, index=False, float_format="%.6g")
         meta.write(staging.folder)
         staging.commit()  # drops an older report.html: the page below is of these files
     from acol_eval.report.htmlreport import write_score_html

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from acol_eval.models.trainmethod import EpochStats
+from acol_eval.util.csvtext import dict_writer, text
 from acol_eval.util.errors import AcolError
 from acol_eval.util.safeio import atomic_open
 
@@ -93,7 +94,7 @@ def epoch_line(metrics: dict[str, Any], epochs: int, has_val: bool) -> str:
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     with atomic_open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = dict_writer(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
 
@@ -104,6 +105,7 @@ def read_metrics(path: Path, up_to_epoch: int) -> list[dict[str, Any]]:
         return []
     try:
         with open(path, newline="") as handle:
-            return [row for row in csv.DictReader(handle) if int(row["epoch"]) <= up_to_epoch]
+            return [{k: text(v) for k, v in row.items()} for row in csv.DictReader(handle)
+                    if int(row["epoch"]) <= up_to_epoch]
     except (KeyError, TypeError, ValueError, UnicodeDecodeError, csv.Error):
         raise AcolError(f"--resume: {path} is not a metrics.csv of acol-eval") from None
