@@ -195,10 +195,12 @@ def test_localize_refuses_an_out_it_must_not_write(sandbox, case):
         if case == "locked":
             before = tree_state(sandbox)
         result = CliRunner().invoke(main, args)
+        # what the refused command left, before the test's own lock (which records its
+        # holder while held) is released
+        after = tree_state(sandbox)
     assert result.exit_code == 2, (result.output, result.exception)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and phrase in lines[0], result.stderr
-    after = tree_state(sandbox)
     if case == "unfinished":  # the lock file the refused command held: empty, harmless
         assert after.pop("run/.acol-eval.lock") == b""
     assert after == before
