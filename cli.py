@@ -443,6 +443,16 @@ def boxes(run: str, **options) -> None:
 @click.option("--overwrite", is_flag=True,
               help="Replace the report already in --out (without it, such an --out is "
                    "refused and left as it was).")
+@click.option("--region-metrics", default="", cls=DerivedHelp, help_from=lambda: (
+    "Also score the explanation literature's localisation metrics against each image's "
+    "mask (else the union of its boxes): all, or names among "
+    + ", ".join(registry_names("acol_eval.metrics.regionmetrics", "REGION_METRICS"))
+    + " [default: none]."))
+@click.option("--pointing-tolerance", type=float, default=0.0, show_default=True,
+              help="pointing_game: the map's maximum hits within this many pixels (of the "
+                   "protocol's frame) of the region (Quantus: 0; Zhang et al.: 15).")
+@click.option("--top-k", type=int, default=1000, show_default=True,
+              help="top_k_intersection's k: the map's k highest pixels (Quantus: 1000).")
 def score(run: str, **options) -> None:
     """Score maps against box and mask annotations into CSV reports.
 
@@ -463,7 +473,8 @@ def score(run: str, **options) -> None:
         images=options["images"], map_choice=options["map_choice"],
         strict=options["strict"], overwrite=options["overwrite"],
         allow_missing=options["allow_missing"], image_list=options["image_list"],
-        predictions=options["predictions"])
+        predictions=options["predictions"], region_metrics=options["region_metrics"],
+        pointing_tolerance=options["pointing_tolerance"], top_k=options["top_k"])
     result = run_score(config)
     if config.baseline:
         click.echo(f"baseline: {config.baseline.value} (a centred Gaussian map for every "

@@ -244,6 +244,9 @@ def per_class_table(per_image: pd.DataFrame, curves: Curves, choice: ThresholdCh
     per_class[names.best] = groups["_gt_best"].mean() * 100
     per_class["best_threshold"] = curves.thresholds[choice.best_gt]
     per_class["best_threshold_source"] = choice.best_source
+    for metric in metricdefs.per_image_metrics():  # registered ones: their mean, scaled
+        if metric.name in boxed:
+            per_class[metric.name] = groups[metric.name].mean() * metric.scale
     return per_class.reset_index().rename(columns={"label": "class"})
 
 
