@@ -10,5 +10,5 @@ from acol_eval.metrics.regionmetrics.definitions import (
 )
 from acol_eval.metrics.regionmetrics.region import boxes_region, mask_region
 
-__all__ = ["REGION_METRICS", "RegionOptions", "boxes_region", "mask_region", "measure", "region_metrics",
-           "region_names"]
+__all__ = ["REGION_METRICS", "RegionOptions", "boxes_region", "mask_region", "measure",
+           "region_metrics", "region_names"]
