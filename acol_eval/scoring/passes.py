@@ -151,13 +151,19 @@ def _first_pass_image(setup: PassSetup, item: ImageTask, values: np.ndarray, rec
 
 def _measure_region(setup: PassSetup, item: ImageTask, values: np.ndarray,
                     mask: np.ndarray | None, record) -> np.ndarray | None:
-    """The region metrics of one map into record["region"] (NaN without a region or an
-    image size), measured on the map as the box sweep sees it; returns that map."""
+    """The region metrics of one map into record["region"] (NaN without a region),
+    measured on the map as the box sweep sees it; returns that map. An image of unknown
+    size (a mask, no boxes) is taken at its mask's size, as PxAP takes it."""
     record["region"] = np.nan
     protocol = setup.protocol
-    if (mask is None and not len(item.gt)) or not np.isfinite(item.width * item.height):
+    if mask is None and not len(item.gt):
         return None
-    prepared = protocol.prepare(values, item.width, item.height)
+    width, height = item.width, item.height
+    if not np.isfinite(width * height):
+        if mask is None:
+            return None
+        height, width = mask.shape
+    prepared = protocol.prepare(values, width, height)
     region = (mask_region(mask, prepared.shape) if mask is not None else boxes_region(
         protocol.scale_gt(item.gt, item.width, item.height), prepared.shape,
         protocol.inclusive))
