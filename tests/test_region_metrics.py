@@ -5,6 +5,8 @@ traceback) and the option's checks. Equality with Quantus: test_region_metrics_q
 
 from __future__ import annotations
 
+import html
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -160,3 +162,48 @@ def test_cli_refuses_an_unknown_metric_in_one_line(tmp_path):
     assert result.returncode == 2
     assert "--region-metrics pointing" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def _peaked(inside: bool) -> np.ndarray:
+    """A 10x10 map over a 100x80 image whose peak is in the box (10..60, 10..50) or not."""
+    yy, xx = np.mgrid[0:10, 0:10]
+    cy, cx = (3, 3) if inside else (8, 8)
+    return np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 4.0)
+
+
+def test_compare_pairs_the_region_metrics_with_mcnemar_for_the_pointing_game(tmp_path):
+    """Method 'inside' points into the box on all 8 images, 'mixed' on 2 of them: the
+    pointing game's McNemar test counts 6 images only the reference hits (p = 2 / 2**6),
+    every region metric gets a paired interval, and both pages show them."""
+    from acol_eval.compare.compare import CompareConfig
+    from acol_eval.compare.compare import run as compare
+
+    rows = []
+    for k in range(8):
+        cv2.imwrite(str(tmp_path / f"i{k}.png"), np.zeros((80, 100), np.uint8))
+        rows.append(f"i{k}.png,{'ab'[k % 2]},10,10,60,50")
+    (tmp_path / "ann.csv").write_text("image,label,x0,y0,x1,y1\n" + "\n".join(rows) + "\n")
+    reports = []
+    for method, hits in (("inside", range(8)), ("mixed", (0, 1))):
+        (tmp_path / method).mkdir()
+        _maps(tmp_path / method, {f"i{k}": _peaked(k in hits) for k in range(8)})
+        out = tmp_path / f"{method}-report"
+        score(ScoreConfig(run=str(tmp_path / method), annotations=f"csv:{tmp_path}/ann.csv",
+                          out=str(out), workers=0, interval=0.01, region_metrics="all"))
+        reports.append(str(out))
+    result = compare(CompareConfig(reports=tuple(reports), out=str(tmp_path / "cmp"),
+                                   bootstrap=100), log=lambda line: None)
+    pairs = result.pairs.iloc[0]
+    assert (pairs["pointing_game_mcnemar_reference_only"],
+            pairs["pointing_game_mcnemar_method_only"]) == (6, 0)
+    assert pairs["pointing_game_mcnemar_p"] == pytest.approx(2 / 2 ** 6)
+    assert pairs["pointing_game_diff"] == pytest.approx(-75.0)
+    board = result.leaderboard.set_index("method")
+    for name in region_names():
+        assert f"{name}_diff_ci_low" in pairs and f"{name}_ci_low" in board, name
+    assert pairs["region_auc_diff_ci_high"] < 0  # 'mixed' ranks the box lower everywhere
+    page = (tmp_path / "cmp" / "report.html").read_text()
+    assert "per-image pointing_game" in page and "Energy-based Pointing Game" in page
+    score_page = (tmp_path / "inside-report" / "report.html").read_text()
+    description = metricdefs.get_metric("relevance_rank_accuracy").description
+    assert f"<small>{html.escape(description)}</small>" in score_page
