@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from acol_eval.metrics.regionmetrics.kernels import uint8_histograms
+
 
 @dataclass(frozen=True)
 class RegionStats:
@@ -73,8 +75,7 @@ def region_stats(frame: np.ndarray, region: np.ndarray) -> RegionStats:
     flat = frame.reshape(-1)
     chosen = region.reshape(-1)
     if flat.dtype == np.uint8:
-        every = np.bincount(flat, minlength=256)
-        inside = np.bincount(flat[chosen], minlength=256)
+        every, inside = uint8_histograms(flat, chosen)
         used = np.flatnonzero(every)
         levels, every, inside = used.astype(np.float64), every[used], inside[used]
     else:
