@@ -206,4 +206,4 @@ def test_compare_pairs_the_region_metrics_with_mcnemar_for_the_pointing_game(tmp
     assert "per-image pointing_game" in page and "Energy-based Pointing Game" in page
     score_page = (tmp_path / "inside-report" / "report.html").read_text()
     description = metricdefs.get_metric("relevance_rank_accuracy").description
-    assert f"<small>{html.escape(description)}</small>" in score_page
+    assert f'<small class="what">{html.escape(description)}</small>' in score_page

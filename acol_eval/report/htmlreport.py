@@ -127,7 +127,7 @@ def _opt_in_note(name: str) -> str:
         metric = metricdefs.get_metric(name)
     except KeyError:
         return ""
-    return f"<small>{esc(metric.description)}</small>" if metric.opt_in else ""
+    return f'<small class="what">{esc(metric.description)}</small>' if metric.opt_in else ""
 
 
 def _card_title(name: str) -> str:
