@@ -20,6 +20,7 @@ from acol_eval.maps.reportfolder import Outcomes, ReportStaging
 from acol_eval.metrics import metricdefs, reports
 from acol_eval.metrics.metrics import error_type
 from acol_eval.metrics.regionmetrics import RegionOptions, boxes_region, mask_region, measure
+from acol_eval.metrics.regionmetrics.kernels import compile_now
 from acol_eval.metrics.sweep import load_compiled
 from acol_eval.scoring.protocols import ScoringProtocol
 from acol_eval.scoring.scoreinputs import NO_BOXES, MapSource, ScoreInputs
@@ -219,6 +220,8 @@ def first_pass(inputs: ScoreInputs, setup: PassSetup, workers: int) -> FirstPass
     """Every image at every threshold, on `workers` processes, records kept on disk."""
     # compile or load the protocol's sweep once, before the workers fork
     load_compiled(native=setup.protocol.name == "native")
+    if setup.region:
+        compile_now()
     total = Counts.zeros(len(setup.iou), len(setup.thresholds))
     records = tempfile.TemporaryFile()
     tasks = (ChunkTask(setup, images) for _, images in _tasks(inputs))

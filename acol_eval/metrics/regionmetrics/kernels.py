@@ -36,3 +36,8 @@ def uint8_histograms(flat: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, 
         return np.bincount(flat, minlength=256), np.bincount(flat[region], minlength=256)
     _uint8_histograms(flat, region, every, inside)
     return every, inside
+
+
+def compile_now() -> None:
+    """Compile (or load from the cache) the kernel once, before score's workers fork."""
+    uint8_histograms(np.zeros(1, np.uint8), np.zeros(1, bool))
