@@ -25,7 +25,7 @@ from acol_eval.models.trainmethod import get_method
 from acol_eval.scoring.scoring import ScoreConfig, score
 from acol_eval.train.boxbudget import BOXES_FILE, box_masks, draw_budget
 from acol_eval.train.trainconfig import TrainConfig
-from acol_eval.train.training import train
+from acol_eval.train.training import Trainer, train
 from acol_eval.util.errors import AcolError
 from conftest import assert_one_line_error, run_cli, run_localize, write_texture_folder
 
@@ -270,3 +270,30 @@ def test_ddt_fits_on_train_round_trips_localizes_and_scores(synth, tmp_path, met
                                split="test", out=str(tmp_path / "report"), workers=0))
     summary = result.summary.set_index("metric")["value"]
     assert pd.notna(summary["max_box_acc_v2"]) and pd.notna(summary["top1_loc"])
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, extra", [("fsl", {"boxes_per_class": 2}), ("ddt", {})])
+def test_a_killed_baseline_resumes_into_the_uninterrupted_run(synth, tmp_path, monkeypatch,
+                                                               method, extra):
+    common = dict(data=f"cub:{synth}", method=method, **{**TINY, "epochs": 2}, **extra)
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    train(TrainConfig(out=str(straight), **common), log=quiet)
+    record = Trainer._record
+
+    def record_then_die(self, epoch, row, has_val):
+        record(self, epoch, row, has_val)
+        raise Killed
+
+    monkeypatch.setattr(Trainer, "_record", record_then_die)
+    with pytest.raises(Killed):
+        train(TrainConfig(out=str(run), **common), log=quiet)
+    monkeypatch.undo()
+    train(TrainConfig(out=str(run), resume=True, **common), log=quiet)
+    a = Checkpoint.load(straight / "last.pt").state_dict
+    b = Checkpoint.load(run / "last.pt").state_dict
+    assert a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
