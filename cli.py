@@ -141,8 +141,9 @@ def main() -> None:
               help="Training method; acol's options are --recipe, --delta, --head and "
                    "--loss-weights; fsl (few-shot baseline) trains a foreground head on "
                    "--boxes-per-class K box masks; ddt and ddt-class are training-free "
-                   "DDT maps with a linear classifier probe. A method defined outside acol-eval trains through the "
-                   "Python API (training.train), after importing its module.")
+                   "DDT maps with a linear classifier probe. A method defined outside "
+                   "acol-eval trains through the Python API (training.train), after "
+                   "importing its module.")
 @click.option("--data", "--input-path", "data", required=True,
               help="Training source: an ImageFolder root (train/ and val/ or validation/), "
                    "or FORMAT:PATH such as cub:PATH or folder:PATH.")
