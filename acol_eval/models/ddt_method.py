@@ -174,7 +174,7 @@ class DDTMethod(TrainingMethod):
         log(f"fitting DDT on the descriptors of {len(items)} train images "
             f"({'per class' if self.per_class else 'class-agnostic'})")
         moments = fit_moments(model, dataset, config.batch_size, config.workers,
-                              len(model.heads[0].classifier.bias) if self.per_class else 1)
+                              model.num_classes if self.per_class else 1)
         directions, means = zip(*(m.direction() for m in moments))
         model.set_projection(np.stack(directions), np.stack(means))
 
