@@ -185,6 +185,16 @@ def test_bad_budgets_are_refused_before_any_output(synth, tmp_path, options, phr
     assert not out.exists()
 
 
+def test_a_boxes_json_train_did_not_write_is_never_replaced(synth, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / BOXES_FILE).write_text("my notes\n")
+    with pytest.raises(AcolError, match="is not a box budget acol-eval wrote"):
+        train(TrainConfig(data=f"cub:{synth}", out=str(out), method="fsl",
+                          boxes_per_class=1, **TINY), log=quiet)
+    assert (out / BOXES_FILE).read_text() == "my notes\n"
+
+
 def test_a_source_without_boxes_cannot_pay_a_budget(tmp_path):
     folder = write_texture_folder(tmp_path / "tex", train_per_class=3, val_per_class=2)
     with pytest.raises(AcolError, match="needs an annotation source with boxes"):

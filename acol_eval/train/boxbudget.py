@@ -68,6 +68,21 @@ class BoxBudget:
         atomic_write_text(Path(out) / BOXES_FILE, json.dumps(self.record(), indent=1) + "\n")
 
 
+def check_record(out: str | Path) -> None:
+    """Refuse to replace an OUT/boxes.json train did not write (a run killed before its
+    first checkpoint leaves one, which its rerun may replace)."""
+    path = Path(out) / BOXES_FILE
+    if not path.exists():
+        return
+    try:
+        found = json.loads(path.read_text()) if path.stat().st_size < 2**26 else None
+    except (OSError, ValueError):
+        found = None
+    if not (isinstance(found, dict) and {"boxes_per_class", "head_images"} <= found.keys()):
+        raise AcolError(f"{path} is not a box budget acol-eval wrote, and train would "
+                        f"replace it; move it or choose another --out")
+
+
 def check_box_source(config: Any, annotations: Annotations) -> None:
     """Refuse a budget the source cannot pay: no boxes at all, or validation images that
     would be the test split (train's fallback when the source has no val split)."""

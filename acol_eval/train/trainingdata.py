@@ -27,7 +27,13 @@ from acol_eval.data.datasets import (
 )
 from acol_eval.data.readers import VALIDATION_SPLITS, Annotations, read_source
 from acol_eval.models.fsl_method import BoxMasks
-from acol_eval.train.boxbudget import BoxBudget, box_masks, check_box_source, draw_budget
+from acol_eval.train.boxbudget import (
+    BoxBudget,
+    box_masks,
+    check_box_source,
+    check_record,
+    draw_budget,
+)
 from acol_eval.train.trainconfig import CacheMode, TrainConfig
 from acol_eval.util.errors import AcolError
 from acol_eval.util.runtime import Distributed
@@ -102,6 +108,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     budget = masks = None
     if config.boxes_per_class is not None:
         check_box_source(config, annotations)
+        check_record(config.out)
         budget = draw_budget(annotations, val_items, classes, config.boxes_per_class,
                              config.seed, config.data)
         masks = box_masks(annotations, budget.head, config.resize_size)
