@@ -115,6 +115,78 @@ def _union(parent, count, bx0, by0, bx1, by1, root, other):
     return root, other
 
 
+# Shared steps of the sweeps, inlined into each kernel at numba's IR level
+# (inline="always"): no call and no compilation of their own (nothing more in the
+# cache or in the first `score`'s compile time), and typed in each caller, so the
+# int16 boxes of wsoleval and the int32 ones of the native sweep need no second
+# signature. Without numba they are plain Python functions.
+
+
+@njit(inline="always")
+def _start(parent, count, bx0, by0, bx1, by1, roots, n_roots, p, x, y):
+    """Pixel p (at x, y) starts a component of its own, listed in roots; returns the new
+    root count."""
+    parent[p] = p
+    bx0[p] = x
+    bx1[p] = x
+    by0[p] = y
+    by1[p] = y
+    count[p] = 1
+    roots[n_roots] = p
+    return n_roots + 1
+
+
+@njit(inline="always")
+def _grow(bx0, by0, bx1, by1, root, x, y):
+    """Grow the box of `root` over the pixel x, y. min/max, not four `if`s: inlined, the
+    `if` form made wsoleval_sweep_into ~30% slower; min/max of (int64, int16) is
+    compiled already (the candidates' box), so no compilation is added."""
+    bx0[root] = min(x, bx0[root])
+    bx1[root] = max(x, bx1[root])
+    by0[root] = min(y, by0[root])
+    by1[root] = max(y, by1[root])
+
+
+@njit(inline="always")
+def _wsoleval_iou(bx0, by0, bx1, by1, r, grow, width, height, gt, inclusive):
+    """best_box_iou of the box of root r under the wsoleval protocol: grown by `grow`
+    pixels (0: an outer contour's box, 1: a hole contour's), x1/y1 one further and
+    clipped to the image (int64 coordinates: one best_box_iou compilation)."""
+    return best_box_iou(bx0[r] - grow, by0[r] - grow, min(bx1[r] + 1 + grow, width - 1),
+                        min(by1[r] + 1 + grow, height - 1), gt, inclusive)
+
+
+@njit(inline="always")
+def _area_bound(bx0, by0, bx1, by1, count, interior, r, no_holes):
+    """Twice the most contour area root r can have (see wsoleval_sweep_into)."""
+    bound = 2 * (bx1[r] - bx0[r]) * (by1[r] - by0[r])
+    if no_holes:
+        bound = min(bound, max(count[r] + interior[r] - 2, 0))
+    return bound
+
+
+@njit(inline="always")
+def _compact(parent, roots, n_roots):
+    """Drop from roots[:n_roots] the pixels that are no longer roots (merged since), in
+    order; returns how many are left."""
+    kept = 0
+    for k in range(n_roots):
+        r = roots[k]
+        if parent[r] == r:
+            roots[kept] = r
+            kept += 1
+    return kept
+
+
+@njit(inline="always")
+def _cached_iou(cached, dirty, bx0, by0, bx1, by1, r, grow, width, height, gt, inclusive):
+    """_wsoleval_iou of root r, recomputed only where its box changed (dirty)."""
+    if dirty[r]:
+        cached[r] = _wsoleval_iou(bx0, by0, bx1, by1, r, grow, width, height, gt, inclusive)
+        dirty[r] = False
+    return cached[r]
+
+
 def sweep_components(levels: np.ndarray, n_levels: int, gt: np.ndarray, wsoleval: bool):
     """Per threshold index i in [0, n_levels): the 8-connected components of `levels > i`.
 
@@ -153,32 +225,18 @@ def _sweep_components_into(flat, height, width, n_levels, gt, wsoleval, work, co
                            contour_sure, n_components):
     """sweep_components' pass over the map `flat` (height x width, raster order), into
     the arrays it made."""
-    order = work[6]
+    bx0, by0, bx1, by1 = work[0], work[1], work[2], work[3]
+    first, roots, order, parent = work[4], work[5], work[6], work[7]
+    count, interior = counts[0], counts[1]
     _buckets(flat, n_levels + 1, order, starts)
-    bx0 = work[0]
-    by0 = work[1]
-    bx1 = work[2]
-    by1 = work[3]
-    first = work[4]
-    roots = work[5]
-    parent = work[7]
-    count = counts[0]
-    interior = counts[1]
     n_roots = 0
     for i in range(n_levels - 1, -1, -1):
         for k in range(starts[i + 1], starts[i + 2]):
             p = order[k]
             y = p // width
             x = p - y * width
-            parent[p] = p
-            bx0[p] = x
-            bx1[p] = x
-            by0[p] = y
-            by1[p] = y
-            count[p] = 1
+            n_roots = _start(parent, count, bx0, by0, bx1, by1, roots, n_roots, p, x, y)
             first[p] = p
-            roots[n_roots] = p
-            n_roots += 1
             root = p
             # interior pixels (all four neighbours in) give a lower bound of contour area
             gained = 0
@@ -205,19 +263,14 @@ def _sweep_components_into(flat, height, width, n_levels, gt, wsoleval, work, co
             if neighbours_in[p] == 4:
                 gained += 1
             interior[root] += gained
-        kept = 0
+        kept = _compact(parent, roots, n_roots)
         best = -1.0
         largest = -1
         sure = -1
-        for k in range(n_roots):
+        for k in range(kept):
             r = roots[k]
-            if parent[r] != r:
-                continue
-            roots[kept] = r
-            kept += 1
             if wsoleval:
-                iou = best_box_iou(bx0[r] + 0, by0[r] + 0, min(bx1[r] + 1, width - 1),
-                                   min(by1[r] + 1, height - 1), gt, wsoleval)
+                iou = _wsoleval_iou(bx0, by0, bx1, by1, r, 0, width, height, gt, wsoleval)
             else:  # int64 coordinates, a bool argument: one best_box_iou compilation
                 iou = best_box_iou(bx0[r] + 0, by0[r] + 0, bx1[r] + 1, by1[r] + 1, gt,
                                    wsoleval)
@@ -343,14 +396,8 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
     pw = width + 2
     size = pw * (height + 2)
     _u8_buckets(u8, pw, order, starts)
-    parent = work[0]
-    count = work[1]
-    interior = work[2]
-    roots = work[3]
-    bx0 = boxes[0]
-    by0 = boxes[1]
-    bx1 = boxes[2]
-    by1 = boxes[3]
+    parent, count, interior, roots = work[0], work[1], work[2], work[3]
+    bx0, by0, bx1, by1 = boxes[0], boxes[1], boxes[2], boxes[3]
     parent[:size + 1] = -1
     nin[:size + 1] = 0
     interior[:size + 1] = 0
@@ -379,15 +426,8 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                 gained += 1
             starts_here = run_starts[code]
             if starts_here == 0:  # a new component
-                parent[p] = p
-                bx0[p] = x
-                bx1[p] = x
-                by0[p] = y
-                by1[p] = y
-                count[p] = 1
+                n_roots = _start(parent, count, bx0, by0, bx1, by1, roots, n_roots, p, x, y)
                 interior[p] = gained
-                roots[n_roots] = p
-                n_roots += 1
                 dirty[p] = True
                 continue
             # p joins the component of its first run of neighbours, which then merges
@@ -403,30 +443,18 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                     interior[root] += interior[other]
             count[root] += 1
             interior[root] += gained
-            if x < bx0[root]:
-                bx0[root] = x
-            if x > bx1[root]:
-                bx1[root] = x
-            if y < by0[root]:
-                by0[root] = y
-            if y > by1[root]:
-                by1[root] = y
+            _grow(bx0, by0, bx1, by1, root, x, y)
             dirty[root] = True
-        kept = 0
+        kept = _compact(parent, roots, n_roots)
         best = -1.0
         sure = -1
-        for k in range(n_roots):
+        for k in range(kept):
             r = roots[k]
-            if parent[r] != r:
-                continue
-            roots[kept] = r
-            kept += 1
-            if dirty[r]:
-                cached[r] = best_box_iou(bx0[r] + 0, by0[r] + 0, min(bx1[r] + 1, width - 1),
-                                         min(by1[r] + 1, height - 1), gt, inclusive)
-                dirty[r] = False
-            if cached[r] > best:
-                best = cached[r]
+            # a comparison, not max(): a float max() would be one more compilation
+            iou = _cached_iou(cached, dirty, bx0, by0, bx1, by1, r, 0, width, height, gt,
+                              inclusive)
+            if iou > best:
+                best = iou
             if sure < 0 or interior[r] > interior[sure]:
                 sure = r
         n_roots = kept
@@ -448,10 +476,8 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
             for k in range(kept):
                 r = roots[k]
                 if r != sure:
-                    bound = 2 * (bx1[r] - bx0[r]) * (by1[r] - by0[r])
-                    if no_holes:
-                        bound = min(bound, max(count[r] + interior[r] - 2, 0))
-                    ceiling = max(ceiling, bound)
+                    ceiling = max(ceiling, _area_bound(bx0, by0, bx1, by1, count, interior,
+                                                       r, no_holes))
             contour_sure[level] = 2 * interior[sure] > ceiling
             if not contour_sure[level]:  # the pixel box of the components that may win
                 candidates[level, 0] = bx0[sure]
@@ -460,10 +486,8 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                 candidates[level, 3] = by1[sure]
                 for k in range(kept):
                     r = roots[k]
-                    bound = 2 * (bx1[r] - bx0[r]) * (by1[r] - by0[r])
-                    if no_holes:
-                        bound = min(bound, max(count[r] + interior[r] - 2, 0))
-                    if bound >= 2 * interior[sure]:
+                    if (_area_bound(bx0, by0, bx1, by1, count, interior, r, no_holes)
+                            >= 2 * interior[sure]):
                         candidates[level, 0] = min(candidates[level, 0], bx0[r])
                         candidates[level, 1] = min(candidates[level, 1], by0[r])
                         candidates[level, 2] = max(candidates[level, 2], bx1[r])
@@ -500,44 +524,23 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                 elif other != root:
                     root, other = _union(parent, count, bx0, by0, bx1, by1, root, other)
             if root < 0:  # a new hole (so far)
-                parent[p] = p
-                bx0[p] = x
-                bx1[p] = x
-                by0[p] = y
-                by1[p] = y
-                count[p] = 1
-                roots[n_roots] = p
-                n_roots += 1
+                n_roots = _start(parent, count, bx0, by0, bx1, by1, roots, n_roots, p, x, y)
                 dirty[p] = True
                 continue
             parent[p] = root
             count[root] += 1
             if root != outside:
-                if x < bx0[root]:
-                    bx0[root] = x
-                if x > bx1[root]:
-                    bx1[root] = x
-                if y < by0[root]:
-                    by0[root] = y
-                if y > by1[root]:
-                    by1[root] = y
+                _grow(bx0, by0, bx1, by1, root, x, y)
                 dirty[root] = True
         if n_holes[level] == 0:
             continue
-        kept = 0
+        kept = _compact(parent, roots, n_roots)
         best = -1.0
-        for k in range(n_roots):
-            r = roots[k]
-            if parent[r] != r:
-                continue
-            roots[kept] = r
-            kept += 1
-            if dirty[r]:
-                cached[r] = best_box_iou(bx0[r] - 1, by0[r] - 1, min(bx1[r] + 2, width - 1),
-                                         min(by1[r] + 2, height - 1), gt, inclusive)
-                dirty[r] = False
-            if cached[r] > best:
-                best = cached[r]
+        for k in range(kept):
+            iou = _cached_iou(cached, dirty, bx0, by0, bx1, by1, roots[k], 1, width, height,
+                              gt, inclusive)
+            if iou > best:
+                best = iou
         n_roots = kept
         if best > best_all[level]:
             best_all[level] = best
