@@ -18,8 +18,9 @@ bench map, ~1.1 ms of it the outer pass, ~0.6 ms the hole pass); without it the 
 code runs as plain Python, correct but slow. The compiled kernels are kept in the
 user's cache folder (runtime.configure_numba_cache), so only the first `score` of an
 install compiles them, and that compilation is kept short: the kernels allocate no
-arrays (each numpy allocation in jitted code is a compilation of its own) and each
-helper is called with one set of argument types (one compilation each).
+arrays (each numpy allocation in jitted code is a compilation of its own), each
+helper is called with one set of argument types (one compilation each) and the steps
+the kernels share are inlined into them (no compilation of their own).
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 HAS_NUMBA = njit.__module__.startswith("numba")
 
 
-@njit(cache=True, nogil=True)
 def best_box_iou(x0, y0, x1, y1, gt, inclusive):
     """Largest IoU of one box against the rows of gt; inclusive = wsoleval pixel counting."""
     best = 0.0
@@ -58,6 +58,11 @@ def best_box_iou(x0, y0, x1, y1, gt, inclusive):
         if iou > best:
             best = iou
     return best
+
+
+# the wsoleval sweep inlines it (see _refresh); Python and the native sweep call it
+_inline_iou = njit(inline="always")(best_box_iou)
+best_box_iou = njit(cache=True, nogil=True)(best_box_iou)
 
 
 @njit(cache=True, nogil=True)
@@ -115,17 +120,22 @@ def _union(parent, count, bx0, by0, bx1, by1, root, other):
     return root, other
 
 
-# Shared steps of the sweeps, inlined into each kernel at numba's IR level
-# (inline="always"): no call and no compilation of their own (nothing more in the
-# cache or in the first `score`'s compile time), and typed in each caller, so the
-# int16 boxes of wsoleval and the int32 ones of the native sweep need no second
-# signature. Without numba they are plain Python functions.
+# Steps the sweeps share, inlined into each kernel at numba's IR level (inline="always"):
+# no call and no compilation of their own (nothing more in the cache or in the first
+# `score`'s compile time), typed in each caller. An array passed to an inlined helper is
+# one more reference to it, counted by numba (an atomic increment and decrement per
+# call, in the per-pixel loops ~7% of wsoleval_sweep_into, 25% for _grow) unless numba
+# can drop the count again, which it does only where the helper's last use of the array
+# is not inside a branch and no compiled function is called between: hence the
+# trailing reads in _grow, the inlined IoU in _refresh and the helpers on numbers. A
+# plain @njit helper instead is one more compilation, and was not inlined (_grow as one
+# made wsoleval_sweep_into 27% slower).
 
 
 @njit(inline="always")
 def _start(parent, count, bx0, by0, bx1, by1, roots, n_roots, p, x, y):
     """Pixel p (at x, y) starts a component of its own, listed in roots; returns the new
-    root count."""
+    root count. (Arrays, but no branch: numba drops their reference counts here.)"""
     parent[p] = p
     bx0[p] = x
     bx1[p] = x
@@ -134,35 +144,6 @@ def _start(parent, count, bx0, by0, bx1, by1, roots, n_roots, p, x, y):
     count[p] = 1
     roots[n_roots] = p
     return n_roots + 1
-
-
-@njit(inline="always")
-def _grow(bx0, by0, bx1, by1, root, x, y):
-    """Grow the box of `root` over the pixel x, y. min/max, not four `if`s: inlined, the
-    `if` form made wsoleval_sweep_into ~30% slower; min/max of (int64, int16) is
-    compiled already (the candidates' box), so no compilation is added."""
-    bx0[root] = min(x, bx0[root])
-    bx1[root] = max(x, bx1[root])
-    by0[root] = min(y, by0[root])
-    by1[root] = max(y, by1[root])
-
-
-@njit(inline="always")
-def _wsoleval_iou(bx0, by0, bx1, by1, r, grow, width, height, gt, inclusive):
-    """best_box_iou of the box of root r under the wsoleval protocol: grown by `grow`
-    pixels (0: an outer contour's box, 1: a hole contour's), x1/y1 one further and
-    clipped to the image (int64 coordinates: one best_box_iou compilation)."""
-    return best_box_iou(bx0[r] - grow, by0[r] - grow, min(bx1[r] + 1 + grow, width - 1),
-                        min(by1[r] + 1 + grow, height - 1), gt, inclusive)
-
-
-@njit(inline="always")
-def _area_bound(bx0, by0, bx1, by1, count, interior, r, no_holes):
-    """Twice the most contour area root r can have (see wsoleval_sweep_into)."""
-    bound = 2 * (bx1[r] - bx0[r]) * (by1[r] - by0[r])
-    if no_holes:
-        bound = min(bound, max(count[r] + interior[r] - 2, 0))
-    return bound
 
 
 @njit(inline="always")
@@ -179,12 +160,57 @@ def _compact(parent, roots, n_roots):
 
 
 @njit(inline="always")
-def _cached_iou(cached, dirty, bx0, by0, bx1, by1, r, grow, width, height, gt, inclusive):
-    """_wsoleval_iou of root r, recomputed only where its box changed (dirty)."""
-    if dirty[r]:
-        cached[r] = _wsoleval_iou(bx0, by0, bx1, by1, r, grow, width, height, gt, inclusive)
-        dirty[r] = False
-    return cached[r]
+def _refresh(parent, roots, n_roots, cached, dirty, bx0, by0, bx1, by1, grow, width,
+             height, gt, inclusive):
+    """_compact the roots, recompute the cached IoU of the _wsoleval_box of those whose
+    box changed (dirty); returns (roots left, their best IoU or -1)."""
+    kept = _compact(parent, roots, n_roots)
+    best = -1.0
+    for k in range(kept):
+        r = roots[k]
+        if dirty[r]:
+            x0, y0, x1, y1 = _wsoleval_box(bx0[r], by0[r], bx1[r], by1[r], grow, width,
+                                           height)
+            cached[r] = _inline_iou(x0, y0, x1, y1, gt, inclusive)
+            dirty[r] = False
+        if cached[r] > best:
+            best = cached[r]
+    return kept, best
+
+
+@njit(inline="always")
+def _grow(bx0, by0, bx1, by1, root, x, y):
+    """Grow the box of `root` over the pixel x, y. Returns x0 + y0 + x1 + y1, which no
+    caller needs: reading each array after the branches lets numba drop the references
+    the inlined call takes (see above). `if`s, not min/max: a store only where the box
+    grows (min/max stored always, 2% slower)."""
+    if x < bx0[root]:
+        bx0[root] = x
+    if x > bx1[root]:
+        bx1[root] = x
+    if y < by0[root]:
+        by0[root] = y
+    if y > by1[root]:
+        by1[root] = y
+    return bx0[root] + by0[root] + bx1[root] + by1[root]
+
+
+@njit(inline="always")
+def _wsoleval_box(x0, y0, x1, y1, grow, width, height):
+    """The wsoleval box (int64) of a pixel box (both ends inclusive): grown by `grow`
+    pixels (0: an outer contour's box, 1: a hole contour's, which runs through the
+    pixels around the hole), x1/y1 one further and clipped to the image."""
+    return (x0 - grow, y0 - grow, min(x1 + 1 + grow, width - 1),
+            min(y1 + 1 + grow, height - 1))
+
+
+@njit(inline="always")
+def _area_bound(x0, y0, x1, y1, count, interior, no_holes):
+    """Twice the most contour area a component can have (see wsoleval_sweep_into)."""
+    bound = 2 * (x1 - x0) * (y1 - y0)
+    if no_holes:
+        bound = min(bound, max(count + interior - 2, 0))
+    return bound
 
 
 def sweep_components(levels: np.ndarray, n_levels: int, gt: np.ndarray, wsoleval: bool):
@@ -270,7 +296,9 @@ def _sweep_components_into(flat, height, width, n_levels, gt, wsoleval, work, co
         for k in range(kept):
             r = roots[k]
             if wsoleval:
-                iou = _wsoleval_iou(bx0, by0, bx1, by1, r, 0, width, height, gt, wsoleval)
+                x0, y0, x1, y1 = _wsoleval_box(bx0[r], by0[r], bx1[r], by1[r], 0, width,
+                                               height)
+                iou = best_box_iou(x0, y0, x1, y1, gt, wsoleval)
             else:  # int64 coordinates, a bool argument: one best_box_iou compilation
                 iou = best_box_iou(bx0[r] + 0, by0[r] + 0, bx1[r] + 1, by1[r] + 1, gt,
                                    wsoleval)
@@ -383,8 +411,8 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
       components that may have it.
 
     gt: int64 (g, 4) boxes in the map's frame, inclusive. `inclusive` is True (the
-    wsoleval IoU): an argument, not a constant, so that best_box_iou compiles once for
-    this caller and for Python's. `ring`: the 8 neighbour offsets in the padded map, in
+    wsoleval IoU): an argument, as in Python's and the native sweep's calls of
+    best_box_iou (inlined here by _refresh). `ring`: the 8 neighbour offsets in the padded map, in
     ring order (consecutive ones touch each other); `order`, `starts`: _u8_buckets'.
     Nothing is allocated here: on a fresh install every numpy allocation in jitted code
     is one more compilation, seconds of the first `score`.
@@ -445,16 +473,11 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
             interior[root] += gained
             _grow(bx0, by0, bx1, by1, root, x, y)
             dirty[root] = True
-        kept = _compact(parent, roots, n_roots)
-        best = -1.0
+        kept, best = _refresh(parent, roots, n_roots, cached, dirty, bx0, by0, bx1, by1, 0,
+                              width, height, gt, inclusive)
         sure = -1
         for k in range(kept):
             r = roots[k]
-            # a comparison, not max(): a float max() would be one more compilation
-            iou = _cached_iou(cached, dirty, bx0, by0, bx1, by1, r, 0, width, height, gt,
-                              inclusive)
-            if iou > best:
-                best = iou
             if sure < 0 or interior[r] > interior[sure]:
                 sure = r
         n_roots = kept
@@ -476,8 +499,8 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
             for k in range(kept):
                 r = roots[k]
                 if r != sure:
-                    ceiling = max(ceiling, _area_bound(bx0, by0, bx1, by1, count, interior,
-                                                       r, no_holes))
+                    ceiling = max(ceiling, _area_bound(bx0[r], by0[r], bx1[r], by1[r],
+                                                       count[r], interior[r], no_holes))
             contour_sure[level] = 2 * interior[sure] > ceiling
             if not contour_sure[level]:  # the pixel box of the components that may win
                 candidates[level, 0] = bx0[sure]
@@ -486,12 +509,13 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                 candidates[level, 3] = by1[sure]
                 for k in range(kept):
                     r = roots[k]
-                    if (_area_bound(bx0, by0, bx1, by1, count, interior, r, no_holes)
-                            >= 2 * interior[sure]):
-                        candidates[level, 0] = min(candidates[level, 0], bx0[r])
-                        candidates[level, 1] = min(candidates[level, 1], by0[r])
-                        candidates[level, 2] = max(candidates[level, 2], bx1[r])
-                        candidates[level, 3] = max(candidates[level, 3], by1[r])
+                    if _area_bound(bx0[r], by0[r], bx1[r], by1[r], count[r], interior[r],
+                                   no_holes) >= 2 * interior[sure]:
+                        # + 0: int64, as min/max of (int64, int16) would be 2 compilations
+                        candidates[level, 0] = min(candidates[level, 0], bx0[r] + 0)
+                        candidates[level, 1] = min(candidates[level, 1], by0[r] + 0)
+                        candidates[level, 2] = max(candidates[level, 2], bx1[r] + 0)
+                        candidates[level, 3] = max(candidates[level, 3], by1[r] + 0)
     top = -1
     for level in range(WSOLEVAL_LEVELS):
         if n_holes[level] > 0:
@@ -534,13 +558,8 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                 dirty[root] = True
         if n_holes[level] == 0:
             continue
-        kept = _compact(parent, roots, n_roots)
-        best = -1.0
-        for k in range(kept):
-            iou = _cached_iou(cached, dirty, bx0, by0, bx1, by1, roots[k], 1, width, height,
-                              gt, inclusive)
-            if iou > best:
-                best = iou
+        kept, best = _refresh(parent, roots, n_roots, cached, dirty, bx0, by0, bx1, by1, 1,
+                              width, height, gt, inclusive)
         n_roots = kept
         if best > best_all[level]:
             best_all[level] = best
