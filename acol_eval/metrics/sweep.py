@@ -161,13 +161,21 @@ def _compact(parent, roots, n_roots):
 
 @njit(inline="always")
 def _refresh(parent, roots, n_roots, cached, dirty, bx0, by0, bx1, by1, grow, width,
-             height, gt, inclusive):
-    """_compact the roots, recompute the cached IoU of the _wsoleval_box of those whose
-    box changed (dirty); returns (roots left, their best IoU or -1)."""
-    kept = _compact(parent, roots, n_roots)
+             height, gt, inclusive, interior):
+    """One pass over the roots at the end of a level: drop those merged since (as
+    _compact does), recompute the cached IoU of the _wsoleval_box of those whose box
+    changed (dirty). Returns (roots left, their best IoU or -1, the first root with the
+    most interior pixels: the outer pass's surest largest contour). One pass, not
+    _compact and loops after it: those were ~1.5% slower."""
+    kept = 0
     best = -1.0
-    for k in range(kept):
+    sure = -1
+    for k in range(n_roots):
         r = roots[k]
+        if parent[r] != r:
+            continue
+        roots[kept] = r
+        kept += 1
         if dirty[r]:
             x0, y0, x1, y1 = _wsoleval_box(bx0[r], by0[r], bx1[r], by1[r], grow, width,
                                            height)
@@ -175,7 +183,9 @@ def _refresh(parent, roots, n_roots, cached, dirty, bx0, by0, bx1, by1, grow, wi
             dirty[r] = False
         if cached[r] > best:
             best = cached[r]
-    return kept, best
+        if sure < 0 or interior[r] > interior[sure]:
+            sure = r
+    return kept, best, sure
 
 
 @njit(inline="always")
@@ -473,13 +483,8 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
             interior[root] += gained
             _grow(bx0, by0, bx1, by1, root, x, y)
             dirty[root] = True
-        kept, best = _refresh(parent, roots, n_roots, cached, dirty, bx0, by0, bx1, by1, 0,
-                              width, height, gt, inclusive)
-        sure = -1
-        for k in range(kept):
-            r = roots[k]
-            if sure < 0 or interior[r] > interior[sure]:
-                sure = r
+        kept, best, sure = _refresh(parent, roots, n_roots, cached, dirty, bx0, by0, bx1, by1,
+                                    0, width, height, gt, inclusive, interior)
         n_roots = kept
         n_components[level] = kept
         n_holes[level] = kept - euler4 // 4
@@ -558,8 +563,8 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                 dirty[root] = True
         if n_holes[level] == 0:
             continue
-        kept, best = _refresh(parent, roots, n_roots, cached, dirty, bx0, by0, bx1, by1, 1,
-                              width, height, gt, inclusive)
+        kept, best, _ = _refresh(parent, roots, n_roots, cached, dirty, bx0, by0, bx1, by1, 1,
+                                 width, height, gt, inclusive, interior)
         n_roots = kept
         if best > best_all[level]:
             best_all[level] = best
