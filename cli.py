@@ -81,6 +81,15 @@ def _presets() -> list[str]:
     return [preset.value for preset in Preset]
 
 
+def _presets_help() -> str:
+    """--preset's help: what each preset stands for, from the preset table."""
+    from acol_eval.train.presets import preset_lines
+
+    return ("A named recipe: fills every option not given on the command line, printed at "
+            "the start and written to OUT/preset.json; explicit flags override it. "
+            + " ".join(preset_lines()))
+
+
 class OneLineErrors(click.Group):
     """Every error as one line on stderr with exit status 2 (bad usage or input): the library's
     AcolError (bad input, 2) and click's usage errors (a bad choice, a missing option, 2)."""
@@ -123,15 +132,16 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--preset", type=RegistryChoice(_presets), default=None,
-              help="A named recipe from the cub10 search (README 'Real results'): fills "
-                   "every option not given on the command line, printed at the start and "
-                   "written to OUT/preset.json; explicit flags override it.")
+@click.option("--preset", type=RegistryChoice(_presets), default=None, cls=DerivedHelp,
+              help_from=lambda: _presets_help())
 @click.option("--method", type=RegistryChoice(_training_methods), default="acol",
               show_default=True,
               help="Training method; acol's options are --recipe, --delta, --head and "
-                   "--loss-weights. A method defined outside acol-eval trains through the "
-                   "Python API (training.train), after importing its module.")
+                   "--loss-weights; fsl (few-shot baseline) trains a foreground head on "
+                   "--boxes-per-class K box masks; ddt and ddt-class are training-free "
+                   "DDT maps with a linear classifier probe. A method defined outside "
+                   "acol-eval trains through the Python API (training.train), after "
+                   "importing its module.")
 @click.option("--data", "--input-path", "data", required=True,
               help="Training source: an ImageFolder root (train/ and val/ or validation/), "
                    "or FORMAT:PATH such as cub:PATH or folder:PATH.")
@@ -203,6 +213,11 @@ def main() -> None:
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True,
               help="channels_last memory format (CUDA and CPU: 1.2-1.6x a CPU "
                    "training step).")
+@click.option("--boxes-per-class", default=None, metavar="K|all",
+              help="Methods that train on boxes (fsl): K box-labelled images per class "
+                   "(or all), drawn from the validation split (stratified, seeded by "
+                   "--seed; never the test split) and left out of model choice and "
+                   "calibration; the budget and the image lists go to OUT/boxes.json.")
 @click.option("--resume", is_flag=True,
               help="Continue from OUT/last.pt exactly where it stopped.")
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True,
@@ -430,6 +445,16 @@ def boxes(run: str, **options) -> None:
 @click.option("--overwrite", is_flag=True,
               help="Replace the report already in --out (without it, such an --out is "
                    "refused and left as it was).")
+@click.option("--region-metrics", default="", cls=DerivedHelp, help_from=lambda: (
+    "Also score the explanation literature's localisation metrics against each image's "
+    "mask (else the union of its boxes): all, or names among "
+    + ", ".join(registry_names("acol_eval.metrics.regionmetrics", "REGION_METRICS"))
+    + " [default: none]."))
+@click.option("--pointing-tolerance", type=float, default=0.0, show_default=True,
+              help="pointing_game: the map's maximum hits within this many pixels (of the "
+                   "protocol's frame) of the region (Quantus: 0; Zhang et al.: 15).")
+@click.option("--top-k", type=int, default=1000, show_default=True,
+              help="top_k_intersection's k: the map's k highest pixels (Quantus: 1000).")
 def score(run: str, **options) -> None:
     """Score maps against box and mask annotations into CSV reports.
 

@@ -297,12 +297,31 @@ def pairs_table(names: list[str], reference: int, methods: list[list[Resampleabl
         tests = (np.nan, np.nan, np.nan)
         if len(methods[i]) == 1 and len(methods[reference]) == 1:
             tests = mcnemar_exact(methods[reference][0].mcnemar, methods[i][0].mcnemar)
+            row.update(binary_tests(methods[reference][0], methods[i][0]))
         row["mcnemar_reference_only"], row["mcnemar_method_only"], row["mcnemar_p"] = tests
         rows.append(row)
     tests = ["mcnemar_reference_only", "mcnemar_method_only", "mcnemar_p"]
     columns = ["reference", "method", "images", *dict.fromkeys(
-        c for row in rows for c in row if c.endswith(("_diff", "_ci_low", "_ci_high"))), *tests]
+        c for row in rows for c in row if c.endswith(("_diff", "_ci_low", "_ci_high"))), *tests,
+        *dict.fromkeys(c for row in rows for c in row if c.endswith(MCNEMAR_SUFFIXES))]
     return pd.DataFrame(rows, columns=columns)
+
+
+MCNEMAR_SUFFIXES = ("_mcnemar_reference_only", "_mcnemar_method_only", "_mcnemar_p")
+
+
+def binary_tests(reference: Resampleable, method: Resampleable) -> dict[str, float]:
+    """The exact McNemar test of every hit-or-miss per-image metric (metricdefs.binary)
+    both reports have, on the images where both know it: METRIC_mcnemar_* columns."""
+    found: dict[str, float] = {}
+    for name in metricdefs.binary_names():
+        if name in reference.values and name in method.values:
+            a, b = reference.values[name], method.values[name]
+            known = (reference.columns[:, a + 1] > 0) & (method.columns[:, b + 1] > 0)
+            tests = mcnemar_exact(reference.columns[known, a] > 0.5,
+                                  method.columns[known, b] > 0.5)
+            found.update({f"{name}{suffix}": v for suffix, v in zip(MCNEMAR_SUFFIXES, tests)})
+    return found
 
 
 def agnostic_names(table: pd.DataFrame) -> pd.DataFrame:
@@ -424,7 +443,7 @@ def run(config: CompareConfig, log: Callable[[str], None] = _stderr) -> CompareR
                                 progress) if config.bootstrap else [{} for _ in methods]
         finally:
             progress.close()
-        order = metric_order(every[0].meta.iou)
+        order = metricdefs.compare_order(every[0].meta.iou, opt_in=True)
         leaderboard = leaderboard_table(names, [list(g) for g in groups], observed, samples,
                                         len(common), order)
         leaderboard = with_thresholds(with_coverage(leaderboard, every[0]), reports)
@@ -487,5 +506,11 @@ def result_text(result: CompareResult) -> str:
             "" if pd.isna(r["mcnemar_p"]) else
             f"{int(r['mcnemar_reference_only'])}/{int(r['mcnemar_method_only'])}/"
             f"{r['mcnemar_p']:.3g}" for _, r in pairs.iterrows()]))
+        for name in [c[:-len("_mcnemar_p")] for c in pairs if c.endswith("_mcnemar_p")]:
+            rows.append((f"{name} mcnemar", ["" if pd.isna(r[f"{name}_mcnemar_p"]) else
+                                             f"{int(r[f'{name}_mcnemar_reference_only'])}/"
+                                             f"{int(r[f'{name}_mcnemar_method_only'])}/"
+                                             f"{r[f'{name}_mcnemar_p']:.3g}"
+                                             for _, r in pairs.iterrows()]))
         lines += ["", *_columns(f"against {result.reference}", pairs["method"].tolist(), rows)]
     return "\n".join(lines)

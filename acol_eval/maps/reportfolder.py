@@ -60,6 +60,7 @@ class ReportMeta:
     (M), so a report of part of the benchmark says so ("N of M"); subset: why N < M was
     accepted ('allow-missing', 'image-list' for an --image-list file), None when N == M
     or when nobody accepted it (a map that could not be read: the score exited 1).
+    region_metrics: the region metrics scored and their parameters (None: none).
     """
 
     protocol: str
@@ -80,6 +81,7 @@ class ReportMeta:
     subset: str | None = None
     map_scored: str = ""
     version_info: dict[str, str] = field(default_factory=dict)
+    region_metrics: dict | None = None  # score --region-metrics: names and parameters
 
     @property
     def partial(self) -> bool:

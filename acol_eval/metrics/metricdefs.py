@@ -15,11 +15,19 @@ Two kinds of metric:
   `per_image.csv` (named as the metric), summary.csv gets its mean with a bootstrap
   interval, and `compare` resamples that column (paired with the reference's).
   outcomes.npz is left as it is: per-image values need no new file format.
+- an opt-in metric (`opt_in`) is such a metric computed only where `score` is asked for
+  it: its value is measured on the map itself in score's first pass (where the map is
+  loaded) and reaches its outcome as `ImageView.map_values`; a report scored without
+  it has no column, no row and no card for it. compare_order() and headline() leave
+  opt-in metrics out unless asked (opt_in=True): the pages list the ones present.
+  regionmetrics/ holds the first ones.
+A metric whose per-image outcome is a hit or a miss (`binary`) is also tested pairwise
+by `compare` with the exact McNemar test.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, Flag, auto
 from functools import partial
@@ -78,6 +86,7 @@ class ImageView:
     top1: bool | None
     top5: bool | None
     box: Callable[[], np.ndarray] = field(repr=False, default=lambda: np.zeros((0, 4)))
+    map_values: Mapping[str, float] = field(default_factory=dict)  # opt-in metrics' values
 
     @property
     def has_gt(self) -> bool:
@@ -97,7 +106,9 @@ class Metric:
     turns the mean of outcomes into the unit (100 for a percentage of 0/1 outcomes).
     agnostic_name: its name where the top-1 class's map was scored ('' when the metric
     is not reported then). compare_rank / headline_rank: its place in compare's tables
-    and report.html's cards (None: not there). builtin: read on score's curves."""
+    and report.html's cards (None: not there). builtin: read on score's curves.
+    opt_in: computed only where score is asked for it (see the module's docstring).
+    binary: its per-image outcome is 1 or 0 (compare's McNemar test applies)."""
 
     name: str
     title: str
@@ -113,6 +124,8 @@ class Metric:
     compare_rank: float | None = None
     headline_rank: float | None = None
     builtin: bool = False
+    opt_in: bool = False
+    binary: bool = False
 
     def name_for(self, agnostic: bool) -> str:
         """Its summary.csv name: the agnostic one where the top-1 class's map was scored
@@ -272,6 +285,11 @@ def per_image_metrics() -> tuple[Metric, ...]:
     return tuple(m for m in _REGISTRY.values() if not m.builtin)
 
 
+def binary_names() -> list[str]:
+    """The registered per-image metrics whose outcome is a hit or a miss (McNemar)."""
+    return [m.name for m in per_image_metrics() if m.binary]
+
+
 def fixed_names() -> set[str]:
     """Every name of a metric read at the fixed threshold (gt_known_loc, agnostic_loc, ...)."""
     return {n for m in _REGISTRY.values() if m.threshold is Threshold.FIXED
@@ -348,18 +366,21 @@ def choose_thresholds(curves: Curves, fixed: float | None, other: dict[str, floa
 # --------------------------------------------------------------------------- orders
 
 
-def _ranked(rank: Callable[[Metric], float | None], extra: float) -> list[Metric]:
+def _ranked(rank: Callable[[Metric], float | None], extra: float,
+            opt_in: bool = False) -> list[Metric]:
     """Metrics with a rank in that order; registered ones (no rank) after the built-in,
-    in registration order."""
-    ranked = [(rank(m) if m.builtin else extra, k, m) for k, m in enumerate(_REGISTRY.values())]
+    in registration order; opt-in ones only when asked."""
+    ranked = [(rank(m) if m.builtin else extra, k, m) for k, m in enumerate(_REGISTRY.values())
+              if opt_in or not m.opt_in]
     return [m for r, _, m in sorted((x for x in ranked if x[0] is not None),
                                     key=lambda x: (x[0], x[1]))]
 
 
-def compare_order(iou) -> list[str]:
-    """compare's metric columns, in order: the IoUs of MaxBoxAccV2 after its mean."""
+def compare_order(iou, opt_in: bool = False) -> list[str]:
+    """compare's metric columns, in order: the IoUs of MaxBoxAccV2 after its mean; the
+    opt-in metrics last when asked (opt_in)."""
     names, per_iou = [], [f"{PER_IOU}{int(k)}" for k in iou]
-    for metric in _ranked(lambda m: m.compare_rank, 100.0):
+    for metric in _ranked(lambda m: m.compare_rank, 100.0, opt_in):
         if metric.compare_rank is not None and metric.compare_rank > PER_IOU_RANK \
                 and per_iou:
             names += per_iou
@@ -368,10 +389,11 @@ def compare_order(iou) -> list[str]:
     return names + per_iou
 
 
-def headline() -> list[str]:
-    """report.html's card order: each headline metric, with its agnostic name beside."""
+def headline(opt_in: bool = False) -> list[str]:
+    """report.html's card order: each headline metric, with its agnostic name beside; the
+    opt-in metrics last when asked (opt_in)."""
     names = []
-    for metric in _ranked(lambda m: m.headline_rank, 100.0):
+    for metric in _ranked(lambda m: m.headline_rank, 100.0, opt_in):
         names += [n for n in (metric.name, metric.agnostic_name) if n]
     return names
 

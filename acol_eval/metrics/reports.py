@@ -244,6 +244,9 @@ def per_class_table(per_image: pd.DataFrame, curves: Curves, choice: ThresholdCh
     per_class[names.best] = groups["_gt_best"].mean() * 100
     per_class["best_threshold"] = curves.thresholds[choice.best_gt]
     per_class["best_threshold_source"] = choice.best_source
+    for metric in metricdefs.per_image_metrics():  # registered ones: their mean, scaled
+        if metric.name in boxed:
+            per_class[metric.name] = groups[metric.name].mean() * metric.scale
     return per_class.reset_index().rename(columns={"label": "class"})
 
 
@@ -279,7 +282,9 @@ def pxap_curve_table(hist: np.ndarray, thresholds: np.ndarray) -> pd.DataFrame:
 
 def terminal_table(summary: pd.DataFrame) -> str:
     """The headline table: metric, value, threshold and where it came from, IoU, count."""
-    lines = [f"{'metric':<22}{'value':>9}{'threshold':>11}  {'source':<26}{'iou':>4}"
+    width = max([22] + [len(str(m)) + 1 for m in summary["metric"]
+                        if not str(m).startswith("issue:")])  # region metrics' long names
+    lines = [f"{'metric':<{width}}{'value':>9}{'threshold':>11}  {'source':<26}{'iou':>4}"
              f"{'count':>8}"]
     for row in summary.itertuples():
         if str(row.metric).startswith("issue:"):
@@ -290,6 +295,6 @@ def terminal_table(summary: pd.DataFrame) -> str:
         source = source if len(source) <= 25 else source[:6] + "~" + source[-18:]
         iou = "" if pd.isna(row.iou) else f"{int(row.iou)}"
         ci = "" if pd.isna(row.ci_low) else f"  [{row.ci_low:.2f}, {row.ci_high:.2f}]"
-        lines.append(f"{row.metric:<22}{row.value:>9.2f}{threshold:>11}  {source:<26}"
+        lines.append(f"{row.metric:<{width}}{row.value:>9.2f}{threshold:>11}  {source:<26}"
                      f"{iou:>4}{int(row.count):>8}{ci}")
     return "\n".join(lines)

@@ -18,8 +18,9 @@ bench map, ~1.1 ms of it the outer pass, ~0.6 ms the hole pass); without it the 
 code runs as plain Python, correct but slow. The compiled kernels are kept in the
 user's cache folder (runtime.configure_numba_cache), so only the first `score` of an
 install compiles them, and that compilation is kept short: the kernels allocate no
-arrays (each numpy allocation in jitted code is a compilation of its own) and each
-helper is called with one set of argument types (one compilation each).
+arrays (each numpy allocation in jitted code is a compilation of its own), each
+helper is called with one set of argument types (one compilation each) and the steps
+the kernels share are inlined into them (no compilation of their own).
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 HAS_NUMBA = njit.__module__.startswith("numba")
 
 
-@njit(cache=True, nogil=True)
 def best_box_iou(x0, y0, x1, y1, gt, inclusive):
     """Largest IoU of one box against the rows of gt; inclusive = wsoleval pixel counting."""
     best = 0.0
@@ -58,6 +58,11 @@ def best_box_iou(x0, y0, x1, y1, gt, inclusive):
         if iou > best:
             best = iou
     return best
+
+
+# the wsoleval sweep inlines it (see _refresh); Python and the native sweep call it
+_inline_iou = njit(inline="always")(best_box_iou)
+best_box_iou = njit(cache=True, nogil=True)(best_box_iou)
 
 
 @njit(cache=True, nogil=True)
@@ -115,6 +120,109 @@ def _union(parent, count, bx0, by0, bx1, by1, root, other):
     return root, other
 
 
+# Steps the sweeps share, inlined into each kernel at numba's IR level (inline="always"):
+# no call and no compilation of their own (nothing more in the cache or in the first
+# `score`'s compile time), typed in each caller. An array passed to an inlined helper is
+# one more reference to it, counted by numba (an atomic increment and decrement per
+# call, in the per-pixel loops ~7% of wsoleval_sweep_into, 25% for _grow) unless numba
+# can drop the count again, which it does only where the helper's last use of the array
+# is not inside a branch and no compiled function is called between: hence the
+# trailing reads in _grow, the inlined IoU in _refresh and the helpers on numbers. A
+# plain @njit helper instead is one more compilation, and was not inlined (_grow as one
+# made wsoleval_sweep_into 27% slower).
+
+
+@njit(inline="always")
+def _start(parent, count, bx0, by0, bx1, by1, roots, n_roots, p, x, y):
+    """Pixel p (at x, y) starts a component of its own, listed in roots; returns the new
+    root count. (Arrays, but no branch: numba drops their reference counts here.)"""
+    parent[p] = p
+    bx0[p] = x
+    bx1[p] = x
+    by0[p] = y
+    by1[p] = y
+    count[p] = 1
+    roots[n_roots] = p
+    return n_roots + 1
+
+
+@njit(inline="always")
+def _compact(parent, roots, n_roots):
+    """Drop from roots[:n_roots] the pixels that are no longer roots (merged since), in
+    order; returns how many are left."""
+    kept = 0
+    for k in range(n_roots):
+        r = roots[k]
+        if parent[r] == r:
+            roots[kept] = r
+            kept += 1
+    return kept
+
+
+@njit(inline="always")
+def _refresh(parent, roots, n_roots, cached, dirty, bx0, by0, bx1, by1, grow, width,
+             height, gt, inclusive, interior):
+    """One pass over the roots at the end of a level: drop those merged since (as
+    _compact does), recompute the cached IoU of the _wsoleval_box of those whose box
+    changed (dirty). Returns (roots left, their best IoU or -1, the first root with the
+    most interior pixels: the outer pass's surest largest contour). One pass, not
+    _compact and loops after it: those were ~1.5% slower."""
+    kept = 0
+    best = -1.0
+    sure = -1
+    for k in range(n_roots):
+        r = roots[k]
+        if parent[r] != r:
+            continue
+        roots[kept] = r
+        kept += 1
+        if dirty[r]:
+            x0, y0, x1, y1 = _wsoleval_box(bx0[r], by0[r], bx1[r], by1[r], grow, width,
+                                           height)
+            cached[r] = _inline_iou(x0, y0, x1, y1, gt, inclusive)
+            dirty[r] = False
+        if cached[r] > best:
+            best = cached[r]
+        if sure < 0 or interior[r] > interior[sure]:
+            sure = r
+    return kept, best, sure
+
+
+@njit(inline="always")
+def _grow(bx0, by0, bx1, by1, root, x, y):
+    """Grow the box of `root` over the pixel x, y. Returns x0 + y0 + x1 + y1, which no
+    caller needs: reading each array after the branches lets numba drop the references
+    the inlined call takes (see above). `if`s, not min/max: a store only where the box
+    grows (min/max stored always, 2% slower)."""
+    if x < bx0[root]:
+        bx0[root] = x
+    if x > bx1[root]:
+        bx1[root] = x
+    if y < by0[root]:
+        by0[root] = y
+    if y > by1[root]:
+        by1[root] = y
+    return bx0[root] + by0[root] + bx1[root] + by1[root]
+
+
+@njit(inline="always")
+def _wsoleval_box(x0, y0, x1, y1, grow, width, height):
+    """The wsoleval box (int64) of a pixel box (both ends inclusive): grown by `grow`
+    pixels (0: an outer contour's box, 1: a hole contour's, which runs through the
+    pixels around the hole), x1/y1 one further and clipped to the image."""
+    return (x0 - grow, y0 - grow, min(x1 + 1 + grow, width - 1),
+            min(y1 + 1 + grow, height - 1))
+
+
+@njit(inline="always")
+def _area_bound(x0, y0, x1, y1, count, interior, no_holes):
+    """Twice the most contour area a component can have (see wsoleval_sweep_into)."""
+    bound = 2 * (x1 - x0) * (y1 - y0)
+    if no_holes:
+        bound = min(bound, max(count + interior - 2, 0))
+    return bound
+
+
 def sweep_components(levels: np.ndarray, n_levels: int, gt: np.ndarray, wsoleval: bool):
     """Per threshold index i in [0, n_levels): the 8-connected components of `levels > i`.
 
@@ -153,32 +261,18 @@ def _sweep_components_into(flat, height, width, n_levels, gt, wsoleval, work, co
                            contour_sure, n_components):
     """sweep_components' pass over the map `flat` (height x width, raster order), into
     the arrays it made."""
-    order = work[6]
+    bx0, by0, bx1, by1 = work[0], work[1], work[2], work[3]
+    first, roots, order, parent = work[4], work[5], work[6], work[7]
+    count, interior = counts[0], counts[1]
     _buckets(flat, n_levels + 1, order, starts)
-    bx0 = work[0]
-    by0 = work[1]
-    bx1 = work[2]
-    by1 = work[3]
-    first = work[4]
-    roots = work[5]
-    parent = work[7]
-    count = counts[0]
-    interior = counts[1]
     n_roots = 0
     for i in range(n_levels - 1, -1, -1):
         for k in range(starts[i + 1], starts[i + 2]):
             p = order[k]
             y = p // width
             x = p - y * width
-            parent[p] = p
-            bx0[p] = x
-            bx1[p] = x
-            by0[p] = y
-            by1[p] = y
-            count[p] = 1
+            n_roots = _start(parent, count, bx0, by0, bx1, by1, roots, n_roots, p, x, y)
             first[p] = p
-            roots[n_roots] = p
-            n_roots += 1
             root = p
             # interior pixels (all four neighbours in) give a lower bound of contour area
             gained = 0
@@ -205,19 +299,16 @@ def _sweep_components_into(flat, height, width, n_levels, gt, wsoleval, work, co
             if neighbours_in[p] == 4:
                 gained += 1
             interior[root] += gained
-        kept = 0
+        kept = _compact(parent, roots, n_roots)
         best = -1.0
         largest = -1
         sure = -1
-        for k in range(n_roots):
+        for k in range(kept):
             r = roots[k]
-            if parent[r] != r:
-                continue
-            roots[kept] = r
-            kept += 1
             if wsoleval:
-                iou = best_box_iou(bx0[r] + 0, by0[r] + 0, min(bx1[r] + 1, width - 1),
-                                   min(by1[r] + 1, height - 1), gt, wsoleval)
+                x0, y0, x1, y1 = _wsoleval_box(bx0[r], by0[r], bx1[r], by1[r], 0, width,
+                                               height)
+                iou = best_box_iou(x0, y0, x1, y1, gt, wsoleval)
             else:  # int64 coordinates, a bool argument: one best_box_iou compilation
                 iou = best_box_iou(bx0[r] + 0, by0[r] + 0, bx1[r] + 1, by1[r] + 1, gt,
                                    wsoleval)
@@ -330,8 +421,8 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
       components that may have it.
 
     gt: int64 (g, 4) boxes in the map's frame, inclusive. `inclusive` is True (the
-    wsoleval IoU): an argument, not a constant, so that best_box_iou compiles once for
-    this caller and for Python's. `ring`: the 8 neighbour offsets in the padded map, in
+    wsoleval IoU): an argument, as in Python's and the native sweep's calls of
+    best_box_iou (inlined here by _refresh). `ring`: the 8 neighbour offsets in the padded map, in
     ring order (consecutive ones touch each other); `order`, `starts`: _u8_buckets'.
     Nothing is allocated here: on a fresh install every numpy allocation in jitted code
     is one more compilation, seconds of the first `score`.
@@ -343,14 +434,8 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
     pw = width + 2
     size = pw * (height + 2)
     _u8_buckets(u8, pw, order, starts)
-    parent = work[0]
-    count = work[1]
-    interior = work[2]
-    roots = work[3]
-    bx0 = boxes[0]
-    by0 = boxes[1]
-    bx1 = boxes[2]
-    by1 = boxes[3]
+    parent, count, interior, roots = work[0], work[1], work[2], work[3]
+    bx0, by0, bx1, by1 = boxes[0], boxes[1], boxes[2], boxes[3]
     parent[:size + 1] = -1
     nin[:size + 1] = 0
     interior[:size + 1] = 0
@@ -379,15 +464,8 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                 gained += 1
             starts_here = run_starts[code]
             if starts_here == 0:  # a new component
-                parent[p] = p
-                bx0[p] = x
-                bx1[p] = x
-                by0[p] = y
-                by1[p] = y
-                count[p] = 1
+                n_roots = _start(parent, count, bx0, by0, bx1, by1, roots, n_roots, p, x, y)
                 interior[p] = gained
-                roots[n_roots] = p
-                n_roots += 1
                 dirty[p] = True
                 continue
             # p joins the component of its first run of neighbours, which then merges
@@ -403,32 +481,10 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                     interior[root] += interior[other]
             count[root] += 1
             interior[root] += gained
-            if x < bx0[root]:
-                bx0[root] = x
-            if x > bx1[root]:
-                bx1[root] = x
-            if y < by0[root]:
-                by0[root] = y
-            if y > by1[root]:
-                by1[root] = y
+            _grow(bx0, by0, bx1, by1, root, x, y)
             dirty[root] = True
-        kept = 0
-        best = -1.0
-        sure = -1
-        for k in range(n_roots):
-            r = roots[k]
-            if parent[r] != r:
-                continue
-            roots[kept] = r
-            kept += 1
-            if dirty[r]:
-                cached[r] = best_box_iou(bx0[r] + 0, by0[r] + 0, min(bx1[r] + 1, width - 1),
-                                         min(by1[r] + 1, height - 1), gt, inclusive)
-                dirty[r] = False
-            if cached[r] > best:
-                best = cached[r]
-            if sure < 0 or interior[r] > interior[sure]:
-                sure = r
+        kept, best, sure = _refresh(parent, roots, n_roots, cached, dirty, bx0, by0, bx1, by1,
+                                    0, width, height, gt, inclusive, interior)
         n_roots = kept
         n_components[level] = kept
         n_holes[level] = kept - euler4 // 4
@@ -448,10 +504,8 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
             for k in range(kept):
                 r = roots[k]
                 if r != sure:
-                    bound = 2 * (bx1[r] - bx0[r]) * (by1[r] - by0[r])
-                    if no_holes:
-                        bound = min(bound, max(count[r] + interior[r] - 2, 0))
-                    ceiling = max(ceiling, bound)
+                    ceiling = max(ceiling, _area_bound(bx0[r], by0[r], bx1[r], by1[r],
+                                                       count[r], interior[r], no_holes))
             contour_sure[level] = 2 * interior[sure] > ceiling
             if not contour_sure[level]:  # the pixel box of the components that may win
                 candidates[level, 0] = bx0[sure]
@@ -460,14 +514,13 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                 candidates[level, 3] = by1[sure]
                 for k in range(kept):
                     r = roots[k]
-                    bound = 2 * (bx1[r] - bx0[r]) * (by1[r] - by0[r])
-                    if no_holes:
-                        bound = min(bound, max(count[r] + interior[r] - 2, 0))
-                    if bound >= 2 * interior[sure]:
-                        candidates[level, 0] = min(candidates[level, 0], bx0[r])
-                        candidates[level, 1] = min(candidates[level, 1], by0[r])
-                        candidates[level, 2] = max(candidates[level, 2], bx1[r])
-                        candidates[level, 3] = max(candidates[level, 3], by1[r])
+                    if _area_bound(bx0[r], by0[r], bx1[r], by1[r], count[r], interior[r],
+                                   no_holes) >= 2 * interior[sure]:
+                        # + 0: int64, as min/max of (int64, int16) would be 2 compilations
+                        candidates[level, 0] = min(candidates[level, 0], bx0[r] + 0)
+                        candidates[level, 1] = min(candidates[level, 1], by0[r] + 0)
+                        candidates[level, 2] = max(candidates[level, 2], bx1[r] + 0)
+                        candidates[level, 3] = max(candidates[level, 3], by1[r] + 0)
     top = -1
     for level in range(WSOLEVAL_LEVELS):
         if n_holes[level] > 0:
@@ -500,44 +553,18 @@ def wsoleval_sweep_into(u8, gt, work, boxes, nin, cached, dirty, euler_delta, ru
                 elif other != root:
                     root, other = _union(parent, count, bx0, by0, bx1, by1, root, other)
             if root < 0:  # a new hole (so far)
-                parent[p] = p
-                bx0[p] = x
-                bx1[p] = x
-                by0[p] = y
-                by1[p] = y
-                count[p] = 1
-                roots[n_roots] = p
-                n_roots += 1
+                n_roots = _start(parent, count, bx0, by0, bx1, by1, roots, n_roots, p, x, y)
                 dirty[p] = True
                 continue
             parent[p] = root
             count[root] += 1
             if root != outside:
-                if x < bx0[root]:
-                    bx0[root] = x
-                if x > bx1[root]:
-                    bx1[root] = x
-                if y < by0[root]:
-                    by0[root] = y
-                if y > by1[root]:
-                    by1[root] = y
+                _grow(bx0, by0, bx1, by1, root, x, y)
                 dirty[root] = True
         if n_holes[level] == 0:
             continue
-        kept = 0
-        best = -1.0
-        for k in range(n_roots):
-            r = roots[k]
-            if parent[r] != r:
-                continue
-            roots[kept] = r
-            kept += 1
-            if dirty[r]:
-                cached[r] = best_box_iou(bx0[r] - 1, by0[r] - 1, min(bx1[r] + 2, width - 1),
-                                         min(by1[r] + 2, height - 1), gt, inclusive)
-                dirty[r] = False
-            if cached[r] > best:
-                best = cached[r]
+        kept, best, _ = _refresh(parent, roots, n_roots, cached, dirty, bx0, by0, bx1, by1, 1,
+                                 width, height, gt, inclusive, interior)
         n_roots = kept
         if best > best_all[level]:
             best_all[level] = best

@@ -132,6 +132,16 @@ class TrainingMethod:
         share `model`'s parameters: the optimiser and the checkpoint hold `model`'s."""
         return model
 
+    # whether the method trains on box-labelled validation images (--boxes-per-class):
+    # train draws them, and hands them over through `before_training`
+    uses_boxes: ClassVar[bool] = False
+
+    def before_training(self, model: ACoL, data: Any, config: Any,
+                        log: Callable[[str], None]) -> None:
+        """Once per run, before the first epoch (again on --resume, after last.pt is
+        loaded): what a method needs from the run's data besides batches (the box images
+        FSL trains on, the descriptors DDT fits). `data` is train's TrainingData."""
+
     def param_groups(self, model: ACoL, lr: float,
                      head_lr_mult: Sequence[float]) -> list[dict[str, Any]]:
         """Backbone at `lr`, every head at `lr * head_lr_mult[0]`."""
@@ -190,7 +200,7 @@ class TrainingMethod:
 
 _METHODS: dict[str, type[TrainingMethod]] = {}
 # modules of this package that register the built-in methods (imported on first lookup)
-BUILTIN_MODULES = (".acol_method",)
+BUILTIN_MODULES = (".acol_method", ".fsl_method", ".ddt_method")
 _builtins_loaded = False
 
 

@@ -73,6 +73,12 @@ COLUMN_NOTES = {
                  "outcome)",
 }
 SUFFIX_NOTES = {
+    "_mcnemar_reference_only": "images where the reference hits (a hit-or-miss metric, "
+                               "e.g. the pointing game) and this method misses",
+    "_mcnemar_method_only": "images where this method hits and the reference misses",
+    "_mcnemar_p": "exact McNemar test of that metric's per-image hits: the two-sided "
+                  "binomial test of the images only one of the two hits; empty for a "
+                  "seed group",
     "_diff_ci_low": "lower end of the 95% paired bootstrap interval of the difference: "
                     "the same resampled images for both methods, the oracle thresholds "
                     "re-picked in each resample",
@@ -150,14 +156,15 @@ def pivot_cell(metric: str, board: pd.Series, versus: pd.Series | None,
     return f'<td class="num">{"".join(parts)}</td>'
 
 
-def mcnemar_cell(versus: pd.Series | None, is_reference: bool) -> str:
+def mcnemar_cell(versus: pd.Series | None, is_reference: bool, prefix: str = "") -> str:
+    """The McNemar test of GT-known (prefix '') or of a hit-or-miss metric ('NAME_')."""
     if is_reference:
         return '<td class="num"><small>reference</small></td>'
-    p = _get(versus, "mcnemar_p")
+    p = _get(versus, f"{prefix}mcnemar_p")
     if np.isnan(p):
         return '<td class="num"><small>none (a seed group)</small></td>'
-    mine, theirs = (_get(versus, "mcnemar_method_only"),
-                    _get(versus, "mcnemar_reference_only"))
+    mine, theirs = (_get(versus, f"{prefix}mcnemar_method_only"),
+                    _get(versus, f"{prefix}mcnemar_reference_only"))
     counts = ("" if np.isnan(mine) else
               f"<small>{int(mine)} only here, {int(theirs)} only in the reference</small>")
     return f'<td class="num"><span class="v">p = {p:.3g}</span>{counts}</td>'
@@ -175,7 +182,7 @@ def pivot_section(leaderboard: pd.DataFrame, pairs: pd.DataFrame,
     reports: the report read for each leaderboard row (a seed group's first), or None."""
     key = _method_column(leaderboard)
     # the headline metrics in report.html's card order; one no method has is left out
-    metrics = [m for m in metricdefs.headline() if m in leaderboard]
+    metrics = [m for m in metricdefs.headline(opt_in=True) if m in leaderboard]
     if key is None or not metrics:
         return section("summary", "Methods", '<p class="note">The leaderboard holds no '
                        "headline metric.</p>")
@@ -190,6 +197,8 @@ def pivot_section(leaderboard: pd.DataFrame, pairs: pd.DataFrame,
         if metric == MCNEMAR_AFTER and has_tests:
             head.append("<th>McNemar<br><small>per-image GT-known at<br>each one's "
                         "MaxBoxAcc threshold</small></th>")
+        if f"{metric}_mcnemar_p" in pairs:  # a hit-or-miss metric: its own test
+            head.append(f"<th>McNemar<br><small>per-image {esc(metric)}</small></th>")
     rows = []
     for index, (_, board) in enumerate(leaderboard.iterrows()):
         name = str(board[key])
@@ -201,6 +210,8 @@ def pivot_section(leaderboard: pd.DataFrame, pairs: pd.DataFrame,
             cells.append(pivot_cell(metric, board, versus, report))
             if metric == MCNEMAR_AFTER and has_tests:
                 cells.append(mcnemar_cell(versus, name == reference))
+            if f"{metric}_mcnemar_p" in pairs:
+                cells.append(mcnemar_cell(versus, name == reference, f"{metric}_"))
         rows.append("<tr>" + "".join(cells) + "</tr>")
     note = (f'<p class="note">Each cell: the value (%) with its 95% bootstrap interval; '
             f"below it, &Delta;: the difference to the reference <b>{esc(reference)}</b> "

@@ -326,6 +326,7 @@ h3{font-size:14px;margin:16px 0 6px}
 .card .k{color:var(--mute);font-size:12px}
 .card .v{font-size:26px;font-weight:600}
 .card small{display:block;color:var(--mute);font-size:11.5px}
+.card small.what{max-width:260px}
 .scroll{max-height:460px;overflow:auto;border:1px solid var(--line);border-radius:4px}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th{position:sticky;top:0;background:#eef1f5;text-align:left;font-weight:600}

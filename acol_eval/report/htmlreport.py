@@ -114,11 +114,20 @@ def metric_card(name: str, row: pd.Series, meta: ReportMeta | None,
         at = (f"<small>mean{over}, each at its own threshold "
               f"({esc(short_source(row_source(row, meta)))})</small>")
     else:
-        at = CARD_NOTES.get(name, "")
+        at = CARD_NOTES.get(name, "") or _opt_in_note(name)
     value = fmt_number(row["value"])
     return (f'<div class="card" data-card="{esc(name)}"{_card_title(name)}><div class="k">'
             f'{esc(metric_label(name))}</div><div class="v">{value}</div>'
             f"<small><code>{esc(name)}</code></small>{at}{ci}</div>")
+
+
+def _opt_in_note(name: str) -> str:
+    """An opt-in metric's card says what it measures (few readers know them all)."""
+    try:
+        metric = metricdefs.get_metric(name)
+    except KeyError:
+        return ""
+    return f'<small class="what">{esc(metric.description)}</small>' if metric.opt_in else ""
 
 
 def _card_title(name: str) -> str:

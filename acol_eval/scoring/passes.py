@@ -19,6 +19,8 @@ import pandas as pd
 from acol_eval.maps.reportfolder import Outcomes, ReportStaging
 from acol_eval.metrics import metricdefs, reports
 from acol_eval.metrics.metrics import error_type
+from acol_eval.metrics.regionmetrics import RegionOptions, boxes_region, mask_region, measure
+from acol_eval.metrics.regionmetrics.kernels import compile_now
 from acol_eval.metrics.sweep import load_compiled
 from acol_eval.scoring.protocols import ScoringProtocol
 from acol_eval.scoring.scoreinputs import NO_BOXES, MapSource, ScoreInputs
@@ -60,6 +62,7 @@ class PassSetup:
     thresholds: np.ndarray
     iou: tuple[int, ...]
     dtype: np.dtype
+    region: RegionOptions | None = None  # the opt-in region metrics asked for
 
     @property
     def edges(self) -> np.ndarray:  # PxAP bins [t0, t1), ..., [t_last, 1), [1, 2), [2, 3)
@@ -124,6 +127,7 @@ def _first_pass_chunk(task: ChunkTask) -> ChunkResult:
 def _first_pass_image(setup: PassSetup, item: ImageTask, values: np.ndarray, record,
                       counts: Counts) -> None:
     protocol = setup.protocol
+    mask = None
     if item.masks:
         mask = protocol.read_mask(list(item.masks), item.ignore)
         if mask is None:
@@ -132,7 +136,9 @@ def _first_pass_image(setup: PassSetup, item: ImageTask, values: np.ndarray, rec
             scores = protocol.pxap_scores(values, mask.shape)
             counts.hist[0] += np.histogram(scores[mask == 1], bins=setup.edges)[0]
             counts.hist[1] += np.histogram(scores[mask == 0], bins=setup.edges)[0]
-    protocol.image_record(values, item.gt, item.width, item.height, setup.thresholds, record)
+    prepared = _measure_region(setup, item, values, mask, record) if setup.region else None
+    protocol.image_record(values, item.gt, item.width, item.height, setup.thresholds, record,
+                          prepared)
     outcomes = _box_outcomes(setup, item, record)
     if outcomes is None:
         return
@@ -143,6 +149,36 @@ def _first_pass_image(setup: PassSetup, item: ImageTask, values: np.ndarray, rec
         counts.top1 += correct
     if item.top5 is True:
         counts.top5 += correct
+
+
+def _measure_region(setup: PassSetup, item: ImageTask, values: np.ndarray,
+                    mask: np.ndarray | None, record) -> np.ndarray | None:
+    """The region metrics of one map into record["region"] (NaN without a region),
+    measured on the map as the box sweep sees it; returns that map. An image of unknown
+    size (a mask, no boxes) is taken at its mask's size, as PxAP takes it."""
+    record["region"] = np.nan
+    protocol = setup.protocol
+    if mask is None and not len(item.gt):
+        return None
+    width, height = item.width, item.height
+    if not np.isfinite(width * height):
+        if mask is None:
+            return None
+        height, width = mask.shape
+    prepared = protocol.prepare(values, width, height)
+    region = (mask_region(mask, prepared.shape) if mask is not None else boxes_region(
+        protocol.scale_gt(item.gt, item.width, item.height), prepared.shape,
+        protocol.inclusive))
+    record["region"] = measure(prepared, region, setup.region)
+    return prepared
+
+
+def with_region(dtype: np.dtype, region: RegionOptions | None) -> np.dtype:
+    """A protocol's record dtype with a field for the region metrics asked for."""
+    if region is None or not region.names:
+        return dtype
+    fields = [(name, dtype.fields[name][0]) for name in dtype.names]
+    return np.dtype([*fields, ("region", np.float64, (len(region.names),))])
 
 
 def _box_outcomes(setup: PassSetup, item: ImageTask, record
@@ -185,6 +221,8 @@ def first_pass(inputs: ScoreInputs, setup: PassSetup, workers: int) -> FirstPass
     """Every image at every threshold, on `workers` processes, records kept on disk."""
     # compile or load the protocol's sweep once, before the workers fork
     load_compiled(native=setup.protocol.name == "native")
+    if setup.region:
+        compile_now()
     total = Counts.zeros(len(setup.iou), len(setup.thresholds))
     records = tempfile.TemporaryFile()
     tasks = (ChunkTask(setup, images) for _, images in _tasks(inputs))
@@ -232,14 +270,18 @@ def image_row(setup: PassSetup, item: ImageTask, record,
                             protocol.inclusive) if has_gt else "",
         "has_gt": float(has_gt)})
     all_ious, largest = protocol.threshold_ious(record, thresholds)
+    measured = (dict(zip(setup.region.names, record["region"].tolist()))
+                if setup.region and setup.region.names else {})
 
     def at(index: int) -> metricdefs.ImageView:
         return metricdefs.ImageView(
             item.image, item.label, thresholds, index, largest, all_ious, gt_frame,
-            item.top1, item.top5, lambda: protocol.box_at(record, thresholds, index, prepared))
+            item.top1, item.top5, lambda: protocol.box_at(record, thresholds, index, prepared),
+            measured)
 
     for metric in metricdefs.per_image_metrics():  # registered ones: their own column
-        row[metric.name] = metric.value(at(choice.fixed))
+        if not metric.opt_in or metric.name in measured:
+            row[metric.name] = metric.value(at(choice.fixed))
     row["_iou_fixed"] = float(largest[choice.fixed]) if has_gt else np.nan
     row["_gt_fixed"] = metricdefs.localised(at(choice.fixed))
     row["_gt_best"] = metricdefs.localised(at(choice.best_gt))
@@ -265,7 +307,7 @@ def second_pass(inputs: ScoreInputs, setup: PassSetup, passed: FirstPass,
             records = np.fromfile(passed.records, dtype=setup.dtype, count=len(images))
             kept = [(item, record) for item, record in zip(images, records) if record["ok"]]
             rows = [image_row(setup, item, record, choice) for item, record in kept]
-            frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else per_image_columns())
+            frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else per_image_columns(setup))
             shown = frame[[c for c in frame.columns if not c.startswith("_")]].copy()
             for column in PER_IMAGE_INTS:
                 shown[column] = shown[column].astype("Int64")
@@ -304,6 +346,9 @@ PER_IMAGE_COLUMNS = ["image", "label", "map", "frame", "threshold", "threshold_s
                      "correct", "top1_correct", "top5_correct", "error", "has_gt"]
 
 
-def per_image_columns() -> list[str]:
-    """per_image.csv's columns: the fixed ones, then one per registered per-image metric."""
-    return PER_IMAGE_COLUMNS + [m.name for m in metricdefs.per_image_metrics()]
+def per_image_columns(setup: PassSetup | None = None) -> list[str]:
+    """per_image.csv's columns: the fixed ones, then one per registered per-image metric
+    (the opt-in ones where setup asks for them)."""
+    chosen = setup.region.names if setup is not None and setup.region else ()
+    return PER_IMAGE_COLUMNS + [m.name for m in metricdefs.per_image_metrics()
+                                if not m.opt_in or m.name in chosen]

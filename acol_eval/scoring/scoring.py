@@ -33,9 +33,10 @@ from acol_eval.maps.reportfolder import (
 from acol_eval.maps.runfolder import LocalizeRun
 from acol_eval.maps.thresholds import run_threshold
 from acol_eval.metrics import metricdefs, reports
+from acol_eval.metrics.regionmetrics import RegionOptions, region_names
 from acol_eval.report import curveplot
 from acol_eval.scoring.coverage import Coverage, Subset, check_coverage, wanted_images
-from acol_eval.scoring.passes import FirstPass, PassSetup, first_pass, second_pass
+from acol_eval.scoring.passes import FirstPass, PassSetup, first_pass, second_pass, with_region
 from acol_eval.scoring.predictionfile import with_predictions
 from acol_eval.scoring.protocols import Protocol, ScoringProtocol, get_protocol, parse_protocol
 from acol_eval.scoring.scoreinputs import (
@@ -104,6 +105,9 @@ class ScoreConfig:
     allow_missing: bool = False  # score the annotated images that have a map (coverage.py)
     image_list: str | None = None  # a file naming the intended images, one a line
     predictions: str | None = None  # classification for .npy maps (predictionfile.py)
+    region_metrics: tuple[str, ...] = ()  # opt-in region metrics ('all' for every one)
+    pointing_tolerance: float = 0.0  # pointing game: frame pixels around the region
+    top_k: int = 1000  # Top-K Intersection's k
 
     def __post_init__(self) -> None:
         put = object.__setattr__
@@ -137,9 +141,30 @@ class ScoreConfig:
             raise AcolError(f"--mask-root {self.mask_root} is not a folder")
         if self.images and not Path(self.images).is_dir():
             raise AcolError(f"--images {self.images} is not a folder")
+        put(self, "region_metrics", _region_names(self.region_metrics))
+        if not (np.isfinite(self.pointing_tolerance) and self.pointing_tolerance >= 0):
+            raise AcolError(f"--pointing-tolerance {self.pointing_tolerance} must be a "
+                            f"distance in pixels, 0 or more")
+        if self.top_k < 1:
+            raise AcolError(f"--top-k {self.top_k} must be at least 1")
         if self.strict and self.allow_missing:
             raise AcolError("--strict (refuse a partial score, the default) and "
                             "--allow-missing contradict each other; give one")
+
+
+def _region_names(given) -> tuple[str, ...]:
+    """--region-metrics as names in the registry's order: 'all', or names (a string of
+    comma-separated names, or a sequence); unknown names are refused."""
+    parts = given.split(",") if isinstance(given, str) else list(given)
+    wanted = {p.strip() for p in parts if p.strip()}
+    known = region_names()
+    if "all" in wanted:
+        wanted = (wanted - {"all"}) | set(known)
+    unknown = sorted(wanted - set(known))
+    if unknown:
+        raise AcolError(f"--region-metrics {','.join(unknown)}: use all or names among "
+                        f"{', '.join(known)}")
+    return tuple(n for n in known if n in wanted)
 
 
 @dataclass(frozen=True)
@@ -168,8 +193,9 @@ def score(config: ScoreConfig, given: GivenInputs | None = None) -> ScoreResult:
         inputs = inputs.with_source(_centre_source(inputs.source))
     _warn(inputs.issues)
     thresholds = np.arange(0, 1, config.interval)
+    region = region_options(config)
     setup = PassSetup(inputs.source, protocol, thresholds, config.iou,
-                      protocol.record_dtype(len(thresholds)))
+                      with_region(protocol.record_dtype(len(thresholds)), region), region)
     with FolderLock(config.out, "score"):
         check_report_folder(config.out, config.overwrite)  # again, now no one else writes
         passed = first_pass(inputs, setup, score_workers(config.workers))
@@ -183,6 +209,14 @@ def score(config: ScoreConfig, given: GivenInputs | None = None) -> ScoreResult:
     missing = inputs.issues.get("annotation_without_map", 0)
     return ScoreResult(summary, issues, failed, missing, 1 if failed else 0, config.out, meta,
                        ScoreReport(Path(config.out)))
+
+
+def region_options(config: ScoreConfig) -> RegionOptions | None:
+    """The region metrics asked for and their parameters (None: none asked for)."""
+    if not config.region_metrics:
+        return None
+    return RegionOptions(config.region_metrics, float(config.pointing_tolerance),
+                         int(config.top_k))
 
 
 def _fixed_threshold(config: ScoreConfig) -> tuple[float | None, str]:
@@ -401,4 +435,5 @@ def _meta(config: ScoreConfig, inputs: ScoreInputs, setup: PassSetup,
         n_thresholds=len(setup.thresholds), iou=list(config.iou),
         threshold_source=sources.pop() if len(sources) == 1 else "mixed",
         images=scored, annotated=annotated, subset=subset.value if subset else None,
-        map_scored=inputs.map_scored, version_info=library_versions())
+        map_scored=inputs.map_scored, version_info=library_versions(),
+        region_metrics=region.record() if (region := region_options(config)) else None)

@@ -27,6 +27,8 @@ from acol_eval.util.flags import option_flag
 
 class Preset(str, Enum):
     WSOL_CUB = "wsol-cub"
+    WSOL_CUB_FSL = "wsol-cub-fsl"
+    DDT_CUB = "ddt-cub"
 
 
 # a split the source keeps for validation (train's fallback, test, is what a preset avoids)
@@ -71,6 +73,32 @@ PRESETS: dict[Preset, PresetSpec] = {
         val_fraction_without_val_split=0.2,
     ),
 }
+
+
+# The baselines a WSOL result is read against, on wsol-cub's backbone, input and schedule
+# (so the three differ only in what they learn from): few-shot learning on 5 box-labelled
+# validation images per class (the number Choe et al.'s fair protocol spends on CUB), and
+# training-free DDT (class-agnostic) with a linear classifier probe for Top-1 Loc.
+_WSOL_CUB = {k: v for k, v in PRESETS[Preset.WSOL_CUB].options.items()
+             if k not in ("method", "recipe", "delta")}
+PRESETS[Preset.WSOL_CUB_FSL] = PresetSpec(
+    options={"method": "fsl", **_WSOL_CUB, "recipe": "p", "boxes_per_class": 5},
+    source="wsol-cub's settings with the few-shot baseline (method fsl, 5 boxes per class)",
+    val_fraction_without_val_split=0.2,
+)
+PRESETS[Preset.DDT_CUB] = PresetSpec(
+    options={"method": "ddt", **_WSOL_CUB, "recipe": "p"},
+    source="wsol-cub's backbone, input and schedule with DDT (method ddt)",
+    val_fraction_without_val_split=0.2,
+)
+
+
+def preset_lines() -> list[str]:
+    """One sentence per preset: its name and the flags it stands for."""
+    return [f"{preset.value}: {' '.join(flag_text(k, v) for k, v in spec.options.items())}"
+            f" (+ --val-fraction {spec.val_fraction_without_val_split:g} without a val "
+            f"split)." if spec.val_fraction_without_val_split else "."
+            for preset, spec in PRESETS.items()]
 
 
 def preset_choice(name: str | Preset) -> Preset:

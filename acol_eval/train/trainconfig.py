@@ -134,6 +134,9 @@ class TrainConfig:
     val_fraction: float = 0.0  # > 0: hold out this stratified share of train for validation
     val_split: str | None = None  # a named split of the source as the validation split
     cache: CacheMode = CacheMode.AUTO
+    # box-labelled validation images per class (a whole number, or "all") for methods
+    # that train on boxes (fsl); drawn by train/boxbudget.py, None for the others
+    boxes_per_class: int | str | None = None
 
     def __post_init__(self) -> None:
         self._check_names()
@@ -141,6 +144,7 @@ class TrainConfig:
         self._check_optimiser()
         self._check_sizes()
         self._check_validation()
+        self._check_boxes()
         self.training_method()  # a method's own checks of its arguments, before any output
         if self.recalibrate and not (self.resume and self.calibrate):
             raise AcolError("--recalibrate redoes the calibration of a finished run: give it "
@@ -219,6 +223,24 @@ class TrainConfig:
             raise AcolError(f"--val-split {self.val_split!r} is not a split name")
         if self.val_fraction and self.val_split:
             raise AcolError("give --val-fraction or --val-split, not both")
+
+    def _check_boxes(self) -> None:
+        """--boxes-per-class: K >= 1 or 'all', given exactly to the methods that use boxes."""
+        uses = get_method(self.method).uses_boxes
+        value = self.boxes_per_class
+        if value is None:
+            if uses:
+                raise AcolError(f"training method {self.method!r} trains on boxes: give "
+                                f"--boxes-per-class K (box-labelled validation images per "
+                                f"class) or all")
+            return
+        if not uses:
+            raise AcolError(f"--boxes-per-class is for methods that train on boxes; "
+                            f"{self.method!r} learns from image labels only")
+        if isinstance(value, str) and value.strip().lower() == "all":
+            self._set("boxes_per_class", "all")
+        else:
+            self._set("boxes_per_class", _count("--boxes-per-class", value, 1, 10**6))
 
 
 def lr_factor(schedule: Schedule | str, epochs: int, steps: Sequence[int],

@@ -272,6 +272,8 @@ class Trainer:
         if self.dist.is_main:
             if config.resume:
                 self.log(f"resuming {self.out / 'last.pt'} after epoch {self.start_epoch}")
+        self.method.before_training(self.model, self.data, config, self.log)
+        if self.dist.is_main:
             self.log(
                 f"training {config.arch} {self.method.describe()} on "
                 f"{len(self.data.train_set)} images ({len(self.data.val_set)} for validation), "
@@ -383,6 +385,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = _log_default,
                 if preset is not None:
                     atomic_write_text(Path(config.out) / PRESET_FILE,
                                       json.dumps(preset.record(), indent=1) + "\n")
+                if trainer.data.box_budget is not None:  # the boxes spent, and on what
+                    log(trainer.data.box_budget.summary())
+                    trainer.data.box_budget.write(config.out)
             result = finished_run(trainer) if finished else trainer.run()
             if dist.is_main and config.calibrate and (not finished or config.recalibrate):
                 result = replace(result, calibration=calibrate_best(config, trainer.data, log))

@@ -26,6 +26,14 @@ from acol_eval.data.datasets import (
     train_transform,
 )
 from acol_eval.data.readers import VALIDATION_SPLITS, Annotations, read_source
+from acol_eval.models.fsl_method import BoxMasks
+from acol_eval.train.boxbudget import (
+    BoxBudget,
+    box_masks,
+    check_box_source,
+    check_record,
+    draw_budget,
+)
 from acol_eval.train.trainconfig import CacheMode, TrainConfig
 from acol_eval.util.errors import AcolError
 from acol_eval.util.runtime import Distributed
@@ -59,6 +67,10 @@ class TrainingData:
     val_set: LabelledImages
     note: str  # how the validation split was chosen, when that needs saying
     annotations: Annotations | None = None  # the source, for calibrating on its boxes
+    # --boxes-per-class: the validation images whose boxes train the method (left out of
+    # val_set, so model choice and calibration never see them), and their masks
+    box_budget: BoxBudget | None = None
+    box_masks: BoxMasks | None = None
 
 
 def _validation_items(config: TrainConfig, annotations, classes: list[str],
@@ -93,6 +105,14 @@ def load_training_data(config: TrainConfig) -> TrainingData:
         raise AcolError(f"{config.data} has {len(classes)} class; need at least 2")
     train_items = labelled_items(annotations, "train", classes)
     train_items, val_items, note = _validation_items(config, annotations, classes, train_items)
+    budget = masks = None
+    if config.boxes_per_class is not None:
+        check_box_source(config, annotations)
+        check_record(config.out)
+        budget = draw_budget(annotations, val_items, classes, config.boxes_per_class,
+                             config.seed, config.data)
+        masks = box_masks(annotations, budget.head, config.resize_size)
+        val_items = budget.calibration
     size = config.input_size
     return TrainingData(
         classes,
@@ -101,6 +121,8 @@ def load_training_data(config: TrainConfig) -> TrainingData:
         LabelledImages(annotations.root, val_items, eval_transform(size)),
         note,
         annotations,
+        budget,
+        masks,
     )
 
 

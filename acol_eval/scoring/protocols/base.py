@@ -55,12 +55,16 @@ class ScoringProtocol(ABC):
 
     # ---------------------------------------------------------------- per image
     def image_record(self, values: np.ndarray, gt: np.ndarray, width: float, height: float,
-                     thresholds: np.ndarray, record) -> None:
+                     thresholds: np.ndarray, record, prepared: np.ndarray | None = None
+                     ) -> None:
         """The first pass of one image (what `score` runs): prepare the map, scale the
         ground truth (g, 4, original pixels, x1/y1 exclusive) and sweep every threshold
-        into `record`. Without boxes the IoUs stay 0 and no image size is needed."""
+        into `record`. Without boxes the IoUs stay 0 and no image size is needed.
+        prepared: the map already prepared (score's region metrics read it too)."""
         gt_frame = self.scale_gt(gt, width, height) if len(gt) else np.zeros((0, 4), np.int64)
-        self.sweep(self.prepare(values, width, height), gt_frame, thresholds, record)
+        if prepared is None:
+            prepared = self.prepare(values, width, height)
+        self.sweep(prepared, gt_frame, thresholds, record)
 
     def threshold_ious(self, record, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(all boxes, largest box) best IoU at every CAM threshold from a record: the

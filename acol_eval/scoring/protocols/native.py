@@ -30,9 +30,10 @@ class NativeProtocol(ScoringProtocol):
             return "image_too_large_for_native"
         return None
 
-    def image_record(self, values, gt, width, height, thresholds, record) -> None:
+    def image_record(self, values, gt, width, height, thresholds, record,
+                     prepared=None) -> None:
         if len(gt):  # the native sweep needs boxes to score and the image size to upsample
-            super().image_record(values, gt, width, height, thresholds, record)
+            super().image_record(values, gt, width, height, thresholds, record, prepared)
 
     def prepare(self, values, width, height):
         return upsample_map(values, int(width), int(height))
