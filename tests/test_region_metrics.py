@@ -192,7 +192,7 @@ def test_compare_pairs_the_region_metrics_with_mcnemar_for_the_pointing_game(tmp
                           out=str(out), workers=0, interval=0.01, region_metrics="all"))
         reports.append(str(out))
     result = compare(CompareConfig(reports=tuple(reports), out=str(tmp_path / "cmp"),
-                                   bootstrap=100), log=lambda line: None)
+                                   bootstrap=1000), log=lambda line: None)
     pairs = result.pairs.iloc[0]
     assert (pairs["pointing_game_mcnemar_reference_only"],
             pairs["pointing_game_mcnemar_method_only"]) == (6, 0)
