@@ -76,14 +76,14 @@ def _training_methods() -> list[str]:
 
 
 def _presets() -> list[str]:
-    from acol_eval.train.presets import Preset
+    from acol_eval.training.presets import Preset
 
     return [preset.value for preset in Preset]
 
 
 def _presets_help() -> str:
     """--preset's help: what each preset stands for, from the preset table."""
-    from acol_eval.train.presets import preset_lines
+    from acol_eval.training.presets import preset_lines
 
     return ("A named recipe: fills every option not given on the command line, printed at "
             "the start and written to OUT/preset.json; explicit flags override it. "
@@ -140,7 +140,7 @@ def main() -> None:
                    "--loss-weights; fsl (few-shot baseline) trains a foreground head on "
                    "--boxes-per-class K box masks; ddt and ddt-class are training-free "
                    "DDT maps with a linear classifier probe. A method defined outside "
-                   "acol-eval trains through the Python API (training.train), after "
+                   "acol-eval trains through the Python API (trainer.train), after "
                    "importing its module.")
 @click.option("--data", "--input-path", "data", required=True,
               help="Training source: an ImageFolder root (train/ and val/ or validation/), "
@@ -516,7 +516,7 @@ def compare(reports: tuple[str, ...], **options) -> None:
     with methods against headline metrics (intervals, differences to the reference,
     McNemar) and explains every column.
     """
-    from acol_eval.compare.compare import result_text
+    from acol_eval.comparison.compare import result_text
 
     result = api.compare(*reports, **options)
     click.echo(result_text(result))

@@ -5,78 +5,16 @@ The Python API (docs/python-api.md): `synth`, `train`, `localize`, `score`, `box
 acol_eval` stays light) and `AcolError`, the one exception they raise.
 """
 
-import sys
-import types
-
 from acol_eval.util.errors import AcolError as AcolError  # the API's one exception
 
 __version__ = "0.1.0"
 
+# The jobs' subpackages are named apart from these functions (training/, comparison/),
+# so acol_eval.train is one thing: the function.
 API = ("synth", "train", "localize", "score", "boxes", "compare", "load_model", "open_maps")
-# API names that are also subpackages (acol_eval/train/, acol_eval/compare/)
-_SHARED = frozenset(n for n in API if n in ("train", "compare"))
-
-
-class _Command:
-    """acol_eval.train and acol_eval.compare: calling one runs the API function; its
-    attributes are the subpackage's (acol_eval.train.training), so both meanings of the
-    name work."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def _function(self):
-        from acol_eval import api
-
-        return getattr(api, self._name)
-
-    def __call__(self, *args, **kwargs):
-        return self._function()(*args, **kwargs)
-
-    @property
-    def __doc__(self):  # help() and a notebook's `?` show the function's text
-        return self._function().__doc__
-
-    @property
-    def __signature__(self):
-        import inspect
-
-        return inspect.signature(self._function())
-
-    def __getattr__(self, name: str):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        import importlib
-
-        package = importlib.import_module(f"{__name__}.{self._name}")
-        try:
-            return getattr(package, name)
-        except AttributeError:
-            return importlib.import_module(f"{package.__name__}.{name}")
-
-    def __repr__(self) -> str:
-        return f"<acol_eval.{self._name}: the API function and the subpackage>"
-
-
-_COMMANDS = {name: _Command(name) for name in _SHARED}
-
-
-class _Top(types.ModuleType):
-    """The package module: importing acol_eval.train (the subpackage) does not replace
-    the command acol_eval.train (the import system sets the attribute; it is kept)."""
-
-    def __setattr__(self, name, value):
-        if name in _SHARED and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Top
 
 
 def __getattr__(name: str):
-    if name in _COMMANDS:
-        return _COMMANDS[name]
     if name in API:
         from acol_eval import api
 

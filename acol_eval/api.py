@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from acol_eval.util.errors import AcolError
 
 if TYPE_CHECKING:
-    from acol_eval.compare.compare import CompareConfig, CompareResult
+    from acol_eval.comparison.compare import CompareConfig, CompareResult
     from acol_eval.data.synth import SynthConfig
     from acol_eval.maps.boxesconfig import BoxesConfig
     from acol_eval.maps.localizeconfig import LoadedModel, LocalizeConfig
@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     from acol_eval.maps.reportfolder import ScoreReport
     from acol_eval.maps.runfolder import LocalizeRun
     from acol_eval.scoring.scoring import ScoreConfig
-    from acol_eval.train.trainconfig import TrainConfig
-    from acol_eval.train.training import TrainResult
+    from acol_eval.training.trainconfig import TrainConfig
+    from acol_eval.training.trainer import TrainResult
 
 __all__ = ["boxes", "compare", "load_model", "localize", "open_maps", "score", "synth",
            "train", "parse_numbers"]
@@ -151,12 +151,12 @@ def train(config: TrainConfig | None = None, /, *, preset: str | None = None,
     or train(TrainConfig(...)). `preset`: a named recipe filling every option not given
     (`explicit`: the options the caller set on purpose; default every option given).
     Returns the TrainResult (out, epochs, best_accuracy, calibration, ...)."""
-    from acol_eval.train.trainconfig import TrainConfig
+    from acol_eval.training.trainconfig import TrainConfig
 
     applied = None
     if preset is not None:
-        from acol_eval.train.presets import apply_preset
-        from acol_eval.train.trainingdata import source_splits
+        from acol_eval.training.presets import apply_preset
+        from acol_eval.training.trainingdata import source_splits
 
         if isinstance(config, TrainConfig):
             raise AcolError("train: a preset fills keyword options, not a TrainConfig")
@@ -168,7 +168,7 @@ def train(config: TrainConfig | None = None, /, *, preset: str | None = None,
         config = _build("train", TrainConfig, given)
     else:
         config = _config("train", TrainConfig, config, options)
-    from acol_eval.train.training import train as run_training
+    from acol_eval.training.trainer import train as run_training
 
     return run_training(config, preset=applied)
 
@@ -221,8 +221,8 @@ def compare(*reports: str | Path | ScoreReport | CompareConfig, **options) -> Co
     DIR`): compare(report_a, report_b, out='cmp') or compare(CompareConfig(...)); a seed
     group is one entry 'a1,a2,a3' (or a list of its reports). Returns the CompareResult
     (leaderboard and pairs as DataFrames)."""
-    from acol_eval.compare.compare import CompareConfig
-    from acol_eval.compare.compare import run as run_compare
+    from acol_eval.comparison.compare import CompareConfig
+    from acol_eval.comparison.compare import run as run_compare
 
     if len(reports) == 1 and isinstance(reports[0], CompareConfig):
         config = _config("compare", CompareConfig, reports[0], options)

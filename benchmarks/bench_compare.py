@@ -35,7 +35,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acol_eval.compare.stats import resample_weights  # noqa: E402
+from acol_eval.comparison.stats import resample_weights  # noqa: E402
 from acol_eval.maps.reportfolder import Outcomes, ReportMeta  # noqa: E402
 
 IOU = (30, 50, 70)

@@ -32,8 +32,8 @@ import torchvision
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acol_eval.train.trainconfig import TrainConfig  # noqa: E402
-from acol_eval.train.training import train  # noqa: E402
+from acol_eval.training.trainconfig import TrainConfig  # noqa: E402
+from acol_eval.training.trainer import train  # noqa: E402
 
 
 def write_folder(root: Path, count: int) -> None:

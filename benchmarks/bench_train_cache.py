@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from acol_eval.train.trainconfig import TrainConfig  # noqa: E402
-from acol_eval.train.training import train  # noqa: E402
+from acol_eval.training.trainconfig import TrainConfig  # noqa: E402
+from acol_eval.training.trainer import train  # noqa: E402
 
 SHARED = Path(os.environ.get("ACOL_EVAL_SHARED_DATA", ROOT.parent / "shared" / "data"))
 

@@ -115,7 +115,7 @@ def localized(run: Path) -> bool:
 
 
 def tool_has_val_fraction() -> bool:
-    from acol_eval.train.trainconfig import TrainConfig
+    from acol_eval.training.trainconfig import TrainConfig
 
     return "val_fraction" in getattr(TrainConfig, "__dataclass_fields__", {})
 
@@ -129,7 +129,7 @@ def held_out(data: Path, fraction: float, seed: int) -> tuple[list[str], list[st
     annotations = read_source(f"cub:{data}")
     items = labelled_items(annotations, "train", annotations.classes)
     try:
-        from acol_eval.train.trainingdata import hold_out
+        from acol_eval.training.trainingdata import hold_out
     except ImportError:  # a tool without --val-fraction: the same contract, here
         hold_out = stratified_hold_out
     train, val = hold_out(items, fraction, seed)
@@ -137,8 +137,8 @@ def held_out(data: Path, fraction: float, seed: int) -> tuple[list[str], list[st
 
 
 def stratified_hold_out(items, fraction, seed):
-    """Fallback with the contract of acol_eval.train.trainingdata.hold_out (round(fraction * n) per
-    class, at least 1, never all; seeded; input order kept)."""
+    """Fallback with the contract of acol_eval.training.trainingdata.hold_out (round(fraction *
+    n) per class, at least 1, never all; seeded; input order kept)."""
     import numpy as np
 
     rng = np.random.default_rng([seed, 0x5EED])

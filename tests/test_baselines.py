@@ -23,9 +23,9 @@ from acol_eval.models.ddt_method import DDTModel, DescriptorMoments, ddt_directi
 from acol_eval.models.fsl_method import FSLMethod, FSLTargets, foreground_loss
 from acol_eval.models.trainmethod import get_method
 from acol_eval.scoring.scoring import ScoreConfig, score
-from acol_eval.train.boxbudget import BOXES_FILE, box_masks, draw_budget
-from acol_eval.train.trainconfig import TrainConfig
-from acol_eval.train.training import Trainer, train
+from acol_eval.training.boxbudget import BOXES_FILE, box_masks, draw_budget
+from acol_eval.training.trainconfig import TrainConfig
+from acol_eval.training.trainer import Trainer, train
 from acol_eval.util.errors import AcolError
 from conftest import assert_one_line_error, run_cli, run_localize, write_texture_folder
 

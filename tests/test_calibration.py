@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from acol_eval.data.readers import read_source
-from acol_eval.train.calibration import calibrate, calibration_rows
+from acol_eval.training.calibration import calibrate, calibration_rows
 from conftest import (
     read_rows,
     reference_iou_exclusive,

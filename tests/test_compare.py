@@ -10,13 +10,18 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from acol_eval.compare.compare import (
+from acol_eval.comparison.compare import (
     CompareConfig,
     Progress,
     run,
 )
-from acol_eval.compare.compareresample import method_metrics, prepare, read_report
-from acol_eval.compare.stats import curve_counts, mcnemar_exact, resample_weights, threshold_steps
+from acol_eval.comparison.compareresample import method_metrics, prepare, read_report
+from acol_eval.comparison.stats import (
+    curve_counts,
+    mcnemar_exact,
+    resample_weights,
+    threshold_steps,
+)
 from acol_eval.maps.reportfolder import Outcomes, ReportMeta
 from acol_eval.util.errors import AcolError
 from conftest import assert_one_line_error, run_cli, shared_data
@@ -215,8 +220,8 @@ def test_paired_interval_holds_the_difference_and_narrows_with_more_images(tmp_p
 def test_a_report_paired_with_itself_differs_by_zero_with_p_one(tmp_path):
     """The paired statistics of one report's outcomes against themselves: zero
     differences, p = 1 (`compare` refuses such a pair: the test after this one)."""
-    from acol_eval.compare.compare import common_images, metric_order, pairs_table
-    from acol_eval.compare.compareresample import bootstrap, observed_values
+    from acol_eval.comparison.compare import common_images, metric_order, pairs_table
+    from acol_eval.comparison.compareresample import bootstrap, observed_values
 
     weak, _ = two_methods(tmp_path)
     report = read_report(weak)

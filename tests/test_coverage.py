@@ -160,7 +160,7 @@ def test_calibration_scores_the_images_it_localized(tmp_path):
     """A validation image localize cannot decode has no map: calibration names the
     localized images as its subset instead of being refused, and its report says so."""
     from acol_eval.data.readers import read_source
-    from acol_eval.train.calibration import calibrate
+    from acol_eval.training.calibration import calibrate
     from conftest import synth_with_checkpoint
 
     data, _ = synth_with_checkpoint(tmp_path, train_per_class=1, val_per_class=2)

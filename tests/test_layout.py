@@ -19,8 +19,8 @@ RANKS = {  # lowest first; docs/architecture.md has one table per subpackage
     "metrics": 4,
     "report": 5,
     "scoring": 6,
-    "compare": 7,
-    "train": 8,
+    "comparison": 7,
+    "training": 8,
     "api": 9,  # acol_eval/api.py, one module: the Python API calls every job
 }
 TOP_MODULES = {"api"}  # ranked modules directly under acol_eval/, not subpackages
@@ -87,8 +87,8 @@ def test_no_module_imports_from_a_higher_subpackage():
 
 def test_the_rank_check_sees_imports_inside_functions(tmp_path):
     module = tmp_path / "probe.py"
-    module.write_text("def f():\n    from ..train.training import train\n")
-    assert _imported(module, "acol_eval.maps") == [(2, "acol_eval.train.training.train")]
+    module.write_text("def f():\n    from ..training.trainer import train\n")
+    assert _imported(module, "acol_eval.maps") == [(2, "acol_eval.training.trainer.train")]
 
 
 def test_the_api_module_is_ranked_above_every_stage():

@@ -138,8 +138,8 @@ def test_score_help_shows_a_plain_percent_sign():
 
 
 def test_compare_names_top1_map_reports_agnostic_and_refuses_mixing_kinds(tmp_path):
-    from acol_eval.compare.compare import CompareConfig
-    from acol_eval.compare.compare import run as run_compare
+    from acol_eval.comparison.compare import CompareConfig
+    from acol_eval.comparison.compare import run as run_compare
     from acol_eval.util.errors import AcolError
 
     run = write_two_map_run(tmp_path, IMAGES)

@@ -13,8 +13,8 @@ import pytest
 from test_metric_names import GT, write_two_map_run
 
 import acol_eval
-from acol_eval.compare.compare import CompareConfig, metric_order
-from acol_eval.compare.compare import run as compare
+from acol_eval.comparison.compare import CompareConfig, metric_order
+from acol_eval.comparison.compare import run as compare
 from acol_eval.metrics import metricdefs
 from acol_eval.metrics.metricdefs import ImageView, Metric, Needs, Threshold
 from acol_eval.scoring.scoring import ScoreConfig, score

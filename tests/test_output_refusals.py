@@ -13,7 +13,7 @@ from acol_eval.util.errors import AcolError
 
 
 def _compare(out: Path) -> None:
-    from acol_eval.compare.compare import _refuse_overwrite
+    from acol_eval.comparison.compare import _refuse_overwrite
 
     _refuse_overwrite(out, False)
 
@@ -25,7 +25,7 @@ def _synth(out: Path) -> None:
 
 
 def _train(out: Path) -> None:
-    from acol_eval.train.trainconfig import TrainConfig, check_out_folder
+    from acol_eval.training.trainconfig import TrainConfig, check_out_folder
 
     check_out_folder(TrainConfig(data="folder:x", out=str(out)))
 

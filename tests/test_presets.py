@@ -7,7 +7,7 @@ import json
 import pytest
 
 from acol_eval.data.synth import SynthConfig, write_synth
-from acol_eval.train.presets import PRESETS, Preset, apply_preset, flag_text
+from acol_eval.training.presets import PRESETS, Preset, apply_preset, flag_text
 from acol_eval.util.errors import AcolError
 from conftest import assert_one_line_error, run_cli
 
@@ -92,7 +92,7 @@ def test_preset_on_real_sources_as_shipped_holds_validation_out_of_train(source)
     """Real CUB (cub10, official train/test split) and wsolevaluation's CUB train
     metadata, as they ship: neither has a val split train could use, so the preset holds
     20% of train out instead of letting train fall back to the test split."""
-    from acol_eval.train.trainingdata import source_splits
+    from acol_eval.training.trainingdata import source_splits
     from conftest import shared_data
 
     data = source.format(data=shared_data())
@@ -105,7 +105,7 @@ def test_train_replaces_no_preset_json_or_calibration_folder_it_did_not_write(tm
     """The run folder may hold a user's files: train refuses to replace a preset.json
     that is not its own record, or a calibration/ folder (cleared by calibration),
     and leaves them as they were; its own record from a killed run may be replaced."""
-    from acol_eval.train.trainconfig import TrainConfig, check_out_folder
+    from acol_eval.training.trainconfig import TrainConfig, check_out_folder
 
     out = tmp_path / "run"
     out.mkdir()

@@ -175,8 +175,8 @@ def test_compare_pairs_the_region_metrics_with_mcnemar_for_the_pointing_game(tmp
     """Method 'inside' points into the box on all 8 images, 'mixed' on 2 of them: the
     pointing game's McNemar test counts 6 images only the reference hits (p = 2 / 2**6),
     every region metric gets a paired interval, and both pages show them."""
-    from acol_eval.compare.compare import CompareConfig
-    from acol_eval.compare.compare import run as compare
+    from acol_eval.comparison.compare import CompareConfig
+    from acol_eval.comparison.compare import run as compare
 
     rows = []
     for k in range(8):

@@ -16,7 +16,7 @@ import pytest
 from test_compare import GRID, method_bits, write_report
 from test_report_html import decode_data_uri, make_raccoon_report, parse
 
-from acol_eval.compare.compare import CompareConfig, run
+from acol_eval.comparison.compare import CompareConfig, run
 from acol_eval.maps.reportfolder import Outcomes, ReportMeta
 from acol_eval.report import gallery
 from acol_eval.report.htmlreport import write_score_html

@@ -17,8 +17,8 @@ from acol_eval.data.datasets import (
     sample_generator,
 )
 from acol_eval.models.checkpoint import load_checkpoint
-from acol_eval.train.trainconfig import TrainConfig
-from acol_eval.train.training import Trainer, train
+from acol_eval.training.trainconfig import TrainConfig
+from acol_eval.training.trainer import Trainer, train
 from conftest import write_texture_folder
 
 # Timing columns differ from run to run; every other column must not.
@@ -196,7 +196,7 @@ def test_under_torchrun_ranks_load_the_same_images_with_any_worker_count(data, t
 
 
 def test_a_resume_in_another_kind_of_process_says_it_may_round_otherwise():
-    from acol_eval.train.trainlog import determinism, determinism_notes
+    from acol_eval.training.trainlog import determinism, determinism_notes
 
     now = determinism(torch.device("cpu"))
     assert determinism_notes(now, now) == []

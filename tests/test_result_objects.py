@@ -13,8 +13,8 @@ import pytest
 from test_compare import method_bits, write_report
 
 import acol_eval.data.readers
-from acol_eval.compare.compare import CompareConfig
-from acol_eval.compare.compare import run as run_compare
+from acol_eval.comparison.compare import CompareConfig
+from acol_eval.comparison.compare import run as run_compare
 from acol_eval.maps.reportfolder import ScoreReport, method_names
 from acol_eval.maps.runfolder import LocalizeRun
 from acol_eval.report import gallerypage
@@ -40,7 +40,7 @@ def test_calibration_localizes_and_scores_in_memory(tmp_path, monkeypatch):
     """No set.csv or image list is written, and no source or list file is read back:
     the images, boxes and threshold travel as objects."""
     from acol_eval.data.readers import read_source
-    from acol_eval.train.calibration import calibrate
+    from acol_eval.training.calibration import calibrate
 
     data, _ = synth_with_checkpoint(tmp_path, train_per_class=1, val_per_class=2)
     annotations = read_source(f"cub:{data}").split("test")

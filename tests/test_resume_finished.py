@@ -25,8 +25,8 @@ def test_resume_of_a_finished_run_keeps_its_calibration_unless_asked(tmp_path):
     before = tree(tmp_path / "run")
     assert any(name.startswith("calibration/report/") for name in before)
     lines = []
-    from acol_eval.train.trainconfig import TrainConfig
-    from acol_eval.train.training import train
+    from acol_eval.training.trainconfig import TrainConfig
+    from acol_eval.training.trainer import train
 
     again = train(TrainConfig(**options, resume=True), log=lines.append)
     assert again.epochs == 0 and again.calibration is None
@@ -43,7 +43,7 @@ def test_resume_of_a_finished_run_keeps_its_calibration_unless_asked(tmp_path):
 
 
 def test_recalibrate_needs_resume_and_calibration():
-    from acol_eval.train.trainconfig import TrainConfig
+    from acol_eval.training.trainconfig import TrainConfig
 
     for extra in ({}, {"resume": True, "calibrate": False}):
         with pytest.raises(AcolError, match="--recalibrate redoes the calibration of a "

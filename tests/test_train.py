@@ -16,9 +16,9 @@ import torch
 from click.testing import CliRunner
 
 from acol_eval.models.checkpoint import load_checkpoint
-from acol_eval.train.trainconfig import CacheMode, Schedule, TrainConfig
-from acol_eval.train.training import Trainer, train
-from acol_eval.train.trainingdata import hold_out
+from acol_eval.training.trainconfig import CacheMode, Schedule, TrainConfig
+from acol_eval.training.trainer import Trainer, train
+from acol_eval.training.trainingdata import hold_out
 from acol_eval.util.errors import AcolError
 from acol_eval.util.runtime import Distributed
 from acol_eval.util.safeio import LOCK_NAME, FolderLock
@@ -237,7 +237,7 @@ def test_an_epoch_logged_to_a_file_says_how_far_it_is(finished_run, tmp_path, mo
     finish (here with no quiet start and no period, so every batch gives one)."""
     import functools
 
-    import acol_eval.train.training as training
+    import acol_eval.training.trainer as training
     from acol_eval.util.progress import Progress
 
     monkeypatch.setattr(training, "Progress",
@@ -298,10 +298,10 @@ def test_a_calibration_where_nothing_is_right_leaves_best_pt_uncalibrated(finish
                                                                          monkeypatch):
     """Every threshold at 0% GT-known ties, and argmax would store 0 (whole-image boxes)
     as 'calibrated': such a calibration is dropped with a warning."""
-    import acol_eval.train.training as training
+    import acol_eval.training.trainer as training
     from acol_eval.data.readers import read_source
     from acol_eval.models.checkpoint import Checkpoint
-    from acol_eval.train.calibration import Calibration
+    from acol_eval.training.calibration import Calibration
 
     data, source = finished_run
     run = tmp_path / "run"

@@ -15,8 +15,8 @@ from acol_eval.data.datasets import batch_generator
 from acol_eval.maps.localization import localize
 from acol_eval.maps.localizeconfig import LocalizeConfig
 from acol_eval.models.checkpoint import Checkpoint, load_checkpoint
-from acol_eval.train.trainconfig import TrainConfig
-from acol_eval.train.training import Trainer, train
+from acol_eval.training.trainconfig import TrainConfig
+from acol_eval.training.trainer import Trainer, train
 from acol_eval.util.errors import AcolError
 from conftest import assert_one_line_error, run_cli, write_texture_folder
 
@@ -167,7 +167,7 @@ def test_a_batch_hook_draws_the_same_numbers_with_any_worker_count(data, tmp_pat
 def test_every_preset_trains_a_registered_method_with_train_options():
     from dataclasses import fields
 
-    from acol_eval.train.presets import PRESETS
+    from acol_eval.training.presets import PRESETS
 
     names = {item.name for item in fields(TrainConfig)}
     for spec in PRESETS.values():

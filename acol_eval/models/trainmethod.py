@@ -20,7 +20,7 @@ is the base's and is shared by all.
 
 A method registers itself where it is defined, with `@register_method("name")`. The
 built-in ones live in this package (`acol_method.py`); one defined elsewhere is
-registered by importing its module before calling `training.train` or
+registered by importing its module before calling `trainer.train` or
 `localization.localize` (the command line knows the built-in ones only).
 """
 

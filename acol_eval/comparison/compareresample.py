@@ -4,12 +4,12 @@ names and labels), reduced to the per-image columns and threshold curves a boots
 round sums (`prepare` reads outcomes.npz, the large part), every metric of a method
 for any weighting of the images (`method_metrics`: the observed values are the
 weighting of ones, `observed_values`), and the paired bootstrap over every method
-(`bootstrap`). The checks, the tables and the job around them are acol_eval.compare.compare's.
+(`bootstrap`). The checks, the tables and the job around them are acol_eval.comparison.compare's.
 
 In every bootstrap resample each method's best CAM threshold is picked again on the
 resample (unless the report took its thresholds from another report), so the interval
 includes the optimism of choosing the oracle threshold on the test images. How it stays
-fast is told in acol_eval.compare.stats.
+fast is told in acol_eval.comparison.stats.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 
-from acol_eval.compare.stats import resample_weights
+from acol_eval.comparison.stats import resample_weights
 from acol_eval.maps.reportfolder import ReportMeta, ScoreReport, as_report
 from acol_eval.metrics import metricdefs
 from acol_eval.util.errors import AcolError
@@ -73,7 +73,7 @@ class Resampleable:
     """One report on the common images (n of them), reduced to what a resample needs.
 
     steps: curve name ('max_box_acc', 'max_box_acc_v2@50', ...) -> sparse (T, n)
-    changes of per-image correctness along the threshold grid (acol_eval.compare.stats).
+    changes of per-image correctness along the threshold grid (acol_eval.comparison.stats).
     fixed: curves whose threshold is the report's own, not re-picked per resample
     (thresholds taken from another report). columns: (n, 5 + 2m) float32 per image:
     0/1 has ground truth, GT-known at the fixed threshold, Top-1 Loc there, top-1
@@ -134,7 +134,7 @@ def _read_outcomes(report: Report):
 
 def prepare(report: Report, common: pd.Index) -> Resampleable:
     """Report -> Resampleable on the common images (reads outcomes.npz, the large part)."""
-    from acol_eval.compare.stats import threshold_steps
+    from acol_eval.comparison.stats import threshold_steps
 
     outcomes = _read_outcomes(report)
     thresholds = np.asarray(outcomes.thresholds, np.float64)
@@ -202,7 +202,7 @@ def method_metrics(data: Resampleable, weights: np.ndarray) -> dict[str, np.ndar
     """Every metric (percent) of one method for R weightings of the images (n, R): R
     bootstrap resamples, or ones for the observed values. Each curve's best threshold
     is picked per weighting (a report's own threshold where it was fixed)."""
-    from acol_eval.compare.stats import curve_counts
+    from acol_eval.comparison.stats import curve_counts
 
     # (columns, R); weights.T @ columns is 20x faster in BLAS than columns.T @ weights
     sums = (weights.T @ data.columns).T.astype(np.float64)

@@ -21,8 +21,8 @@ figures beside whole-split ones would mislead.
 In every bootstrap resample each method's best CAM threshold is picked again on the
 resample (unless the report took its thresholds from another report), so the interval
 includes the optimism of choosing the oracle threshold on the test images. How it stays
-fast is told in acol_eval.compare.stats; the reading and the resampling are
-acol_eval.compare.compareresample's.
+fast is told in acol_eval.comparison.stats; the reading and the resampling are
+acol_eval.comparison.compareresample's.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acol_eval.compare.compareresample import (
+from acol_eval.comparison.compareresample import (
     Report,
     Resampleable,
     bootstrap,
@@ -45,7 +45,7 @@ from acol_eval.compare.compareresample import (
     prepare,
     read_report,
 )
-from acol_eval.compare.stats import interval, mcnemar_exact
+from acol_eval.comparison.stats import interval, mcnemar_exact
 from acol_eval.maps.reportfolder import method_names
 from acol_eval.metrics import metricdefs
 from acol_eval.util import safeio

@@ -48,17 +48,17 @@ from acol_eval.models.checkpoint import Checkpoint
 from acol_eval.models.model import ACoL
 from acol_eval.models.trainmethod import EpochStats, Precision, StepTools, TrainingMethod
 from acol_eval.models.weights import resolve_weights
-from acol_eval.train.calibration import Calibration, calibrate
-from acol_eval.train.presets import AppliedPreset
-from acol_eval.train.trainconfig import (
+from acol_eval.training.calibration import Calibration, calibrate
+from acol_eval.training.presets import AppliedPreset
+from acol_eval.training.trainconfig import (
     PRESET_FILE,
     TrainConfig,
     check_out_folder,
     check_same_options,
     lr_factor,
 )
-from acol_eval.train.trainingdata import TrainingData, attach_caches, load_training_data
-from acol_eval.train.trainlog import (
+from acol_eval.training.trainingdata import TrainingData, attach_caches, load_training_data
+from acol_eval.training.trainlog import (
     determinism,
     determinism_notes,
     epoch_line,

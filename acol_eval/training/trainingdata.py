@@ -27,14 +27,14 @@ from acol_eval.data.datasets import (
 )
 from acol_eval.data.readers import VALIDATION_SPLITS, Annotations, read_source
 from acol_eval.models.fsl_method import BoxMasks
-from acol_eval.train.boxbudget import (
+from acol_eval.training.boxbudget import (
     BoxBudget,
     box_masks,
     check_box_source,
     check_record,
     draw_budget,
 )
-from acol_eval.train.trainconfig import CacheMode, TrainConfig
+from acol_eval.training.trainconfig import CacheMode, TrainConfig
 from acol_eval.util.errors import AcolError
 from acol_eval.util.runtime import Distributed
 
