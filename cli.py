@@ -132,7 +132,10 @@ def main() -> None:
 @click.option("--method", type=RegistryChoice(_training_methods), default="acol",
               show_default=True,
               help="Training method; acol's options are --recipe, --delta, --head and "
-                   "--loss-weights. A method defined outside acol-eval trains through the "
+                   "--loss-weights. has (Hide-and-Seek), cutmix and adl train that same "
+                   "--recipe model with their own --has-*, --cutmix-*, --adl-* options: "
+                   "--method has --recipe p is HaS over CAM, --recipe pp over ACoL. A "
+                   "method defined outside acol-eval trains through the "
                    "Python API (training.train), after importing its module.")
 @click.option("--data", "--input-path", "data", required=True,
               help="Training source: an ImageFolder root (train/ and val/ or validation/), "
@@ -205,6 +208,23 @@ def main() -> None:
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True,
               help="channels_last memory format (CUDA and CPU: 1.2-1.6x a CPU "
                    "training step).")
+@click.option("--has-grid", type=int, default=None,
+              help="--method has: side in pixels of the square cells hidden [default: 4].")
+@click.option("--has-drop-rate", type=float, default=None,
+              help="--method has: probability of hiding each cell, 0 to 1 [default: 0.5].")
+@click.option("--cutmix-beta", type=float, default=None,
+              help="--method cutmix: the box's area share is Beta(beta, beta) [default: 1].")
+@click.option("--cutmix-prob", type=float, default=None,
+              help="--method cutmix: probability of mixing a batch, 0 to 1 [default: 1].")
+@click.option("--adl-drop-rate", type=float, default=None,
+              help="--method adl: probability of the drop mask (else the importance map), "
+                   "per layer and batch, 0 to 1 [default: 0.75].")
+@click.option("--adl-gamma", type=float, default=None,
+              help="--method adl: drop where attention < gamma x its maximum [default: 0.9].")
+@click.option("--adl-stages", default=None,
+              help="--method adl: torchvision module names after which ADL runs, comma-"
+                   "separated [default: per backbone, e.g. layer3.0,layer4.0,layer4 for "
+                   "ResNets, features.7,features.14,features.18 for mobilenet_v2].")
 @click.option("--resume", is_flag=True,
               help="Continue from OUT/last.pt exactly where it stopped.")
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True,
@@ -218,6 +238,7 @@ def train(ctx: click.Context, preset: str | None, **options) -> None:
     Writes OUT/last.pt every epoch, OUT/best.pt (best validation accuracy) and
     OUT/metrics.csv. Runs unchanged under torchrun (DistributedDataParallel).
     """
+    from acol_eval.models.recipemethod import method_args_of, pop_method_flags
     from acol_eval.train.presets import apply_preset
     from acol_eval.train.trainconfig import TrainConfig
     from acol_eval.train.training import train as run_training
@@ -231,12 +252,14 @@ def train(ctx: click.Context, preset: str | None, **options) -> None:
             raise click.BadParameter(exc.message, param_hint=option_flag(name)) \
                 from None
     options["lr_steps"] = options["lr_steps"] or ()
+    method_flags = pop_method_flags(options)  # --has-grid and the like: method_args
     applied = None
     if preset is not None:
         explicit = {name for name in options
                     if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
         options, applied = apply_preset(
             preset, options, explicit, lambda: source_splits(options["data"], options["images"]))
+    options["method_args"] = method_args_of(options["method"], method_flags)
     result = run_training(TrainConfig(**options), preset=applied)
     if result.epochs and result.main_process:
         calibrated = (f"; CAM threshold {result.calibration.threshold:g}, calibrated"

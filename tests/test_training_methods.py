@@ -178,8 +178,9 @@ def test_every_preset_trains_a_registered_method_with_train_options():
 @pytest.mark.slow
 def test_train_help_and_choices_come_from_the_registry(tmp_path):
     result = run_cli("train", "--help")
-    assert result.returncode == 0 and "--method [acol]" in result.stdout
+    assert result.returncode == 0 and "--method [acol|has|cutmix|adl]" in result.stdout
     result = run_cli("train", "--method", "toy-smooth", "--data", "x", "--out",
                      str(tmp_path / "r"))
-    assert_one_line_error(result, 2, "--method", "'toy-smooth' is not 'acol'")
+    assert_one_line_error(result, 2, "--method", "'toy-smooth' is not one of 'acol', "
+                          "'has', 'cutmix', 'adl'")
     assert not (tmp_path / "r").exists()
