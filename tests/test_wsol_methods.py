@@ -20,6 +20,7 @@ from acol_eval.models.checkpoint import Checkpoint, load_checkpoint
 from acol_eval.models.cutmix_method import MixedTargets
 from acol_eval.models.has_method import FILL
 from acol_eval.models.trainmethod import get_method
+from acol_eval.report.htmlreport import write_score_html
 from acol_eval.scoring.scoring import ScoreConfig, score
 from acol_eval.train.trainconfig import TrainConfig
 from acol_eval.train.training import Trainer, train
@@ -310,3 +311,9 @@ def test_each_method_trains_resumes_exactly_localises_and_scores(data, tmp_path,
     with open(tmp_path / "report" / "summary.csv", newline="") as handle:
         values = {r["metric"]: r["value"] for r in csv.DictReader(handle)}
     assert report is not None and 0.0 <= float(values["max_box_acc_v2"]) <= 100.0
+    # report.html links the training run's curves (run.json -> checkpoint -> its folder)
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert 'href="../run/curves.png"' in page
+    (run / "curves.png").unlink()
+    write_score_html(tmp_path / "report")
+    assert "curves.png" not in (tmp_path / "report" / "report.html").read_text()

@@ -231,6 +231,7 @@ def plot_curve(path: Path, curve: pd.DataFrame, protocol: str,
 
 # --------------------------------------------------------------------------- training curves
 
+TRAINING_CURVES_FILE = "curves.png"  # in a train run's folder, beside metrics.csv
 TRAINING_PANELS = (("loss", ("train_loss", "val_loss")),
                    ("percent", ("train_acc_1p", "val_acc_1p", "val_max_box_acc_v2")))
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from acol_eval.models.trainmethod import EpochStats
+from acol_eval.report.curveplot import TRAINING_CURVES_FILE
 from acol_eval.util.errors import AcolError
 from acol_eval.util.safeio import atomic_open
 
@@ -22,7 +23,7 @@ from acol_eval.util.safeio import atomic_open
 # the folder its localize and score work in, and the plot of metrics.csv
 VAL_LOC_COLUMN = "val_max_box_acc_v2"
 VAL_LOC_FOLDER = "validation"
-CURVES_FILE = "curves.png"
+CURVES_FILE = TRAINING_CURVES_FILE
 
 # The scheme by which training's random draws derive from --seed (data.draw_seed):
 # recorded in checkpoints, so a run made under another scheme is known for what it is.
