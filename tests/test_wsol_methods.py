@@ -128,11 +128,15 @@ def test_cutmix_pastes_one_box_of_the_paired_image_and_mixes_labels_by_its_area(
     assert len(pb) == len(pa) == 2
 
 
-def test_cutmix_at_probability_zero_leaves_the_batch_and_its_labels():
-    cutmix = method("cutmix", prob=0.0)
+def test_cutmix_mixes_a_batch_with_its_probability():
     images, labels = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 0, 1])
-    out, targets = cutmix.prepare_batch(images, labels, batch_generator(0, 0, 0))
-    assert out is images and targets is labels
+    out, targets = method("cutmix", prob=0.0).prepare_batch(images, labels,
+                                                            batch_generator(0, 0, 0))
+    assert out is images and targets is labels  # unmixed: the batch and its labels
+    half = method("cutmix", prob=0.5)
+    mixed = [isinstance(half.prepare_batch(images, labels, batch_generator(0, 0, k))[1],
+                        MixedTargets) for k in range(2000)]
+    assert 0.47 < sum(mixed) / 2000 < 0.53
 
 
 # --------------------------------------------------------------------------- ADL
@@ -143,11 +147,11 @@ def test_the_adl_layer_drops_the_salient_region_or_reweights_and_is_off_in_eval(
     features = torch.zeros(1, 2, 2, 2)
     features[0, :, 0, 0] = 10.0  # the salient position: attention 10
     features[0, :, 1, 1] = 9.5  # above 0.9 x 10: dropped too
-    features[0, :, 0, 1] = 2.0
+    features[0, :, 0, 1] = 6.0  # below 9: kept
     layer.train()
     layer.drop = True
     dropped = layer(features)
-    assert dropped[0, 0].tolist() == [[0.0, 2.0], [0.0, 0.0]]
+    assert dropped[0, 0].tolist() == [[0.0, 6.0], [0.0, 0.0]]
     layer.drop = False
     assert torch.allclose(layer(features), features * torch.sigmoid(features.mean(1, True)))
     layer.eval()
@@ -317,3 +321,29 @@ def test_each_method_trains_resumes_exactly_localises_and_scores(data, tmp_path,
     (run / "curves.png").unlink()
     write_score_html(tmp_path / "report")
     assert "curves.png" not in (tmp_path / "report" / "report.html").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["adl", "cutmix"])
+def test_each_method_trains_under_torchrun_with_two_processes(tmp_path, name):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import write_texture_folder
+
+    data = write_texture_folder(tmp_path / "data", train_per_class=4, val_per_class=1,
+                                size=40)
+    run = tmp_path / "ddp"
+    env = {**os.environ, "ACOL_EVAL_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+         "2", str(Path(__file__).resolve().parents[1] / "cli.py"), "train", "--data",
+         str(data), "--out", str(run), "--epochs", "1", "--device", "cpu", "--arch",
+         "resnet18", "--weights", "none", "--input-size", "32", "--batch-size", "2",
+         "--workers", "0", "--method", name, "--recipe", "pp"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    saved = Checkpoint.load(run / "best.pt")
+    assert (saved.method, saved.world_size) == (name, 2)
