@@ -14,7 +14,8 @@ import torch
 
 from acol_eval.report.curveplot import plot_training, training_series
 from acol_eval.train.trainconfig import TrainConfig
-from acol_eval.train.training import Trainer, train
+from acol_eval.train.training import train
+from conftest import train_until_killed
 
 TINY = dict(arch="resnet18", weights="none", input_size=32, resize_size=40,
             feature_stride=16, batch_size=4, lr=0.01, epochs=2, seed=2, workers=0,
@@ -49,26 +50,13 @@ def test_the_plot_draws_each_column_in_its_own_colour(tmp_path):
     assert cv2.imread(str(tmp_path / "one.png")) is not None
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from acol_eval.data.synth import SynthConfig, write_synth
-
-    root = tmp_path_factory.mktemp("synth") / "s"
-    write_synth(root, SynthConfig(classes=2, train_per_class=5, val_per_class=3, size=48))
-    return root
-
-
-class Killed(Exception):
-    pass
-
-
 @pytest.mark.slow
-def test_each_epoch_records_its_validation_localisation_and_the_plot(data, tmp_path,
+def test_each_epoch_records_its_validation_localisation_and_the_plot(tiny_boxes, tmp_path,
                                                                      monkeypatch):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        common = dict(data=f"cub:{data}", val_fraction=0.4, **TINY)
+        common = dict(data=f"cub:{tiny_boxes}", val_fraction=0.4, **TINY)
         straight = tmp_path / "straight"
         lines = []
         train(TrainConfig(out=str(straight), **common), log=lines.append)
@@ -82,17 +70,8 @@ def test_each_epoch_records_its_validation_localisation_and_the_plot(data, tmp_p
         assert any(f"val MaxBoxAccV2 {values[0]:.1f}%" in line for line in lines)
         assert (straight / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-        record = Trainer._record
-
-        def record_then_die(self, epoch, row, has_val):
-            record(self, epoch, row, has_val)
-            raise Killed
-
         run = tmp_path / "run"
-        monkeypatch.setattr(Trainer, "_record", record_then_die)
-        with pytest.raises(Killed):
-            train(TrainConfig(out=str(run), **common), log=lambda m: None)
-        monkeypatch.undo()
+        train_until_killed(TrainConfig(out=str(run), **common), monkeypatch)
         first = cv2.imread(str(run / "curves.png"))
         train(TrainConfig(out=str(run), resume=True, **common), log=lambda m: None)
         assert rows_of(run) == rows
@@ -104,9 +83,9 @@ def test_each_epoch_records_its_validation_localisation_and_the_plot(data, tmp_p
 
 
 @pytest.mark.slow
-def test_a_run_without_boxes_or_calibration_has_no_localisation_column(data, tmp_path):
+def test_a_run_without_boxes_or_calibration_has_no_localisation_column(tiny_boxes, tmp_path):
     torch.set_num_threads(1)
-    train(TrainConfig(out=str(tmp_path / "r"), data=f"cub:{data}", calibrate=False,
+    train(TrainConfig(out=str(tmp_path / "r"), data=f"cub:{tiny_boxes}", calibrate=False,
                       **{**TINY, "epochs": 1}), log=lambda m: None)
     assert "val_max_box_acc_v2" not in rows_of(tmp_path / "r")[0]
     assert not (tmp_path / "r" / "validation").exists()

@@ -23,9 +23,9 @@ from acol_eval.models.trainmethod import get_method
 from acol_eval.report.htmlreport import write_score_html
 from acol_eval.scoring.scoring import ScoreConfig, score
 from acol_eval.train.trainconfig import TrainConfig
-from acol_eval.train.training import Trainer, train
+from acol_eval.train.training import train
 from acol_eval.util.errors import AcolError
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli, train_until_killed
 
 TINY = dict(arch="resnet18", weights="none", input_size=32, resize_size=40,
             feature_stride=16, batch_size=4, lr=0.01, epochs=2, calibrate=False, seed=5,
@@ -252,32 +252,19 @@ def test_the_cli_refuses_bad_method_flags_in_one_line_before_writing(tmp_path):
 # --------------------------------------------------------------------------- whole runs
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from acol_eval.data.synth import SynthConfig, write_synth
-
-    root = tmp_path_factory.mktemp("synth") / "s"
-    write_synth(root, SynthConfig(classes=2, train_per_class=5, val_per_class=3, size=48))
-    return root
-
-
 def metrics(run):
     with open(run / "metrics.csv", newline="") as handle:
         return [{k: v for k, v in row.items() if k not in ("images_per_s", "seconds")}
                 for row in csv.DictReader(handle)]
 
 
-class Killed(Exception):
-    pass
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name, recipe, args", [
     ("has", "p", {"grid": 8}), ("cutmix", "pn", {}), ("adl", "pp", {"drop_rate": 0.5})])
-def test_each_method_trains_resumes_exactly_localises_and_scores(data, tmp_path,
+def test_each_method_trains_resumes_exactly_localises_and_scores(tiny_boxes, tmp_path,
                                                                 monkeypatch, name,
                                                                 recipe, args):
-    common = dict(data=f"cub:{data}", method=name, recipe=recipe, method_args=args, **TINY)
+    common = dict(data=f"cub:{tiny_boxes}", method=name, recipe=recipe, method_args=args, **TINY)
     straight = tmp_path / "straight"
     train(TrainConfig(out=str(straight), **common), log=quiet)
     saved = Checkpoint.load(straight / "last.pt")
@@ -287,29 +274,20 @@ def test_each_method_trains_resumes_exactly_localises_and_scores(data, tmp_path,
     plain = get_method("acol")(recipe).model("resnet18", 2, 16)
     assert list(saved.state_dict) == list(plain.state_dict())  # the inference model only
 
-    record = Trainer._record
-
-    def record_then_die(self, epoch, row, has_val):
-        record(self, epoch, row, has_val)
-        raise Killed
-
     run = tmp_path / "run"
-    monkeypatch.setattr(Trainer, "_record", record_then_die)
-    with pytest.raises(Killed):
-        train(TrainConfig(out=str(run), **common), log=quiet)
-    monkeypatch.undo()
+    train_until_killed(TrainConfig(out=str(run), **common), monkeypatch)
     result = train(TrainConfig(out=str(run), resume=True, **common), log=quiet)
     assert result.epochs == 1 and metrics(run) == metrics(straight)
     a, b = (load_checkpoint(p / "last.pt")["state_dict"] for p in (run, straight))
     assert all(torch.equal(v, b[k]) for k, v in a.items())
 
     lines = []
-    found = localize(LocalizeConfig(images=f"cub:{data}", split="test",
+    found = localize(LocalizeConfig(images=f"cub:{tiny_boxes}", split="test",
                                     out=str(tmp_path / "loc"), checkpoint=str(run / "best.pt"),
                                     workers=0, device="cpu"), log=lines.append)
     assert found.images == 6
     assert any(f"method {name}" in line and f"recipe {recipe}" in line for line in lines)
-    report = score(ScoreConfig(run=str(tmp_path / "loc"), annotations=f"cub:{data}",
+    report = score(ScoreConfig(run=str(tmp_path / "loc"), annotations=f"cub:{tiny_boxes}",
                                split="test", out=str(tmp_path / "report"), interval=0.05,
                                workers=0))
     with open(tmp_path / "report" / "summary.csv", newline="") as handle:
