@@ -1,8 +1,8 @@
 """CAM, ACoL, Hide-and-Seek, CutMix and ADL trained alike on CUB-200-2011 species 001-010
-(../shared/data/cub10), 3 seeds each, compared against CAM with paired statistics.
+($ACOL_EVAL_SHARED_DATA/cub10), 3 seeds each, compared against CAM with paired statistics.
 
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/compare_methods_cub10.py \\
-        --data ../shared/data/cub10 --out cub10-methods
+        --data $ACOL_EVAL_SHARED_DATA/cub10 --out cub10-methods
 
 Every method trains with the `wsol-cub` preset's backbone, input, schedule and rates
 (MobileNetV2 from the ImageNet weights, stride 16, input 320, 6 epochs, lr 0.002), and
@@ -131,7 +131,8 @@ def tables(steps: Steps, args: argparse.Namespace, seeds: list[int]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/cub10")
+    parser.add_argument("--data", default=os.path.join(
+        os.environ.get("ACOL_EVAL_SHARED_DATA", "data"), "cub10"))
     parser.add_argument("--out", default="cub10-methods")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--methods", default=",".join(METHODS),
