@@ -137,11 +137,13 @@ def main() -> None:
 @click.option("--method", type=RegistryChoice(_training_methods), default="acol",
               show_default=True,
               help="Training method; acol's options are --recipe, --delta, --head and "
-                   "--loss-weights; fsl (few-shot baseline) trains a foreground head on "
-                   "--boxes-per-class K box masks; ddt and ddt-class are training-free "
-                   "DDT maps with a linear classifier probe. A method defined outside "
-                   "acol-eval trains through the Python API (trainer.train), after "
-                   "importing its module.")
+                   "--loss-weights. has (Hide-and-Seek), cutmix and adl train that same "
+                   "--recipe model with their own --has-*, --cutmix-*, --adl-* options: "
+                   "--method has --recipe p is HaS over CAM, --recipe pp over ACoL; fsl "
+                   "(few-shot baseline) trains a foreground head on --boxes-per-class K box "
+                   "masks; ddt and ddt-class are training-free DDT maps with a linear "
+                   "classifier probe. A method defined outside acol-eval trains through the "
+                   "Python API (trainer.train), after importing its module.")
 @click.option("--data", "--input-path", "data", required=True,
               help="Training source: an ImageFolder root (train/ and val/ or validation/), "
                    "or FORMAT:PATH such as cub:PATH or folder:PATH.")
@@ -218,6 +220,23 @@ def main() -> None:
                    "(or all), drawn from the validation split (stratified, seeded by "
                    "--seed; never the test split) and left out of model choice and "
                    "calibration; the budget and the image lists go to OUT/boxes.json.")
+@click.option("--has-grid", type=int, default=None,
+              help="--method has: side in pixels of the square cells hidden [default: 4].")
+@click.option("--has-drop-rate", type=float, default=None,
+              help="--method has: probability of hiding each cell, 0 to 1 [default: 0.5].")
+@click.option("--cutmix-beta", type=float, default=None,
+              help="--method cutmix: the box's area share is Beta(beta, beta) [default: 1].")
+@click.option("--cutmix-prob", type=float, default=None,
+              help="--method cutmix: probability of mixing a batch, 0 to 1 [default: 1].")
+@click.option("--adl-drop-rate", type=float, default=None,
+              help="--method adl: probability of the drop mask (else the importance map), "
+                   "per layer and batch, 0 to 1 [default: 0.75].")
+@click.option("--adl-gamma", type=float, default=None,
+              help="--method adl: drop where attention < gamma x its maximum [default: 0.9].")
+@click.option("--adl-stages", default=None,
+              help="--method adl: torchvision module names after which ADL runs, comma-"
+                   "separated [default: per backbone, e.g. layer3.0,layer4.0,layer4 for "
+                   "ResNets, features.7,features.14,features.18 for mobilenet_v2].")
 @click.option("--resume", is_flag=True,
               help="Continue from OUT/last.pt exactly where it stopped.")
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True,

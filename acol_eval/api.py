@@ -151,8 +151,10 @@ def train(config: TrainConfig | None = None, /, *, preset: str | None = None,
     or train(TrainConfig(...)). `preset`: a named recipe filling every option not given
     (`explicit`: the options the caller set on purpose; default every option given).
     Returns the TrainResult (out, epochs, best_accuracy, calibration, ...)."""
+    from acol_eval.models.recipemethod import pop_method_flags
     from acol_eval.training.trainconfig import TrainConfig
 
+    method_flags = pop_method_flags(options)  # has_grid and the like: the method's args
     applied = None
     if preset is not None:
         from acol_eval.training.presets import apply_preset
@@ -165,12 +167,23 @@ def train(config: TrainConfig | None = None, /, *, preset: str | None = None,
         given, applied = apply_preset(
             preset, given, chosen,
             lambda: source_splits(given["data"], given.get("images")))
-        config = _build("train", TrainConfig, given)
+        config = _build("train", TrainConfig, _with_method_args(given, method_flags))
     else:
+        if not isinstance(config, TrainConfig):
+            options = _with_method_args(options, method_flags)
         config = _config("train", TrainConfig, config, options)
     from acol_eval.training.trainer import train as run_training
 
     return run_training(config, preset=applied)
+
+
+def _with_method_args(options: dict, method_flags: dict) -> dict:
+    """`options` with `method_args` made from a method's own flags (--has-grid, ...), each
+    checked to belong to the chosen --method; a caller's own method_args are kept."""
+    from acol_eval.models.recipemethod import method_args_of
+
+    args = method_args_of(options.get("method", "acol"), method_flags)
+    return {**options, "method_args": args} if args or "method_args" not in options else options
 
 
 def localize(images: str | Path | LocalizeConfig | None = None, /, **options) -> LocalizeRun:

@@ -320,3 +320,33 @@ def write_coco(folder: Path) -> Path:
                             {"image_id": 1, "category_id": 2, "bbox": [90, 90, 5, 5]}]}
     (folder / "ann.json").write_text(json.dumps(coco))
     return folder / "ann.json"
+
+
+@pytest.fixture(scope="module")
+def tiny_boxes(tmp_path_factory) -> Path:
+    """A synth set of 2 classes, 5 train and 3 test images each, with boxes (cub:)."""
+    from acol_eval.data.synth import SynthConfig, write_synth
+
+    root = tmp_path_factory.mktemp("synth") / "s"
+    write_synth(root, SynthConfig(classes=2, train_per_class=5, val_per_class=3, size=48))
+    return root
+
+
+class KilledAfterEpoch(Exception):
+    """Stands for a kill right after an epoch's files were written."""
+
+
+def train_until_killed(config, monkeypatch) -> None:
+    """`train(config)` killed right after its first epoch's files are written."""
+    from acol_eval.training.trainer import Trainer, train
+
+    record = Trainer._record
+
+    def record_then_die(self, epoch, row, has_val):
+        record(self, epoch, row, has_val)
+        raise KilledAfterEpoch
+
+    monkeypatch.setattr(Trainer, "_record", record_then_die)
+    with pytest.raises(KilledAfterEpoch):
+        train(config, log=lambda message: None)
+    monkeypatch.undo()

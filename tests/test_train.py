@@ -106,7 +106,7 @@ def test_two_gloo_processes_train_one_epoch(texture_folder, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     visible = sorted(p.name for p in run.iterdir() if not p.name.startswith("."))
-    assert visible == ["best.pt", "last.pt", "metrics.csv"]  # no disk cache under torchrun
+    assert visible == ["best.pt", "curves.png", "last.pt", "metrics.csv"]  # no disk cache
     assert (run / LOCK_NAME).is_file()  # rank 0 held the lock (a second rank would be refused)
     payload = load_checkpoint(run / "last.pt")
     assert payload["world_size"] == 2 and payload["epoch"] == 1

@@ -332,6 +332,8 @@ def run(config: LocalizeConfig, log: Callable[[str], None],
                     f"{loaded.description['arch']} ({classes}) on {distributed.device}, "
                     f"{counted(distributed.world, 'process', 'processes')}; "
                     f"{threshold.describe()}")
+                if loaded.description.get("training", "recipe").split()[0] == "method":
+                    log(f"the checkpoint was trained with {loaded.description['training']}")
                 note = cam_note(loaded.model, config.method, target_layer)
                 if note:
                     log(note)

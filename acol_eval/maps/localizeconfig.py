@@ -18,9 +18,10 @@ import torch
 from acol_eval.data.datasets import IMAGENET_MEAN, IMAGENET_STD
 from acol_eval.maps.thresholds import check_threshold
 from acol_eval.models.backbones import FEATURE_STRIDES, imagenet_categories
-from acol_eval.models.checkpoint import load_checkpoint, model_from_checkpoint
+from acol_eval.models.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
 from acol_eval.models.methods import MapMethod
 from acol_eval.models.model import ACoL, plain_cam_model
+from acol_eval.models.trainmethod import get_method
 from acol_eval.models.weights import find_imagenet_file, resolve_weights
 from acol_eval.util.errors import AcolError
 from acol_eval.util.runtime import DEVICE_PATTERN, resolve_workers
@@ -136,9 +137,15 @@ def _checkpoint_model(path: str) -> LoadedModel:
         {"checkpoint": str(Path(path).resolve()), "arch": payload["arch"],
          "recipe": payload["recipe"], "deltas": list(payload["deltas"]),
          "head": payload["head"], "feature_stride": payload["feature_stride"],
-         "sha256": _sha256(Path(path))},
+         "sha256": _sha256(Path(path)), "training": trained_with(payload)},
         payload.get("cam_threshold"), payload.get("cam_threshold_source"),
     )
+
+
+def trained_with(payload: dict[str, Any]) -> str:
+    """The training method and its hyperparameters, as train's log line said them."""
+    checkpoint = Checkpoint.from_payload(payload)
+    return get_method(checkpoint.method).from_checkpoint(checkpoint).describe()
 
 
 def _torchvision_model(config: LocalizeConfig) -> LoadedModel:

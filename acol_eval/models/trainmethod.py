@@ -200,7 +200,8 @@ class TrainingMethod:
 
 _METHODS: dict[str, type[TrainingMethod]] = {}
 # modules of this package that register the built-in methods (imported on first lookup)
-BUILTIN_MODULES = (".acol_method", ".fsl_method", ".ddt_method")
+BUILTIN_MODULES = (".acol_method", ".has_method", ".cutmix_method", ".adl_method", ".fsl_method",
+                   ".ddt_method")
 _builtins_loaded = False
 
 
@@ -212,7 +213,8 @@ def register_method(name: str) -> Callable[[type[TrainingMethod]], type[Training
     def add(cls: type[TrainingMethod]) -> type[TrainingMethod]:
         if not (isinstance(cls, type) and issubclass(cls, TrainingMethod)):
             raise TypeError(f"{cls!r} is not a TrainingMethod")
-        _load_builtins()  # built-in methods come first, whoever registers first
+        if not _is_builtin(cls):  # built-in ones first (a built-in module importing
+            _load_builtins()  # another built-in one would import itself half-made)
         known = _METHODS.get(name)
         if known is not None and (known.__module__, known.__qualname__) != (
                 cls.__module__, cls.__qualname__):  # a module imported again may re-register
@@ -233,10 +235,17 @@ def _load_builtins() -> None:
             importlib.import_module(module, __package__)
 
 
+def _is_builtin(cls: type) -> bool:
+    return cls.__module__ in {f"{__package__}{module}" for module in BUILTIN_MODULES}
+
+
 def list_methods() -> list[str]:
-    """The names of the registered training methods, built-in ones first."""
+    """The names of the registered training methods, built-in ones first (in
+    BUILTIN_MODULES' order, whichever was imported first)."""
     _load_builtins()
-    return list(_METHODS)
+    builtin = [name for module in BUILTIN_MODULES for name, cls in _METHODS.items()
+               if cls.__module__ == f"{__package__}{module}"]
+    return builtin + [name for name in _METHODS if name not in builtin]
 
 
 def get_method(name: str) -> type[TrainingMethod]:

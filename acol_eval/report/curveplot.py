@@ -227,3 +227,94 @@ def plot_curve(path: Path, curve: pd.DataFrame, protocol: str,
     ok, encoded = cv2.imencode(".png", image)
     if ok:
         atomic_write_bytes(path, encoded.tobytes())
+
+
+# --------------------------------------------------------------------------- training curves
+
+TRAINING_CURVES_FILE = "curves.png"  # in a train run's folder, beside metrics.csv
+TRAINING_PANELS = (("loss", ("train_loss", "val_loss")),
+                   ("percent", ("train_acc_1p", "val_acc_1p", "val_max_box_acc_v2")))
+
+
+def training_series(rows: list[dict], columns: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Pure: each column of metrics.csv rows that has a finite value in some row, as
+    floats per epoch (NaN where a row has none)."""
+    found = {}
+    for column in columns:
+        values = np.array([_as_float(row.get(column)) for row in rows], np.float64)
+        if np.isfinite(values).any():
+            found[column] = values
+    return found
+
+
+def _as_float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _panel(image: np.ndarray, top: int, height: int, frame: PlotFrame, panel: int,
+           epochs: np.ndarray, rows: list[dict]) -> None:
+    """Panel `panel` of TRAINING_PANELS: its columns' curves against epoch, a legend on
+    the right; each column keeps its style index whichever columns a run has."""
+    import cv2
+
+    title, columns = TRAINING_PANELS[panel]
+    series = training_series(rows, columns)
+    font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
+    left, right, bottom = frame.left, frame.width - frame.right, top + height
+    values = np.concatenate([v[np.isfinite(v)] for v in series.values()] or [np.zeros(1)])
+    high = 100.0 if title == "percent" else max(float(values.max()) * 1.1, 1e-6)
+    span = max(float(epochs.max() - epochs.min()), 1.0)
+
+    def px(x, y):
+        return (left + (np.asarray(x, np.float64) - epochs.min()) / span * (right - left),
+                bottom - np.asarray(y, np.float64) / high * height)
+
+    for k in range(6):
+        y = int(round(bottom - k / 5 * height))
+        cv2.line(image, (left, y), (right, y), (225, 225, 225), 1)
+        cv2.putText(image, f"{high * k / 5:.3g}", (4, y + 5), font, 0.38, black, 1, cv2.LINE_AA)
+    for epoch in epochs:
+        x = int(round(float(px(epoch, 0)[0])))
+        cv2.putText(image, f"{int(epoch)}", (x - 4, bottom + 16), font, 0.38, black, 1,
+                    cv2.LINE_AA)
+    cv2.rectangle(image, (left, top), (right, bottom), black, 1)
+    cv2.putText(image, title, (left, top - 6), font, 0.45, black, 1, cv2.LINE_AA)
+    first = sum(len(c) for _, c in TRAINING_PANELS[:panel])
+    for k, (name, ys) in enumerate(series.items()):
+        colour, dash = line_style(first + columns.index(name))
+        keep = np.isfinite(ys)
+        xs, yp = px(epochs[keep], ys[keep])
+        points = np.stack([xs, yp], axis=1)
+        if len(points) > 1:
+            _polyline(image, points, colour, dash, 2)
+        for x, y in points:  # a dot per epoch: a one-epoch run still shows its values
+            cv2.circle(image, (int(round(x)), int(round(y))), 3, bgr(colour), cv2.FILLED,
+                       cv2.LINE_AA)
+        legend_y = top + 10 + 16 * k
+        _polyline(image, np.array([[right + 14.0, legend_y - 4.0],
+                                   [right + 42.0, legend_y - 4.0]]), colour, dash, 2)
+        cv2.putText(image, name, (right + 48, legend_y), font, 0.36, black, 1, cv2.LINE_AA)
+
+
+def plot_training(path: Path, rows: list[dict], frame: PlotFrame = PlotFrame(height=560)
+                  ) -> None:
+    """curves.png of a training run: the losses, then the accuracies and the validation
+    localisation (percent), against epoch, from metrics.csv's rows; each column its own
+    colour and dash (line_style), as the accuracy curves of a score report."""
+    import cv2
+
+    image = np.full((frame.height, frame.width, 3), 255, np.uint8)
+    epochs = np.array([_as_float(row.get("epoch")) for row in rows], np.float64)
+    height = (frame.height - frame.top - 2 * frame.bottom) // 2
+    for panel in range(len(TRAINING_PANELS)):
+        _panel(image, frame.top + panel * (height + frame.bottom), height, frame, panel,
+               epochs, rows)
+    cv2.putText(image, "epoch", ((frame.left + frame.width - frame.right) // 2,
+                                 frame.height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0),
+                1, cv2.LINE_AA)
+    ok, encoded = cv2.imencode(".png", image)
+    if ok:
+        atomic_write_bytes(path, encoded.tobytes())

@@ -18,6 +18,7 @@ name at two thresholds without saying so.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,9 +27,10 @@ import numpy as np
 import pandas as pd
 
 from acol_eval.maps.reportfolder import ReportMeta, ScoreReport, as_report
+from acol_eval.maps.runfolder import LocalizeRun
 from acol_eval.metrics import metricdefs
 from acol_eval.report import gallery
-from acol_eval.report.curveplot import chosen_metric
+from acol_eval.report.curveplot import TRAINING_CURVES_FILE, chosen_metric
 from acol_eval.report.htmlparts import (
     PAGE_FILE,
     Line,
@@ -439,6 +441,25 @@ def report_facts(report: Report) -> list[tuple[str, str]]:
     return facts + [("note", n) for n in report.notes]
 
 
+def training_curves_link(report: Report) -> str:
+    """A line linking the curves.png of the train run whose checkpoint the scored run
+    used (run.json names it), when that folder has one; else nothing."""
+    run = report.meta.run if report.meta is not None else ""
+    model = LocalizeRun(Path(run)).record.get("model") if run else None
+    checkpoint = model.get("checkpoint") if isinstance(model, dict) else None
+    if not isinstance(checkpoint, str):
+        return ""
+    curves = Path(checkpoint).parent / TRAINING_CURVES_FILE
+    if not curves.is_file():
+        return ""
+    try:  # relative: the page and the run folders move together
+        href = Path(os.path.relpath(curves.resolve(), report.folder.resolve())).as_posix()
+    except ValueError:  # another drive
+        href = curves.resolve().as_uri()
+    return (f'<p>Training curves of this model (loss, accuracy and validation '
+            f'localisation per epoch): <a href="{esc(href)}">{esc(str(curves))}</a></p>')
+
+
 def write_score_html(report_dir: ScoreReport | str | Path,
                      annotations: Annotations | None = None) -> Path:
     """REPORT/report.html from the report folder's own files; returns its path.
@@ -456,7 +477,7 @@ def write_score_html(report_dir: ScoreReport | str | Path,
                 ("errors", "Error types", errors_section(report)),
                 ("gallery", "Gallery", gallery_section(report, annotations))]
     text = page(f"acol-eval report: {report.name}", report_facts(report), sections,
-                coverage_banner(report.meta))
+                coverage_banner(report.meta) + training_curves_link(report))
     path = report.folder / PAGE_FILE
     atomic_write_text(path, text)
     return path

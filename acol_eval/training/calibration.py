@@ -106,18 +106,32 @@ def calibrate(checkpoint: str | Path, annotations: Annotations, images: list[str
     """The best GT-known CAM threshold of `checkpoint` on the validation `images`, or None
     when none of them has a box (then localize keeps the uncalibrated default). Works in
     OUT/calibration/ (replaced if a previous calibration left one)."""
-    from acol_eval.maps.localization import localize
-    from acol_eval.maps.localizeconfig import LocalizeConfig
-    from acol_eval.scoring.scoring import GivenInputs, ScoreConfig, score
-
     chosen = CalibrationSet.of(annotations, images)
     if chosen is None:
         return None
     folder = Path(out) / CALIBRATION_FOLDER
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
     log(f"calibrating the CAM threshold on {chosen.count} validation images with boxes "
         f"({folder})")
+    summary = localize_and_score(checkpoint, chosen, folder, "native", device, workers)
+    if summary is None:
+        log("calibration: no validation image could be localized; the threshold stays "
+            "uncalibrated")
+        return None
+    return _from_summary(summary, checkpoint, annotations)
+
+
+def localize_and_score(checkpoint: str | Path, chosen: CalibrationSet, folder: Path,
+                       protocol: str, device: str = "auto", workers: int | None = None,
+                       interval: float = 0.001) -> pd.DataFrame | None:
+    """Localize `chosen`'s images with `checkpoint` into folder/run and score them under
+    `protocol` into folder/report (folder replaced first); the score's summary, or None
+    when no image could be localized."""
+    from acol_eval.maps.localization import localize
+    from acol_eval.maps.localizeconfig import LocalizeConfig
+    from acol_eval.scoring.scoring import GivenInputs, ScoreConfig, score
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     root = str(chosen.listing.root)
     run = localize(LocalizeConfig(images=root, out=str(folder / "run"),
                                   checkpoint=str(checkpoint), top_k=1, cam_threshold=0.2,
@@ -125,15 +139,12 @@ def calibrate(checkpoint: str | Path, annotations: Annotations, images: list[str
                    log=lambda message: None, listing=chosen.listing).run
     localized = run.localized()
     if not localized:
-        log("calibration: no validation image could be localized; the threshold stays "
-            "uncalibrated")
         return None
     described = f"validation images with boxes under {root} (in memory)"
-    result = score(ScoreConfig(run=str(run.folder), annotations=described,
-                               out=str(folder / "report"), protocol="native",
-                               workers=0 if workers == 0 else None),
-                   GivenInputs(chosen.annotations, tuple(localized)))
-    return _from_summary(result.summary, checkpoint, annotations)
+    return score(ScoreConfig(run=str(run.folder), annotations=described,
+                             out=str(folder / "report"), protocol=protocol,
+                             interval=interval, workers=0 if workers == 0 else None),
+                 GivenInputs(chosen.annotations, tuple(localized))).summary
 
 
 def _from_summary(summary: pd.DataFrame, checkpoint: str | Path,

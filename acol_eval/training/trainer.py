@@ -48,7 +48,13 @@ from acol_eval.models.checkpoint import Checkpoint
 from acol_eval.models.model import ACoL
 from acol_eval.models.trainmethod import EpochStats, Precision, StepTools, TrainingMethod
 from acol_eval.models.weights import resolve_weights
-from acol_eval.training.calibration import Calibration, calibrate
+from acol_eval.report.curveplot import plot_training
+from acol_eval.training.calibration import (
+    Calibration,
+    CalibrationSet,
+    calibrate,
+    localize_and_score,
+)
 from acol_eval.training.presets import AppliedPreset
 from acol_eval.training.trainconfig import (
     PRESET_FILE,
@@ -59,6 +65,9 @@ from acol_eval.training.trainconfig import (
 )
 from acol_eval.training.trainingdata import TrainingData, attach_caches, load_training_data
 from acol_eval.training.trainlog import (
+    CURVES_FILE,
+    VAL_LOC_COLUMN,
+    VAL_LOC_FOLDER,
     determinism,
     determinism_notes,
     epoch_line,
@@ -189,6 +198,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
         self.precision = precision_of(config, self.device)
+        self.val_boxes = validation_boxes(config, self.data) if dist.is_main else None
         self.start_epoch, self.best, self.rows = 0, -1.0, []
         if config.resume:
             self.start_epoch, self.best = load_resume_point(self)
@@ -260,10 +270,13 @@ class Trainer:
         self.rows.append(metrics)
         checkpoint = run_checkpoint(self, epoch + 1, metrics, max(self.best, accuracy))
         checkpoint.save(self.out / "last.pt")
+        if self.val_boxes is not None:  # the row (and best.pt's copy) gains its localisation
+            metrics[VAL_LOC_COLUMN] = validation_localisation(self, self.out / "last.pt")
         if accuracy > self.best:
             self.best = accuracy
             checkpoint.save(self.out / "best.pt")
         write_metrics(self.out / "metrics.csv", self.rows)
+        plot_training(self.out / CURVES_FILE, self.rows)
         self.log(epoch_line(metrics, self.config.epochs, has_val))
 
     def run(self) -> TrainResult:
@@ -320,6 +333,24 @@ def run_checkpoint(trainer: Trainer, epoch: int, metrics: dict[str, float],
         world_size=trainer.dist.world, determinism=determinism(trainer.device),
         method=trainer.method.name, method_args=trainer.method.hyperparameters(),
     )
+
+
+def validation_boxes(config: TrainConfig, data: TrainingData) -> CalibrationSet | None:
+    """The validation images with boxes, when the run calibrates (data with boxes and
+    --calibrate): each epoch then scores their localisation for metrics.csv."""
+    if not config.calibrate or data.annotations is None or not len(data.val_set):
+        return None
+    return CalibrationSet.of(data.annotations, [name for name, _ in data.val_set.items])
+
+
+def validation_localisation(trainer: Trainer, checkpoint: Path) -> float:
+    """MaxBoxAccV2 (wsoleval protocol, CAM thresholds every 0.01) of `checkpoint` on the
+    validation images with boxes, in OUT/validation (NaN when none could be localized)."""
+    config = trainer.config
+    summary = localize_and_score(checkpoint, trainer.val_boxes, trainer.out / VAL_LOC_FOLDER,
+                                 "wsoleval", config.device, config.workers, interval=0.01)
+    found = None if summary is None else summary[summary["metric"] == "max_box_acc_v2"]
+    return float("nan") if found is None or found.empty else float(found["value"].iloc[0])
 
 
 # --------------------------------------------------------------------------- entry

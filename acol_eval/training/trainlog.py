@@ -15,9 +15,16 @@ from typing import Any
 import torch
 
 from acol_eval.models.trainmethod import EpochStats
+from acol_eval.report.curveplot import TRAINING_CURVES_FILE
 from acol_eval.util.csvtext import dict_writer, text
 from acol_eval.util.errors import AcolError
 from acol_eval.util.safeio import atomic_open
+
+# metrics.csv's column of each epoch's validation localisation (runs that calibrate),
+# the folder its localize and score work in, and the plot of metrics.csv
+VAL_LOC_COLUMN = "val_max_box_acc_v2"
+VAL_LOC_FOLDER = "validation"
+CURVES_FILE = TRAINING_CURVES_FILE
 
 # The scheme by which training's random draws derive from --seed (data.draw_seed):
 # recorded in checkpoints, so a run made under another scheme is known for what it is.
@@ -87,6 +94,8 @@ def epoch_line(metrics: dict[str, Any], epochs: int, has_val: bool) -> str:
         f"epoch {metrics['epoch']}/{epochs}: loss {metrics['train_loss']:.4f} "
         f"train acc {metrics['train_acc_1p']:.1f}% "
         + (f"val acc {metrics['val_acc_1p']:.1f}% " if has_val else "")
+        + (f"val MaxBoxAccV2 {metrics[VAL_LOC_COLUMN]:.1f}% " if VAL_LOC_COLUMN in metrics
+           else "")
         + f"lr {metrics['lr']:.3g} {metrics['images_per_s']:.1f} img/s"
         + (f" skipped {skipped} unreadable image(s)" if skipped else "")
     )
@@ -94,7 +103,9 @@ def epoch_line(metrics: dict[str, Any], epochs: int, has_val: bool) -> str:
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     with atomic_open(path, "w", newline="") as handle:
-        writer = dict_writer(handle, fieldnames=list(rows[0]))
+        # every row's columns (a resumed run may add the localisation column)
+        writer = dict_writer(handle, fieldnames=list(dict.fromkeys(
+            key for row in rows for key in row)))
         writer.writeheader()
         writer.writerows(rows)
 
