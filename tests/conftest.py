@@ -332,6 +332,17 @@ def tiny_boxes(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module's tests, restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class KilledAfterEpoch(Exception):
     """Stands for a kill right after an epoch's files were written."""
 

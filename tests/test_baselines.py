@@ -25,9 +25,15 @@ from acol_eval.models.trainmethod import get_method
 from acol_eval.scoring.scoring import ScoreConfig, score
 from acol_eval.training.boxbudget import BOXES_FILE, box_masks, draw_budget
 from acol_eval.training.trainconfig import TrainConfig
-from acol_eval.training.trainer import Trainer, train
+from acol_eval.training.trainer import train
 from acol_eval.util.errors import AcolError
-from conftest import assert_one_line_error, run_cli, run_localize, write_texture_folder
+from conftest import (
+    assert_one_line_error,
+    run_cli,
+    run_localize,
+    train_until_killed,
+    write_texture_folder,
+)
 
 TINY = dict(arch="resnet18", weights="none", input_size=32, resize_size=40,
             feature_stride=16, batch_size=4, lr=0.01, epochs=1, seed=3, workers=0,
@@ -38,12 +44,8 @@ def quiet(message: str) -> None:
     pass
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one torch thread: the runs compared bit for bit and the machine shared with others
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -282,10 +284,6 @@ def test_ddt_fits_on_train_round_trips_localizes_and_scores(synth, tmp_path, met
     assert pd.notna(summary["max_box_acc_v2"]) and pd.notna(summary["top1_loc"])
 
 
-class Killed(Exception):
-    pass
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("method, extra", [("fsl", {"boxes_per_class": 2}), ("ddt", {})])
 def test_a_killed_baseline_resumes_into_the_uninterrupted_run(synth, tmp_path, monkeypatch,
@@ -293,16 +291,7 @@ def test_a_killed_baseline_resumes_into_the_uninterrupted_run(synth, tmp_path, m
     common = dict(data=f"cub:{synth}", method=method, **{**TINY, "epochs": 2}, **extra)
     straight, run = tmp_path / "straight", tmp_path / "run"
     train(TrainConfig(out=str(straight), **common), log=quiet)
-    record = Trainer._record
-
-    def record_then_die(self, epoch, row, has_val):
-        record(self, epoch, row, has_val)
-        raise Killed
-
-    monkeypatch.setattr(Trainer, "_record", record_then_die)
-    with pytest.raises(Killed):
-        train(TrainConfig(out=str(run), **common), log=quiet)
-    monkeypatch.undo()
+    train_until_killed(TrainConfig(out=str(run), **common), monkeypatch)
     train(TrainConfig(out=str(run), resume=True, **common), log=quiet)
     a = Checkpoint.load(straight / "last.pt").state_dict
     b = Checkpoint.load(run / "last.pt").state_dict

@@ -41,12 +41,8 @@ def method(name: str, recipe: str = "p", arch: str = "resnet18", **args):
                        method_args=args).training_method()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one torch thread: the runs compared bit for bit and the machine shared with others
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------- HaS
