@@ -22,6 +22,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet scikit-image==0.26.0
 	# compile score's kernels into the user's cache now, not in the first `score`
 	$(BIN)/python -c "from acol_eval.metrics.sweep import load_compiled; load_compiled(); load_compiled(native=True)"
+	$(BIN)/python -c "from acol_eval.metrics.regionmetrics.kernels import compile_now; compile_now()"
 	touch $@
 
 install: $(BIN)/.installed

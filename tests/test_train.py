@@ -65,6 +65,7 @@ def test_pn_reaches_90_percent_on_textures(texture_folder, tmp_path):
     assert any(m.startswith("epoch 8/8:") for m in messages)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_is_bitwise_equal(texture_folder, tmp_path):
     args = ["train", "--data", str(texture_folder), "--recipe", "pp", "--epochs", "3", *FAST]
     straight = tmp_path / "straight"
