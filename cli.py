@@ -359,7 +359,8 @@ def boxes(run: str, **options) -> None:
               help="Another report of the same protocol (folder or summary.csv): use its "
                    "thresholds, not the best.")
 @click.option("--bootstrap", type=int, default=0, show_default=True,
-              help="Bootstrap rounds for 95% intervals over images (0: none).")
+              help="Bootstrap rounds for 95% intervals over images: 0 (none) or 1000 to "
+                   "100000.")
 @click.option("--workers", type=int, default=None,
               help="Worker processes (0: all work in the main process) [default: all cores].")
 @click.option("--baseline", type=RegistryChoice(names_of("acol_eval.scoring.scoring", "Baseline")),
@@ -459,7 +460,7 @@ def score(run: str, **options) -> None:
               help="The report (or seed group) the others are compared against "
                    "[default: the first].")
 @click.option("--bootstrap", type=int, default=1000, show_default=True,
-              help="Paired bootstrap rounds for 95% intervals (0: none).")
+              help="Paired bootstrap rounds for 95% intervals: 0 (none) or 1000 to 100000.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the bootstrap resampling.")
 @click.option("--overwrite", is_flag=True,

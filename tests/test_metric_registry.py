@@ -65,7 +65,7 @@ def _score_and_compare(tmp_path, tag: str) -> dict[str, object]:
         out = folder / "report"
         score(ScoreConfig(run=str(run), annotations=f"csv:{folder / 'ann.csv'}",
                           out=str(out), workers=0, interval=0.01, protocol="native",
-                          map_choice="top1", threshold=0.5, bootstrap=200))
+                          map_choice="top1", threshold=0.5, bootstrap=1000))
         reports.append(out)
     result = compare(CompareConfig(reports=tuple(map(str, reports)),
                                    out=str(tmp_path / f"compare-{tag}"), bootstrap=1000),

@@ -127,7 +127,7 @@ def test_score_counts_each_image_and_leaves_undefined_ones_out(tmp_path, protoco
     _maps(tmp_path / "maps", maps)
     score(ScoreConfig(run=str(tmp_path / "maps"), annotations=f"csv:{tmp_path / 'ann.csv'}",
                       out=str(tmp_path / "rep"), workers=0, interval=0.01, protocol=protocol,
-                      region_metrics="pointing_game,region_auc", bootstrap=50))
+                      region_metrics="pointing_game,region_auc", bootstrap=1000))
     per_image = pd.read_csv(tmp_path / "rep" / "per_image.csv").set_index("image")
     assert per_image[["pointing_game", "region_auc"]].isna().sum().tolist() == [3, 3]
     assert "top_k_intersection" not in per_image

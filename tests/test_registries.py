@@ -18,7 +18,7 @@ from acol_eval.data.boxformats import BoxFormat
 from acol_eval.data.readers import READERS, Reader
 from acol_eval.scoring import protocols, scoring
 from acol_eval.util.errors import AcolError
-from acol_eval.util.runtime import DEVICE_PATTERN, MAX_BOOTSTRAP
+from acol_eval.util.runtime import DEVICE_PATTERN, MAX_BOOTSTRAP, MIN_BOOTSTRAP
 
 PACKAGE = Path(acol_eval.__file__).parent
 
@@ -127,7 +127,16 @@ def test_shared_limits_and_patterns_are_defined_once():
 def test_the_device_pattern_and_the_bootstrap_limit():
     assert all(DEVICE_PATTERN.fullmatch(d) for d in ("auto", "cpu", "cuda", "cuda:0", "cuda:12"))
     assert not any(DEVICE_PATTERN.fullmatch(d) for d in ("gpu", "cuda:", "cuda:1234", "mps"))
-    assert scoring.MAX_BOOTSTRAP == MAX_BOOTSTRAP == 100_000
-    with pytest.raises(AcolError, match="--bootstrap 100001 must be between 0 and 100000"):
-        scoring.ScoreConfig(run="r", annotations="a", out="o", bootstrap=MAX_BOOTSTRAP + 1)
-    scoring.ScoreConfig(run="r", annotations="a", out="o", bootstrap=MAX_BOOTSTRAP)
+    assert MAX_BOOTSTRAP == 100_000 and MIN_BOOTSTRAP == 1000
+    from acol_eval.comparison.compare import CompareConfig
+
+    # score and compare read --bootstrap alike: the same limits and the same messages
+    for make in (lambda n: scoring.ScoreConfig(run="r", annotations="a", out="o", bootstrap=n),
+                 lambda n: CompareConfig(reports=["a", "b"], out="o", bootstrap=n)):
+        with pytest.raises(AcolError, match="--bootstrap 100001 must be between 0 and 100000"):
+            make(MAX_BOOTSTRAP + 1)
+        with pytest.raises(AcolError, match="--bootstrap 999 is too few rounds for a 95% "
+                                            "interval: give at least 1000 .or 0 for none."):
+            make(MIN_BOOTSTRAP - 1)
+        for rounds in (0, MIN_BOOTSTRAP, MAX_BOOTSTRAP):
+            make(rounds)

@@ -81,7 +81,7 @@ def make_raccoon_report(root: Path, count: int = RACCOON_IMAGES, threshold_from=
         np.save(maps / f"{Path(row.image).stem}.npy", values.astype(np.float32))
     report = root / "report"
     score(ScoreConfig(run=str(maps), annotations=f"voc:{voc}", out=str(report), workers=1,
-                      bootstrap=20, threshold_from=threshold_from))
+                      bootstrap=1000, threshold_from=threshold_from))
     ReportMeta(protocol="wsoleval", annotations=f"voc:{voc}", annotations_digest="-",
                run=str(maps), images_root=str(data / "images"), images=count,
                threshold_source=f"from:{threshold_from}" if threshold_from else "oracle"

@@ -206,7 +206,7 @@ def test_bootstrap_interval_holds_the_value_and_narrows_with_more_images(tmp_pat
         folder = tmp_path / str(n)
         run = write_run(folder, boxes, ["a"] * n, ["a"] * n, maps)
         result = run_cli("score", str(run), "--annotations", str(folder / "ann.csv"),
-                         "--out", str(folder / "rep"), "--bootstrap", "300",
+                         "--out", str(folder / "rep"), "--bootstrap", "1000",
                          "--protocol", "native", "--threshold", "0.5")
         assert result.returncode == 0, result.stderr
         row = pd.read_csv(folder / "rep" / "summary.csv").set_index("metric").loc["gt_known_loc"]

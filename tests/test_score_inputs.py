@@ -440,7 +440,7 @@ def test_report_json_outcomes_and_threshold_sources(tmp_path):
     boxes = [(10, 10, 50, 50), (40, 40, 90, 90), (20, 50, 60, 90)]
     run = write_run(tmp_path, boxes, ["a", "b", "a"], ["a", "a", "a"], square_maps(boxes))
     result = run_score(tmp_path, run, str(tmp_path / "ann.csv"), protocol="native",
-                       threshold=0.3, bootstrap=50)
+                       threshold=0.3, bootstrap=1000)
     summary = result.summary.set_index("metric")
     assert summary.at["gt_known_loc", "threshold_source"] == "fixed"
     assert summary.at["max_box_acc", "threshold_source"] == "oracle"

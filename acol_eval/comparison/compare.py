@@ -52,13 +52,10 @@ from acol_eval.util import safeio
 from acol_eval.util.csvtext import frame_to_csv
 from acol_eval.util.errors import AcolError
 from acol_eval.util.progress import Progress
-from acol_eval.util.runtime import MAX_BOOTSTRAP
+from acol_eval.util.runtime import check_bootstrap
 from acol_eval.util.safeio import FolderLock, atomic_write_text
 
 OUTPUT_FILES = ("leaderboard.csv", "pairs.csv", "report.html")
-# the fewest rounds whose 2.5% and 97.5% percentiles each have 25 resamples beyond them:
-# fewer give a "95%" interval whose ends are a handful of resamples (0: no interval)
-MIN_BOOTSTRAP = 1000
 
 
 @dataclass(frozen=True)
@@ -83,11 +80,7 @@ class CompareConfig:
             if not entry or any(not part.strip() for part in entry.split(",")):
                 raise AcolError(f"REPORT {entry!r} has an empty name; give report folders, "
                                 f"seeds of one method joined by commas (a1,a2,a3)")
-        if not 0 <= self.bootstrap <= MAX_BOOTSTRAP:
-            raise AcolError(f"--bootstrap must be between 0 and {MAX_BOOTSTRAP}")
-        if 0 < self.bootstrap < MIN_BOOTSTRAP:
-            raise AcolError(f"--bootstrap {self.bootstrap} is too few rounds for a 95% "
-                            f"interval: give at least {MIN_BOOTSTRAP} (or 0 for none)")
+        check_bootstrap(self.bootstrap)
         if not self.out:
             raise AcolError("--out must name a folder")
         inputs = {Path(p).resolve() for group in self.groups for p in group}

@@ -55,7 +55,7 @@ from acol_eval.scoring.scoreinputs import (
 from acol_eval.util import safeio
 from acol_eval.util.csvtext import frame_to_csv
 from acol_eval.util.errors import AcolError
-from acol_eval.util.runtime import MAX_BOOTSTRAP, library_versions, resolve_workers
+from acol_eval.util.runtime import check_bootstrap, library_versions, resolve_workers
 from acol_eval.util.safeio import FolderLock, atomic_open
 
 MIN_INTERVAL = 1e-4  # 10,000 thresholds: the grid, curves and records stay small
@@ -133,9 +133,7 @@ class ScoreConfig:
                             f"{MIN_INTERVAL:g} and below 1")
         if self.threshold is not None and not 0 <= self.threshold <= 1:  # NaN fails too
             raise AcolError(f"--threshold {self.threshold} must be a CAM threshold in [0, 1]")
-        if not 0 <= self.bootstrap <= MAX_BOOTSTRAP:
-            raise AcolError(f"--bootstrap {self.bootstrap} must be between 0 and "
-                            f"{MAX_BOOTSTRAP}")
+        check_bootstrap(self.bootstrap)
         score_workers(self.workers)
         if self.mask_root and not Path(self.mask_root).is_dir():
             raise AcolError(f"--mask-root {self.mask_root} is not a folder")

@@ -34,6 +34,18 @@ DEVICE_HELP = "auto, cpu, cuda or cuda:N."
 # points of a 95% percentile interval settle well below the reported decimals long
 # before 100,000 rounds
 MAX_BOOTSTRAP = 100_000
+# the fewest rounds whose 2.5% and 97.5% percentiles each have 25 resamples beyond them:
+# fewer give a "95%" interval whose ends are a handful of resamples (0: no interval)
+MIN_BOOTSTRAP = 1000
+
+
+def check_bootstrap(rounds: int) -> None:
+    """--bootstrap of score and compare: 0 (no intervals) or MIN_BOOTSTRAP to MAX_BOOTSTRAP."""
+    if not 0 <= rounds <= MAX_BOOTSTRAP:
+        raise AcolError(f"--bootstrap {rounds} must be between 0 and {MAX_BOOTSTRAP}")
+    if 0 < rounds < MIN_BOOTSTRAP:
+        raise AcolError(f"--bootstrap {rounds} is too few rounds for a 95% interval: give "
+                        f"at least {MIN_BOOTSTRAP} (or 0 for none)")
 NUMBA_CACHE_VARIABLE = "NUMBA_CACHE_DIR"
 
 
