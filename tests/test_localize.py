@@ -323,6 +323,18 @@ def test_names_that_are_not_utf8_are_error_rows_without_a_crash(tmp_path, checkp
                                                                    "good.png.jpg"]
 
 
+def test_a_name_with_a_carriage_return_or_newline_localizes_and_reads_back(tmp_path,
+                                                                            checkpoint):
+    """The per-process shards are read back by the merge: an unquoted CR in a name
+    split its row there (a traceback, and the same on every rerun)."""
+    names = ["a\rb.png", "c\nd.png", "plain.png"]
+    write_images(tmp_path / "img", names)
+    result = run_localize(tmp_path / "img", tmp_path / "run", checkpoint=str(checkpoint))
+    assert (result.images, result.failed) == (3, 0)
+    predicted = read_rows(tmp_path / "run" / "predictions.csv")
+    assert sorted(row["image"] for row in predicted) == sorted(names)
+
+
 def test_a_list_file_that_is_not_utf8_is_read(tmp_path, checkpoint):
     write_images(tmp_path, ["a.png"])
     (tmp_path / "list.txt").write_bytes(b"a.png\nb\xff.png\n")

@@ -153,7 +153,9 @@ class ShardWriter:
     def rows(self, name: str, rows: list[list[Any]]) -> None:
         if rows:
             buffer = io.StringIO()
-            csv.writer(buffer, lineterminator="\n").writerows(rows)
+            # every field quoted: an image name may hold a CR or a newline, which an unquoted
+            # field would turn into a row break when the merge reads the shard back
+            csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL).writerows(rows)
             self.handles[name].write(buffer.getvalue().encode())
 
     def maps(self, global_id: int, image: str, entries: list[tuple[int, str, int, int]],
@@ -186,8 +188,12 @@ class ShardWriter:
 
 def _read_rows(path: Path, rank: int) -> Iterator[tuple[int, int, list[str]]]:
     with open(path, newline="") as handle:
-        for row in csv.reader(handle):
-            yield int(row[0]), rank, row
+        try:
+            for row in csv.reader(handle):
+                yield int(row[0]), rank, row
+        except (ValueError, IndexError, csv.Error) as exc:
+            raise AcolError(f"{path} is damaged ({exc}); localize again into a new "
+                            f"--out") from None
 
 
 def merged_rows(folders: list[Path], name: str) -> Iterator[tuple[int, list[str]]]:
