@@ -85,6 +85,7 @@ def _options(command: str, kind: type, given: Mapping[str, Any],
     """Keyword options -> the config's fields: unknown names refused in one line, lists
     of numbers written as text parsed, paths and run/report objects made text."""
     known = {f.name for f in dataclasses.fields(kind)}
+    types = {f.name: f.type for f in dataclasses.fields(kind)}
     accepted = {name for name in known if name not in fields.values()} | set(fields)
     unknown = sorted(set(given) - accepted)
     if unknown:
@@ -100,8 +101,33 @@ def _options(command: str, kind: type, given: Mapping[str, Any],
                 raise AcolError(f"--{name.replace('_', '-')}: {exc}") from None
         if name in NUMBER_LISTS.get(command, ()) and isinstance(value, (int, float)):
             value = (value,)
-        options[fields.get(name, name)] = value
+        field = fields.get(name, name)
+        options[field] = _scalar(name, value, types.get(field))
     return options
+
+
+_SCALARS = {"int": (int, "a whole number"), "float": (float, "a number")}
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _scalar(name: str, value: Any, annotation: Any) -> Any:
+    """A number or a yes/no written as the command line writes it ('1', '0.5', 'true')
+    made the field's type; anything else is left to the config's own checks."""
+    if not isinstance(value, str) or not isinstance(annotation, str):
+        return value
+    base = annotation.replace(" | None", "").strip()
+    flag = "--" + name.replace("_", "-")
+    if base == "bool":
+        if value.strip().lower() not in _BOOLEANS:
+            raise AcolError(f"{flag}: {value!r} is not true or false")
+        return _BOOLEANS[value.strip().lower()]
+    if base in _SCALARS:
+        convert, what = _SCALARS[base]
+        try:
+            return convert(value)
+        except ValueError:
+            raise AcolError(f"{flag}: {value!r} is not {what}") from None
+    return value
 
 
 def _config(command: str, kind: type, config: Any, options: Mapping[str, Any],
@@ -127,7 +153,10 @@ def _build(command: str, kind: type, fields: dict[str, Any]):
                and f.default_factory is dataclasses.MISSING]
     if missing:
         raise AcolError(f"{command}: give {' and '.join(missing)}")
-    return kind(**fields)
+    try:
+        return kind(**fields)
+    except TypeError as exc:  # a value of a type the config cannot compare or use
+        raise AcolError(f"{command}: an option has a value of the wrong type ({exc})") from None
 
 
 # --------------------------------------------------------------------------- commands

@@ -57,6 +57,27 @@ def test_unknown_options_and_config_with_options_are_one_line_errors(tmp_path):
         ae.score("r", annotations="a", out="o", iou="x")
 
 
+def test_numbers_and_flags_written_as_the_command_line_writes_them(tmp_path):
+    """'0', '1000', 'true' become the fields' int and bool (they were TypeErrors deep
+    in the configs' checks); what is not a number is one line naming the option."""
+    from acol_eval.api import _options
+    from acol_eval.comparison.compare import CompareConfig
+    from acol_eval.scoring.scoring import ScoreConfig
+
+    options = _options("score", ScoreConfig, {"workers": "1", "bootstrap": "1000",
+                                              "interval": "0.01", "overwrite": "true"})
+    assert options == {"workers": 1, "bootstrap": 1000, "interval": 0.01, "overwrite": True}
+    with pytest.raises(ae.AcolError, match="^--workers: 'two' is not a whole number$"):
+        ae.score("r", annotations="a", out="o", workers="two")
+    with pytest.raises(ae.AcolError, match="^--overwrite: 'maybe' is not true or false$"):
+        ae.compare("a", "b", out="o", overwrite="maybe")
+    assert _options("compare", CompareConfig, {"bootstrap": "0"}) == {"bootstrap": 0}
+    with pytest.raises(ae.AcolError, match="an option has a value of the wrong type"):
+        ae.score("r", annotations="a", out="o", workers=[1])
+    assert ae.synth(tmp_path / "s", classes="2", train_per_class="2", val_per_class="1",
+                    size="48") == {"train": 4, "val": 2}
+
+
 def test_the_error_is_the_command_lines_message(tmp_path):
     """The same bad input: AcolError's text is the CLI's one line after 'error: '."""
     with pytest.raises(ae.AcolError) as raised:
