@@ -136,3 +136,12 @@ def test_a_killed_commands_record_behind_a_released_lock_is_told(tmp_path, capfd
     with FolderLock(out, "localize"):  # a clean exit before: nothing to say
         pass
     assert capfd.readouterr().err == ""
+
+
+def test_a_lock_file_that_cannot_be_opened_is_one_line(tmp_path):
+    """A folder (or another user's file) where the lock file goes: an AcolError naming
+    it, not an OSError traceback from the command that wanted to write."""
+    (tmp_path / ".acol-eval.lock").mkdir()
+    with pytest.raises(AcolError, match=r"^cannot lock .*: \.acol-eval\.lock: Is a directory$"):
+        with FolderLock(tmp_path, "score"):
+            pass

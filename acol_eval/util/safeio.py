@@ -150,10 +150,19 @@ class FolderLock:
             raise AcolError(f"cannot create {self.folder}: {exc.strerror}") from None
         # takers of this folder's lock go one at a time (a short flock on the folder),
         # so two commands never both take over one stale lock
-        guard = os.open(self.folder, os.O_RDONLY)
         try:
-            fcntl.flock(guard, fcntl.LOCK_EX)
+            guard = os.open(self.folder, os.O_RDONLY)
+        except OSError as exc:
+            raise AcolError(f"cannot lock {self.folder}: {exc.strerror or exc}") from None
+        try:
+            try:
+                fcntl.flock(guard, fcntl.LOCK_EX)
+            except OSError:  # no flock on a directory (some network filesystems): takers are
+                pass         # not serialised, the lock file's own flock still refuses a second
             self._descriptor = self._take(self.folder / LOCK_NAME)
+        except OSError as exc:  # a lock file that cannot be opened (a folder, another user's)
+            raise AcolError(f"cannot lock {self.folder}: {LOCK_NAME}: "
+                            f"{exc.strerror or exc}") from None
         finally:
             os.close(guard)  # closing releases the guard's flock
         return self
