@@ -116,8 +116,10 @@ class FSLMethod(TrainingMethod):
         self.crop = 0  # the input size: box images are cropped to it like train's
 
     def describe(self) -> str:
-        shown = "no box images" if self.boxes is None else f"{len(self.boxes)} box images"
-        return f"method fsl ({shown}, {self.box_batch} per step)"
+        # a method rebuilt from a checkpoint (localize) holds no box images: the budget
+        # is the checkpoint's --boxes-per-class, so say only what this object knows
+        shown = "" if self.boxes is None else f"{len(self.boxes)} box images, "
+        return f"method fsl ({shown}{self.box_batch} box images per step)"
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"box_batch": self.box_batch, "foreground_weight": self.foreground_weight}
