@@ -372,8 +372,11 @@ def calibrate_best(config: TrainConfig, data: TrainingData,
             "threshold (localize will use 0.2)")
         return None
     if found.gt_known <= 0:  # every threshold ties at 0%: argmax would pick 0, whole-image boxes
+        earlier = Checkpoint.load(best).cam_threshold  # a --recalibrate keeps the one it had
+        kept = ("best.pt stays uncalibrated (localize will use 0.2)" if earlier is None else
+                f"best.pt keeps its earlier CAM threshold {earlier:.3f}")
         log(f"warning: no CAM threshold gives a right box on the {found.images} validation "
-            "images (GT-known Loc 0%): best.pt stays uncalibrated (localize will use 0.2)")
+            f"images (GT-known Loc 0%): {kept}")
         return None
     checkpoint = Checkpoint.load(best)
     replace(checkpoint, cam_threshold=found.threshold,
