@@ -207,3 +207,26 @@ def test_compare_pairs_the_region_metrics_with_mcnemar_for_the_pointing_game(tmp
     score_page = (tmp_path / "inside-report" / "report.html").read_text()
     description = metricdefs.get_metric("relevance_rank_accuracy").description
     assert f'<small class="what">{html.escape(description)}</small>' in score_page
+
+
+def test_the_region_metrics_are_the_same_with_any_worker_count(tmp_path, monkeypatch):
+    """Each image's values are computed where its map is swept: two worker processes
+    (chunks of 2 images, so both get some) give the per_image.csv and summary.csv of one."""
+    from acol_eval.scoring import passes
+
+    monkeypatch.setattr(passes, "CHUNK", 2)
+    rows = []
+    for k in range(8):
+        cv2.imwrite(str(tmp_path / f"i{k}.png"), np.zeros((80, 100), np.uint8))
+        rows.append(f"i{k}.png,{'ab'[k % 2]},10,10,60,50")
+    (tmp_path / "ann.csv").write_text("image,label,x0,y0,x1,y1\n" + "\n".join(rows) + "\n")
+    (tmp_path / "run").mkdir()
+    _maps(tmp_path / "run", {f"i{k}": _peaked(k % 3 == 0) for k in range(8)})
+    files = []
+    for workers in (0, 2):
+        out = tmp_path / f"rep{workers}"
+        score(ScoreConfig(run=str(tmp_path / "run"), annotations=f"csv:{tmp_path}/ann.csv",
+                          out=str(out), workers=workers, interval=0.01, region_metrics="all"))
+        files.append([(out / name).read_bytes() for name in ("per_image.csv", "summary.csv")])
+    assert files[0] == files[1]
+    assert b"pointing_game" in files[0][0]
