@@ -42,6 +42,21 @@ def test_cells_round_trip_and_never_start_a_formula():
     assert frame["image"].tolist() == NAMES  # the caller's frame is not changed
 
 
+def test_a_quote_that_cell_did_not_add_is_the_names_own(tmp_path):
+    """Another tool's predictions file may name an image `'x.jpg` (a quote before no
+    trigger): `cell` never writes that, so reading it must not strip the quote."""
+    from acol_eval.scoring.predictionfile import read_predictions
+
+    assert text("'x.jpg") == "'x.jpg" and text("''x") == "'x" and text("'=1") == "=1"
+    path = tmp_path / "other-tool.csv"
+    path.write_text("image,pred_1\n'x.jpg,'bird\n'=y.jpg,cat\n")
+    table = read_predictions(path)
+    assert table["image"].tolist() == ["'x.jpg", "=y.jpg"]
+    assert table["pred_1"].tolist() == ["'bird", "cat"]
+    frame = unescape_frame(pd.DataFrame({"'own": ["'a"], "'=b": ["''c"]}))
+    assert frame.columns.tolist() == ["'own", "=b"] and frame.iloc[0].tolist() == ["'a", "'c"]
+
+
 def cells(path) -> list[str]:
     with open(path, newline="") as handle:
         return [c for row in csv.reader(handle) for c in row]

@@ -9,7 +9,10 @@ acol-eval writes goes through here, with one rule each way:
   return and is not a plain number (`-0.5` stays a number), or that begins with a
   single quote `'`, is written with a `'` in front (the OWASP advice: a spreadsheet then
   shows the text and hides the quote);
-- reading (`text`): a text cell that begins with `'` loses that one quote.
+- reading (`text`): a text cell that begins with `'` followed by one of those
+  characters (or another `'`) loses that one quote; a quote before anything else is the
+  name's own, never one `cell` added, so a `--predictions` file from another tool with
+  an image named `'x.jpg` reads as it was written.
 
 So every text reads back as it was written, a name that itself begins with a quote
 included (`'x` is written `''x` and read `'x`). Numbers are written and read as they
@@ -27,6 +30,7 @@ from typing import IO, Any
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "'")
 NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _STARTS = "^[=+\\-@\t\r']"
+_ESCAPED = "^'[=+\\-@\t\r']"  # what `cell` wrote: a quote before a trigger
 
 
 def cell(value: Any) -> Any:
@@ -38,8 +42,10 @@ def cell(value: Any) -> Any:
 
 
 def text(value: Any) -> Any:
-    """A value as read from a CSV file acol-eval wrote: the `'` that `cell` added, gone."""
-    if isinstance(value, str) and value.startswith("'"):
+    """A value as read from a CSV file acol-eval wrote: the `'` that `cell` added, gone.
+    `cell` adds one only before a trigger, so `'x` (no trigger after the quote) is text
+    that began with a quote in its own right and is left alone."""
+    if isinstance(value, str) and value.startswith("'") and value[1:].startswith(TRIGGERS):
         return value[1:]
     return value
 
@@ -112,8 +118,8 @@ def unescape_frame(frame):
     column names) through `text`; the same frame when none begins with a quote."""
     for column in _text_columns(frame):
         values = frame[column]
-        if values.astype(str).str.startswith("'").any():
+        if values.astype(str).str.contains(_ESCAPED, regex=True).any():
             frame[column] = values.map(text)
-    if any(isinstance(c, str) and c.startswith("'") for c in frame.columns):
+    if any(isinstance(c, str) and text(c) != c for c in frame.columns):
         frame.columns = [text(c) for c in frame.columns]
     return frame
