@@ -144,5 +144,8 @@ def test_a_metric_is_registered_once_and_only_as_a_mean_of_per_image_outcomes(to
                                           threshold=Threshold.BEST))
     with pytest.raises(ValueError, match="outcome"):
         metricdefs.register_metric(Metric("other", "x", "x"))
+    for column in ("correct", "x0", "label"):  # its column would overwrite per_image.csv's
+        with pytest.raises(ValueError, match="column of per_image.csv"):
+            metricdefs.register_metric(Metric(column, "x", "x", outcome=len))
     with pytest.raises(ValueError, match="cannot be removed|not a registered"):
         metricdefs.unregister_metric("gt_known_loc")

@@ -233,6 +233,13 @@ PER_IOU_DESCRIPTION = ("any box of the map reaches IoU k (the number after @, in
 
 _REGISTRY: dict[str, Metric] = {m.name: m for m in BUILTIN}
 
+# per_image.csv's own columns, before one column per per-image metric: a metric may not
+# take one of these names, or its column would overwrite the image's box or label
+PER_IMAGE_FIXED_COLUMNS = (
+    "image", "label", "map", "frame", "threshold", "threshold_source", "iou",
+    "x0", "y0", "x1", "y1", "orig_x0", "orig_y0", "orig_x1", "orig_y1",
+    "correct", "top1_correct", "top5_correct", "error", "has_gt")
+
 
 def register_metric(metric: Metric) -> Metric:
     """Add a metric computed from per-image outcomes (see the module's docstring). Its
@@ -250,6 +257,9 @@ def register_metric(metric: Metric) -> Metric:
                          f"per-image outcomes")
     if not metric.name.isidentifier() or metric.name.startswith("issue"):
         raise ValueError(f"metric name {metric.name!r}: use letters, digits and _")
+    if metric.name in PER_IMAGE_FIXED_COLUMNS:
+        raise ValueError(f"metric name {metric.name!r} is a column of per_image.csv "
+                         f"already; choose another")
     _REGISTRY[metric.name] = metric
     return metric
 

@@ -341,9 +341,7 @@ def _outcome_bits(setup: PassSetup, kept: list) -> tuple[np.ndarray, np.ndarray]
     return np.packbits(v1, axis=-1), np.packbits(v2, axis=-1)
 
 
-PER_IMAGE_COLUMNS = ["image", "label", "map", "frame", "threshold", "threshold_source", "iou",
-                     "x0", "y0", "x1", "y1", "orig_x0", "orig_y0", "orig_x1", "orig_y1",
-                     "correct", "top1_correct", "top5_correct", "error", "has_gt"]
+PER_IMAGE_COLUMNS = list(metricdefs.PER_IMAGE_FIXED_COLUMNS)
 
 
 def per_image_columns(setup: PassSetup | None = None) -> list[str]:
