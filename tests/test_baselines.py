@@ -296,3 +296,19 @@ def test_a_killed_baseline_resumes_into_the_uninterrupted_run(synth, tmp_path, m
     a = Checkpoint.load(straight / "last.pt").state_dict
     b = Checkpoint.load(run / "last.pt").state_dict
     assert a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+@pytest.mark.parametrize("method", ["fsl", "ddt", "ddt-class"])
+@pytest.mark.parametrize("option, flag", [
+    ({"recipe": "pn"}, "--recipe"), ({"delta": 0.3}, "--delta"), ({"head": "conv"}, "--head"),
+    ({"loss_weights": (1.0, 1.0)}, "--loss-weights")])
+def test_recipe_options_the_baselines_do_not_use_are_refused(method, option, flag):
+    """fsl and ddt build CAM's recipe p with a linear head: a recipe option would be
+    ignored and recorded in the checkpoint's args as if it had been used."""
+    budget = {"boxes_per_class": 1} if method == "fsl" else {}
+    with pytest.raises(AcolError, match=f"--method {method} builds its own heads .*: leave "
+                                        f"out {flag}$"):
+        TrainConfig(data="d", out="o", method=method, **budget, **option)
+    config = TrainConfig(data="d", out="o", method=method, recipe="p", **budget)
+    assert (config.recipe, config.delta, config.loss_weights) == ("p", (), None)
+    assert TrainConfig(data="d", out="o", method=method, **budget).recipe == "p"  # recorded

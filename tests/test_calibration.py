@@ -126,3 +126,35 @@ def test_images_without_boxes_give_no_calibration(tmp_path):
     assert calibrate(tmp_path / "m.pt", annotations, list(annotations.images["image"]),
                      tmp_path / "train", workers=0) is None
     assert not (tmp_path / "train").exists()
+
+
+@pytest.mark.slow
+def test_a_source_without_a_val_split_warns_and_its_threshold_says_it_saw_the_test_split(
+        tmp_path):
+    """cub: has train and test only: validation falls back to the test split (as the
+    contract says), so train warns, and the checkpoint's threshold names where it came
+    from; with --val-fraction it is held out of train and says validation."""
+    from acol_eval.data.synth import SynthConfig, write_synth
+    from acol_eval.models.checkpoint import Checkpoint
+    from acol_eval.training.trainconfig import TrainConfig
+    from acol_eval.training.trainer import train
+
+    # objects of 75-90% of the side: even an untrained model's boxes reach IoU 0.5 at
+    # some threshold, so there is a threshold to calibrate
+    data = tmp_path / "data"
+    write_synth(data, SynthConfig(classes=2, train_per_class=5, val_per_class=3, size=48,
+                                  min_scale=0.75, max_scale=0.9))
+    tiny = dict(data=f"cub:{data}", arch="resnet18", weights="none", input_size=64,
+                feature_stride=16, batch_size=4, epochs=1, workers=0, cache="off")
+    lines: list[str] = []
+    train(TrainConfig(out=str(tmp_path / "a"), **tiny), log=lines.append)
+    warned = [line for line in lines if line.startswith("warning:")]
+    assert len(warned) == 1 and "validation (best.pt and the CAM threshold) is its test " \
+        "split" in warned[0] and "--val-fraction 0.2" in warned[0]
+    source = Checkpoint.load(tmp_path / "a" / "best.pt").cam_threshold_source
+    assert "on 6 test-split images (no val split; not held out from a test score)" in source
+    lines.clear()
+    train(TrainConfig(out=str(tmp_path / "b"), val_fraction=0.4, **tiny), log=lines.append)
+    assert not [line for line in lines if line.startswith("warning:")]
+    source = Checkpoint.load(tmp_path / "b" / "best.pt").cam_threshold_source
+    assert "on 4 validation images with boxes" in source

@@ -12,6 +12,7 @@ from acol_eval.data.imagelist import list_images
 from acol_eval.data.readers import read_source
 from acol_eval.models.methods import MapMethod, method_maps
 from acol_eval.models.model import build_model, normalize_maps
+from acol_eval.training.trainconfig import TrainConfig
 from acol_eval.util.errors import AcolError
 from cli import main
 from conftest import (
@@ -209,6 +210,14 @@ def test_the_note_comes_only_where_the_method_is_the_models_cam():
         assert cam_note(linear, method, None) is None
     assert "first classifier's CAM" in cam_note(small_model("linear", "pp"),
                                                 MapMethod.GRADCAM, None)
+    # a baseline whose own maps are not its classifier's CAM (DDT's projection, FSL's
+    # foreground head) is never said to equal them
+    for name, extra in (("ddt", {}), ("fsl", {"boxes_per_class": 1})):
+        config = TrainConfig(data="d", out="o", method=name, arch="resnet18", **extra)
+        baseline = config.training_method().model("resnet18", 4, 32).eval()
+        note = cam_note(baseline, MapMethod.GRADCAM, None)
+        assert "its classifier's CAM, not the model's own maps" in note
+        assert "equals the model's own CAM" not in note
 
 
 def test_gradcam_of_a_linear_head_is_its_cam_relud_and_min_max_scaled():

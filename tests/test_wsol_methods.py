@@ -297,6 +297,22 @@ def test_each_method_trains_resumes_exactly_localises_and_scores(tiny_boxes, tmp
     assert "curves.png" not in (tmp_path / "report" / "report.html").read_text()
 
 
+def test_a_resume_that_types_out_a_default_is_the_same_run(tiny_boxes, tmp_path, monkeypatch):
+    """--has-grid 4 is HaS's default: a resume that types it (or leaves it out) continues
+    the run; another value is refused, naming the flag and both values."""
+    common = dict(data=f"cub:{tiny_boxes}", method="has", **{**TINY, "epochs": 3})
+    run = tmp_path / "run"
+    train_until_killed(TrainConfig(out=str(run), **common), monkeypatch)
+    train_until_killed(TrainConfig(out=str(run), resume=True, method_args={"grid": 4},
+                                   **common), monkeypatch)
+    assert Checkpoint.load(run / "last.pt").epoch == 2
+    with pytest.raises(AcolError, match=r"other has settings: --has-grid 4 \(now 8\);"):
+        train(TrainConfig(out=str(run), resume=True, method_args={"grid": 8}, **common),
+              log=quiet)
+    result = train(TrainConfig(out=str(run), resume=True, **common), log=quiet)
+    assert result.epochs == 1 and Checkpoint.load(run / "last.pt").method_args["grid"] == 4
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["adl", "cutmix"])
 def test_each_method_trains_under_torchrun_with_two_processes(tmp_path, name):

@@ -24,6 +24,8 @@ from acol_eval.util.errors import AcolError
 class ACoLMethod(TrainingMethod):
     """ACoL (`p`/`n` recipes); recipe `p` alone is CAM."""
 
+    recipe_options = True
+
     def __init__(self, recipe: str = "pp", deltas: float | Sequence[float] = DEFAULT_DELTA,
                  head: str = "linear", loss_weights: Sequence[float] | None = None) -> None:
         super().__init__()

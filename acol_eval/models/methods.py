@@ -173,8 +173,13 @@ def cam_note(model: ACoL, method: MapMethod, target_layer: str | None) -> str | 
         return None
     where = ("the class maps" if layer.startswith("heads.0") and layer != "heads.0.trunk"
              else f"the input of a {model.heads[0].kind} head")
-    own = ("the model's own CAM (--method model)" if model.recipe.count("p") == 1
-           else "its first classifier's CAM (--method model fuses it with the others')")
+    if type(model).classifier_maps is not ACoL.classifier_maps:  # fsl, ddt: maps of their own
+        own = ("its classifier's CAM, not the model's own maps (--method model gives "
+               "those, which are not a classifier's CAM)")
+    elif model.recipe.count("p") == 1:
+        own = "the model's own CAM (--method model)"
+    else:
+        own = "its first classifier's CAM (--method model fuses it with the others')"
     children = [name for name, _ in model.backbone.named_children()]
     other = (f"; --target-layer backbone.{children[-2]} (an earlier layer) gives a "
              "different map" if len(children) > 1 else "")

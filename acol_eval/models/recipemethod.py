@@ -83,6 +83,9 @@ class RecipeMethod(ACoLMethod):
     def flag(self, name: str) -> str:
         return flag_of(self.name, name)
 
+    def option_name(self, key: str) -> str:
+        return self.flag(key) if key in self.DEFAULTS else super().option_name(key)
+
     @classmethod
     def from_config(cls, config: Any) -> RecipeMethod:
         return cls(config.recipe, config.delta, config.head, config.loss_weights,

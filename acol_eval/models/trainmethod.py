@@ -88,6 +88,9 @@ class TrainingMethod:
     """
 
     name: ClassVar[str] = ""  # set by register_method
+    # builds its network from --recipe, --delta, --head and --loss-weights; a method that
+    # builds its own heads (fsl, ddt) refuses them rather than record what it did not use
+    recipe_options: ClassVar[bool] = False
 
     def __init__(self, **method_args: Any) -> None:
         if method_args:
@@ -120,6 +123,10 @@ class TrainingMethod:
     def hyperparameters(self) -> dict[str, Any]:
         """What the checkpoint stores (`method_args`) to rebuild this method."""
         return {}
+
+    def option_name(self, key: str) -> str:
+        """How a user names hyperparameter `key` (`train`'s flag)."""
+        return "--" + key.replace("_", "-")
 
     def model(self, arch: str, num_classes: int, feature_stride: int,
               backbone_state: dict[str, Tensor] | None = None) -> ACoL:

@@ -102,7 +102,8 @@ class CalibrationSet:
 
 def calibrate(checkpoint: str | Path, annotations: Annotations, images: list[str],
               out: str | Path, device: str = "auto", workers: int | None = None,
-              log: Callable[[str], None] = lambda message: None) -> Calibration | None:
+              log: Callable[[str], None] = lambda message: None,
+              images_are: str = "validation images") -> Calibration | None:
     """The best GT-known CAM threshold of `checkpoint` on the validation `images`, or None
     when none of them has a box (then localize keeps the uncalibrated default). Works in
     OUT/calibration/ (replaced if a previous calibration left one)."""
@@ -117,7 +118,7 @@ def calibrate(checkpoint: str | Path, annotations: Annotations, images: list[str
         log("calibration: no validation image could be localized; the threshold stays "
             "uncalibrated")
         return None
-    return _from_summary(summary, checkpoint, annotations)
+    return _from_summary(summary, checkpoint, images_are)
 
 
 def localize_and_score(checkpoint: str | Path, chosen: CalibrationSet, folder: Path,
@@ -148,7 +149,7 @@ def localize_and_score(checkpoint: str | Path, chosen: CalibrationSet, folder: P
 
 
 def _from_summary(summary: pd.DataFrame, checkpoint: str | Path,
-                  annotations: Annotations) -> Calibration | None:
+                  images_are: str) -> Calibration | None:
     row = summary[summary["metric"] == METRIC]
     if row.empty:
         row = summary[summary["metric"] == AGNOSTIC_METRIC]
@@ -156,6 +157,6 @@ def _from_summary(summary: pd.DataFrame, checkpoint: str | Path,
         return None
     threshold = float(row["threshold"].iloc[0])  # score's grid double, not the CSV's text
     value, count = float(row["value"].iloc[0]), int(row["count"].iloc[0])
-    source = (f"best GT-known Loc {value:.1f}% on {count} validation images with boxes "
+    source = (f"best GT-known Loc {value:.1f}% on {count} {images_are} with boxes "
               f"(native protocol) of {Path(checkpoint).name}")
     return Calibration(threshold, value, count, source)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -171,7 +171,7 @@ class TrainConfig:
         self._set("cache", _choice(CacheMode, "--cache", self.cache))
 
     def _check_model(self) -> None:
-        get_method(self.method)
+        self._check_recipe_options(get_method(self.method))
         self._set("method_args", method_args_plain("method_args", self.method_args))
         check_recipe(self.recipe)
         self._set("head", _choice(Head, "--head", self.head))
@@ -186,6 +186,23 @@ class TrainConfig:
             if not any(weights):
                 raise AcolError("--loss-weights are all 0: nothing would be trained")
             self._set("loss_weights", weights)
+
+    def _check_recipe_options(self, method: type[TrainingMethod]) -> None:
+        """A method that builds its own heads trains recipe `p`: a --recipe, --delta, --head
+        or --loss-weights of its own would be ignored, and the run would record it."""
+        if method.recipe_options:
+            return
+        defaults = {f.name: f.default for f in fields(self)}
+        ignored = [flag for flag, name, allowed in (
+            ("--recipe", "recipe", (defaults["recipe"], "p")),
+            ("--delta", "delta", (defaults["delta"],)),
+            ("--head", "head", (Head.LINEAR, Head.LINEAR.value)),
+            ("--loss-weights", "loss_weights", (None,)))
+            if _plain_value(getattr(self, name)) not in [_plain_value(a) for a in allowed]]
+        if ignored:
+            raise AcolError(f"--method {self.method} builds its own heads (CAM's recipe p, "
+                            f"a linear head): leave out {', '.join(ignored)}")
+        self._set("recipe", "p")  # what it trains, as the checkpoint's args record it
 
     def _check_optimiser(self) -> None:
         self._set("epochs", _count("--epochs", self.epochs, 1, MAX_EPOCHS))
@@ -262,13 +279,25 @@ RESUME_FREE = {"resume", "workers", "device", "cache", "calibrate", "out", "amp"
                "channels_last", "recalibrate"}
 
 
+def _plain_value(value: Any) -> Any:
+    """An option's value as JSON would hold it (0.6, [0.6] and (0.6,) alike)."""
+    value = getattr(value, "value", value)
+    if isinstance(value, (list, tuple)):
+        return [float(v) if isinstance(v, (int, float)) else v for v in value]
+    return [float(value)] if isinstance(value, (int, float)) else value
+
+
 def check_same_options(path: Path, saved: dict[str, Any], config: TrainConfig) -> None:
     """Refuse a --resume whose options differ from the run's (changing --epochs would
     bend the cosine schedule mid-run; --input-size would mix two models). More epochs
     are fine under the step and constant schedules, whose rates ignore the length."""
     mine = json.loads(json.dumps(plain(asdict(config))))
     saved = json.loads(json.dumps(plain(saved or {})))
-    free = set(RESUME_FREE)
+    # method_args as typed differ when a default is typed out; the trainer compares the
+    # method's resolved hyperparameters instead (check_same_hyperparameters)
+    free = set(RESUME_FREE) | {"method_args"}
+    if not get_method(config.method).recipe_options:  # unused: a run of an older version
+        free |= {"recipe", "delta", "head", "loss_weights"}  # may hold the defaults
     if config.schedule is not Schedule.COSINE:
         free.add("epochs")  # step and constant rates do not depend on the run's length
     differ = sorted(key for key in mine if key not in free and key in saved
@@ -277,6 +306,26 @@ def check_same_options(path: Path, saved: dict[str, Any], config: TrainConfig) -
         shown = changed_options(saved, mine, differ)
         raise AcolError(f"--resume: {path} was trained with other options: {shown}; resume "
                         f"with the run's own options, or start a new --out")
+
+
+def check_same_hyperparameters(path: Path, saved: Mapping[str, Any] | None,
+                               method: TrainingMethod) -> None:
+    """Refuse a --resume whose method hyperparameters differ from the run's, each as the
+    method resolved it (defaults filled): typing out a default is the same run."""
+    mine = json.loads(json.dumps(plain(method.hyperparameters())))
+    theirs = json.loads(json.dumps(plain(dict(saved or {}))))
+    differ = sorted(key for key in set(mine) | set(theirs) if mine.get(key) != theirs.get(key))
+    if differ:
+        shown = "; ".join(f"{method.option_name(key)} {_shown(theirs.get(key))} "
+                          f"(now {_shown(mine.get(key))})" for key in differ)
+        raise AcolError(f"--resume: {path} was trained with other {method.name} settings: "
+                        f"{shown}; resume with the run's own, or start a new --out")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return "unset" if value is None else str(value)
 
 
 def check_out_folder(config: TrainConfig) -> None:

@@ -60,6 +60,7 @@ from acol_eval.training.trainconfig import (
     PRESET_FILE,
     TrainConfig,
     check_out_folder,
+    check_same_hyperparameters,
     check_same_options,
     lr_factor,
 )
@@ -133,6 +134,7 @@ def load_resume_point(trainer: Trainer) -> tuple[int, float]:
     if list(saved.classes) != list(trainer.data.classes):
         raise AcolError(f"--resume: {path} has other classes than {config.data}")
     check_same_options(path, saved.args, config)
+    check_same_hyperparameters(path, saved.method_args, trainer.method)
     if saved.optimizer is None or saved.scheduler is None:
         raise AcolError(f"--resume: {path} holds no optimiser state (not a training run's)")
     try:
@@ -356,6 +358,10 @@ def validation_localisation(trainer: Trainer, checkpoint: Path) -> float:
 # --------------------------------------------------------------------------- entry
 
 
+# what a threshold calibrated on a source's test split says of itself, wherever it is shown
+TEST_AS_VALIDATION = "test-split images (no val split; not held out from a test score)"
+
+
 def calibrate_best(config: TrainConfig, data: TrainingData,
                    log: Callable[[str], None]) -> Calibration | None:
     """Rank 0, after training: best.pt's CAM threshold, the best GT-known Loc on the
@@ -366,7 +372,8 @@ def calibrate_best(config: TrainConfig, data: TrainingData,
     if data.annotations is None or not best.is_file() or not images:
         return None
     found = calibrate(best, data.annotations, images, config.out, config.device,
-                      config.workers, log)
+                      config.workers, log, TEST_AS_VALIDATION if data.val_is_test else
+                      "validation images")
     if found is None:
         log("note: the validation images have no boxes: best.pt keeps no calibrated CAM "
             "threshold (localize will use 0.2)")

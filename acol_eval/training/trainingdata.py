@@ -71,26 +71,36 @@ class TrainingData:
     # val_set, so model choice and calibration never see them), and their masks
     box_budget: BoxBudget | None = None
     box_masks: BoxMasks | None = None
+    # validation is the source's test split (its fallback without a val split): what
+    # calibration says of its threshold
+    val_is_test: bool = False
 
 
 def _validation_items(config: TrainConfig, annotations, classes: list[str],
-                      train_items: list) -> tuple[list, list, str]:
+                      train_items: list) -> tuple[list, list, str, str | None]:
+    """(train items, validation items, a note to log, the source's split validation is:
+    None when it is held out of train or absent)."""
     splits = annotations.splits
     if config.val_fraction > 0:
         train_items, val_items = hold_out(train_items, config.val_fraction, config.seed)
         return train_items, val_items, (
             f"note: validation is {len(val_items)} images held out of the train split "
-            f"(--val-fraction {config.val_fraction:g}, stratified, seed {config.seed})")
+            f"(--val-fraction {config.val_fraction:g}, stratified, seed {config.seed})"), None
     if config.val_split is not None:
         if config.val_split not in splits or config.val_split == "train":
             raise AcolError(f"--val-split {config.val_split!r} is not a split of "
                             f"{config.data} other than train (found: {', '.join(splits)})")
-        return train_items, labelled_items(annotations, config.val_split, classes), ""
+        return (train_items, labelled_items(annotations, config.val_split, classes), "",
+                config.val_split)
     val_split = next((s for s in VALIDATION_SPLITS if s in splits), None)
     if val_split is None:
         return train_items, [], ("note: no val/validation/test split; "
-                                 "best.pt follows training accuracy")
-    return train_items, labelled_items(annotations, val_split, classes), ""
+                                 "best.pt follows training accuracy"), None
+    note = "" if val_split != "test" else (
+        f"warning: {config.data} has no val split, so validation (best.pt and the CAM "
+        f"threshold) is its test split, and a score of the test split is not held out; "
+        f"--val-fraction 0.2 holds validation out of the train split instead")
+    return train_items, labelled_items(annotations, val_split, classes), note, val_split
 
 
 def load_training_data(config: TrainConfig) -> TrainingData:
@@ -104,7 +114,8 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     if len(classes) < 2:
         raise AcolError(f"{config.data} has {len(classes)} class; need at least 2")
     train_items = labelled_items(annotations, "train", classes)
-    train_items, val_items, note = _validation_items(config, annotations, classes, train_items)
+    train_items, val_items, note, val_split = _validation_items(config, annotations, classes,
+                                                                train_items)
     budget = masks = None
     if config.boxes_per_class is not None:
         check_box_source(config, annotations)
@@ -123,6 +134,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
         annotations,
         budget,
         masks,
+        val_split == "test",
     )
 
 
