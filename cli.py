@@ -84,7 +84,7 @@ def main() -> None:
                    "(few-shot baseline) trains a foreground head on --boxes-per-class K box "
                    "masks; ddt and ddt-class are training-free DDT maps with a linear "
                    "classifier probe. A method defined outside acol-eval trains through the "
-                   "Python API (trainer.train), after importing its module.")
+                   "Python API (acol_eval.train), after importing its module.")
 @click.option("--data", "--input-path", "data", required=True,
               help="Training source: an ImageFolder root (train/ and val/ or validation/), "
                    "or FORMAT:PATH such as cub:PATH or folder:PATH.")

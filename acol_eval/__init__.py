@@ -2,7 +2,8 @@
 
 The Python API (docs/python-api.md): `synth`, `train`, `localize`, `score`, `boxes`,
 `compare`, `load_model`, `open_maps` (acol_eval.api, imported on first use, so `import
-acol_eval` stays light) and `AcolError`, the one exception they raise.
+acol_eval` stays light), the result objects `LocalizeRun` and `ScoreReport` (each with
+`.open(folder)`), and `AcolError`, the one exception they raise.
 """
 
 from acol_eval.util.errors import AcolError as AcolError  # the API's one exception
@@ -12,6 +13,8 @@ __version__ = "0.1.0"
 # The jobs' subpackages are named apart from these functions (training/, comparison/),
 # so acol_eval.train is one thing: the function.
 API = ("synth", "train", "localize", "score", "boxes", "compare", "load_model", "open_maps")
+# the result objects the functions return, for opening a folder later (`.open(folder)`)
+RESULTS = {"LocalizeRun": "acol_eval.maps.runfolder", "ScoreReport": "acol_eval.maps.reportfolder"}
 
 
 def __getattr__(name: str):
@@ -19,11 +22,15 @@ def __getattr__(name: str):
         from acol_eval import api
 
         return getattr(api, name)
+    if name in RESULTS:
+        import importlib
+
+        return getattr(importlib.import_module(RESULTS[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *API])
+    return sorted([*globals(), *API, *RESULTS])
 
 
 def list_metrics() -> list[str]:

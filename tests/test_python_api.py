@@ -31,6 +31,15 @@ def test_import_acol_eval_stays_light():
     assert found.stdout.strip() == "[] True True", found.stderr
 
 
+def test_the_result_objects_are_reached_from_the_package_as_the_guide_names_them():
+    from acol_eval.maps.reportfolder import ScoreReport
+    from acol_eval.maps.runfolder import LocalizeRun
+
+    assert ae.LocalizeRun is LocalizeRun and ae.ScoreReport is ScoreReport
+    assert {"LocalizeRun", "ScoreReport"} <= set(dir(ae))
+    assert "`LocalizeRun.open(folder)`" in DOC.read_text()
+
+
 def test_train_and_compare_are_the_functions_and_the_jobs_subpackages_are_named_apart():
     import inspect
 
