@@ -411,6 +411,25 @@ def test_rerun_with_other_arguments_is_refused(images, tmp_path, checkpoint):
     assert result.resumed and result.images == 18
 
 
+def test_a_checkpoint_from_before_its_runs_last_epoch_is_said_and_recorded(images, tmp_path):
+    """best.pt of a killed run (or one chosen early) is not the finished model: localize
+    says which epoch of how many it holds, and run.json records both."""
+    make_checkpoint(tmp_path / "early.pt", epoch=1, args={"epochs": 5})
+    make_checkpoint(tmp_path / "done.pt", epoch=5, args={"epochs": 5})
+    lines: list[str] = []
+    run_localize(images, tmp_path / "early", log=lines.append,
+                 checkpoint=str(tmp_path / "early.pt"))
+    assert [line for line in lines if "epoch" in line] == [
+        "note: the checkpoint holds epoch 1 of its run's 5 (best.pt is the epoch of best "
+        "validation accuracy, or the run stopped early: train --resume finishes it)"]
+    model = json.loads((tmp_path / "early" / "run.json").read_text())["model"]
+    assert (model["epoch"], model["epochs"]) == (1, 5)
+    lines.clear()
+    run_localize(images, tmp_path / "done", log=lines.append,
+                 checkpoint=str(tmp_path / "done.pt"))
+    assert not [line for line in lines if "epoch" in line]
+
+
 def test_resume_refuses_a_rewritten_checkpoint(images, tmp_path):
     """A checkpoint rewritten at the same path between kill and rerun."""
     make_checkpoint(tmp_path / "m.pt", seed=0)

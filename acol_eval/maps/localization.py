@@ -37,7 +37,7 @@ from acol_eval.data.imagelist import (
     printable,
 )
 from acol_eval.maps.boxes import native_boxes
-from acol_eval.maps.localizeconfig import LoadedModel, LocalizeConfig, load_model
+from acol_eval.maps.localizeconfig import LoadedModel, LocalizeConfig, epochs_note, load_model
 from acol_eval.maps.localizerows import (
     BatchMaps,
     image_boxes,
@@ -334,9 +334,10 @@ def run(config: LocalizeConfig, log: Callable[[str], None],
                     f"{threshold.describe()}")
                 if loaded.description.get("training", "recipe").split()[0] == "method":
                     log(f"the checkpoint was trained with {loaded.description['training']}")
-                note = cam_note(loaded.model, config.method, target_layer)
-                if note:
-                    log(note)
+                for note in (epochs_note(loaded.description),
+                             cam_note(loaded.model, config.method, target_layer)):
+                    if note:
+                        log(note)
             sweep_shard(sweep, list(range(distributed.rank, len(listing.images),
                                           distributed.world)), writer, distributed)
             writer.close()

@@ -137,9 +137,32 @@ def _checkpoint_model(path: str) -> LoadedModel:
         {"checkpoint": str(Path(path).resolve()), "arch": payload["arch"],
          "recipe": payload["recipe"], "deltas": list(payload["deltas"]),
          "head": payload["head"], "feature_stride": payload["feature_stride"],
-         "sha256": _sha256(Path(path)), "training": trained_with(payload)},
+         "sha256": _sha256(Path(path)), "training": trained_with(payload),
+         **trained_epochs(payload)},
         payload.get("cam_threshold"), payload.get("cam_threshold_source"),
     )
+
+
+def trained_epochs(payload: dict[str, Any]) -> dict[str, int]:
+    """{'epoch': the epochs the weights had, 'epochs': the run's planned epochs}, where the
+    checkpoint says (a plain state dict or an older file may not)."""
+    found = {}
+    for key, value in (("epoch", payload.get("epoch")),
+                       ("epochs", (payload.get("args") or {}).get("epochs"))):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            found[key] = value
+    return found
+
+
+def epochs_note(description: dict[str, Any]) -> str | None:
+    """A line when the weights are from before the run's last epoch: best.pt chosen
+    early, or a run killed before it finished; None otherwise."""
+    epoch, epochs = description.get("epoch"), description.get("epochs")
+    if not epoch or not epochs or epoch >= epochs:
+        return None
+    return (f"note: the checkpoint holds epoch {epoch} of its run's {epochs} (best.pt is the "
+            f"epoch of best validation accuracy, or the run stopped early: "
+            f"train --resume finishes it)")
 
 
 def trained_with(payload: dict[str, Any]) -> str:
