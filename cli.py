@@ -288,9 +288,11 @@ def localize(**options) -> None:
 
     summary = api.localize(**options).result  # a LocalizeResult
     if summary.images or summary.failed:
-        rate = summary.images / max(summary.seconds, 1e-9)
+        # a resumed run counts every image but timed only this call: no rate to give
+        pace = (f"finished a resumed run in {summary.seconds:.0f} s" if summary.resumed else
+                f"{summary.images / max(summary.seconds, 1e-9):.1f} img/s")
         click.echo(
-            f"localised {counted(summary.images, 'image')} ({rate:.1f} img/s), "
+            f"localised {counted(summary.images, 'image')} ({pace}), "
             f"{counted(summary.maps, 'map')} -> {summary.out}"
             + (f"; {summary.failed} could not be read or decoded (see "
                f"{summary.out}/errors.csv)" if summary.failed else "")

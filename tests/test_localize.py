@@ -395,6 +395,19 @@ def test_score_and_boxes_say_an_unfinished_run_must_be_finished(images, tmp_path
     assert not (tmp_path / "new").exists() and not (tmp_path / "rep").exists()
 
 
+def test_a_resumed_run_gives_no_speed_it_did_not_measure(images, tmp_path, checkpoint):
+    """The images of a resumed run were mostly localised by the killed call: dividing all
+    of them by this call's seconds would print a speed nobody measured."""
+    run = tmp_path / "run"
+    with pytest.raises(Stop):
+        run_localize(images, run, log=stop, checkpoint=str(checkpoint))
+    result = run_cli("localize", str(images), "--out", str(run), "--checkpoint",
+                     str(checkpoint), "--workers", "0")
+    assert result.returncode == 0, result.stderr
+    assert "localised 18 images (finished a resumed run in " in result.stdout
+    assert "img/s" not in result.stdout.splitlines()[-1]
+
+
 def test_rerun_with_other_arguments_is_refused(images, tmp_path, checkpoint):
     run = tmp_path / "run"
     with pytest.raises(Stop):
