@@ -11,12 +11,16 @@ No training: every candidate is a map method of `localize` on the run's best.pt
 - model: ACoL's own fused CAMs (what the preset ships);
 - gradcam at the backbone output: the first classifier's CAM alone (its linear head makes
   Grad-CAM's weights its own), so it asks whether fusing the two branches helps;
-- layercam at the backbone output, and at backbone.13 and backbone.6: Layer-CAM keeps
-  each position's positive gradient, which at shallower layers gives finer maps (its
-  paper's point). MobileNetV2 at --feature-stride 16 and input 320 gives 20x20 maps
-  from backbone.7 up; backbone.13 is the last block of the 96-channel stage (the deepest
-  one not yet widened for the head, mid-level parts), backbone.6 the last block at stride
-  8 (40x40, twice the resolution, edges and textures).
+- layercam at the backbone output (backbone, 1280 channels) and at three shallower
+  layers: Layer-CAM keeps each position's positive gradient, which at shallower layers
+  gives finer maps (its paper's point). MobileNetV2 at --feature-stride 16 and input 320
+  gives 20x20 maps from backbone.7 up. backbone.17 is the last inverted-residual block
+  (320 channels, before the 1x1 expansion the head reads: one step down, same
+  resolution); backbone.13 the last block of the 96-channel stage (mid-level parts);
+  backbone.6 the last block at stride 8 (40x40, twice the resolution, edges and
+  textures). backbone.17 was added after backbone.13 and .6 scored far below the
+  backbone output on validation (before any test image was localised), to see where
+  between them the maps stop working.
 
 For each seed, the run's own validation images (those its calibration localised: 20% of
 train, never trained on) are localised with every candidate and scored (wsoleval, the
@@ -46,7 +50,8 @@ from pipeline import acol, summary
 
 METRIC = "max_box_acc_v2"
 CENTRE = "centre"
-DEFAULT_CANDIDATES = "model,gradcam,layercam,layercam@backbone.13,layercam@backbone.6"
+DEFAULT_CANDIDATES = ("model,gradcam,layercam,layercam@backbone.17,layercam@backbone.13,"
+                      "layercam@backbone.6")
 
 
 def parse_candidates(text: str) -> list[tuple[str, str, str | None]]:
