@@ -11,6 +11,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from acol_side_cub10 import (  # noqa: E402
     annotation_names,
+    calibrated_threshold,
     choose,
     parse_candidates,
     validation_images,
@@ -57,3 +58,12 @@ def test_validation_list_names_images_as_the_annotations_do(tmp_path):
     # each name resolves from the list's folder (as localize reads a list) to the image
     for name in listing.read_text().splitlines():
         assert (listing.parent / name).resolve() == (root / name).resolve()
+
+
+def test_the_calibrated_threshold_is_validations_best_for_gt_known(tmp_path):
+    (tmp_path / "summary.csv").write_text(
+        "metric,value,threshold\n"
+        "gt_known_loc,60,0.323\n"          # the run's carried threshold: not this map's own
+        "best_gt_known_loc,71.7,0.279\n"
+        "max_box_acc_v2@50,71.7,0.3\n")
+    assert calibrated_threshold(tmp_path) == 0.279
