@@ -234,24 +234,24 @@ def scores_markdown(table: pd.DataFrame, chosen: str | None, labels: dict[str, s
 
 
 def compare_markdown(folder: Path, groups: dict[str, str], labels: dict[str, str]) -> str:
-    """Each seed group against the centre's: mean, sd, paired difference, McNemar."""
+    """Each seed group against the centre's: mean and sd over seeds, the paired difference
+    with its interval, Top-1 Loc (compare gives no McNemar test for seed groups)."""
     board = pd.read_csv(folder / "leaderboard.csv")  # one row a group, in order
     pairs = pd.read_csv(folder / "pairs.csv").set_index("method")
     lines = ["| map | MaxBoxAccV2 (mean ± sd) | - centre [95%] | Top-1 Loc | "
-             "McNemar centre-only / map-only / p |", "| --- | --- | --- | --- | --- |"]
+             "Top-1 Loc - centre [95%] |", "| --- | --- | --- | --- | --- |"]
     for (_, row), name in zip(board.iterrows(), groups):
-        sd = row.get(f"{METRIC}_std", float("nan"))
-        spread = "" if pd.isna(sd) else f" ± {sd:.1f}"
-        diff, mcnemar = "-", "-"
-        if row["method"] in pairs.index:
-            pair = pairs.loc[row["method"]]
-            diff = _interval(pair[f"{METRIC}_diff"], pair[f"{METRIC}_diff_ci_low"],
-                             pair[f"{METRIC}_diff_ci_high"], sign=True)
-            if not pd.isna(pair["mcnemar_p"]):
-                mcnemar = (f"{int(pair['mcnemar_reference_only'])} / "
-                           f"{int(pair['mcnemar_method_only'])} / {pair['mcnemar_p']:.3g}")
-        lines.append(f"| {labels.get(name, name)} | {row[METRIC]:.1f}{spread} | {diff} | "
-                     f"{row['top1_loc']:.1f} | {mcnemar} |")
+        cells = []
+        for metric in (METRIC, "top1_loc"):
+            sd = row.get(f"{metric}_std", float("nan"))
+            cells.append(f"{row[metric]:.1f}" + ("" if pd.isna(sd) else f" ± {sd:.1f}"))
+            if row["method"] in pairs.index:
+                pair = pairs.loc[row["method"]]
+                cells.append(_interval(pair[f"{metric}_diff"], pair[f"{metric}_diff_ci_low"],
+                                       pair[f"{metric}_diff_ci_high"], sign=True))
+            else:
+                cells.append("-")
+        lines.append(f"| {labels.get(name, name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
