@@ -90,3 +90,46 @@ def test_a_run_without_boxes_or_calibration_has_no_localisation_column(tiny_boxe
     assert "val_max_box_acc_v2" not in rows_of(tmp_path / "r")[0]
     assert not (tmp_path / "r" / "validation").exists()
     assert (tmp_path / "r" / "curves.png").is_file()
+
+
+class KilledInValidation(Exception):
+    """Stands for a kill while an epoch's validation localisation runs."""
+
+
+@pytest.mark.slow
+def test_a_kill_during_an_epochs_validation_localisation_resumes_exactly(tiny_boxes, tmp_path,
+                                                                        monkeypatch):
+    """The validation localisation of an epoch takes a while; a kill there must leave the
+    run at the previous epoch (last.pt is written last), so the resume repeats the epoch
+    and ends with the straight run's metrics.csv and best.pt."""
+    import acol_eval.training.trainer as trainer_module
+    from acol_eval.models.checkpoint import load_checkpoint
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        common = dict(data=f"cub:{tiny_boxes}", val_fraction=0.4, **TINY)
+        straight = tmp_path / "straight"
+        train(TrainConfig(out=str(straight), **common), log=lambda m: None)
+        real = trainer_module.validation_localisation
+        calls = []
+
+        def killed_in_the_second(trainer, checkpoint):
+            calls.append(checkpoint)
+            if len(calls) == 2:
+                raise KilledInValidation
+            return real(trainer, checkpoint)
+
+        run = tmp_path / "run"
+        monkeypatch.setattr(trainer_module, "validation_localisation", killed_in_the_second)
+        with pytest.raises(KilledInValidation):
+            train(TrainConfig(out=str(run), **common), log=lambda m: None)
+        monkeypatch.undo()
+        assert load_checkpoint(run / "last.pt")["epoch"] == 1  # epoch 2 never committed
+        result = train(TrainConfig(out=str(run), resume=True, **common), log=lambda m: None)
+        assert result.epochs == 1 and rows_of(run) == rows_of(straight)
+        a, b = (load_checkpoint(p / "best.pt")["state_dict"] for p in (run, straight))
+        assert all(torch.equal(v, b[k]) for k, v in a.items())
+        assert not (run / ".epoch.pt").exists()
+    finally:
+        torch.set_num_threads(threads)

@@ -271,14 +271,19 @@ class Trainer:
         accuracy = metrics["val_acc_1p"] if has_val else metrics["train_acc_1p"]
         self.rows.append(metrics)
         checkpoint = run_checkpoint(self, epoch + 1, metrics, max(self.best, accuracy))
-        checkpoint.save(self.out / "last.pt")
-        if self.val_boxes is not None:  # the row (and best.pt's copy) gains its localisation
-            metrics[VAL_LOC_COLUMN] = validation_localisation(self, self.out / "last.pt")
+        if self.val_boxes is not None:  # the row (and the checkpoints) gain its localisation
+            staged = self.out / EPOCH_STAGED
+            checkpoint.save(staged)
+            metrics[VAL_LOC_COLUMN] = validation_localisation(self, staged)
+            staged.unlink(missing_ok=True)
         if accuracy > self.best:
             self.best = accuracy
             checkpoint.save(self.out / "best.pt")
         write_metrics(self.out / "metrics.csv", self.rows)
         plot_training(self.out / CURVES_FILE, self.rows)
+        # last.pt is the epoch's commit: written after best.pt and metrics.csv, so a kill
+        # anywhere before it resumes from the previous epoch, which then repeats exactly
+        checkpoint.save(self.out / "last.pt")
         self.log(epoch_line(metrics, self.config.epochs, has_val))
 
     def run(self) -> TrainResult:
@@ -343,6 +348,10 @@ def validation_boxes(config: TrainConfig, data: TrainingData) -> CalibrationSet 
     if not config.calibrate or data.annotations is None or not len(data.val_set):
         return None
     return CalibrationSet.of(data.annotations, [name for name, _ in data.val_set.items])
+
+
+# the epoch's weights while its validation localisation runs, before last.pt is written
+EPOCH_STAGED = ".epoch.pt"
 
 
 def validation_localisation(trainer: Trainer, checkpoint: Path) -> float:
