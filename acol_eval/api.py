@@ -196,7 +196,10 @@ def train(config: TrainConfig | None = None, /, *, preset: str | None = None,
         given, applied = apply_preset(
             preset, given, chosen,
             lambda: source_splits(given["data"], given.get("images")))
-        config = _build("train", TrainConfig, _with_method_args(given, method_flags))
+        try:
+            config = _build("train", TrainConfig, _with_method_args(given, method_flags))
+        except AcolError as exc:
+            raise applied.explain(exc) from None
     else:
         if not isinstance(config, TrainConfig):
             options = _with_method_args(options, method_flags)

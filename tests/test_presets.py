@@ -81,6 +81,29 @@ def test_cli_prints_writes_and_lets_flags_override_the_preset(tmp_path):
         ("pp", "resnet18", 1, 0.2)
 
 
+def test_a_preset_command_refused_by_its_data_prints_only_the_error(tmp_path):
+    """The preset's line comes after the data and the box budget are checked: a refused
+    command is one line on stderr, as every refusal is."""
+    data = tmp_path / "s"
+    write_synth(data, SynthConfig(classes=2, train_per_class=10, val_per_class=2, size=64))
+    result = run_cli("train", "--preset", "wsol-cub-fsl", "--data", f"cub:{data}", "--out",
+                     str(tmp_path / "r"), "--boxes-per-class", "3", "--arch", "resnet18",
+                     "--weights", "none")
+    assert_one_line_error(result, 2, "--boxes-per-class 3")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_refusal_of_a_flag_the_preset_set_says_where_it_came_from(tmp_path):
+    data = tmp_path / "s"
+    write_synth(data, SynthConfig(classes=2, train_per_class=4, val_per_class=1, size=64))
+    result = run_cli("train", "--preset", "wsol-cub-fsl", "--data", f"cub:{data}", "--out",
+                     str(tmp_path / "r"), "--method", "acol")
+    assert_one_line_error(result, 2, "--boxes-per-class is for methods that train on boxes",
+                          "(--boxes-per-class came from --preset wsol-cub-fsl, not from the "
+                          "command line)")
+    assert not (tmp_path / "r").exists()
+
+
 def test_cli_refuses_an_unknown_preset_in_one_line(tmp_path):
     result = run_cli("train", "--preset", "nope", "--data", "x", "--out", str(tmp_path / "r"))
     assert_one_line_error(result, 2, "--preset")

@@ -15,6 +15,7 @@ the images the scores are measured on).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -140,6 +141,17 @@ class AppliedPreset:
             line += (" (given on the command line: "
                      + ", ".join(map(option_flag, self.overridden)) + ")")
         return line + (f"; {self.note}" if self.note else "")
+
+    def explain(self, error: AcolError) -> AcolError:
+        """`error` of the filled-in options, saying which of its flags the preset set (the
+        user never typed them, e.g. --boxes-per-class of wsol-cub-fsl under --method acol)."""
+        message = str(error)
+        mine = [option_flag(name) for name in self.applied
+                if re.search(re.escape(option_flag(name)) + r"\b", message)]
+        if not mine:
+            return error
+        return AcolError(f"{message} ({', '.join(mine)} came from --preset "
+                         f"{self.preset.value}, not from the command line)")
 
     def record(self) -> dict[str, Any]:
         """preset.json's content."""

@@ -423,10 +423,16 @@ def train(config: TrainConfig, log: Callable[[str], None] = _log_default,
     OUT/preset.json so the run folder says which flags it stood for."""
     check_out_folder(config)
     dist = Distributed(config.device)
-    if preset is not None and dist.is_main:
-        log(preset.summary())
     try:
-        trainer = Trainer(config, dist, log)
+        # the data and the budget are checked first, so a refused command prints only
+        # its one error line; what the checks had to say follows the preset's line
+        held: list[str] = []
+        trainer = Trainer(config, dist, held.append)
+        trainer.log = log
+        if preset is not None and dist.is_main:
+            log(preset.summary())
+        for line in held:
+            log(line)
         finished = config.resume and trainer.start_epoch >= config.epochs
         lock = FolderLock(config.out, "train") if dist.is_main else contextlib.nullcontext()
         with lock:
