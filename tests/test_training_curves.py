@@ -133,3 +133,38 @@ def test_a_kill_during_an_epochs_validation_localisation_resumes_exactly(tiny_bo
         assert not (run / ".epoch.pt").exists()
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_a_kill_between_last_pt_and_metrics_csv_restores_the_row(tiny_boxes, tmp_path,
+                                                                monkeypatch):
+    """last.pt commits an epoch and metrics.csv follows it: a kill in between leaves the
+    row in last.pt, and the resume (of an unfinished or a finished run) writes it back."""
+    import acol_eval.training.trainer as trainer_module
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for epochs in (3, 2):  # killed in epoch 2: one epoch left, or none
+            common = dict(data=f"cub:{tiny_boxes}", val_fraction=0.4,
+                          **{**TINY, "epochs": epochs})
+            straight = tmp_path / f"straight{epochs}"
+            train(TrainConfig(out=str(straight), **common), log=lambda m: None)
+            real, calls = trainer_module.write_metrics, []
+
+            def killed_in_the_second(path, rows, real=real, calls=calls):
+                calls.append(path)
+                if len(calls) == 2:
+                    raise KilledInValidation
+                return real(path, rows)
+
+            run = tmp_path / f"run{epochs}"
+            monkeypatch.setattr(trainer_module, "write_metrics", killed_in_the_second)
+            with pytest.raises(KilledInValidation):
+                train(TrainConfig(out=str(run), **common), log=lambda m: None)
+            monkeypatch.undo()
+            assert len(rows_of(run)) == 1  # epoch 2 is in last.pt, not in metrics.csv
+            train(TrainConfig(out=str(run), resume=True, **common), log=lambda m: None)
+            assert rows_of(run) == rows_of(straight)
+    finally:
+        torch.set_num_threads(threads)

@@ -116,9 +116,19 @@ def precision_of(config: TrainConfig, device: torch.device) -> Precision:
         "cuda", enabled=use_amp and dtype == torch.float16))
 
 
-def load_resume_point(trainer: Trainer) -> tuple[int, float]:
+def resumed_rows(path: Path, epochs_done: int,
+                 last_row: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+    """metrics.csv's rows of the epochs last.pt holds, and whether the last one had to come
+    from last.pt itself (a kill came between writing last.pt and metrics.csv)."""
+    rows = read_metrics(path, epochs_done)
+    if epochs_done and len(rows) == epochs_done - 1 and last_row:
+        return [*rows, dict(last_row)], True
+    return rows, False
+
+
+def load_resume_point(trainer: Trainer) -> tuple[int, float, dict[str, Any]]:
     """Load OUT/last.pt into the trainer's model, optimiser, scheduler and scaler after
-    checking it is this run's; returns (epochs done, best accuracy)."""
+    checking it is this run's; returns (epochs done, best accuracy, its metrics row)."""
     config, model = trainer.config, trainer.model
     path = trainer.out / "last.pt"
     if not path.is_file():
@@ -149,7 +159,7 @@ def load_resume_point(trainer: Trainer) -> tuple[int, float]:
     if trainer.dist.is_main:
         for note in determinism_notes(saved.determinism, determinism(trainer.device)):
             trainer.log(note)
-    return int(saved.epoch), float(saved.best_accuracy)
+    return int(saved.epoch), float(saved.best_accuracy), dict(saved.metrics or {})
 
 
 def build_network(config: TrainConfig, method: TrainingMethod, classes: int,
@@ -201,10 +211,11 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
         self.precision = precision_of(config, self.device)
         self.val_boxes = validation_boxes(config, self.data) if dist.is_main else None
-        self.start_epoch, self.best, self.rows = 0, -1.0, []
+        self.start_epoch, self.best, self.rows, self.row_restored = 0, -1.0, [], False
         if config.resume:
-            self.start_epoch, self.best = load_resume_point(self)
-            self.rows = read_metrics(self.out / "metrics.csv", self.start_epoch)
+            self.start_epoch, self.best, last_row = load_resume_point(self)
+            self.rows, self.row_restored = resumed_rows(self.out / "metrics.csv",
+                                                        self.start_epoch, last_row)
 
     def _loader(self, dataset, train: bool, epoch: int) -> DataLoader:
         """An epoch's loader. Training order: a permutation seeded by (seed, epoch) in
@@ -279,11 +290,12 @@ class Trainer:
         if accuracy > self.best:
             self.best = accuracy
             checkpoint.save(self.out / "best.pt")
+        # last.pt is the epoch's commit: a kill before it resumes from the previous epoch,
+        # which repeats exactly; metrics.csv follows it, and a resume restores a row it
+        # lacks from last.pt's own copy (resumed_rows)
+        checkpoint.save(self.out / "last.pt")
         write_metrics(self.out / "metrics.csv", self.rows)
         plot_training(self.out / CURVES_FILE, self.rows)
-        # last.pt is the epoch's commit: written after best.pt and metrics.csv, so a kill
-        # anywhere before it resumes from the previous epoch, which then repeats exactly
-        checkpoint.save(self.out / "last.pt")
         self.log(epoch_line(metrics, self.config.epochs, has_val))
 
     def run(self) -> TrainResult:
@@ -438,6 +450,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = _log_default,
         with lock:
             if dist.is_main:
                 check_out_folder(config)  # again, now that no other command can write
+                if trainer.row_restored:  # metrics.csv catches up with last.pt
+                    write_metrics(trainer.out / "metrics.csv", trainer.rows)
+                    plot_training(trainer.out / CURVES_FILE, trainer.rows)
                 if preset is not None:
                     atomic_write_text(Path(config.out) / PRESET_FILE,
                                       json.dumps(preset.record(), indent=1) + "\n")
