@@ -316,16 +316,9 @@ def check_same_hyperparameters(path: Path, saved: Mapping[str, Any] | None,
     theirs = json.loads(json.dumps(plain(dict(saved or {}))))
     differ = sorted(key for key in set(mine) | set(theirs) if mine.get(key) != theirs.get(key))
     if differ:
-        shown = "; ".join(f"{method.option_name(key)} {_shown(theirs.get(key))} "
-                          f"(now {_shown(mine.get(key))})" for key in differ)
+        shown = changed_options(theirs, mine, differ, name=method.option_name)
         raise AcolError(f"--resume: {path} was trained with other {method.name} settings: "
                         f"{shown}; resume with the run's own, or start a new --out")
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    return "unset" if value is None else str(value)
 
 
 def check_out_folder(config: TrainConfig) -> None:
